@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Entry point of the CDK app: stage config → stacks → cdk-nag.
+
+`npx cdk synth -c stage=prod` (or `make synth STAGE=prod`) picks the stage from cdk.json.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aws_cdk import App, Environment, Tags
+
+from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage_config
+from infra.nag import attach_nag
+from infra.stacks.data import DataStack
+
+
+def read_config(app: App) -> StageConfig:
+    context = {"atelier": app.node.try_get_context("atelier")}
+    if context["atelier"] is None:
+        context = {}
+    return load_stage_config(context, app.node.try_get_context(STAGE_CONTEXT_KEY))
+
+
+def build_app(app: App) -> App:
+    """Add every stack of the configured stage to `app` and attach the security checks."""
+    config = read_config(app)
+    env = (
+        Environment(account=config.account, region=config.region)
+        if config.account is not None
+        else None
+    )
+
+    DataStack(
+        app,
+        config.resource_name("data"),
+        config=config,
+        env=env,
+        description=f"Atelier ({config.stage}) data: KMS key, S3 buckets, products table",
+        termination_protection=config.is_production_like,
+    )
+
+    for name, value in {**config.tags, "atelier:stage": config.stage}.items():
+        Tags.of(app).add(name, value)
+    attach_nag(app)
+    return app
+
+
+def main() -> int:
+    app = App()
+    try:
+        build_app(app)
+    except ConfigError as error:
+        print(f"Config error: {error}", file=sys.stderr)
+        return 2
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

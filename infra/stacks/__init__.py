@@ -1,0 +1,1 @@
+"""One stack per lifecycle: data (stateful), training, hosting, bedrock, api."""

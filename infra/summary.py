@@ -1,0 +1,125 @@
+"""Print what a synthesized cloud assembly would deploy: `python -m infra.summary cdk.out`.
+
+Read from the assembly on disk (not from the CDK app) so it describes exactly what `cdk deploy`
+would send: stacks, resource counts, and the compute that bills by the hour (SageMaker endpoint
+instances), which is what a user most wants to know before deploying.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STACK_ARTIFACT = "aws:cloudformation:stack"
+# Instance families with an accelerator (GPU or Inferentia/Trainium).
+ACCELERATED_FAMILIES = ("ml.g", "ml.p", "ml.inf", "ml.trn")
+
+
+@dataclass(frozen=True)
+class EndpointVariant:
+    stack: str
+    endpoint_config: str
+    variant: str
+    instance_type: str
+    initial_instance_count: int
+
+    @property
+    def accelerated(self) -> bool:
+        return self.instance_type.startswith(ACCELERATED_FAMILIES)
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    name: str
+    template_file: str
+    resource_counts: Counter[str]
+
+    @property
+    def total(self) -> int:
+        return sum(self.resource_counts.values())
+
+
+def load_stacks(assembly_dir: Path) -> list[tuple[StackSummary, dict[str, Any]]]:
+    manifest_path = assembly_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no cloud assembly at {assembly_dir} (run `make synth` first)")
+    manifest = json.loads(manifest_path.read_text())
+    stacks = []
+    for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
+        if artifact.get("type") != STACK_ARTIFACT:
+            continue
+        template_file = artifact["properties"]["templateFile"]
+        template = json.loads((assembly_dir / template_file).read_text())
+        counts = Counter(
+            resource["Type"] for resource in template.get("Resources", {}).values()
+        )
+        stacks.append((StackSummary(artifact_id, template_file, counts), template))
+    return stacks
+
+
+def endpoint_variants(stack: str, template: dict[str, Any]) -> list[EndpointVariant]:
+    variants = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::SageMaker::EndpointConfig":
+            continue
+        for variant in resource.get("Properties", {}).get("ProductionVariants", []):
+            instance_type = variant.get("InstanceType")
+            if not isinstance(instance_type, str):
+                # Serverless variants have no instance type and bill per request.
+                instance_type = "serverless"
+            variants.append(
+                EndpointVariant(
+                    stack=stack,
+                    endpoint_config=logical_id,
+                    variant=str(variant.get("VariantName", "?")),
+                    instance_type=instance_type,
+                    initial_instance_count=int(variant.get("InitialInstanceCount", 0) or 0),
+                )
+            )
+    return variants
+
+
+def render(assembly_dir: Path) -> str:
+    stacks = load_stacks(assembly_dir)
+    lines = [f"Synthesized {len(stacks)} stack(s) into {assembly_dir}/"]
+    variants: list[EndpointVariant] = []
+    for summary, template in stacks:
+        lines.append(f"  {summary.name}: {summary.total} resources ({summary.template_file})")
+        for resource_type, count in sorted(summary.resource_counts.items()):
+            lines.append(f"      {count:>3}  {resource_type}")
+        variants.extend(endpoint_variants(summary.name, template))
+
+    if variants:
+        lines.append("SageMaker endpoints that would run (billed per instance-hour while deployed):")
+        for variant in variants:
+            marker = "GPU/accelerator" if variant.accelerated else "CPU"
+            lines.append(
+                f"  {variant.stack}/{variant.endpoint_config} [{variant.variant}]: "
+                f"{variant.initial_instance_count} x {variant.instance_type} ({marker})"
+            )
+    else:
+        lines.append(
+            "SageMaker endpoints that would run: none (no model artifact is configured)"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("assembly_dir", nargs="?", default="cdk.out", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        print(render(args.assembly_dir))
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Code shared by every Lambda function: boto3 adapters, pydantic models, typed errors."""

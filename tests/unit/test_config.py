@@ -1,0 +1,168 @@
+"""Stage config: the real cdk.json parses, and every bad value fails with one clear line."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, load_stage_config
+from tests.conftest import ROOT, cdk_json_context
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    return copy.deepcopy(cdk_json_context())
+
+
+def _defaults(context: dict[str, Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] = context["atelier"]["defaults"]
+    return defaults
+
+
+def _error(context: dict[str, Any], stage: str | None = "dev") -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_stage_config(context, stage)
+    message = str(caught.value)
+    assert "\n" not in message, "config errors must fit on one line"
+    return message
+
+
+def test_dev_stage_destroys_and_prod_retains(context: dict[str, Any]) -> None:
+    # Given the shipped cdk.json, When both stages load
+    dev = load_stage_config(context, "dev")
+    prod = load_stage_config(context, "prod")
+    # Then dev tears down and prod keeps data, each with its own retention
+    assert (dev.removal_policy, prod.removal_policy) == ("destroy", "retain")
+    assert (dev.log_retention_days, prod.log_retention_days) == (30, 365)
+    assert not dev.is_production_like and prod.is_production_like
+    # And prod inherits the defaults it does not override
+    assert prod.lambdas == dev.lambdas
+    assert prod.data.temporary_prefixes == dev.data.temporary_prefixes
+    assert prod.data.access_log_expiration_days == 365
+
+
+def test_environment_agnostic_by_default(context: dict[str, Any]) -> None:
+    config = load_stage_config(context, "dev")
+    assert config.account is None and config.region is None
+
+
+def test_default_stage_applies_without_stage_flag(context: dict[str, Any]) -> None:
+    context["atelier"]["default_stage"] = "prod"
+    assert load_stage_config(context, None).stage == "prod"
+
+
+def test_names_derive_from_prefix_and_stage(context: dict[str, Any]) -> None:
+    config = load_stage_config(context, "prod")
+    assert config.resource_name("data") == "atelier-prod-data"
+    assert config.ssm_prefix == "/atelier/prod"
+
+
+def test_unknown_stage_lists_the_allowed_stages(context: dict[str, Any]) -> None:
+    message = _error(context, "staging")
+    assert message == "stage = 'staging' is not allowed; allowed values: dev, prod"
+
+
+def test_wrong_removal_policy_names_key_and_allowed_values(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["prod"]["removal_policy"] = "delete"
+    message = _error(context, "prod")
+    assert message == (
+        "stage 'prod': removal_policy = 'delete' is not allowed; allowed values: destroy, retain"
+    )
+
+
+def test_missing_key_is_named(context: dict[str, Any]) -> None:
+    del _defaults(context)["name_prefix"]
+    message = _error(context)
+    assert message.startswith("stage 'dev': name_prefix is missing; expected 3-20 lowercase")
+
+
+def test_missing_nested_key_is_named_with_its_path(context: dict[str, Any]) -> None:
+    del _defaults(context)["lambdas"]["powertools_layer_version"]
+    message = _error(context)
+    assert message == (
+        "stage 'dev': lambdas.powertools_layer_version is missing; "
+        "expected a whole number from 1 to 10000"
+    )
+
+
+def test_typo_in_a_key_is_rejected_not_ignored(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["log_retension_days"] = 7
+    message = _error(context)
+    assert message.startswith("stage 'dev': log_retension_days is not a known key; allowed keys:")
+    assert "log_retention_days" in message
+
+
+def test_log_retention_must_be_a_cloudwatch_value(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["log_retention_days"] = 10
+    message = _error(context)
+    assert message.startswith("stage 'dev': log_retention_days = 10 is not allowed; allowed values: 1, 3,")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("data", "abort_incomplete_multipart_upload_days", 0, "from 1 to 30"),
+        ("data", "temporary_object_expiration_days", True, "whole number"),
+        ("data", "temporary_prefixes", ["/tmp"], "temporary_prefixes[0] = '/tmp'"),
+        ("data", "temporary_prefixes", [], "list of S3 prefixes"),
+        ("lambdas", "architecture", "x86", "allowed values: x86_64, arm64"),
+        ("lambdas", "runtime", "python3.9", "allowed values: python3.12, python3.13, python3.14"),
+        ("lambdas", "log_level", "verbose", "allowed values: DEBUG, INFO, WARN, ERROR"),
+    ],
+)
+def test_nested_values_are_validated(
+    context: dict[str, Any], section: str, key: str, value: Any, expected: str
+) -> None:
+    context["atelier"]["stages"]["dev"][section] = {key: value}
+    message = _error(context)
+    assert message.startswith(f"stage 'dev': {section}.{key}")
+    assert expected in message
+
+
+def test_account_and_region_go_together(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["account"] = "123456789012"
+    assert "account and region must be set together" in _error(context)
+    context["atelier"]["stages"]["dev"]["region"] = "eu-west-1"
+    config = load_stage_config(context, "dev")
+    assert (config.account, config.region) == ("123456789012", "eu-west-1")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("account", "12345"), ("region", "Europe"), ("name_prefix", "Atelier_Prod")],
+)
+def test_identifiers_are_checked(context: dict[str, Any], key: str, value: str) -> None:
+    context["atelier"]["stages"]["dev"][key] = value
+    assert f"{key} = '{value}' is not valid" in _error(context)
+
+
+def test_reserved_tag_names_are_rejected(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["tags"] = {"aws:owner": "me"}
+    assert "tags.aws:owner is not a valid tag name" in _error(context)
+
+
+def test_missing_atelier_context_is_reported() -> None:
+    with pytest.raises(ConfigError, match="context key 'atelier' is missing from cdk.json"):
+        load_stage_config({}, None)
+
+
+@pytest.mark.infra
+def test_synth_with_a_bad_stage_prints_one_line_and_fails() -> None:
+    # Given the CDK CLI's way of passing context (CDK_CONTEXT_JSON), with a stage that is not there
+    context = {**cdk_json_context(), "stage": "qa"}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent"}
+    # When the app runs as `cdk synth` would run it
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    # Then it exits non-zero with exactly one line naming the key and the allowed values
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Config error")]
+    assert lines == ["Config error: stage = 'qa' is not allowed; allowed values: dev, prod"]
+    assert "Traceback" not in result.stderr
