@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from aws_cdk import App, Environment, Tags
+from aws_cdk import App, Environment
 
 from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage_config
 from infra.nag import attach_nag
@@ -31,17 +31,19 @@ def build_app(app: App) -> App:
         else None
     )
 
+    # Stack tags: CloudFormation puts them on every resource that supports tags (cost allocation).
+    tags = {**config.tags, "atelier:stage": config.stage}
+
     DataStack(
         app,
         config.resource_name("data"),
         config=config,
         env=env,
+        tags=tags,
         description=f"Atelier ({config.stage}) data: KMS key, S3 buckets, products table",
         termination_protection=config.is_production_like,
     )
 
-    for name, value in {**config.tags, "atelier:stage": config.stage}.items():
-        Tags.of(app).add(name, value)
     attach_nag(app)
     return app
 

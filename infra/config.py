@@ -43,7 +43,7 @@ _TAG_KEY = re.compile(r"^[\w.:/=+@ -]{1,128}$")
 
 
 class ConfigError(ValueError):
-    """A configuration value is wrong; the message is one line naming the key and what is allowed."""
+    """A configuration value is wrong; the one-line message names the key and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,9 @@ class _Reader:
     def section(self, name: str, known: tuple[str, ...]) -> _Reader:
         value = self._values.get(name, _MISSING)
         if value is _MISSING:
-            raise ConfigError(f"{self.key(name)} is missing; expected an object with keys: "
-                              f"{', '.join(known)}")
+            raise ConfigError(
+                f"{self.key(name)} is missing; expected an object with keys: {', '.join(known)}"
+            )
         return _Reader(value, self.key(name), known)
 
 
@@ -215,11 +216,15 @@ def _tags(key: str, value: Any) -> dict[str, str]:
         raise ConfigError(f"{key} = {_show(value)} is not valid; {_tags.expected}")  # type: ignore[attr-defined]
     for name, tag_value in value.items():
         if not _TAG_KEY.fullmatch(name) or name.lower().startswith("aws:"):
-            raise ConfigError(f"{key}.{name} is not a valid tag name; expected 1-128 characters, "
-                              "not starting with 'aws:'")
+            raise ConfigError(
+                f"{key}.{name} is not a valid tag name; expected 1-128 characters, "
+                "not starting with 'aws:'"
+            )
         if not isinstance(tag_value, str) or len(tag_value) > 256:
-            raise ConfigError(f"{key}.{name} = {_show(tag_value)} is not valid; expected a string "
-                              "of at most 256 characters")
+            raise ConfigError(
+                f"{key}.{name} = {_show(tag_value)} is not valid; expected a string "
+                "of at most 256 characters"
+            )
     return dict(value)
 
 
@@ -282,13 +287,20 @@ def parse_stage_config(stage: str, values: Mapping[str, Any]) -> StageConfig:
         stage=stage,
         name_prefix=reader.get(
             "name_prefix",
-            _matching(_NAME_PREFIX, "3-20 lowercase letters, digits or hyphens, starting with a "
-                      "letter"),
+            _matching(
+                _NAME_PREFIX, "3-20 lowercase letters, digits or hyphens, starting with a letter"
+            ),
         ),
-        account=reader.get("account", _matching(_ACCOUNT, "a 12-digit AWS account id or null",
-                                                optional=True), optional=True),
-        region=reader.get("region", _matching(_REGION, "an AWS region such as 'eu-west-1' or null",
-                                              optional=True), optional=True),
+        account=reader.get(
+            "account",
+            _matching(_ACCOUNT, "a 12-digit AWS account id or null", optional=True),
+            optional=True,
+        ),
+        region=reader.get(
+            "region",
+            _matching(_REGION, "an AWS region such as 'eu-west-1' or null", optional=True),
+            optional=True,
+        ),
         removal_policy=reader.get("removal_policy", _one_of(REMOVAL_POLICIES)),
         log_retention_days=reader.get("log_retention_days", _one_of(LOG_RETENTION_DAYS)),
         data=_parse_data(reader.section("data", _DATA_KEYS)),
@@ -315,13 +327,16 @@ def load_stage_config(context: Mapping[str, Any], stage: str | None) -> StageCon
     names = tuple(stages)
     for name in names:
         if not isinstance(name, str) or not _STAGE_NAME.fullmatch(name):
-            raise ConfigError(f"stages.{name} is not a valid stage name; expected 1-12 lowercase "
-                              "letters or digits, starting with a letter")
+            raise ConfigError(
+                f"stages.{name} is not a valid stage name; expected 1-12 lowercase "
+                "letters or digits, starting with a letter"
+            )
 
     chosen = stage if stage is not None else reader.get("default_stage", _one_of(names))
     if chosen not in stages:
-        raise ConfigError(f"stage = {_show(chosen)} is not allowed; allowed values: "
-                          f"{', '.join(names)}")
+        raise ConfigError(
+            f"stage = {_show(chosen)} is not allowed; allowed values: {', '.join(names)}"
+        )
     defaults = root.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise ConfigError(f"defaults must be an object, got {_show(defaults)}")

@@ -55,9 +55,7 @@ def load_stacks(assembly_dir: Path) -> list[tuple[StackSummary, dict[str, Any]]]
             continue
         template_file = artifact["properties"]["templateFile"]
         template = json.loads((assembly_dir / template_file).read_text())
-        counts = Counter(
-            resource["Type"] for resource in template.get("Resources", {}).values()
-        )
+        counts = Counter(resource["Type"] for resource in template.get("Resources", {}).values())
         stacks.append((StackSummary(artifact_id, template_file, counts), template))
     return stacks
 
@@ -95,7 +93,9 @@ def render(assembly_dir: Path) -> str:
         variants.extend(endpoint_variants(summary.name, template))
 
     if variants:
-        lines.append("SageMaker endpoints that would run (billed per instance-hour while deployed):")
+        lines.append(
+            "SageMaker endpoints that would run (billed per instance-hour while deployed):"
+        )
         for variant in variants:
             marker = "GPU/accelerator" if variant.accelerated else "CPU"
             lines.append(
@@ -103,9 +103,7 @@ def render(assembly_dir: Path) -> str:
                 f"{variant.initial_instance_count} x {variant.instance_type} ({marker})"
             )
     else:
-        lines.append(
-            "SageMaker endpoints that would run: none (no model artifact is configured)"
-        )
+        lines.append("SageMaker endpoints that would run: none (no model artifact is configured)")
     return "\n".join(lines)
 
 

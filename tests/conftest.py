@@ -64,10 +64,12 @@ def synthesize(stage: str, outdir: Path) -> SynthesizedApp:
 
 
 @pytest.fixture(scope="session")
-def synthesized_apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SynthesizedApp]]:
+def synthesized_apps(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, SynthesizedApp]]:
     """Every configured stage synthesized once, with cdk-nag attached (it raises on a finding)."""
     stages = cdk_json_context()["atelier"]["stages"]
-    yield {
+    return {
         stage: synthesize(stage, tmp_path_factory.mktemp(f"cdk-out-{stage}")) for stage in stages
     }
 

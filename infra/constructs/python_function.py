@@ -38,7 +38,7 @@ _ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Archit
 
 
 def powertools_layer_arn(*, region: str, runtime: str, architecture: str, version: int) -> str:
-    """ARN of the public Powertools v3 layer, e.g. ...:AWSLambdaPowertoolsPythonV3-python313-x86_64:36."""
+    """ARN of the public Powertools v3 layer, e.g. ...PythonV3-python313-x86_64:36."""
     runtime_tag = runtime.replace(".", "")
     return (
         f"arn:aws:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -101,7 +102,9 @@ def test_data_buckets_expire_only_scratch_data(dev_app: SynthesizedApp, name: st
         "NoncurrentDays": 30
     }
     expiring = {
-        rule["Prefix"]: rule["ExpirationInDays"] for rule in rules.values() if "ExpirationInDays" in rule
+        rule["Prefix"]: rule["ExpirationInDays"]
+        for rule in rules.values()
+        if "ExpirationInDays" in rule
     }
     # Only the configured temporary prefixes ever expire: customer data has no expiry rule.
     assert expiring == {"tmp/": 7, "staging/": 7}
@@ -177,10 +180,13 @@ def test_names_are_published_as_ssm_parameters_and_outputs(
     )
 
 
-def test_stacks_are_environment_agnostic_and_tagged(dev_app: SynthesizedApp) -> None:
-    import json
-
-    manifest = json.loads((dev_app.assembly_dir / "manifest.json").read_text())
-    stack = manifest["artifacts"]["atelier-dev-data"]
+@pytest.mark.parametrize(("stage", "protected"), [("dev", False), ("prod", True)])
+def test_stacks_are_environment_agnostic_tagged_and_protected_in_prod(
+    synthesized_apps: dict[str, SynthesizedApp], stage: str, protected: bool
+) -> None:
+    app = synthesized_apps[stage]
+    manifest = json.loads((app.assembly_dir / "manifest.json").read_text())
+    stack = manifest["artifacts"][f"atelier-{stage}-data"]
     assert stack["environment"] == "aws://unknown-account/unknown-region"
-    assert stack["properties"]["tags"] == {"atelier:stage": "dev", "project": "atelier"}
+    assert stack["properties"]["tags"] == {"atelier:stage": stage, "project": "atelier"}
+    assert stack["properties"]["terminationProtection"] is protected

@@ -130,9 +130,7 @@ def test_role_may_write_its_logs_and_traces_and_nothing_else(
     }
 
 
-def test_arm64_selects_the_arm_layer_and_architecture(
-    tmp_path: Path, config: StageConfig
-) -> None:
+def test_arm64_selects_the_arm_layer_and_architecture(tmp_path: Path, config: StageConfig) -> None:
     arm = replace(config, lambdas=replace(config.lambdas, architecture="arm64"))
     template, _ = _synth_function(tmp_path, arm)
     properties = _one(template, "AWS::Lambda::Function")["Properties"]
@@ -227,7 +225,11 @@ def test_a_dependency_pip_cannot_resolve_fails_synth_with_pips_reason(
 ) -> None:
     source, wheelhouse = lambdas_tree
     (source / "requirements" / "greeter.txt").write_text("tinydep==2.0\n")
-    with pytest.raises(RuntimeError, match=r"(?s)pip could not bundle greeter.txt .*No matching distribution found for tinydep==2.0"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"(?s)pip could not bundle greeter\.txt .*No matching distribution found for "
+        r"tinydep==2\.0",
+    ):
         _synth_function(
             tmp_path / "cdk.out",
             config,
@@ -237,7 +239,7 @@ def test_a_dependency_pip_cannot_resolve_fails_synth_with_pips_reason(
 
 
 def test_missing_requirements_file_is_named(config: StageConfig, tmp_path: Path) -> None:
-    with pytest.raises(BundlingError, match="requirements file not found: .*nothing.txt"):
+    with pytest.raises(BundlingError, match=r"requirements file not found: .*nothing\.txt"):
         LocalPipBundling(
             source_dir=tmp_path,
             requirements_file=tmp_path / "nothing.txt",

@@ -40,7 +40,8 @@ def test_dev_stage_destroys_and_prod_retains(context: dict[str, Any]) -> None:
     # Then dev tears down and prod keeps data, each with its own retention
     assert (dev.removal_policy, prod.removal_policy) == ("destroy", "retain")
     assert (dev.log_retention_days, prod.log_retention_days) == (30, 365)
-    assert not dev.is_production_like and prod.is_production_like
+    assert not dev.is_production_like
+    assert prod.is_production_like
     # And prod inherits the defaults it does not override
     assert prod.lambdas == dev.lambdas
     assert prod.data.temporary_prefixes == dev.data.temporary_prefixes
@@ -49,7 +50,8 @@ def test_dev_stage_destroys_and_prod_retains(context: dict[str, Any]) -> None:
 
 def test_environment_agnostic_by_default(context: dict[str, Any]) -> None:
     config = load_stage_config(context, "dev")
-    assert config.account is None and config.region is None
+    assert config.account is None
+    assert config.region is None
 
 
 def test_default_stage_applies_without_stage_flag(context: dict[str, Any]) -> None:
@@ -101,7 +103,9 @@ def test_typo_in_a_key_is_rejected_not_ignored(context: dict[str, Any]) -> None:
 def test_log_retention_must_be_a_cloudwatch_value(context: dict[str, Any]) -> None:
     context["atelier"]["stages"]["dev"]["log_retention_days"] = 10
     message = _error(context)
-    assert message.startswith("stage 'dev': log_retention_days = 10 is not allowed; allowed values: 1, 3,")
+    assert message.startswith(
+        "stage 'dev': log_retention_days = 10 is not allowed; allowed values: 1, 3,"
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,7 +152,7 @@ def test_reserved_tag_names_are_rejected(context: dict[str, Any]) -> None:
 
 
 def test_missing_atelier_context_is_reported() -> None:
-    with pytest.raises(ConfigError, match="context key 'atelier' is missing from cdk.json"):
+    with pytest.raises(ConfigError, match=r"context key 'atelier' is missing from cdk\.json"):
         load_stage_config({}, None)
 
 

@@ -43,8 +43,11 @@ def test_counts_resources_and_lists_gpu_endpoints(tmp_path: Path) -> None:
                 "Type": "AWS::SageMaker::EndpointConfig",
                 "Properties": {
                     "ProductionVariants": [
-                        {"VariantName": "cpu", "InstanceType": "ml.m5.large",
-                         "InitialInstanceCount": 2},
+                        {
+                            "VariantName": "cpu",
+                            "InstanceType": "ml.m5.large",
+                            "InitialInstanceCount": 2,
+                        },
                         {"VariantName": "sls", "ServerlessConfig": {"MaxConcurrency": 1}},
                     ]
                 },
