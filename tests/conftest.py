@@ -6,16 +6,9 @@ sure no test could reach or sign for a real account even if it tried.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 _HERMETIC_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -33,40 +26,13 @@ for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "CDK_DEFAULT_ACCOUNT", "CDK_
     os.environ.pop(_name, None)
 os.environ.update(_HERMETIC_ENV)
 
-
-def cdk_json_context() -> dict[str, Any]:
-    """The context block of the real cdk.json, exactly as `cdk synth` would pass it."""
-    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return context
-
-
-@dataclass(frozen=True)
-class SynthesizedApp:
-    stage: str
-    assembly_dir: Path
-    templates: dict[str, dict[str, Any]]
-
-    def template(self, suffix: str) -> dict[str, Any]:
-        matches = [name for name in self.templates if name.endswith(suffix)]
-        assert len(matches) == 1, f"expected one stack ending in {suffix!r}, got {matches}"
-        return self.templates[matches[0]]
-
-
-def synthesize(stage: str, outdir: Path) -> SynthesizedApp:
-    from aws_cdk import App
-
-    from app import build_app
-
-    app = App(context={**cdk_json_context(), "stage": stage}, outdir=str(outdir))
-    assembly = build_app(app).synth()
-    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
-    return SynthesizedApp(stage=stage, assembly_dir=outdir, templates=templates)
+from tests.support import SynthesizedApp, cdk_json_context, synthesize  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def synthesized_apps(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, SynthesizedApp]]:
+) -> dict[str, SynthesizedApp]:
     """Every configured stage synthesized once, with cdk-nag attached (it raises on a finding)."""
     stages = cdk_json_context()["atelier"]["stages"]
     return {

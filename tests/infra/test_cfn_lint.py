@@ -9,7 +9,7 @@ import pytest
 from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 
-from tests.conftest import SynthesizedApp
+from tests.support import SynthesizedApp
 
 pytestmark = pytest.mark.infra
 

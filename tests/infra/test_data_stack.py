@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from infra.stacks.data import PUBLISHED_NAMES, TABLE_SCHEMA
-from tests.conftest import SynthesizedApp
+from tests.support import SynthesizedApp
 
 pytestmark = pytest.mark.infra
 

@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 
 from app import build_app
 from infra.nag import acknowledge, attach_nag
-from tests.conftest import SynthesizedApp, cdk_json_context
+from tests.support import SynthesizedApp, cdk_json_context
 
 pytestmark = pytest.mark.infra
 

@@ -19,7 +19,7 @@ from infra.constructs import python_function
 from infra.constructs.local_bundling import BundlingError, LocalPipBundling, pip_install_command
 from infra.constructs.python_function import PythonFunction, powertools_layer_arn
 from infra.nag import attach_nag
-from tests.conftest import cdk_json_context
+from tests.support import cdk_json_context
 
 pytestmark = pytest.mark.infra
 

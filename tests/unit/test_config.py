@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, load_stage_config
-from tests.conftest import ROOT, cdk_json_context
+from tests.support import ROOT, cdk_json_context
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.summary import main, render
-from tests.conftest import SynthesizedApp
+from tests.support import SynthesizedApp
 
 
 def _write_assembly(directory: Path, templates: dict[str, dict[str, object]]) -> Path:
