@@ -1,0 +1,1 @@
+"""Product descriptions from photos: image → attributes (SageMaker) → text (Bedrock)."""

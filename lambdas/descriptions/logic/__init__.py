@@ -1,0 +1,1 @@
+"""Domain logic of the description pipeline: no AWS event shapes, no boto3."""
