@@ -24,8 +24,14 @@ CDK := npx --no-install cdk
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
-$(VENV_STAMP): pyproject.toml requirements/lock.txt
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+$(VENV_STAMP): pyproject.toml requirements/lock.txt Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+		"Atelier needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + \
+		" (set PYTHON=python3.x)")'
+	@# A venv whose pip does not run (e.g. created without ensurepip) is rebuilt, not reused.
+	@$(VENV)/bin/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); \
+		$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "python3 -m venv failed: install your distribution's venv package" >&2; exit 1; }; }
 	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		--constraint requirements/lock.txt $(PIP_GROUPS)

@@ -37,7 +37,9 @@ LAMBDA_PYTHON_RUNTIMES = ("python3.12", "python3.13", "python3.14")
 _NAME_PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+# Commercial partition only: the public Powertools layer is published from another account in
+# China and GovCloud.
+_REGION = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-\d$")
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
 _TAG_KEY = re.compile(r"^[\w.:/=+@ -]{1,128}$")
 
@@ -139,11 +141,19 @@ class _Reader:
 
 
 def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
+    return f"{where}.{_name(name)}" if where else _name(name)
+
+
+def _name(name: Any) -> str:
+    """A key as written in cdk.json, quoted and escaped if it could break the one-line message."""
+    if isinstance(name, str) and re.fullmatch(r"[\w.:/=+@ -]{1,128}", name):
+        return name
+    return repr(name)
 
 
 def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else f"'{value}'"
+    # repr escapes newlines and quotes, so a message stays on one line whatever the value.
+    return repr(value)
 
 
 def _describe(parse: Callable[..., Any]) -> str:
@@ -217,12 +227,12 @@ def _tags(key: str, value: Any) -> dict[str, str]:
     for name, tag_value in value.items():
         if not _TAG_KEY.fullmatch(name) or name.lower().startswith("aws:"):
             raise ConfigError(
-                f"{key}.{name} is not a valid tag name; expected 1-128 characters, "
+                f"{key}.{_name(name)} is not a valid tag name; expected 1-128 characters, "
                 "not starting with 'aws:'"
             )
         if not isinstance(tag_value, str) or len(tag_value) > 256:
             raise ConfigError(
-                f"{key}.{name} = {_show(tag_value)} is not valid; expected a string "
+                f"{key}.{_name(name)} = {_show(tag_value)} is not valid; expected a string "
                 "of at most 256 characters"
             )
     return dict(value)
@@ -273,7 +283,7 @@ def _parse_lambdas(reader: _Reader) -> LambdaConfig:
 def _merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and key != "tags":
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
@@ -328,11 +338,12 @@ def load_stage_config(context: Mapping[str, Any], stage: str | None) -> StageCon
     for name in names:
         if not isinstance(name, str) or not _STAGE_NAME.fullmatch(name):
             raise ConfigError(
-                f"stages.{name} is not a valid stage name; expected 1-12 lowercase "
+                f"stages.{_name(name)} is not a valid stage name; expected 1-12 lowercase "
                 "letters or digits, starting with a letter"
             )
 
-    chosen = stage if stage is not None else reader.get("default_stage", _one_of(names))
+    default_stage = reader.get("default_stage", _one_of(names))
+    chosen = stage if stage is not None else default_stage
     if chosen not in stages:
         raise ConfigError(
             f"stage = {_show(chosen)} is not allowed; allowed values: {', '.join(names)}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 STACK_ARTIFACT = "aws:cloudformation:stack"
+ACKNOWLEDGED_RULES = "aws:cdk:acknowledged-rules"
 # Instance families with an accelerator (GPU or Inferentia/Trainium).
 ACCELERATED_FAMILIES = ("ml.g", "ml.p", "ml.inf", "ml.trn")
 
@@ -44,11 +45,31 @@ class StackSummary:
         return sum(self.resource_counts.values())
 
 
-def load_stacks(assembly_dir: Path) -> list[tuple[StackSummary, dict[str, Any]]]:
+def _manifest(assembly_dir: Path) -> dict[str, Any]:
     manifest_path = assembly_dir / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no cloud assembly at {assembly_dir} (run `make synth` first)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    return manifest
+
+
+def load_acknowledgments(assembly_dir: Path) -> list[tuple[str, str, str]]:
+    """(construct path, rule, reason) of every cdk-nag acknowledgment recorded in the assembly."""
+    found: list[tuple[str, str, str]] = []
+    for artifact in _manifest(assembly_dir).get("artifacts", {}).values():
+        metadata_file = artifact.get("additionalMetadataFile")
+        if artifact.get("type") != STACK_ARTIFACT or not metadata_file:
+            continue
+        metadata = json.loads((assembly_dir / metadata_file).read_text())
+        for path, entries in sorted(metadata.items()):
+            for entry in entries:
+                if entry.get("type") == ACKNOWLEDGED_RULES:
+                    found.extend((path, rule, reason) for rule, reason in entry["data"].items())
+    return found
+
+
+def load_stacks(assembly_dir: Path) -> list[tuple[StackSummary, dict[str, Any]]]:
+    manifest = _manifest(assembly_dir)
     stacks = []
     for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
         if artifact.get("type") != STACK_ARTIFACT:
@@ -103,7 +124,12 @@ def render(assembly_dir: Path) -> str:
                 f"{variant.initial_instance_count} x {variant.instance_type} ({marker})"
             )
     else:
-        lines.append("SageMaker endpoints that would run: none (no model artifact is configured)")
+        lines.append("SageMaker endpoints that would run: none in this assembly")
+
+    acknowledged = load_acknowledgments(assembly_dir)
+    lines.append(f"cdk-nag acknowledgments, each with its reason: {len(acknowledged)}")
+    for path, rule, reason in acknowledged:
+        lines.append(f"  {rule.removeprefix('AwsSolutions::')} on {path}: {reason}")
     return "\n".join(lines)
 
 

@@ -78,6 +78,8 @@ class EncryptedBucket(s3.Bucket):
                 id=f"expire-temporary-{index}",
                 prefix=prefix,
                 expiration=Duration.days(data.temporary_object_expiration_days),
+                # Versioning would otherwise keep expired scratch objects as old versions.
+                noncurrent_version_expiration=Duration.days(1),
             )
             for index, prefix in enumerate(data.temporary_prefixes)
         ]

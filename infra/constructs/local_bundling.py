@@ -91,6 +91,16 @@ class LocalPipBundling:
         self.architecture = architecture
         self.extra_pip_args = tuple(extra_pip_args)
 
+    def describe(self) -> list[str]:
+        """What this bundler produces, as words; used to give each distinct bundle its own hash."""
+        return [
+            "local-pip-bundling",
+            f"requirements={self.requirements_file.name}",
+            f"platform={PIP_PLATFORMS.get(self.architecture, self.architecture)}",
+            f"python={self.python_version}",
+            *self.extra_pip_args,
+        ]
+
     def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:
         output = Path(output_dir)
         command = pip_install_command(

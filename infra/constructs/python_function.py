@@ -72,6 +72,10 @@ def lambda_code(
             # raises, because Docker is not part of this project's toolchain.
             image=DockerImage.from_registry("atelier-local-bundling-only"),
             local=bundler,
+            # Never run (no container), but part of the asset hash: the local bundler object is
+            # not, so without this every bundle of the same source would share one asset whatever
+            # its requirements file, architecture or Python version.
+            command=bundler.describe(),
         ),
     )
 

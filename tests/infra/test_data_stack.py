@@ -108,6 +108,9 @@ def test_data_buckets_expire_only_scratch_data(dev_app: SynthesizedApp, name: st
     }
     # Only the configured temporary prefixes ever expire: customer data has no expiry rule.
     assert expiring == {"tmp/": 7, "staging/": 7}
+    for rule in rules.values():
+        if "Prefix" in rule:  # and their old versions do not linger for the versioning window
+            assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert all(rule["Status"] == "Enabled" for rule in rules.values())
 
 

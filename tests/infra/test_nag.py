@@ -11,7 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
 from app import build_app
-from infra.nag import acknowledge, attach_nag
+from infra.nag import Acknowledged, acknowledge, acknowledgments, attach_nag
 from tests.support import SynthesizedApp, cdk_json_context
 
 pytestmark = pytest.mark.infra
@@ -80,6 +80,40 @@ def test_an_acknowledgment_with_a_reason_clears_exactly_that_finding(tmp_path: P
         "X-Ray trace APIs have no resource-level permissions in IAM.",
     )
     app.synth()  # does not raise
+    assert acknowledgments(app) == [
+        Acknowledged(
+            "Wildcard/Policy",
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "X-Ray trace APIs have no resource-level permissions in IAM.",
+        )
+    ]
+
+
+def test_an_acknowledgment_does_not_hide_other_findings(tmp_path: Path) -> None:
+    app, policy = _stack_with_wildcard_policy(tmp_path)
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        "X-Ray trace APIs have no resource-level permissions in IAM.",
+    )
+    s3.Bucket(Stack.of(policy), "Unlogged", enforce_ssl=True)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for r in report["pluginReports"] for v in r["violations"]}
+    assert rules == {"AwsSolutions-S1"}
+
+
+# Every acknowledgment in the real app, by construct path and rule. A new one must be added here
+# on purpose, so a broad acknowledgment (say, on a whole stack) cannot slip in unreviewed.
+EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = set()
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_app_acknowledges_only_what_was_reviewed(tmp_path: Path, stage: str) -> None:
+    app = build_app(App(context={**cdk_json_context(), "stage": stage}, outdir=str(tmp_path)))
+    found = {(ack.path, ack.rule_id) for ack in acknowledgments(app)}
+    assert found == EXPECTED_APP_ACKNOWLEDGMENTS
 
 
 @pytest.mark.parametrize(

@@ -220,6 +220,33 @@ def test_requirements_are_bundled_with_the_source_without_docker(
     assert not list(asset.rglob("__pycache__"))
 
 
+def test_each_distinct_bundle_gets_its_own_asset(
+    tmp_path: Path, config: StageConfig, lambdas_tree: tuple[Path, Path]
+) -> None:
+    # The local bundler is not part of CDK's asset hash by itself: a second requirements file or
+    # another architecture must still produce another asset, never reuse the first one.
+    source, wheelhouse = lambdas_tree
+    (source / "requirements" / "other.txt").write_text("tinydep==1.0\n")
+    offline = ["--no-index", "--find-links", str(wheelhouse)]
+    arm = replace(config, lambdas=replace(config.lambdas, architecture="arm64"))
+
+    def asset_key(outdir: Path, stage_config: StageConfig, requirements: str) -> str:
+        template, _ = _synth_function(
+            outdir, stage_config, requirements=requirements, extra_pip_args=offline
+        )
+        key: str = _one(template, "AWS::Lambda::Function")["Properties"]["Code"]["S3Key"]
+        return key
+
+    keys = {
+        asset_key(tmp_path / "a", config, "greeter"),
+        asset_key(tmp_path / "b", config, "other"),
+        asset_key(tmp_path / "c", arm, "greeter"),
+    }
+    assert len(keys) == 3
+    # And the same inputs give the same asset (deploys do not churn).
+    assert asset_key(tmp_path / "d", config, "greeter") in keys
+
+
 def test_a_dependency_pip_cannot_resolve_fails_synth_with_pips_reason(
     tmp_path: Path, config: StageConfig, lambdas_tree: tuple[Path, Path]
 ) -> None:

@@ -170,3 +170,33 @@ def test_synth_with_a_bad_stage_prints_one_line_and_fails() -> None:
     lines = [line for line in result.stderr.splitlines() if line.startswith("Config error")]
     assert lines == ["Config error: stage = 'qa' is not allowed; allowed values: dev, prod"]
     assert "Traceback" not in result.stderr
+
+
+def test_stage_tags_merge_with_default_tags(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["prod"]["tags"] = {"owner": "platform"}
+    config = load_stage_config(context, "prod")
+    assert config.tags == {"project": "atelier", "owner": "platform"}
+
+
+def test_default_stage_is_checked_even_when_a_stage_is_given(context: dict[str, Any]) -> None:
+    context["atelier"]["default_stage"] = "nope"
+    assert (
+        _error(context, "dev") == "default_stage = 'nope' is not allowed; allowed values: dev, prod"
+    )
+
+
+@pytest.mark.parametrize("stage", ["dev\nprod", "dev' ; rm -rf /"])
+def test_hostile_values_stay_on_one_line(context: dict[str, Any], stage: str) -> None:
+    # _error asserts the message has no newline; repr quoting keeps it readable.
+    assert _error(context, stage).startswith("stage = ")
+
+
+def test_hostile_key_names_stay_on_one_line(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["tags"] = {"a\nb": "x"}
+    assert "tags.'a\\nb' is not a valid tag name" in _error(context)
+
+
+def test_only_commercial_regions_are_accepted(context: dict[str, Any]) -> None:
+    # The public Powertools layer ARN differs in GovCloud and China.
+    context["atelier"]["stages"]["dev"].update(account="123456789012", region="us-gov-west-1")
+    assert "region = 'us-gov-west-1' is not valid" in _error(context)

@@ -11,11 +11,25 @@ from infra.summary import main, render
 from tests.support import SynthesizedApp
 
 
-def _write_assembly(directory: Path, templates: dict[str, dict[str, object]]) -> Path:
-    artifacts = {
-        name: {"type": "aws:cloudformation:stack", "properties": {"templateFile": f"{name}.json"}}
+def _write_assembly(
+    directory: Path,
+    templates: dict[str, dict[str, object]],
+    acknowledged: dict[str, dict[str, str]] | None = None,
+) -> Path:
+    artifacts: dict[str, dict[str, object]] = {
+        name: {
+            "type": "aws:cloudformation:stack",
+            "properties": {"templateFile": f"{name}.json"},
+            "additionalMetadataFile": f"{name}.metadata.json",
+        }
         for name in templates
     }
+    for name in templates:
+        metadata = {
+            f"/{name}/{path}": [{"type": "aws:cdk:acknowledged-rules", "data": rules}]
+            for path, rules in (acknowledged or {}).items()
+        }
+        (directory / f"{name}.metadata.json").write_text(json.dumps(metadata))
     artifacts["Tree"] = {"type": "cdk:tree", "properties": {"file": "tree.json"}}
     (directory / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
     for name, template in templates.items():
@@ -55,7 +69,9 @@ def test_counts_resources_and_lists_gpu_endpoints(tmp_path: Path) -> None:
         }
     }
     data = {"Resources": {"Key": {"Type": "AWS::KMS::Key"}, "B": {"Type": "AWS::S3::Bucket"}}}
-    text = render(_write_assembly(tmp_path, {"a-data": data, "a-hosting": hosting}))
+    acknowledged = {"Fn/TracingPolicy": {"AwsSolutions::AwsSolutions-IAM5[Resource::*]": "why"}}
+    assembly = _write_assembly(tmp_path, {"a-data": data, "a-hosting": hosting}, acknowledged)
+    text = render(assembly)
     assert f"Synthesized 2 stack(s) into {tmp_path}/" in text
     assert "  a-data: 2 resources (a-data.json)" in text
     assert "  a-hosting: 3 resources (a-hosting.json)" in text
@@ -63,6 +79,8 @@ def test_counts_resources_and_lists_gpu_endpoints(tmp_path: Path) -> None:
     assert "a-hosting/VqaConfig [AllTraffic]: 1 x ml.g5.2xlarge (GPU/accelerator)" in text
     assert "a-hosting/Small [cpu]: 2 x ml.m5.large (CPU)" in text
     assert "a-hosting/Small [sls]: 0 x serverless (CPU)" in text
+    assert "cdk-nag acknowledgments, each with its reason: 2" in text
+    assert "  AwsSolutions-IAM5[Resource::*] on /a-data/Fn/TracingPolicy: why" in text
 
 
 @pytest.mark.infra
@@ -70,7 +88,8 @@ def test_the_real_app_runs_no_endpoint_yet(dev_app: SynthesizedApp) -> None:
     text = render(dev_app.assembly_dir)
     assert "Synthesized 1 stack(s)" in text
     assert "atelier-dev-data:" in text
-    assert "SageMaker endpoints that would run: none" in text
+    assert "SageMaker endpoints that would run: none in this assembly" in text
+    assert "cdk-nag acknowledgments, each with its reason: 0" in text
 
 
 def test_missing_assembly_is_a_clear_error(
