@@ -111,7 +111,8 @@ _MISSING = object()
 class _Reader:
     def __init__(self, values: Mapping[str, Any], where: str, known: tuple[str, ...]) -> None:
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{where} must be an object, got {_show(values)}")
+            label = where or f"the '{CONTEXT_KEY}' context"
+            raise ConfigError(f"{label} must be an object, got {_show(values)}")
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(

@@ -200,3 +200,8 @@ def test_only_commercial_regions_are_accepted(context: dict[str, Any]) -> None:
     # The public Powertools layer ARN differs in GovCloud and China.
     context["atelier"]["stages"]["dev"].update(account="123456789012", region="us-gov-west-1")
     assert "region = 'us-gov-west-1' is not valid" in _error(context)
+
+
+def test_a_non_object_context_is_reported() -> None:
+    with pytest.raises(ConfigError, match=r"^the 'atelier' context must be an object, got 'dev'$"):
+        load_stage_config({"atelier": "dev"}, None)
