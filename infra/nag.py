@@ -6,32 +6,12 @@ cdk-nag 3 is a policy-validation plugin: any finding not acknowledged makes synt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aws_cdk import Acknowledgment, Stage, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 # A reason must tell a reviewer why the finding is safe here, not just that it was looked at.
 MIN_REASON_LENGTH = 40
-
-
-@dataclass(frozen=True)
-class Acknowledged:
-    path: str
-    rule_id: str
-    reason: str
-
-
-def acknowledgments(root: IConstruct) -> list[Acknowledged]:
-    """Every acknowledgment recorded under `root`, for review and for tests."""
-    found = []
-    for construct in root.node.find_all():
-        for entry in construct.node.metadata:
-            if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
-                for rule_id, reason in entry.data.items():
-                    found.append(Acknowledged(construct.node.path, rule_id, reason))
-    return found
 
 
 def attach_nag(app: Stage) -> None:

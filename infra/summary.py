@@ -45,20 +45,30 @@ class StackSummary:
         return sum(self.resource_counts.values())
 
 
-def _manifest(assembly_dir: Path) -> dict[str, Any]:
+Artifacts = list[tuple[str, dict[str, Any]]]
+
+
+def stack_artifacts(assembly_dir: Path) -> Artifacts:
+    """(artifact id, artifact) of each stack in the assembly's manifest, sorted by id."""
     manifest_path = assembly_dir / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no cloud assembly at {assembly_dir} (run `make synth` first)")
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    return manifest
+    artifacts = json.loads(manifest_path.read_text()).get("artifacts", {})
+    return sorted(
+        (artifact_id, artifact)
+        for artifact_id, artifact in artifacts.items()
+        if artifact.get("type") == STACK_ARTIFACT
+    )
 
 
-def load_acknowledgments(assembly_dir: Path) -> list[tuple[str, str, str]]:
+def load_acknowledgments(
+    assembly_dir: Path, artifacts: Artifacts | None = None
+) -> list[tuple[str, str, str]]:
     """(construct path, rule, reason) of every cdk-nag acknowledgment recorded in the assembly."""
     found: list[tuple[str, str, str]] = []
-    for artifact in _manifest(assembly_dir).get("artifacts", {}).values():
+    for _, artifact in artifacts if artifacts is not None else stack_artifacts(assembly_dir):
         metadata_file = artifact.get("additionalMetadataFile")
-        if artifact.get("type") != STACK_ARTIFACT or not metadata_file:
+        if not metadata_file:
             continue
         metadata = json.loads((assembly_dir / metadata_file).read_text())
         for path, entries in sorted(metadata.items()):
@@ -68,12 +78,11 @@ def load_acknowledgments(assembly_dir: Path) -> list[tuple[str, str, str]]:
     return found
 
 
-def load_stacks(assembly_dir: Path) -> list[tuple[StackSummary, dict[str, Any]]]:
-    manifest = _manifest(assembly_dir)
+def load_stacks(
+    assembly_dir: Path, artifacts: Artifacts
+) -> list[tuple[StackSummary, dict[str, Any]]]:
     stacks = []
-    for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
-        if artifact.get("type") != STACK_ARTIFACT:
-            continue
+    for artifact_id, artifact in artifacts:
         template_file = artifact["properties"]["templateFile"]
         template = json.loads((assembly_dir / template_file).read_text())
         counts = Counter(resource["Type"] for resource in template.get("Resources", {}).values())
@@ -104,7 +113,8 @@ def endpoint_variants(stack: str, template: dict[str, Any]) -> list[EndpointVari
 
 
 def render(assembly_dir: Path) -> str:
-    stacks = load_stacks(assembly_dir)
+    artifacts = stack_artifacts(assembly_dir)
+    stacks = load_stacks(assembly_dir, artifacts)
     lines = [f"Synthesized {len(stacks)} stack(s) into {assembly_dir}/"]
     variants: list[EndpointVariant] = []
     for summary, template in stacks:
@@ -126,7 +136,7 @@ def render(assembly_dir: Path) -> str:
     else:
         lines.append("SageMaker endpoints that would run: none in this assembly")
 
-    acknowledged = load_acknowledgments(assembly_dir)
+    acknowledged = load_acknowledgments(assembly_dir, artifacts)
     lines.append(f"cdk-nag acknowledgments, each with its reason: {len(acknowledged)}")
     for path, rule, reason in acknowledged:
         lines.append(f"  {rule.removeprefix('AwsSolutions::')} on {path}: {reason}")

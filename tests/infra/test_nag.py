@@ -11,7 +11,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
 from app import build_app
-from infra.nag import Acknowledged, acknowledge, acknowledgments, attach_nag
+from infra.nag import acknowledge, attach_nag
+from infra.summary import load_acknowledgments
 from tests.support import SynthesizedApp, cdk_json_context
 
 pytestmark = pytest.mark.infra
@@ -72,30 +73,25 @@ def test_a_wildcard_resource_is_a_finding(tmp_path: Path) -> None:
     assert "AwsSolutions-IAM5" in (tmp_path / "validation-report.json").read_text()
 
 
-def test_an_acknowledgment_with_a_reason_clears_exactly_that_finding(tmp_path: Path) -> None:
+XRAY_REASON = "X-Ray trace APIs have no resource-level permissions in IAM."
+
+
+def _acknowledged_wildcard_policy(tmp_path: Path) -> tuple[App, iam.Policy]:
     app, policy = _stack_with_wildcard_policy(tmp_path)
-    acknowledge(
-        policy,
-        "AwsSolutions-IAM5[Resource::*]",
-        "X-Ray trace APIs have no resource-level permissions in IAM.",
-    )
+    acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", XRAY_REASON)
+    return app, policy
+
+
+def test_an_acknowledgment_with_a_reason_clears_exactly_that_finding(tmp_path: Path) -> None:
+    app, _ = _acknowledged_wildcard_policy(tmp_path)
     app.synth()  # does not raise
-    assert acknowledgments(app) == [
-        Acknowledged(
-            "Wildcard/Policy",
-            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "X-Ray trace APIs have no resource-level permissions in IAM.",
-        )
+    assert load_acknowledgments(tmp_path) == [
+        ("/Wildcard/Policy", "AwsSolutions::AwsSolutions-IAM5[Resource::*]", XRAY_REASON)
     ]
 
 
 def test_an_acknowledgment_does_not_hide_other_findings(tmp_path: Path) -> None:
-    app, policy = _stack_with_wildcard_policy(tmp_path)
-    acknowledge(
-        policy,
-        "AwsSolutions-IAM5[Resource::*]",
-        "X-Ray trace APIs have no resource-level permissions in IAM.",
-    )
+    app, policy = _acknowledged_wildcard_policy(tmp_path)
     s3.Bucket(Stack.of(policy), "Unlogged", enforce_ssl=True)
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
@@ -109,11 +105,12 @@ def test_an_acknowledgment_does_not_hide_other_findings(tmp_path: Path) -> None:
 EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = set()
 
 
-@pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_app_acknowledges_only_what_was_reviewed(tmp_path: Path, stage: str) -> None:
-    app = build_app(App(context={**cdk_json_context(), "stage": stage}, outdir=str(tmp_path)))
-    found = {(ack.path, ack.rule_id) for ack in acknowledgments(app)}
-    assert found == EXPECTED_APP_ACKNOWLEDGMENTS
+def test_the_app_acknowledges_only_what_was_reviewed(
+    synthesized_apps: dict[str, SynthesizedApp],
+) -> None:
+    for app in synthesized_apps.values():
+        found = {(path, rule) for path, rule, _ in load_acknowledgments(app.assembly_dir)}
+        assert found == EXPECTED_APP_ACKNOWLEDGMENTS, app.stage
 
 
 @pytest.mark.parametrize(
