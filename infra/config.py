@@ -42,6 +42,24 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-\d$")
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
 _TAG_KEY = re.compile(r"^[\w.:/=+@ -]{1,128}$")
+_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# `anthropic.claude-3-sonnet-20240229-v1:0`, `eu.anthropic.claude-...` (inference profile), or
+# the ARN of a foundation model or a system-defined inference profile.
+_BEDROCK_MODEL = re.compile(
+    r"^(arn:aws:bedrock:[a-z0-9-]+:(\d{12})?:(foundation-model|inference-profile)/)?"
+    r"([a-z-]+\.)?[a-z0-9-]+\.[a-z0-9-]+(:\d+)?(:[a-z0-9-]+)?$"
+)
+_USER_POOL_ARN = re.compile(r"^arn:aws:cognito-idp:[a-z0-9-]+:\d{12}:userpool/[\w-]+_[0-9a-zA-Z]+$")
+_ORIGIN = re.compile(r"^https://[a-z0-9.-]+(:\d{1,5})?$")
+_LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
+_ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _&-]{0,63}$")
+
+API_AUTH_TYPES = ("iam", "cognito")
+DEFAULT_CATEGORY = "default"
+MAX_QUESTIONS = 20
+# API Gateway payloads stop at 10 MB and base64 inflates by 4/3: 7 MiB of image still fits.
+MAX_API_IMAGE_BYTES = 7 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -71,6 +89,56 @@ class LambdaConfig:
 
 
 @dataclass(frozen=True)
+class ImageLimitsConfig:
+    """What the description pipeline accepts, checked from the image's headers before any model."""
+
+    max_bytes: int
+    max_pixels: int
+    max_side: int
+    min_side: int
+
+
+@dataclass(frozen=True)
+class DescriptionsConfig:
+    """The description pipeline: which models, which questions, which limits."""
+
+    # None: the name the Hosting stack gives the attribute endpoint (`<prefix>-<stage>-vqa`).
+    endpoint_name: str | None
+    # A foundation model id, a cross-region inference profile id, or the ARN of either.
+    model_id: str
+    max_tokens_per_language: int
+    temperature: float
+    languages: tuple[str, ...]
+    default_languages: tuple[str, ...]
+    max_languages_per_request: int
+    # attribute name -> question put to the attribute model
+    questions: Mapping[str, str]
+    # product category -> attribute names asked for it; "default" is used when none is given
+    categories: Mapping[str, tuple[str, ...]]
+    image: ImageLimitsConfig
+    grounding_retries: int
+    api_timeout_seconds: int
+    worker_timeout_seconds: int
+    worker_batch_size: int
+    worker_max_batching_window_seconds: int
+    worker_max_concurrency: int
+    max_receive_count: int
+    idempotency_ttl_hours: int
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """The REST API in front of the pipelines."""
+
+    auth: Literal["iam", "cognito"]
+    cognito_user_pool_arn: str | None
+    throttle_rate_limit: int
+    throttle_burst_limit: int
+    # Empty: CORS off (SigV4 callers are servers and tools, not browsers).
+    cors_allowed_origins: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """Everything that differs between deployments of Atelier."""
 
@@ -82,6 +150,8 @@ class StageConfig:
     log_retention_days: int
     data: DataConfig
     lambdas: LambdaConfig
+    descriptions: DescriptionsConfig
+    api: ApiConfig
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -92,6 +162,11 @@ class StageConfig:
     def resource_name(self, suffix: str) -> str:
         """A readable physical name fragment, unique per prefix and stage."""
         return f"{self.name_prefix}-{self.stage}-{suffix}"
+
+    @property
+    def attribute_endpoint_name(self) -> str:
+        """The SageMaker endpoint the description pipeline asks for attributes."""
+        return self.descriptions.endpoint_name or self.resource_name("vqa")
 
     @property
     def ssm_prefix(self) -> str:
@@ -239,6 +314,88 @@ def _tags(key: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _float_between(low: float, high: float) -> Callable[[str, Any], float]:
+    text = f"expected a number from {low} to {high}"
+
+    @_expects(text)
+    def parse(key: str, value: Any) -> float:
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not is_number or not low <= value <= high:
+            raise ConfigError(f"{key} = {_show(value)} is not valid; {text}")
+        return float(value)
+
+    return parse
+
+
+def _string_list(
+    pattern: re.Pattern[str], text: str, *, min_items: int = 1, max_items: int = 50
+) -> Callable[[str, Any], tuple[str, ...]]:
+    expected = f"expected a list of {min_items}-{max_items} {text}"
+
+    @_expects(expected)
+    def parse(key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not min_items <= len(value) <= max_items:
+            raise ConfigError(f"{key} = {_show(value)} is not valid; {expected}")
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not pattern.fullmatch(item):
+                raise ConfigError(f"{key}[{index}] = {_show(item)} is not valid; expected {text}")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{key} = {_show(value)} lists a value twice")
+        return tuple(value)
+
+    return parse
+
+
+@_expects("expected an object of attribute name to question text")
+def _questions(key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not 1 <= len(value) <= MAX_QUESTIONS:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not valid; expected an object of 1-{MAX_QUESTIONS} "
+            "attribute names to question texts"
+        )
+    for name, question in value.items():
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{key}.{_name(name)} is not a valid attribute name; expected lowercase "
+                "letters, digits and underscores, starting with a letter (at most 40)"
+            )
+        if not isinstance(question, str) or not 5 <= len(question.strip()) <= 300:
+            raise ConfigError(
+                f"{key}.{name} = {_show(question)} is not valid; expected a question of "
+                "5-300 characters"
+            )
+    return dict(value)
+
+
+def _categories(questions: Mapping[str, str]) -> Callable[[str, Any], dict[str, tuple[str, ...]]]:
+    names = _string_list(_ATTRIBUTE_NAME, "attribute names", max_items=MAX_QUESTIONS)
+
+    @_expects("expected an object of category name to a list of attribute names")
+    def parse(key: str, value: Any) -> dict[str, tuple[str, ...]]:
+        if not isinstance(value, Mapping) or DEFAULT_CATEGORY not in value:
+            raise ConfigError(
+                f"{key} = {_show(value)} is not valid; expected an object of category names to "
+                f"lists of attribute names, with a '{DEFAULT_CATEGORY}' entry"
+            )
+        categories: dict[str, tuple[str, ...]] = {}
+        for category, attributes in value.items():
+            if not _CATEGORY.fullmatch(category):
+                raise ConfigError(
+                    f"{key}.{_name(category)} is not a valid category name; expected 1-64 "
+                    "letters, digits, spaces, '_', '&' or '-'"
+                )
+            categories[category] = names(f"{key}.{category}", attributes)
+            unknown = [name for name in categories[category] if name not in questions]
+            if unknown:
+                raise ConfigError(
+                    f"{key}.{category} asks {unknown[0]!r}, which has no question; known "
+                    f"attributes: {', '.join(questions)}"
+                )
+        return categories
+
+    return parse
+
+
 _DATA_KEYS = (
     "temporary_prefixes",
     "temporary_object_expiration_days",
@@ -247,6 +404,34 @@ _DATA_KEYS = (
     "access_log_expiration_days",
 )
 _LAMBDA_KEYS = ("runtime", "architecture", "powertools_layer_version", "log_level")
+_IMAGE_KEYS = ("max_bytes", "max_pixels", "max_side", "min_side")
+_DESCRIPTIONS_KEYS = (
+    "endpoint_name",
+    "model_id",
+    "max_tokens_per_language",
+    "temperature",
+    "languages",
+    "default_languages",
+    "max_languages_per_request",
+    "questions",
+    "categories",
+    "image",
+    "grounding_retries",
+    "api_timeout_seconds",
+    "worker_timeout_seconds",
+    "worker_batch_size",
+    "worker_max_batching_window_seconds",
+    "worker_max_concurrency",
+    "max_receive_count",
+    "idempotency_ttl_hours",
+)
+_API_KEYS = (
+    "auth",
+    "cognito_user_pool_arn",
+    "throttle_rate_limit",
+    "throttle_burst_limit",
+    "cors_allowed_origins",
+)
 _STAGE_KEYS = (
     "name_prefix",
     "account",
@@ -255,6 +440,8 @@ _STAGE_KEYS = (
     "log_retention_days",
     "data",
     "lambdas",
+    "descriptions",
+    "api",
     "tags",
 )
 
@@ -279,6 +466,96 @@ def _parse_lambdas(reader: _Reader) -> LambdaConfig:
         powertools_layer_version=reader.get("powertools_layer_version", _int_between(1, 10_000)),
         log_level=reader.get("log_level", _one_of(("DEBUG", "INFO", "WARN", "ERROR"))),
     )
+
+
+def _parse_image_limits(reader: _Reader) -> ImageLimitsConfig:
+    limits = ImageLimitsConfig(
+        # Base64 grows an image by 4/3 and API Gateway takes at most 10 MB per request.
+        max_bytes=reader.get("max_bytes", _int_between(1024, MAX_API_IMAGE_BYTES)),
+        max_pixels=reader.get("max_pixels", _int_between(64 * 64, 100_000_000)),
+        max_side=reader.get("max_side", _int_between(64, 16_384)),
+        min_side=reader.get("min_side", _int_between(1, 4096)),
+    )
+    if limits.min_side > limits.max_side:
+        raise ConfigError(
+            f"{reader.key('min_side')} = {limits.min_side} is larger than "
+            f"{reader.key('max_side')} = {limits.max_side}"
+        )
+    return limits
+
+
+def _parse_descriptions(reader: _Reader) -> DescriptionsConfig:
+    questions = reader.get("questions", _questions)
+    languages = reader.get("languages", _string_list(_LANGUAGE, "language codes such as 'en'"))
+    default_languages = reader.get(
+        "default_languages", _string_list(_LANGUAGE, "language codes such as 'en'")
+    )
+    missing = [code for code in default_languages if code not in languages]
+    if missing:
+        raise ConfigError(
+            f"{reader.key('default_languages')} names {missing[0]!r}, which is not in "
+            f"{reader.key('languages')}"
+        )
+    worker_timeout = reader.get("worker_timeout_seconds", _int_between(30, 900))
+    config = DescriptionsConfig(
+        endpoint_name=reader.get(
+            "endpoint_name",
+            _matching(_ENDPOINT_NAME, "a SageMaker endpoint name or null", optional=True),
+            optional=True,
+        ),
+        model_id=reader.get(
+            "model_id",
+            _matching(
+                _BEDROCK_MODEL,
+                "a Bedrock model id, inference profile id, or the ARN of a foundation model or "
+                "inference profile",
+            ),
+        ),
+        max_tokens_per_language=reader.get("max_tokens_per_language", _int_between(100, 4096)),
+        temperature=reader.get("temperature", _float_between(0.0, 1.0)),
+        languages=languages,
+        default_languages=default_languages,
+        max_languages_per_request=reader.get("max_languages_per_request", _int_between(1, 10)),
+        questions=questions,
+        categories=reader.get("categories", _categories(questions)),
+        image=_parse_image_limits(reader.section("image", _IMAGE_KEYS)),
+        grounding_retries=reader.get("grounding_retries", _int_between(0, 3)),
+        # API Gateway gives a REST integration at most 29 s.
+        api_timeout_seconds=reader.get("api_timeout_seconds", _int_between(5, 29)),
+        worker_timeout_seconds=worker_timeout,
+        worker_batch_size=reader.get("worker_batch_size", _int_between(1, 10)),
+        worker_max_batching_window_seconds=reader.get(
+            "worker_max_batching_window_seconds", _int_between(0, 300)
+        ),
+        # Lambda's SQS event source accepts a maximum concurrency from 2 to 1000.
+        worker_max_concurrency=reader.get("worker_max_concurrency", _int_between(2, 1000)),
+        max_receive_count=reader.get("max_receive_count", _int_between(1, 100)),
+        idempotency_ttl_hours=reader.get("idempotency_ttl_hours", _int_between(1, 24 * 90)),
+    )
+    return config
+
+
+def _parse_api(reader: _Reader) -> ApiConfig:
+    config = ApiConfig(
+        auth=reader.get("auth", _one_of(API_AUTH_TYPES)),
+        cognito_user_pool_arn=reader.get(
+            "cognito_user_pool_arn",
+            _matching(_USER_POOL_ARN, "a Cognito user pool ARN or null", optional=True),
+            optional=True,
+        ),
+        throttle_rate_limit=reader.get("throttle_rate_limit", _int_between(1, 10_000)),
+        throttle_burst_limit=reader.get("throttle_burst_limit", _int_between(1, 5_000)),
+        cors_allowed_origins=reader.get(
+            "cors_allowed_origins",
+            _string_list(_ORIGIN, "https origins such as 'https://shop.example.com'", min_items=0),
+        ),
+    )
+    if config.auth == "cognito" and config.cognito_user_pool_arn is None:
+        raise ConfigError(
+            f"{reader.key('cognito_user_pool_arn')} is missing; auth 'cognito' needs the ARN of "
+            "the user pool whose tokens the API accepts"
+        )
+    return config
 
 
 def _merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,6 +593,8 @@ def parse_stage_config(stage: str, values: Mapping[str, Any]) -> StageConfig:
         log_retention_days=reader.get("log_retention_days", _one_of(LOG_RETENTION_DAYS)),
         data=_parse_data(reader.section("data", _DATA_KEYS)),
         lambdas=_parse_lambdas(reader.section("lambdas", _LAMBDA_KEYS)),
+        descriptions=_parse_descriptions(reader.section("descriptions", _DESCRIPTIONS_KEYS)),
+        api=_parse_api(reader.section("api", _API_KEYS)),
         tags=reader.get("tags", _tags, optional=True),
     )
     if (config.account is None) != (config.region is None):
