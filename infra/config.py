@@ -58,8 +58,9 @@ _CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _&-]{0,63}$")
 API_AUTH_TYPES = ("iam", "cognito")
 DEFAULT_CATEGORY = "default"
 MAX_QUESTIONS = 20
-# API Gateway payloads stop at 10 MB and base64 inflates by 4/3: 7 MiB of image still fits.
-MAX_API_IMAGE_BYTES = 7 * 1024 * 1024
+# A synchronous Lambda invocation carries at most 6 MB (6,291,456 bytes) of event, and base64
+# inflates an image by 4/3: 4 MiB of image (5.6 MB as base64) leaves room for the rest of the event.
+MAX_API_IMAGE_BYTES = 4 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -470,7 +471,6 @@ def _parse_lambdas(reader: _Reader) -> LambdaConfig:
 
 def _parse_image_limits(reader: _Reader) -> ImageLimitsConfig:
     limits = ImageLimitsConfig(
-        # Base64 grows an image by 4/3 and API Gateway takes at most 10 MB per request.
         max_bytes=reader.get("max_bytes", _int_between(1024, MAX_API_IMAGE_BYTES)),
         max_pixels=reader.get("max_pixels", _int_between(64 * 64, 100_000_000)),
         max_side=reader.get("max_side", _int_between(64, 16_384)),

@@ -1,0 +1,190 @@
+"""REST API: `POST /descriptions` (synchronous) and `GET /descriptions/{productId}`.
+
+Thin: parse and validate the request (Powertools event handler with pydantic), call the
+pipeline, shape the answer. Every error body is `{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from shared.models.descriptions import PRODUCT_ID_PATTERN, DescribeRequest, StoredDescription
+from shared.models.errors import AtelierError, DependencyError, NotFoundError, RequestError
+from shared.retry import Deadline
+
+from descriptions.handlers.environment import Environment
+from descriptions.handlers.telemetry import (
+    logger,
+    metrics,
+    record_description,
+    record_failure,
+    tracer,
+)
+from descriptions.handlers.wiring import build_pipeline
+from descriptions.logic.pipeline import DescriptionJob, DescriptionPipeline
+
+# Left for answering and logging after the last dependency call.
+RESPONSE_MARGIN_SECONDS = 1.5
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "retryAfterSeconds": {"type": "integer"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def _error_response(description: str) -> OpenAPIResponse:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+
+
+_DESCRIPTION_RESPONSE: OpenAPIResponse = {
+    "description": "The stored description",
+    "content": {"application/json": {"model": StoredDescription}},
+}
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+@cache
+def pipeline() -> DescriptionPipeline:
+    """Built on first use, so importing this module stays cheap and tests can swap it."""
+    return build_pipeline(Environment.load())
+
+
+@app.post(
+    "/descriptions",
+    summary="Describe a product from its photo",
+    description="Reads the attributes from the photo, writes the description in each requested "
+    "language, checks it against the attributes, stores it and returns it.",
+    responses={
+        200: _DESCRIPTION_RESPONSE,
+        400: _error_response("The request is wrong; the message says what to change"),
+        413: _error_response("The image is larger than the configured limit"),
+        502: _error_response("A model failed on this request; retrying will not help"),
+        503: _error_response("A model is throttled or unavailable; retry after the hint"),
+    },
+    tags=["descriptions"],
+)
+def create_description(request: Annotated[DescribeRequest, Body()]) -> dict[str, Any]:
+    service = pipeline()
+    image = decode_image(request.image, max_bytes=service.settings.image.max_bytes)
+    job = DescriptionJob(
+        product_id=request.productId,
+        image=image,
+        category=request.category,
+        languages=request.languages,
+    )
+    deadline = Deadline.from_lambda_context(
+        app.lambda_context, margin_seconds=RESPONSE_MARGIN_SECONDS
+    )
+    stored = service.describe(job, deadline=deadline)
+    record_description(stored, path="api")
+    return stored.model_dump(mode="json", by_alias=True)
+
+
+@app.get(
+    "/descriptions/<productId>",
+    summary="Read a product's current description",
+    responses={
+        200: _DESCRIPTION_RESPONSE,
+        400: _error_response("The product id is not valid"),
+        404: _error_response("No description is stored for this product"),
+    },
+    tags=["descriptions"],
+)
+def get_description(
+    productId: Annotated[str, Path(pattern=PRODUCT_ID_PATTERN)],  # noqa: N803 - the URL's name
+) -> dict[str, Any]:
+    stored = pipeline().table.get(productId)
+    if stored is None:
+        raise NotFoundError("not_found", f"no description is stored for product {productId!r}")
+    return stored.model_dump(mode="json", by_alias=True)
+
+
+def decode_image(encoded: str, *, max_bytes: int) -> bytes:
+    """Strict base64 (a `data:image/...;base64,` prefix allowed), size-checked before decoding."""
+    if encoded.startswith("data:"):
+        header, _, encoded = encoded.partition(",")
+        if not header.endswith(";base64"):
+            raise RequestError("invalid_base64", "a data: URL image must be base64-encoded")
+    # 4 characters carry 3 bytes: refuse an oversized image before allocating its bytes.
+    if len(encoded) > (max_bytes + 2) // 3 * 4:
+        raise RequestError(
+            "image_too_large",
+            f"the image is larger than the limit of {max_bytes:,} bytes",
+            status=413,
+        )
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(
+            "invalid_base64", "image is not valid base64 (standard alphabet, with padding)"
+        ) from None
+
+
+def _json(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
+
+
+@app.exception_handler(AtelierError)
+def _atelier_error(error: AtelierError) -> Response[Any]:
+    record_failure(error.code, path="api")
+    headers = None
+    if isinstance(error, DependencyError):
+        logger.warning("dependency failed", code=error.code, reason=error.message)
+        if error.retryable:
+            headers = {"Retry-After": str(error.retry_after_seconds)}
+    else:
+        logger.info("request refused", code=error.code, reason=error.message)
+    return _json(error.status, error.body(), headers)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(error: RequestValidationError) -> Response[Any]:
+    problems = error.errors()
+    first = problems[0] if problems else {"type": "invalid", "loc": (), "msg": "invalid request"}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        code, message = "invalid_json", "the body is not valid JSON"
+    elif kind == "missing" and where == "request":
+        code, message = "body_missing", "the body must be a JSON object with productId and image"
+    else:
+        # The message names the field and the rule, never the submitted value (it may be a photo).
+        code, message = "invalid_request", f"{where or 'body'}: {first.get('msg', 'invalid')}"
+    record_failure(code, path="api")
+    return _json(400, {"error": {"code": code, "message": message}})
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[Any]:
+    return _json(404, {"error": {"code": "no_route", "message": "no such resource or method"}})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

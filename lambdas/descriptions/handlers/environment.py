@@ -1,0 +1,48 @@
+"""The functions' configuration, read once per cold start from environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from shared.models.descriptions import PipelineSettings
+
+
+class DeploymentError(RuntimeError):
+    """The function was deployed with a missing or malformed variable: a deployment bug."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    settings: PipelineSettings
+    table_name: str
+    results_bucket: str
+    # Upload worker only
+    uploads_bucket: str | None
+    dead_letter_queue_url: str | None
+    idempotency_ttl_seconds: int
+    worker_concurrency: int
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] = os.environ) -> Environment:
+        def required(name: str) -> str:
+            value = environ.get(name, "").strip()
+            if not value:
+                raise DeploymentError(f"environment variable {name} is not set")
+            return value
+
+        try:
+            settings = PipelineSettings.model_validate_json(required("DESCRIPTIONS_SETTINGS"))
+        except ValidationError as error:
+            raise DeploymentError(f"DESCRIPTIONS_SETTINGS is not valid: {error}") from None
+        return cls(
+            settings=settings,
+            table_name=required("TABLE_NAME"),
+            results_bucket=required("RESULTS_BUCKET"),
+            uploads_bucket=environ.get("UPLOADS_BUCKET") or None,
+            dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL") or None,
+            idempotency_ttl_seconds=int(environ.get("IDEMPOTENCY_TTL_SECONDS", "604800")),
+            worker_concurrency=int(environ.get("WORKER_CONCURRENCY", "10")),
+        )

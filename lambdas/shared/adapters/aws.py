@@ -1,0 +1,74 @@
+"""boto3 clients and the translation of their failures into DependencyError.
+
+Clients for model calls make exactly one attempt: the pipeline retries them itself within the
+function's remaining time. Clients for S3, DynamoDB and SQS keep botocore's standard retries,
+which are short and bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from shared.models.errors import DependencyError
+
+_MODEL_CALL = Config(
+    connect_timeout=3,
+    read_timeout=25,
+    retries={"mode": "standard", "total_max_attempts": 1},
+    tcp_keepalive=True,
+)
+_DATA_CALL = Config(
+    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
+)
+_MODEL_SERVICES = frozenset({"sagemaker-runtime", "bedrock-runtime"})
+
+# Error codes that mean "try again later" in any of the services we call.
+RETRYABLE_CODES = frozenset({
+    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
+    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure",
+    "InternalServerException", "InternalServerError", "InternalDependencyException",
+    "ModelNotReadyException", "ModelTimeoutException", "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded", "SlowDown", "503", "500",
+})  # fmt: skip
+
+
+@cache
+def client(service: str) -> Any:
+    """One client per service and process: creating clients is slow and they are thread-safe."""
+    config = _MODEL_CALL if service in _MODEL_SERVICES else _DATA_CALL
+    return boto3.client(service, config=config)
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def as_dependency_error(
+    error: ClientError | BotoCoreError,
+    *,
+    code_prefix: str,
+    what: str,
+    retryable_codes: Iterable[str] = RETRYABLE_CODES,
+) -> DependencyError:
+    """A DependencyError naming the dependency and AWS's own code, never the request payload."""
+    if isinstance(error, ClientError):
+        aws_code = error_code(error)
+        retryable = aws_code in set(retryable_codes)
+        suffix = "unavailable" if retryable else "failed"
+        message = error.response.get("Error", {}).get("Message", "")
+        return DependencyError(
+            f"{code_prefix}_{suffix}",
+            f"{what} answered {aws_code}: {message}"[:500],
+            retryable=retryable,
+        )
+    if isinstance(error, ReadTimeoutError | ConnectionError):
+        return DependencyError(
+            f"{code_prefix}_unavailable", f"{what} did not answer in time", retryable=True
+        )
+    return DependencyError(f"{code_prefix}_failed", f"{what}: {error}"[:500], retryable=False)

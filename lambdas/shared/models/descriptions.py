@@ -1,0 +1,135 @@
+"""Pydantic models of the description pipeline: its settings, the API's request and answer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+ProductId = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
+
+# Bumped whenever prompts, grounding rules or the stored shape change, so stored descriptions
+# say which pipeline wrote them.
+PIPELINE_VERSION = "1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+
+class ImageLimitsSettings(_Model):
+    max_bytes: int = Field(alias="maxBytes", gt=0)
+    max_pixels: int = Field(alias="maxPixels", gt=0)
+    max_side: int = Field(alias="maxSide", gt=0)
+    min_side: int = Field(alias="minSide", gt=0)
+
+
+class PipelineSettings(_Model):
+    """The `DESCRIPTIONS_SETTINGS` environment variable, written by the Api stack from cdk.json."""
+
+    endpoint_name: str = Field(alias="endpointName", min_length=1)
+    model_id: str = Field(alias="modelId", min_length=1)
+    max_tokens_per_language: int = Field(alias="maxTokensPerLanguage", gt=0)
+    temperature: float = Field(ge=0, le=1)
+    languages: tuple[str, ...] = Field(min_length=1)
+    default_languages: tuple[str, ...] = Field(alias="defaultLanguages", min_length=1)
+    max_languages_per_request: int = Field(alias="maxLanguagesPerRequest", gt=0)
+    questions: dict[str, str] = Field(min_length=1)
+    categories: dict[str, tuple[str, ...]] = Field(min_length=1)
+    image: ImageLimitsSettings
+    grounding_retries: int = Field(alias="groundingRetries", ge=0)
+
+
+class DescribeRequest(BaseModel):
+    """Body of `POST /descriptions`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    productId: ProductId = Field(  # noqa: N815 - the API's JSON field names
+        description="Your product id; the description is stored and retrieved under it.",
+        examples=["38642"],
+    )
+    image: str = Field(
+        description="The product photo, JPEG, PNG or WebP, base64-encoded (a data: URL prefix is "
+        "accepted).",
+        min_length=1,
+    )
+    category: str | None = Field(
+        default=None,
+        description="Product category selecting the attribute questions; the default set when "
+        "omitted.",
+        examples=["Shirts"],
+    )
+    languages: list[str] | None = Field(
+        default=None,
+        description="Languages to write the description in, e.g. ['en', 'de']; the configured "
+        "default when omitted.",
+        examples=[["en", "de"]],
+    )
+
+
+class LocalizedDescription(BaseModel):
+    """One language's text, as Claude wrote it through the `record_descriptions` tool."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    language: str
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(min_length=1, max_length=5000)
+    bullets: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        min_length=1, max_length=12
+    )
+    keywords: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=30
+    )
+
+
+class GroundingReport(BaseModel):
+    """Which extracted attributes the text uses, and any value it states that contradicts one."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    checked_language: str | None = Field(
+        alias="checkedLanguage",
+        description="The language the check read; null when no language with a vocabulary was "
+        "requested (only English has one today).",
+    )
+    covered: list[str]
+    missing: list[str]
+    contradictions: list[str]
+
+
+class StoredDescription(BaseModel):
+    """What `GET /descriptions/{productId}` and `POST /descriptions` return."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    product_id: str = Field(alias="productId")
+    category: str
+    image_key: str = Field(alias="imageKey", description="S3 key of the upload, or 'api:<sha256>'")
+    image_sha256: str = Field(alias="imageSha256")
+    attributes: dict[str, str]
+    descriptions: dict[str, LocalizedDescription]
+    grounding: GroundingReport
+    attribute_model: str = Field(alias="attributeModel")
+    text_model: str = Field(alias="textModel")
+    timings_ms: dict[str, int] = Field(alias="timingsMs")
+    usage: dict[str, int]
+    result_key: str = Field(
+        alias="resultKey", description="S3 key of the JSON in the results bucket"
+    )
+    created_at: str = Field(alias="createdAt")
+    version: str
+
+
+@dataclass(frozen=True)
+class TextModelReply:
+    """What the pipeline needs from a text-model answer."""
+
+    tool_input: Mapping[str, Any] | None
+    stop_reason: str
+    input_tokens: int
+    output_tokens: int
