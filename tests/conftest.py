@@ -21,6 +21,10 @@ _HERMETIC_ENV = {
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    # Powertools outside Lambda: no X-Ray daemon to talk to; metrics need a namespace.
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "AtelierTests",
+    "POWERTOOLS_SERVICE_NAME": "descriptions",
 }
 for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION"):
     os.environ.pop(_name, None)

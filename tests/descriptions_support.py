@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+from shared.models.descriptions import PipelineSettings, TextModelReply
 
 from infra.config import load_stage_config
 from infra.stacks.api import descriptions_settings_json
-from shared.models.descriptions import PipelineSettings, TextModelReply
 from tests.support import cdk_json_context
 
 ATTRIBUTES = {
@@ -63,7 +63,9 @@ def tool_input(languages: Sequence[str] = ("en",), **kwargs: Any) -> dict[str, A
     return {"descriptions": [grounded_entry(code, **kwargs) for code in languages]}
 
 
-def converse_response(payload: Mapping[str, Any], *, stop_reason: str = "tool_use") -> dict[str, Any]:
+def converse_response(
+    payload: Mapping[str, Any], *, stop_reason: str = "tool_use"
+) -> dict[str, Any]:
     """A bedrock-runtime Converse answer whose content is one forced tool call."""
     return {
         "output": {
@@ -116,7 +118,10 @@ class FakeTextModel:
         self.requests.append(request)
         time.sleep(self.delay)
         return TextModelReply(
-            tool_input=self.reply(request), stop_reason="tool_use", input_tokens=10, output_tokens=20
+            tool_input=self.reply(request),
+            stop_reason="tool_use",
+            input_tokens=10,
+            output_tokens=20,
         )
 
 
@@ -220,3 +225,22 @@ def sqs_record(body: str) -> dict[str, Any]:
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:uploads",
         "awsRegion": "us-east-1",
     }
+
+
+@dataclass
+class InMemoryArchive:
+    documents: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def put_json(self, key: str, document: Mapping[str, Any]) -> None:
+        self.documents[key] = document
+
+
+@dataclass
+class InMemoryTable:
+    items: dict[str, Any] = field(default_factory=dict)
+
+    def put(self, description: Any) -> None:
+        self.items[description.product_id] = description
+
+    def get(self, product_id: str) -> Any:
+        return self.items.get(product_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from shared.models.errors import DependencyError
 from shared.retry import Deadline, RetryPolicy, call_with_retries
 
@@ -41,7 +40,10 @@ def test_retryable_failures_are_retried_until_success() -> None:
     call = _flaky([_throttled(), _throttled()])
 
     result = call_with_retries(
-        call, deadline=Deadline(30, clock=clock), sleep=clock.sleep, rng=lambda: 1.0  # type: ignore[arg-type]
+        call,
+        deadline=Deadline(30, clock=clock),
+        sleep=clock.sleep,
+        rng=lambda: 1.0,  # type: ignore[arg-type]
     )
 
     assert result == "ok"

@@ -165,11 +165,12 @@ def _atelier_error(error: AtelierError) -> Response[Any]:
 def _invalid_request(error: RequestValidationError) -> Response[Any]:
     problems = error.errors()
     first = problems[0] if problems else {"type": "invalid", "loc": (), "msg": "invalid request"}
-    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    location = tuple(first.get("loc", ()))
+    where = ".".join(str(part) for part in location if part != "body")
     kind = str(first.get("type", ""))
     if kind == "json_invalid":
         code, message = "invalid_json", "the body is not valid JSON"
-    elif kind == "missing" and where == "request":
+    elif kind == "missing" and location == ("body",):
         code, message = "body_missing", "the body must be a JSON object with productId and image"
     else:
         # The message names the field and the rule, never the submitted value (it may be a photo).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +57,11 @@ class S3Uploads:
 
 
 class DeadLetters:
-    """Sends an upload that can never succeed straight to the dead-letter queue, with why."""
+    """Sends an upload that can never succeed straight to the dead-letter queue, with why.
+
+    The body stays the original event and the reason travels in message attributes, so once
+    the cause is fixed an SQS redrive from the dead-letter queue retries it unchanged.
+    """
 
     def __init__(self, queue_url: str, *, sqs: Any | None = None) -> None:
         self.queue_url = queue_url
@@ -68,9 +71,7 @@ class DeadLetters:
         try:
             self._client.send_message(
                 QueueUrl=self.queue_url,
-                MessageBody=json.dumps(
-                    {"error": {"code": code, "message": message}, "event": original_body}
-                ),
+                MessageBody=original_body,
                 MessageAttributes={
                     "errorCode": {"DataType": "String", "StringValue": code},
                     "errorMessage": {"DataType": "String", "StringValue": message[:1000]},

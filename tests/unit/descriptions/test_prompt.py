@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
 from descriptions.logic.prompt import (
     TOOL_NAME,
     MalformedAnswerError,
     converse_request,
     parse_descriptions,
 )
+
 from tests.descriptions_support import ATTRIBUTES, grounded_entry, tool_input
 
 
@@ -32,7 +32,8 @@ def test_every_attribute_and_language_is_in_the_user_message() -> None:
 
     for name, value in ATTRIBUTES.items():
         assert f"{name.replace('_', ' ')}: {value}" in text
-    assert "German (de)" in text and "English (en)" in text
+    assert "German (de)" in text
+    assert "English (en)" in text
 
 
 def test_the_tool_is_forced_and_budgets_scale_with_languages() -> None:
@@ -49,7 +50,8 @@ def test_corrections_are_passed_back_to_the_model() -> None:
     request = _request(corrections=["fabric is 'cotton' but the text says 'silk'"])
     text = request["messages"][0]["content"][0]["text"]  # type: ignore[index]
 
-    assert "contradicted" in text and "says 'silk'" in text
+    assert "contradicted" in text
+    assert "says 'silk'" in text
 
 
 def test_a_complete_answer_is_returned_in_request_order() -> None:
