@@ -15,11 +15,12 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
+VENV_PYTHON := $(BIN)/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := npx --no-install cdk
 
-.PHONY: help install synth test test-fast lint lock diff deploy destroy clean
+.PHONY: help install synth test test-fast lint bench openapi lock diff deploy destroy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -61,6 +62,12 @@ lint: install  ## ruff and mypy on infra and lambdas
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+bench: install  ## benchmarks: upload batch concurrency and handler cold imports (ratios)
+	$(VENV)/bin/python benchmarks/descriptions_bench.py
+
+openapi: install  ## regenerate lambdas/descriptions/openapi.json from the API handler
+	cd lambdas && $(VENV_PYTHON) -m descriptions.openapi
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml in a scratch venv
 	rm -rf .lock-venv
