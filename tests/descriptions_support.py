@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
-from shared.models.descriptions import PipelineSettings, TextModelReply
 
 from infra.config import load_stage_config
 from infra.stacks.api import descriptions_settings_json
+from shared.models.descriptions import PipelineSettings, TextModelReply
 from tests.support import cdk_json_context
 
 ATTRIBUTES = {

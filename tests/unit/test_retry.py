@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from shared.models.errors import DependencyError
 from shared.retry import Deadline, RetryPolicy, call_with_retries
 

@@ -17,9 +17,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from shared.models.descriptions import PRODUCT_ID_PATTERN, DescribeRequest, StoredDescription
-from shared.models.errors import AtelierError, DependencyError, NotFoundError, RequestError
-from shared.retry import Deadline
 
 from descriptions.handlers.environment import Environment
 from descriptions.handlers.telemetry import (
@@ -31,6 +28,9 @@ from descriptions.handlers.telemetry import (
 )
 from descriptions.handlers.wiring import build_pipeline
 from descriptions.logic.pipeline import DescriptionJob, DescriptionPipeline
+from shared.models.descriptions import PRODUCT_ID_PATTERN, DescribeRequest, StoredDescription
+from shared.models.errors import AtelierError, DependencyError, NotFoundError, RequestError
+from shared.retry import Deadline
 
 # Left for answering and logging after the last dependency call.
 RESPONSE_MARGIN_SECONDS = 1.5

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+
 from shared.models.descriptions import PipelineSettings
 
 

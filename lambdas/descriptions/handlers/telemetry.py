@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
 from shared.models.descriptions import StoredDescription
 
 logger = Logger()

@@ -30,10 +30,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from shared.adapters.aws import client
-from shared.adapters.uploads import DeadLetters, S3Uploads
-from shared.models.errors import AtelierError, DependencyError, RequestError
-from shared.retry import Deadline
 
 from descriptions.handlers.environment import DeploymentError, Environment
 from descriptions.handlers.telemetry import (
@@ -51,6 +47,10 @@ from descriptions.logic.uploads import (
     parse_upload_event,
     product_id_for,
 )
+from shared.adapters.aws import client
+from shared.adapters.uploads import DeadLetters, S3Uploads
+from shared.models.errors import AtelierError, DependencyError, RequestError
+from shared.retry import Deadline
 
 # Left after the last record's model calls to write results and answer SQS.
 RESPONSE_MARGIN_SECONDS = 5.0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from descriptions.handlers.environment import Environment
+from descriptions.logic.pipeline import DescriptionPipeline
 from shared.adapters.bedrock_runtime import BedrockTextModel
 from shared.adapters.sagemaker_runtime import SageMakerAttributeModel
 from shared.adapters.storage import DynamoDescriptionTable, S3ResultsArchive
-
-from descriptions.handlers.environment import Environment
-from descriptions.logic.pipeline import DescriptionPipeline
 
 
 def build_pipeline(environment: Environment) -> DescriptionPipeline:

@@ -14,6 +14,11 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from descriptions.logic.grounding import check_grounding
+from descriptions.logic.images import ImageLimits, InvalidImageError, inspect_image
+from descriptions.logic.ports import AttributeModel, DescriptionTable, ResultsArchive, TextModel
+from descriptions.logic.prompt import MalformedAnswerError, converse_request, parse_descriptions
+from descriptions.logic.requests import languages_for, questions_for
 from shared.models.descriptions import (
     PIPELINE_VERSION,
     GroundingReport,
@@ -23,12 +28,6 @@ from shared.models.descriptions import (
 )
 from shared.models.errors import DependencyError, RequestError
 from shared.retry import Deadline, RetryPolicy, call_with_retries
-
-from descriptions.logic.grounding import check_grounding
-from descriptions.logic.images import ImageLimits, InvalidImageError, inspect_image
-from descriptions.logic.ports import AttributeModel, DescriptionTable, ResultsArchive, TextModel
-from descriptions.logic.prompt import MalformedAnswerError, converse_request, parse_descriptions
-from descriptions.logic.requests import languages_for, questions_for
 
 RESULTS_PREFIX = "descriptions/"
 

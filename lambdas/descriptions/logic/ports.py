@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from shared.models.descriptions import StoredDescription, TextModelReply
-
 from descriptions.logic.requests import Question
+from shared.models.descriptions import StoredDescription, TextModelReply
 
 
 class AttributeModel(Protocol):

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
+
 from shared.models.descriptions import LocalizedDescription
 
 TOOL_NAME = "record_descriptions"

@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 import pytest
-from descriptions.handlers import api
-from descriptions.logic.pipeline import DescriptionPipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from descriptions.handlers import api
+from descriptions.logic.pipeline import DescriptionPipeline
 from tests.descriptions_support import (
     FakeAttributeModel,
     FakeContext,

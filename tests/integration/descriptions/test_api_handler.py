@@ -16,15 +16,15 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from moto import mock_aws
+
 from descriptions.handlers import api
 from descriptions.logic.pipeline import DescriptionPipeline
 from descriptions.logic.prompt import converse_request
 from descriptions.logic.requests import questions_for
-from moto import mock_aws
 from shared.adapters.bedrock_runtime import BedrockTextModel
 from shared.adapters.sagemaker_runtime import SageMakerAttributeModel
 from shared.adapters.storage import DynamoDescriptionTable, S3ResultsArchive
-
 from tests.descriptions_support import (
     ATTRIBUTES,
     FakeContext,

@@ -15,14 +15,14 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+from moto import mock_aws
+
 from descriptions.handlers.environment import Environment
 from descriptions.handlers.uploads import Worker
 from descriptions.logic.pipeline import DescriptionPipeline
-from moto import mock_aws
 from shared.adapters.storage import DynamoDescriptionTable, S3ResultsArchive
 from shared.adapters.uploads import DeadLetters, S3Uploads
 from shared.models.errors import DependencyError
-
 from tests.descriptions_support import (
     FakeAttributeModel,
     FakeContext,

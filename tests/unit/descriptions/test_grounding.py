@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from descriptions.logic.grounding import check_grounding, family_of, normalize_answer
 from shared.models.descriptions import LocalizedDescription
-
 from tests.descriptions_support import ATTRIBUTES, grounded_entry
 
 

@@ -6,6 +6,10 @@ import io
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
 from descriptions.logic.images import (
     ImageFormat,
     ImageInfo,
@@ -14,9 +18,6 @@ from descriptions.logic.images import (
     InvalidImageError,
     inspect_image,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from PIL import Image
 
 LIMITS = ImageLimits(max_bytes=5_000_000, max_pixels=4_000_000, max_side=4096, min_side=32)
 

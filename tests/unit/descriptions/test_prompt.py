@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
 from descriptions.logic.prompt import (
     TOOL_NAME,
     MalformedAnswerError,
     converse_request,
     parse_descriptions,
 )
-
 from tests.descriptions_support import ATTRIBUTES, grounded_entry, tool_input
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from descriptions.logic.uploads import options_from_metadata, parse_upload_event, product_id_for
 from shared.models.errors import RequestError
-
 from tests.descriptions_support import upload_event
 
 
