@@ -12,6 +12,7 @@ from aws_cdk import App, Environment
 
 from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage_config
 from infra.nag import attach_nag
+from infra.stacks.api import ApiStack
 from infra.stacks.data import DataStack
 
 
@@ -34,13 +35,24 @@ def build_app(app: App) -> App:
     # Stack tags: CloudFormation puts them on every resource that supports tags (cost allocation).
     tags = {**config.tags, "atelier:stage": config.stage}
 
-    DataStack(
+    data = DataStack(
         app,
         config.resource_name("data"),
         config=config,
         env=env,
         tags=tags,
         description=f"Atelier ({config.stage}) data: KMS key, S3 buckets, products table",
+        termination_protection=config.is_production_like,
+    )
+    ApiStack(
+        app,
+        config.resource_name("api"),
+        config=config,
+        data=data,
+        env=env,
+        tags=tags,
+        description=f"Atelier ({config.stage}) api: REST API, upload queue and description "
+        "functions",
         termination_protection=config.is_production_like,
     )
 

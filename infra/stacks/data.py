@@ -33,6 +33,9 @@ class TableSchema:
 
 TABLE_SCHEMA = TableSchema()
 
+# Photos put under this prefix of the uploads bucket are described by the Api stack's worker.
+UPLOADS_PREFIX = "incoming/"
+
 # SSM parameter names under `/<name_prefix>/<stage>/data/`; other stacks and the CLI read these.
 PUBLISHED_NAMES = (
     "kms-key-arn",
@@ -78,8 +81,18 @@ class DataStack(Stack):
                 removal_policy=removal_policy,
             )
 
-        # Customer photos arrive here; `incoming/` is the prefix the description pipeline watches.
+        # Customer photos arrive here; UPLOADS_PREFIX is what the description pipeline watches.
         self.uploads_bucket = data_bucket("Uploads")
+        # S3 → EventBridge natively: `event_bridge_enabled=True` would do the same through a
+        # custom-resource Lambda. The Api stack's rule picks the events it wants, so this stack
+        # never depends on (or changes with) its consumers.
+        uploads = self.uploads_bucket.node.default_child
+        assert isinstance(uploads, s3.CfnBucket)
+        uploads.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True
+            )
+        )
         # Training and customization datasets (question/answer rows, manifests, images).
         self.datasets_bucket = data_bucket("Datasets")
         # Model artifacts written by training jobs and read by endpoints.
