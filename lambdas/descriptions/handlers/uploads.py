@@ -35,7 +35,7 @@ from descriptions.handlers.environment import DeploymentError, Environment
 from descriptions.handlers.telemetry import (
     logger,
     metrics,
-    record_description,
+    record_described,
     record_failure,
     tracer,
 )
@@ -62,6 +62,8 @@ class Outcome:
     message_id: str
     status: str  # described | duplicate | ignored | parked | retry
     cause: str | None = None
+    # For a new description: what the pipeline reported, for metrics on the handler's thread.
+    result: dict[str, Any] | None = None
 
 
 @dataclass
@@ -93,8 +95,9 @@ class Worker:
             result = self._describe_once(
                 upload=upload.idempotency_data(), attempt=attempt, deadline=deadline
             )
-            status = "described" if result.get("attempt") == attempt else "duplicate"
-            return Outcome(message_id, status)
+            if result.get("attempt") != attempt:
+                return Outcome(message_id, "duplicate")
+            return Outcome(message_id, "described", result=result)
         except IdempotencyAlreadyInProgressError:
             # Another invocation holds this upload; let SQS bring it back later.
             return Outcome(message_id, "retry", "in_progress")
@@ -145,8 +148,14 @@ class Worker:
             languages=languages,
         )
         stored = self.pipeline.describe(job, deadline=deadline)
-        record_description(stored, path=PATH)
-        return {"attempt": attempt, "productId": stored.product_id, "resultKey": stored.result_key}
+        # Stored as the idempotency record's result, so keep it small.
+        return {
+            "attempt": attempt,
+            "productId": stored.product_id,
+            "resultKey": stored.result_key,
+            "timingsMs": stored.timings_ms,
+            "usage": stored.usage,
+        }
 
     def _park(self, message_id: str, body: str, error: AtelierError) -> Outcome:
         try:
@@ -171,6 +180,14 @@ class Worker:
             outcomes = list(pool.map(lambda record: self.process(record, deadline), records))
         # Metrics are emitted here, on one thread: Powertools' metric buffer is not thread-safe.
         for outcome in outcomes:
+            if outcome.result is not None:
+                record_described(
+                    product_id=outcome.result["productId"],
+                    result_key=outcome.result["resultKey"],
+                    timings_ms=outcome.result["timingsMs"],
+                    usage=outcome.result["usage"],
+                    path=PATH,
+                )
             metrics.add_metric(
                 name=f"Uploads{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1
             )
