@@ -205,3 +205,56 @@ def test_only_commercial_regions_are_accepted(context: dict[str, Any]) -> None:
 def test_a_non_object_context_is_reported() -> None:
     with pytest.raises(ConfigError, match=r"^the 'atelier' context must be an object, got 'dev'$"):
         load_stage_config({"atelier": "dev"}, None)
+
+
+def test_description_defaults_follow_the_spec(context: dict[str, Any]) -> None:
+    config = load_stage_config(context, "dev")
+
+    assert config.descriptions.model_id == "anthropic.claude-3-sonnet-20240229-v1:0"
+    assert config.descriptions.temperature == pytest.approx(0.1)
+    assert len(config.descriptions.categories["default"]) == 8
+    assert config.attribute_endpoint_name == "atelier-dev-vqa"
+    assert config.api.auth == "iam"
+    assert config.api.cors_allowed_origins == ()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"default_languages": ["xx"]}, "default_languages names 'xx', which is not in"),
+        ({"categories": {"default": []}}, "categories.default = [] is not valid"),
+        ({"categories": {"default": ["fabric", "weight"]}}, "asks 'weight', which has no question"),
+        ({"questions": {"Fabric!": "What is it made of?"}}, "is not a valid attribute name"),
+        ({"temperature": True}, "temperature = True is not valid"),
+        ({"temperature": 1.5}, "expected a number from 0.0 to 1.0"),
+        ({"model_id": "claude please"}, "model_id = 'claude please' is not valid"),
+        ({"image": {"max_bytes": 8_000_000}}, "image.max_bytes = 8000000 is not valid"),
+        ({"image": {"min_side": 2000, "max_side": 1000}}, "image.min_side = 2000 is larger than"),
+        ({"worker_max_concurrency": 1}, "from 2 to 1000"),
+        ({"api_timeout_seconds": 60}, "from 5 to 29"),
+    ],
+)
+def test_description_settings_are_validated(
+    context: dict[str, Any], overrides: dict[str, Any], expected: str
+) -> None:
+    context["atelier"]["stages"]["dev"]["descriptions"] = overrides
+
+    assert expected in _error(context)
+
+
+def test_inference_profiles_and_their_arns_are_accepted_as_model_ids(
+    context: dict[str, Any],
+) -> None:
+    for model_id in (
+        "eu.anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-3-haiku-20240307-v1:0",
+        "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+    ):
+        context["atelier"]["stages"]["dev"]["descriptions"] = {"model_id": model_id}
+        assert load_stage_config(context, "dev").descriptions.model_id == model_id
+
+
+def test_cognito_auth_needs_a_user_pool(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["api"] = {"auth": "cognito"}
+
+    assert "cognito_user_pool_arn is missing" in _error(context)
