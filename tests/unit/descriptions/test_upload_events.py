@@ -72,3 +72,14 @@ def test_category_and_languages_come_from_metadata() -> None:
         ["en", "de"],
     )
     assert options_from_metadata({}) == (None, None)
+
+
+def test_infra_and_lambda_code_agree_on_the_prefixes() -> None:
+    from descriptions.logic.pipeline import RESULTS_PREFIX as LAMBDA_RESULTS_PREFIX
+    from descriptions.logic.uploads import UPLOAD_PREFIX
+    from infra.stacks.api import RESULTS_PREFIX
+    from infra.stacks.data import UPLOADS_PREFIX
+
+    # The IAM grants are scoped to these prefixes: a mismatch would deny every call.
+    assert UPLOAD_PREFIX == UPLOADS_PREFIX
+    assert LAMBDA_RESULTS_PREFIX == RESULTS_PREFIX
