@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cognito as cognito
@@ -19,12 +19,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import ConfigError, StageConfig
 from infra.constructs.bedrock_models import invoke_model_arns
 from infra.constructs.log_groups import create_log_group
+from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
 from infra.nag import acknowledge
 from infra.stacks.data import UPLOADS_PREFIX, DataStack
@@ -218,9 +218,12 @@ class ApiStack(Stack):
         self._connect_uploads(config, data)
         self.api = self._rest_api(config)
 
-        self._publish(
-            config,
-            {
+        publish_names(
+            self,
+            config=config,
+            section="api",
+            names=PUBLISHED_NAMES,
+            values={
                 "api-url": self.api.url,
                 "api-id": self.api.rest_api_id,
                 "uploads-queue-url": self.uploads_queue.queue_url,
@@ -487,26 +490,6 @@ class ApiStack(Stack):
                     "user pool authorizer is used when api.auth is 'cognito'.",
                 )
         return api
-
-    def _publish(self, config: StageConfig, values: dict[str, str]) -> None:
-        """Expose each name as a stack output (for people) and an SSM parameter (for tools)."""
-        assert tuple(values) == PUBLISHED_NAMES, "keep PUBLISHED_NAMES in step with _publish"
-        for name, value in values.items():
-            construct_id = "".join(part.capitalize() for part in name.split("-"))
-            parameter_name = f"{config.ssm_prefix}/api/{name}"
-            ssm.StringParameter(
-                self,
-                f"{construct_id}Parameter",
-                parameter_name=parameter_name,
-                string_value=value,
-                description=f"Atelier {config.stage} api stack: {name}",
-            )
-            CfnOutput(
-                self,
-                construct_id,
-                value=value,
-                description=f"Also in SSM parameter {parameter_name}",
-            )
 
 
 def _export_name(exporting_stack: Stack, value: str) -> str:

@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.buckets import EncryptedBucket, create_access_log_bucket
 from infra.constructs.log_groups import removal_policy_for
+from infra.constructs.publishing import publish_names
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,12 @@ class DataStack(Stack):
             removal_policy=removal_policy,
         )
 
-        self._publish(
-            config,
-            {
+        publish_names(
+            self,
+            config=config,
+            section="data",
+            names=PUBLISHED_NAMES,
+            values={
                 "kms-key-arn": self.key.key_arn,
                 "uploads-bucket": self.uploads_bucket.bucket_name,
                 "datasets-bucket": self.datasets_bucket.bucket_name,
@@ -132,23 +135,3 @@ class DataStack(Stack):
                 "table-name": self.table.table_name,
             },
         )
-
-    def _publish(self, config: StageConfig, values: dict[str, str]) -> None:
-        """Expose each name as a stack output (for people) and an SSM parameter (for tools)."""
-        assert tuple(values) == PUBLISHED_NAMES, "keep PUBLISHED_NAMES in step with _publish"
-        for name, value in values.items():
-            construct_id = "".join(part.capitalize() for part in name.split("-"))
-            parameter_name = f"{config.ssm_prefix}/data/{name}"
-            ssm.StringParameter(
-                self,
-                f"{construct_id}Parameter",
-                parameter_name=parameter_name,
-                string_value=value,
-                description=f"Atelier {config.stage} data stack: {name}",
-            )
-            CfnOutput(
-                self,
-                construct_id,
-                value=value,
-                description=f"Also in SSM parameter {parameter_name}",
-            )
