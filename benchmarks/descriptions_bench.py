@@ -114,6 +114,7 @@ def batch_ratio() -> dict[str, float]:
     from infra.stacks.api import descriptions_settings_json
     from shared.adapters.uploads import DeadLetters, S3Uploads
     from shared.models.descriptions import PipelineSettings
+    from tests.descriptions_support import create_products_table
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     settings = PipelineSettings.model_validate_json(
@@ -122,18 +123,7 @@ def batch_ratio() -> dict[str, float]:
     with mock_aws():
         s3, sqs, dynamodb = (boto3.client(name) for name in ("s3", "sqs", "dynamodb"))
         s3.create_bucket(Bucket="uploads")
-        dynamodb.create_table(
-            TableName="table",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_products_table(dynamodb, "table")
         dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
         memory = Memory()
         environment = Environment(

@@ -16,6 +16,7 @@ from PIL import Image
 
 from infra.config import load_stage_config
 from infra.stacks.api import descriptions_settings_json
+from infra.stacks.data import TABLE_SCHEMA
 from shared.models.descriptions import PipelineSettings, TextModelReply
 from tests.support import cdk_json_context
 
@@ -244,3 +245,14 @@ class InMemoryTable:
 
     def get(self, product_id: str) -> Any:
         return self.items.get(product_id)
+
+
+def create_products_table(dynamodb: Any, table_name: str) -> None:
+    """The Data stack's products table (keys from TABLE_SCHEMA), in moto."""
+    keys = (("HASH", TABLE_SCHEMA.partition_key), ("RANGE", TABLE_SCHEMA.sort_key))
+    dynamodb.create_table(
+        TableName=table_name,
+        KeySchema=[{"AttributeName": name, "KeyType": kind} for kind, name in keys],
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for _, name in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )

@@ -30,6 +30,7 @@ from tests.descriptions_support import (
     FakeContext,
     api_event,
     converse_response,
+    create_products_table,
     describe_body,
     image_bytes,
     settings,
@@ -52,18 +53,7 @@ class Harness:
         self.endpoint = Stubber(self.sagemaker)
         self.text = Stubber(self.bedrock)
         self.s3.create_bucket(Bucket=RESULTS_BUCKET)
-        self.dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_products_table(self.dynamodb, TABLE)
         self.sleeps: list[float] = []
         self.pipeline = DescriptionPipeline(
             settings=SETTINGS,

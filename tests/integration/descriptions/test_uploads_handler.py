@@ -27,6 +27,7 @@ from tests.descriptions_support import (
     FakeAttributeModel,
     FakeContext,
     FakeTextModel,
+    create_products_table,
     image_bytes,
     settings,
     sqs_record,
@@ -49,18 +50,7 @@ class Harness:
         for bucket in (UPLOADS, RESULTS):
             self.s3.create_bucket(Bucket=bucket)
         self.s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
-        self.dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_products_table(self.dynamodb, TABLE)
         self.dlq_url = self.sqs.create_queue(QueueName="uploads-dlq")["QueueUrl"]
         dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
