@@ -87,6 +87,16 @@ def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]
     ]
 
 
+def _method(template: dict[str, Any], verb: str) -> dict[str, Any]:
+    """The properties of the API's only method with this HTTP verb."""
+    (method,) = [
+        m["Properties"]
+        for m in _resources(template, "AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == verb
+    ]
+    return method
+
+
 def _resources_for(
     app: SynthesizedApp, template: dict[str, Any], function: str, action: str
 ) -> set[str]:
@@ -126,11 +136,7 @@ def test_every_method_requires_iam_auth(
 
 def test_post_validates_the_body_against_a_minimal_model(dev_app: SynthesizedApp) -> None:
     template = dev_app.template("-api")
-    (post,) = [
-        m["Properties"]
-        for m in _resources(template, "AWS::ApiGateway::Method").values()
-        if m["Properties"]["HttpMethod"] == "POST"
-    ]
+    post = _method(template, "POST")
     validators = _resources(template, "AWS::ApiGateway::RequestValidator")
     validator = validators[post["RequestValidatorId"]["Ref"]]["Properties"]
     assert validator["ValidateRequestBody"] is True
@@ -148,11 +154,7 @@ def test_post_validates_the_body_against_a_minimal_model(dev_app: SynthesizedApp
 
 def test_get_requires_and_validates_the_product_id(dev_app: SynthesizedApp) -> None:
     template = dev_app.template("-api")
-    (get,) = [
-        m["Properties"]
-        for m in _resources(template, "AWS::ApiGateway::Method").values()
-        if m["Properties"]["HttpMethod"] == "GET"
-    ]
+    get = _method(template, "GET")
     assert get["RequestParameters"] == {"method.request.path.productId": True}
     validator = template["Resources"][get["RequestValidatorId"]["Ref"]]["Properties"]
     assert validator["ValidateRequestParameters"] is True
