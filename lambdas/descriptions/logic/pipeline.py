@@ -15,10 +15,10 @@ from functools import partial
 from typing import Any
 
 from descriptions.logic.grounding import check_grounding
-from descriptions.logic.images import ImageLimits, InvalidImageError, inspect_image
+from descriptions.logic.images import ImageLimits, ImageProblem, InvalidImageError, inspect_image
 from descriptions.logic.ports import AttributeModel, DescriptionTable, ResultsArchive, TextModel
 from descriptions.logic.prompt import MalformedAnswerError, converse_request, parse_descriptions
-from descriptions.logic.requests import languages_for, questions_for
+from descriptions.logic.requests import Question, languages_for, questions_for
 from shared.models.descriptions import (
     PIPELINE_VERSION,
     GroundingReport,
@@ -58,8 +58,10 @@ class DescriptionPipeline:
     sleep: Callable[[float], None] = time.sleep
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def validate(self, job: DescriptionJob) -> tuple[str, list[str]]:
-        """Every check that needs no model call; raises RequestError on the first problem."""
+    def validate(self, job: DescriptionJob) -> tuple[str, list[Question], list[str]]:
+        """Every check that needs no model call; raises RequestError on the first problem.
+
+        Returns the category used, its questions and the languages to write."""
         limits = self.settings.image
         try:
             inspect_image(
@@ -67,16 +69,15 @@ class DescriptionPipeline:
                 ImageLimits(limits.max_bytes, limits.max_pixels, limits.max_side, limits.min_side),
             )
         except InvalidImageError as error:
-            status = 413 if error.problem.value == "image_too_large" else 400
+            status = 413 if error.problem is ImageProblem.TOO_LARGE else 400
             raise RequestError(error.problem.value, error.message, status=status) from None
-        category, _ = questions_for(self.settings, job.category)
-        return category, languages_for(self.settings, job.languages)
+        category, questions = questions_for(self.settings, job.category)
+        return category, questions, languages_for(self.settings, job.languages)
 
     def describe(self, job: DescriptionJob, *, deadline: Deadline) -> StoredDescription:
         timings: dict[str, int] = {}
         started = time.perf_counter()
-        category, languages = self.validate(job)
-        _, questions = questions_for(self.settings, category)
+        category, questions, languages = self.validate(job)
         timings["validate"] = _elapsed_ms(started)
 
         stage = time.perf_counter()
