@@ -74,12 +74,15 @@ def test_category_and_languages_come_from_metadata() -> None:
     assert options_from_metadata({}) == (None, None)
 
 
-def test_infra_and_lambda_code_agree_on_the_prefixes() -> None:
+def test_infra_and_lambda_code_agree_on_prefixes_and_product_ids() -> None:
     from descriptions.logic.pipeline import RESULTS_PREFIX as LAMBDA_RESULTS_PREFIX
     from descriptions.logic.uploads import UPLOAD_PREFIX
-    from infra.stacks.api import RESULTS_PREFIX
+    from infra.stacks.api import PRODUCT_ID_PATTERN, RESULTS_PREFIX
     from infra.stacks.data import UPLOADS_PREFIX
+    from shared.models.descriptions import PRODUCT_ID_PATTERN as LAMBDA_PRODUCT_ID_PATTERN
 
     # The IAM grants are scoped to these prefixes: a mismatch would deny every call.
     assert UPLOAD_PREFIX == UPLOADS_PREFIX
     assert LAMBDA_RESULTS_PREFIX == RESULTS_PREFIX
+    # API Gateway's request model and the handler's pydantic model accept the same ids.
+    assert LAMBDA_PRODUCT_ID_PATTERN == PRODUCT_ID_PATTERN
