@@ -7,6 +7,7 @@ sure no test could reach or sign for a real account even if it tried.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,11 @@ def dev_app(synthesized_apps: dict[str, SynthesizedApp]) -> SynthesizedApp:
 @pytest.fixture(scope="session")
 def prod_app(synthesized_apps: dict[str, SynthesizedApp]) -> SynthesizedApp:
     return synthesized_apps["prod"]
+
+
+@pytest.fixture(scope="session")
+def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny BLIP-2 and processor on disk (built once per session)."""
+    from tests.vqa_model_support import build_tiny_blip2
+
+    return build_tiny_blip2(tmp_path_factory.mktemp("tiny-blip2"))

@@ -1,0 +1,296 @@
+"""Serving handler of the attribute model (SageMaker Hugging Face inference toolkit contract).
+
+Shipped as `code/inference.py` inside the model archive that `train.py` writes, so it imports
+nothing from this repository: only the standard library, torch, transformers and Pillow, all of
+which the Hugging Face PyTorch inference container has.
+
+Contract (the description pipeline's `SageMakerAttributeModel` calls it):
+- `{"image": <base64>, "questions": [{"name": "fabric", "text": "What is ...?"}, ...]}`
+  → `{"attributes": {"fabric": "Fabric: Cotton", ...}}`. Every question of a request is answered
+  in one batched `generate` call and the image is encoded once.
+- the single-prompt form `{"image": <base64>, "question": "What is ...?"}` (or `"prompt"`, a full
+  prompt used verbatim) → `{"answer": "..."}`.
+- optional `"max_new_tokens"` (1 to 64) in either form.
+
+Bad payloads raise `ValueError` with a message naming the problem; the toolkit returns it to the
+caller as a 400 response.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+# The prompt the model is fine-tuned on (SPEC.md section 1); train.py imports it from here so the
+# training and serving prompts are the same text by construction.
+PROMPT_TEMPLATE = "Question: {question} Answer:"
+
+MAX_QUESTIONS = 32
+MAX_QUESTION_NAME_CHARS = 64
+MAX_QUESTION_CHARS = 500
+# Real-time endpoints take payloads up to 25 MB; Batch Transform up to 100 MB. An image larger than
+# this is not a product photo.
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+DEFAULT_MAX_NEW_TOKENS = int(os.environ.get("VQA_MAX_NEW_TOKENS", "16"))
+MAX_NEW_TOKENS_LIMIT = 64
+_IMAGE_FORMATS = {"JPEG", "PNG", "WEBP"}
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Blip2ForConditionalGeneration
+    processor: Blip2Processor
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class Question:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class VqaRequest:
+    image: Image.Image
+    questions: tuple[Question, ...]
+    # True for the single-prompt form: the answer comes back as {"answer": ...}.
+    single: bool = False
+    # Prompts used verbatim (the single-prompt form's "prompt"); None means PROMPT_TEMPLATE.
+    raw_prompt: str | None = None
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+
+
+def build_prompt(question: str) -> str:
+    return PROMPT_TEMPLATE.format(question=question.strip())
+
+
+def serving_dtype(device: torch.device) -> torch.dtype:
+    # T5 overflows in float16 (its activations exceed the fp16 range), so a GPU without bfloat16
+    # serves in float32 rather than produce garbage.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
+    """Load the merged model and its processor from the archive root: nothing is downloaded."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = Blip2ForConditionalGeneration.from_pretrained(
+        model_dir, torch_dtype=serving_dtype(device)
+    )
+    processor = Blip2Processor.from_pretrained(model_dir)
+    check_image_placeholders(model, processor)
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, processor=processor, device=device)
+
+
+def check_image_placeholders(
+    model: Blip2ForConditionalGeneration, processor: Blip2Processor
+) -> None:
+    """Refuse a model whose processor would not insert the query-token placeholders it expects.
+
+    Without them the image features have nowhere to go and every answer ignores the image.
+    """
+    expected = model.config.num_query_tokens
+    if getattr(model.config, "image_token_index", None) is None:
+        raise ValueError("the model config has no image_token_index; export it with train.py")
+    if processor.num_query_tokens != expected:
+        raise ValueError(
+            f"the processor inserts {processor.num_query_tokens} image tokens but the model "
+            f"expects {expected}; export the model with train.py"
+        )
+
+
+def input_fn(input_data: str | bytes, content_type: str, context: Any = None) -> VqaRequest:
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != _JSON:
+        raise ValueError(f"unsupported content type {content_type!r}: send {_JSON}")
+    try:
+        document = json.loads(input_data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"the request body is not valid JSON: {error}") from error
+    if not isinstance(document, Mapping):
+        raise ValueError('the request body must be a JSON object with "image" and "questions"')
+    return parse_request(document)
+
+
+def parse_request(document: Mapping[str, Any]) -> VqaRequest:
+    image = decode_image(document.get("image"))
+    max_new_tokens = _max_new_tokens(document.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+    forms = [key for key in ("questions", "question", "prompt") if key in document]
+    if len(forms) != 1:
+        raise ValueError(
+            'send exactly one of "questions" (a list of {"name", "text"}), "question" or "prompt"'
+            + (f"; got {', '.join(forms)}" if forms else "")
+        )
+    if forms[0] == "questions":
+        questions = _questions(document["questions"])
+        return VqaRequest(image=image, questions=questions, max_new_tokens=max_new_tokens)
+    text = _text(document[forms[0]], forms[0], MAX_QUESTION_CHARS * 2)
+    return VqaRequest(
+        image=image,
+        questions=(Question(name="answer", text=text),),
+        single=True,
+        raw_prompt=text if forms[0] == "prompt" else None,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def decode_image(value: object) -> Image.Image:
+    if not isinstance(value, str) or not value:
+        raise ValueError('"image" must be a base64-encoded JPEG, PNG or WebP image')
+    if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise ValueError(f'"image" is larger than {MAX_IMAGE_BYTES} bytes')
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValueError(f'"image" is not valid base64: {error}') from error
+    try:
+        with Image.open(io.BytesIO(raw)) as probe:
+            image_format, size = probe.format, probe.size
+            probe.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f'"image" is not a readable image: {error}') from error
+    if image_format not in _IMAGE_FORMATS:
+        raise ValueError(f'"image" is {image_format}; send JPEG, PNG or WebP')
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f'"image" has {size[0]}x{size[1]} pixels; at most {MAX_IMAGE_PIXELS}')
+    try:
+        # verify() leaves the file unusable: decode a fresh handle, fully, here, so a truncated
+        # image is a 400 now and not an error halfway through the model call.
+        return Image.open(io.BytesIO(raw)).convert("RGB")
+    except OSError as error:
+        raise ValueError(f'"image" could not be decoded: {error}') from error
+
+
+def _questions(value: object) -> tuple[Question, ...]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+        raise ValueError('"questions" must be a non-empty list of {"name", "text"} objects')
+    if len(value) > MAX_QUESTIONS:
+        raise ValueError(f'"questions" has {len(value)} entries; at most {MAX_QUESTIONS}')
+    questions: list[Question] = []
+    for index, item in enumerate(value):
+        where = f"questions[{index}]"
+        if not isinstance(item, Mapping):
+            raise ValueError(f'{where} must be an object with "name" and "text"')
+        name = _text(item.get("name"), f"{where}.name", MAX_QUESTION_NAME_CHARS)
+        text = _text(item.get("text"), f"{where}.text", MAX_QUESTION_CHARS)
+        if any(question.name == name for question in questions):
+            raise ValueError(f'{where}.name "{name}" is used twice; names key the answers')
+        questions.append(Question(name=name, text=text))
+    return tuple(questions)
+
+
+def _text(value: object, where: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f'"{where}" must be a non-empty string')
+    if len(value) > limit:
+        raise ValueError(f'"{where}" has {len(value)} characters; at most {limit}')
+    return value.strip()
+
+
+def _max_new_tokens(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError('"max_new_tokens" must be an integer')
+    if not 1 <= value <= MAX_NEW_TOKENS_LIMIT:
+        raise ValueError(f'"max_new_tokens" must be between 1 and {MAX_NEW_TOKENS_LIMIT}')
+    return value
+
+
+def predict_fn(data: VqaRequest, model: LoadedModel, context: Any = None) -> dict[str, Any]:
+    prompts = (
+        [data.raw_prompt]
+        if data.raw_prompt is not None
+        else [build_prompt(question.text) for question in data.questions]
+    )
+    answers = answer_prompts(model, data.image, prompts, max_new_tokens=data.max_new_tokens)
+    if data.single:
+        return {"answer": answers[0]}
+    return {
+        "attributes": {
+            question.name: answer for question, answer in zip(data.questions, answers, strict=True)
+        }
+    }
+
+
+def output_fn(prediction: Mapping[str, Any], accept: str, context: Any = None) -> str:
+    media_type = (accept or _JSON).split(";")[0].strip().lower()
+    if media_type not in (_JSON, "*/*"):
+        raise ValueError(f"unsupported accept type {accept!r}: this model answers {_JSON}")
+    return json.dumps(prediction, ensure_ascii=False)
+
+
+@torch.inference_mode()
+def answer_prompts(
+    loaded: LoadedModel,
+    image: Image.Image,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> list[str]:
+    """Answer every prompt about one image in one batched generate call.
+
+    `Blip2ForConditionalGeneration.generate` would run the vision tower and the Q-Former once per
+    prompt (it wants one image per row); here they run once and their output is shared by every
+    row. The rest follows `generate`: the projected query outputs replace the image placeholder
+    tokens the processor put at the start of each prompt.
+    """
+    model, processor = loaded.model, loaded.processor
+    inputs = processor(images=[image], text=list(prompts), padding=True, return_tensors="pt")
+    input_ids = inputs["input_ids"].to(loaded.device)
+    attention_mask = inputs["attention_mask"].to(loaded.device)
+    pixel_values = inputs["pixel_values"].to(loaded.device, model.dtype)
+
+    image_features = encode_image(model, pixel_values)  # (1, query tokens, text hidden size)
+    embeddings = model.get_input_embeddings()(input_ids)
+    image_features = image_features.to(embeddings.dtype).expand(len(prompts), -1, -1)
+    placeholders = (input_ids == model.config.image_token_index).unsqueeze(-1)
+    embeddings = embeddings.masked_scatter(placeholders.expand_as(embeddings), image_features)
+
+    generate_inputs: dict[str, torch.Tensor] = {
+        "inputs_embeds": embeddings,
+        "attention_mask": attention_mask,
+    }
+    if not model.language_model.config.is_encoder_decoder:
+        generate_inputs["input_ids"] = input_ids
+    # Greedy decoding: the same image and question always give the same attribute.
+    generated = model.language_model.generate(
+        **generate_inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1
+    )
+    return [text.strip() for text in processor.batch_decode(generated, skip_special_tokens=True)]
+
+
+def encode_image(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Vision tower → Q-Former → projection into the language model's embedding space.
+
+    Written against the submodules every transformers 4.x BLIP-2 has, not `get_image_features`,
+    whose signature changed across the 4.5x releases the inference containers ship.
+    """
+    image_embeds = model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
+    image_attention_mask = torch.ones(
+        image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device
+    )
+    query_tokens = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+    query_output = model.qformer(
+        query_embeds=query_tokens,
+        encoder_hidden_states=image_embeds,
+        encoder_attention_mask=image_attention_mask,
+        return_dict=True,
+    ).last_hidden_state
+    # The Q-Former stays in float32 when the rest is bfloat16; the projection wants its own dtype.
+    query_output = query_output.to(model.language_projection.weight.dtype)
+    projected: torch.Tensor = model.language_projection(query_output)
+    return projected
