@@ -1,4 +1,4 @@
-"""Metric log lines of `train.py`: `[metric] epoch=1 train_loss=0.25 validation_loss=0.31`.
+r"""Metric log lines of `train.py`: `[metric] epoch=1 train_loss=0.25 validation_loss=0.31`.
 
 The training job's MetricDefinitions (infra) read every value as ` <name>=(\S+)`; a test runs the
 synthesized regexes against lines made here, so the two cannot drift apart.

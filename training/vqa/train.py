@@ -120,7 +120,9 @@ def parse_args(
 ) -> argparse.Namespace:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(
-        description="LoRA fine-tuning of BLIP-2 on product attribute questions."
+        description="LoRA fine-tuning of BLIP-2 on product attribute questions.",
+        # A misspelt hyperparameter must fail the job, not silently match a longer name.
+        allow_abbrev=False,
     )
     # Base model: a hub id, a local directory, or a `base_model` channel (no internet needed).
     parser.add_argument(
@@ -544,6 +546,9 @@ def train(
             batch_sampler=batches[progress.batch_in_epoch :],
             collate_fn=collate,
             num_workers=workers,
+            # Its own generator: a loader seeds its workers from the global RNG otherwise, and
+            # that draw would shift the dropout masks of a resumed epoch against the original.
+            generator=torch.Generator().manual_seed(args.seed + epoch),
         )
         model.train()
         epoch_loss, epoch_batches_seen = 0.0, 0
@@ -758,7 +763,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    args = parse_args(argv)
+    return run_with_args(parse_args(argv))
+
+
+def run_with_args(args: argparse.Namespace) -> int:
+    """Train; 0 when a model was saved, 1 (and SageMaker's failure file) when none could be."""
     try:
         summary = main(args)
     except TrainingError as error:
