@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers.processors import TemplateProcessing
 from transformers import (
     Blip2Config,
     Blip2ForConditionalGeneration,
@@ -45,8 +46,6 @@ def _sentencepiece_like_tokenizer(corpus: Iterable[str], vocab_size: int) -> T5T
     )
     backend.train_from_iterator(list(corpus), trainer=trainer)
     # T5 appends </s> to every sequence; the post-processor makes the fast tokenizer do it too.
-    from tokenizers.processors import TemplateProcessing
-
     eos_id = backend.token_to_id("</s>")
     backend.post_processor = TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos_id)]

@@ -50,7 +50,9 @@ _JSON = "application/json"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: Blip2ForConditionalGeneration
+    # A BLIP-2, or while training (train.py evaluates through this code) a PeftModel wrapping
+    # one; both answer to the same attributes.
+    model: Any
     processor: Blip2Processor
     device: torch.device
 

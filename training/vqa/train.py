@@ -146,7 +146,7 @@ def parse_args(
         "--checkpoint_steps",
         type=_non_negative_int,
         default=0,
-        help="save a checkpoint every N optimizer steps as well as after each epoch (0: epochs only)",
+        help="checkpoint every N optimizer steps as well as after each epoch (0: epochs only)",
     )
     parser.add_argument("--keep_checkpoints", type=_positive_int, default=2)
     parser.add_argument("--log_every_steps", type=_positive_int, default=10)
@@ -249,7 +249,7 @@ class Collator:
             padding=True,
             return_tensors="pt",
         )
-        tokenizer = self.processor.tokenizer
+        tokenizer = self.processor.tokenizer  # type: ignore[attr-defined]
         labels = tokenizer(
             [row.answer for row in rows],
             padding=True,
@@ -435,7 +435,8 @@ def restore_checkpoint(
             if torch.cuda.is_available() and state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             progress = Progress(**state["progress"])
-        except Exception as error:  # noqa: BLE001 - any unreadable checkpoint means "try older"
+        # Any unreadable checkpoint (a sync cut short, an older format) means "try an older one".
+        except Exception as error:
             LOG.warning("checkpoint %s is unusable (%s); trying an older one", path, error)
             continue
         LOG.info(
