@@ -66,8 +66,9 @@ lint: install  ## ruff and mypy on infra and lambdas
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: install  ## benchmarks: upload batch concurrency and handler cold imports (ratios)
+bench: install  ## benchmarks as ratios: upload batch, cold imports, batched VQA answers, LoRA size
 	$(VENV)/bin/python benchmarks/descriptions_bench.py
+	$(VENV)/bin/python benchmarks/vqa_bench.py
 
 openapi: install  ## regenerate lambdas/descriptions/openapi.json from the API handler
 	cd lambdas && $(VENV_PYTHON) -m descriptions.openapi
