@@ -1,1 +1,1 @@
-"""BLIP-2 attribute model: dataset builder, LoRA fine-tuning and the endpoint's inference handler."""
+"""BLIP-2 attribute model: dataset builder, LoRA fine-tuning and the endpoint's handler."""
