@@ -17,11 +17,15 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 VENV_PYTHON := $(BIN)/python
+# A second, small venv with the inference container's transformers release (see
+# requirements/inference-dlc.txt): the tests serve exported archives in it.
+DLC_VENV := .dlc-venv
+DLC_STAMP := $(DLC_VENV)/.installed
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := npx --no-install cdk
 
-.PHONY: help install synth test test-fast lint bench openapi lock diff deploy destroy clean
+.PHONY: help install install-dlc synth test test-fast lint bench openapi lock diff deploy destroy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -41,11 +45,23 @@ $(VENV_STAMP): pyproject.toml requirements/lock.txt $(TOOLKIT) Makefile
 		--requirement $(TOOLKIT)
 	@touch $@
 
+$(DLC_STAMP): requirements/inference-dlc.txt $(TOOLKIT) Makefile
+	rm -rf $(DLC_VENV)
+	$(PYTHON) -m venv $(DLC_VENV)
+	$(DLC_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(DLC_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--requirement requirements/inference-dlc.txt
+	$(DLC_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--requirement $(TOOLKIT)
+	@touch $@
+
 $(NODE_STAMP): package.json package-lock.json $(VENV_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 install: $(VENV_STAMP) $(NODE_STAMP)  ## install what is missing (.venv and node_modules)
+
+install-dlc: $(DLC_STAMP)  ## the inference-container stand-in venv (.dlc-venv) the tests serve in
 
 synth: install  ## synthesize every stack (STAGE=dev|prod), run cdk-nag and cfn-lint, print a summary
 	rm -rf cdk.out
@@ -55,10 +71,10 @@ synth: install  ## synthesize every stack (STAGE=dev|prod), run cdk-nag and cfn-
 	@echo "cfn-lint: 0 errors in $$(ls cdk.out/*.template.json | wc -l) template(s)"
 	@$(VENV)/bin/python -m infra.summary cdk.out
 
-test: install  ## run every test, slow ones included (what CI runs)
+test: install $(DLC_STAMP)  ## run every test, slow ones included (what CI runs)
 	$(VENV)/bin/python -m pytest
 
-test-fast: install  ## run the tests except those marked slow
+test-fast: install $(DLC_STAMP)  ## run the tests except those marked slow
 	$(VENV)/bin/python -m pytest -m "not slow"
 
 lint: install  ## ruff and mypy on infra and lambdas
