@@ -14,6 +14,8 @@ from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage
 from infra.nag import attach_nag
 from infra.stacks.api import ApiStack
 from infra.stacks.data import DataStack
+from infra.stacks.hosting import HostingStack
+from infra.stacks.training import TrainingStack
 
 
 def read_config(app: App) -> StageConfig:
@@ -44,11 +46,40 @@ def build_app(app: App) -> App:
         description=f"Atelier ({config.stage}) data: KMS key, S3 buckets, products table",
         termination_protection=config.is_production_like,
     )
+    TrainingStack(
+        app,
+        config.resource_name("training"),
+        config=config,
+        data=data,
+        env=env,
+        tags=tags,
+        description=f"Atelier ({config.stage}) training: VQA training workflow, SageMaker "
+        "execution role, training code",
+        termination_protection=config.is_production_like,
+    )
+    hosting_description = (
+        f"SageMaker endpoint {config.attribute_endpoint_name} on {config.vqa.hosting.instance_type}"
+        if config.vqa.hosting.model_data_url
+        else "no endpoint (vqa.hosting.model_data_url is null)"
+    )
+    hosting = HostingStack(
+        app,
+        config.resource_name("hosting"),
+        config=config,
+        data=data,
+        env=env,
+        tags=tags,
+        description=f"Atelier ({config.stage}) hosting: {hosting_description}",
+        termination_protection=config.is_production_like,
+    )
+    # No stack depends on hosting: the Api stack grants by endpoint name, so the endpoint (and
+    # its bill) can be destroyed on its own.
     ApiStack(
         app,
         config.resource_name("api"),
         config=config,
         data=data,
+        attribute_endpoint=hosting.vqa_endpoint,
         env=env,
         tags=tags,
         description=f"Atelier ({config.stage}) api: REST API, upload queue and description "

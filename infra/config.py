@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 CONTEXT_KEY = "atelier"
@@ -54,8 +54,26 @@ _ORIGIN = re.compile(r"^https://[a-z0-9.-]+(:\d{1,5})?$")
 _LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
 _ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _&-]{0,63}$")
+# `ml.g5.2xlarge`, `ml.p6-b200.48xlarge`: SageMaker instance types all start with `ml.`.
+_ML_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+(-[a-z0-9]+)?\.[a-z0-9]+$")
+# An ECR image with a tag: `<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>`.
+_ECR_IMAGE_URI = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9]+([._/-][a-z0-9]+)*:[A-Za-z0-9_.-]{1,128}$"
+)
+# A model archive as training jobs write it: `s3://<bucket>/<key>.tar.gz`. No wildcards or spaces:
+# the hosting role is granted exactly this object.
+S3_MODEL_URI = re.compile(
+    r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>[A-Za-z0-9!_.'()-]+"
+    r"(/[A-Za-z0-9!_.'()-]+)*\.tar\.gz)$"
+)
+# A Hugging Face Hub model id, `organization/name`.
+_HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_MODULE_NAMES = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(,[A-Za-z_][A-Za-z0-9_.]*)*$")
 
 API_AUTH_TYPES = ("iam", "cognito")
+VQA_PRECISIONS = ("auto", "fp32", "bf16", "8bit")
+# SageMaker's longest training job (28 days), in hours; accounts start with a 5-day quota.
+MAX_TRAINING_HOURS = 28 * 24
 DEFAULT_CATEGORY = "default"
 MAX_QUESTIONS = 20
 # A synchronous Lambda invocation carries at most 6 MB (6,291,456 bytes) of event, and base64
@@ -140,6 +158,83 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class VqaHyperparameters:
+    """Defaults of the hyperparameters `training/vqa/train.py` accepts (one field per flag).
+
+    A training execution may override any of them; SageMaker passes every value as a string.
+    """
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    learning_rate: float
+    weight_decay: float
+    gradient_accumulation_steps: int
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    # Comma-separated module names LoRA adapts (`q,v`: T5 attention query and value).
+    lora_target_modules: str
+    seed: int
+    precision: Literal["auto", "fp32", "bf16", "8bit"]
+    max_answer_tokens: int
+    max_grad_norm: float
+    # 0: one checkpoint per epoch.
+    checkpoint_steps: int
+
+    def as_strings(self) -> dict[str, str]:
+        """The values as SageMaker hyperparameters (strings), in field order."""
+        return {item.name: str(getattr(self, item.name)) for item in fields(self)}
+
+
+@dataclass(frozen=True)
+class VqaTrainingConfig:
+    """The SageMaker training job that fine-tunes BLIP-2 with LoRA."""
+
+    # None: the Hugging Face PyTorch training DLC of the deployment region.
+    image_uri: str | None
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_hours: int
+    use_spot: bool
+    # With spot: how long the job may wait for capacity and run, in total (>= max_runtime_hours).
+    max_wait_hours: int
+    base_model: str
+    hyperparameters: VqaHyperparameters
+
+
+@dataclass(frozen=True)
+class VqaHostingConfig:
+    """The real-time endpoint that serves the fine-tuned model to the description pipeline."""
+
+    # s3://.../model.tar.gz; None: no endpoint is created (and none bills).
+    model_data_url: str | None
+    # None: the Hugging Face PyTorch inference DLC of the deployment region.
+    image_uri: str | None
+    instance_type: str
+    min_instances: int
+    max_instances: int
+    # Autoscaling target: invocations per instance per minute.
+    target_invocations_per_instance: int
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
+    # Model download and container start-up each get this long before the deployment fails.
+    startup_timeout_seconds: int
+    latency_alarm_p90_ms: int
+    # 5xx responses within 5 minutes that raise the error alarm.
+    error_alarm_5xx_threshold: int
+
+
+@dataclass(frozen=True)
+class VqaConfig:
+    """The attribute model (BLIP-2 visual question answering): training and hosting."""
+
+    training: VqaTrainingConfig
+    hosting: VqaHostingConfig
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """Everything that differs between deployments of Atelier."""
 
@@ -153,6 +248,7 @@ class StageConfig:
     lambdas: LambdaConfig
     descriptions: DescriptionsConfig
     api: ApiConfig
+    vqa: VqaConfig
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -173,6 +269,11 @@ class StageConfig:
     def ssm_prefix(self) -> str:
         """Root of the SSM parameters that publish this stage's resource names."""
         return f"/{self.name_prefix}/{self.stage}"
+
+    @property
+    def vqa_model_data_parameter(self) -> str:
+        """The SSM parameter where each successful VQA training run records its model archive."""
+        return f"{self.ssm_prefix}/vqa/model-data-url"
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,6 +429,13 @@ def _float_between(low: float, high: float) -> Callable[[str, Any], float]:
     return parse
 
 
+@_expects("expected true or false")
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} = {_show(value)} is not valid; expected true or false")
+    return value
+
+
 def _string_list(
     pattern: re.Pattern[str], text: str, *, min_items: int = 1, max_items: int = 50
 ) -> Callable[[str, Any], tuple[str, ...]]:
@@ -433,6 +541,32 @@ _API_KEYS = (
     "throttle_burst_limit",
     "cors_allowed_origins",
 )
+_VQA_KEYS = ("training", "hosting")
+_VQA_TRAINING_KEYS = (
+    "image_uri",
+    "instance_type",
+    "instance_count",
+    "volume_size_gb",
+    "max_runtime_hours",
+    "use_spot",
+    "max_wait_hours",
+    "base_model",
+    "hyperparameters",
+)
+VQA_HYPERPARAMETER_NAMES = tuple(item.name for item in fields(VqaHyperparameters))
+_VQA_HOSTING_KEYS = (
+    "model_data_url",
+    "image_uri",
+    "instance_type",
+    "min_instances",
+    "max_instances",
+    "target_invocations_per_instance",
+    "scale_in_cooldown_seconds",
+    "scale_out_cooldown_seconds",
+    "startup_timeout_seconds",
+    "latency_alarm_p90_ms",
+    "error_alarm_5xx_threshold",
+)
 _STAGE_KEYS = (
     "name_prefix",
     "account",
@@ -443,6 +577,7 @@ _STAGE_KEYS = (
     "lambdas",
     "descriptions",
     "api",
+    "vqa",
     "tags",
 )
 
@@ -558,6 +693,122 @@ def _parse_api(reader: _Reader) -> ApiConfig:
     return config
 
 
+_INSTANCE_TYPE_TEXT = "a SageMaker instance type such as 'ml.g5.2xlarge'"
+_IMAGE_URI_TEXT = (
+    "an ECR image URI such as '763104351884.dkr.ecr.us-east-1.amazonaws.com/<repository>:<tag>' "
+    "or null"
+)
+
+
+def _parse_vqa_hyperparameters(reader: _Reader) -> VqaHyperparameters:
+    def count(high: int) -> Callable[[str, Any], int]:
+        return _int_between(1, high)
+
+    return VqaHyperparameters(
+        epochs=reader.get("epochs", count(1000)),
+        batch_size=reader.get("batch_size", count(1024)),
+        eval_batch_size=reader.get("eval_batch_size", count(1024)),
+        learning_rate=reader.get("learning_rate", _float_between(1e-8, 1.0)),
+        weight_decay=reader.get("weight_decay", _float_between(0.0, 1.0)),
+        gradient_accumulation_steps=reader.get("gradient_accumulation_steps", count(1024)),
+        lora_r=reader.get("lora_r", count(1024)),
+        lora_alpha=reader.get("lora_alpha", count(4096)),
+        lora_dropout=reader.get("lora_dropout", _float_between(0.0, 0.9)),
+        lora_target_modules=reader.get(
+            "lora_target_modules",
+            _matching(_MODULE_NAMES, "comma-separated module names such as 'q,v'"),
+        ),
+        seed=reader.get("seed", _int_between(0, 2**32 - 1)),
+        precision=reader.get("precision", _one_of(VQA_PRECISIONS)),
+        max_answer_tokens=reader.get("max_answer_tokens", count(512)),
+        max_grad_norm=reader.get("max_grad_norm", _float_between(0.001, 1000.0)),
+        checkpoint_steps=reader.get("checkpoint_steps", _int_between(0, 1_000_000)),
+    )
+
+
+def _parse_vqa_training(reader: _Reader) -> VqaTrainingConfig:
+    hours = _int_between(1, MAX_TRAINING_HOURS)
+    config = VqaTrainingConfig(
+        image_uri=reader.get(
+            "image_uri", _matching(_ECR_IMAGE_URI, _IMAGE_URI_TEXT, optional=True), optional=True
+        ),
+        instance_type=reader.get(
+            "instance_type", _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
+        ),
+        instance_count=reader.get("instance_count", _int_between(1, 16)),
+        volume_size_gb=reader.get("volume_size_gb", _int_between(1, 16_384)),
+        max_runtime_hours=reader.get("max_runtime_hours", hours),
+        use_spot=reader.get("use_spot", _boolean),
+        max_wait_hours=reader.get("max_wait_hours", hours),
+        base_model=reader.get(
+            "base_model",
+            _matching(
+                _HUB_MODEL_ID, "a Hugging Face model id such as 'Salesforce/blip2-flan-t5-xl'"
+            ),
+        ),
+        hyperparameters=_parse_vqa_hyperparameters(
+            reader.section("hyperparameters", VQA_HYPERPARAMETER_NAMES)
+        ),
+    )
+    if config.use_spot and config.max_wait_hours < config.max_runtime_hours:
+        # SageMaker refuses a spot job whose wait (capacity wait + run) is shorter than its run.
+        raise ConfigError(
+            f"{reader.key('max_wait_hours')} = {config.max_wait_hours} is less than "
+            f"{reader.key('max_runtime_hours')} = {config.max_runtime_hours}; a spot job's wait "
+            "includes its run time"
+        )
+    return config
+
+
+def _parse_vqa_hosting(reader: _Reader) -> VqaHostingConfig:
+    config = VqaHostingConfig(
+        model_data_url=reader.get(
+            "model_data_url",
+            _matching(
+                S3_MODEL_URI,
+                "an S3 URI of a model archive such as 's3://<bucket>/vqa/training/<job>/output/"
+                "model.tar.gz' or null",
+                optional=True,
+            ),
+            optional=True,
+        ),
+        image_uri=reader.get(
+            "image_uri", _matching(_ECR_IMAGE_URI, _IMAGE_URI_TEXT, optional=True), optional=True
+        ),
+        instance_type=reader.get(
+            "instance_type", _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
+        ),
+        # A real-time endpoint variant always runs at least one instance.
+        min_instances=reader.get("min_instances", _int_between(1, 100)),
+        max_instances=reader.get("max_instances", _int_between(1, 100)),
+        target_invocations_per_instance=reader.get(
+            "target_invocations_per_instance", _int_between(1, 100_000)
+        ),
+        scale_in_cooldown_seconds=reader.get("scale_in_cooldown_seconds", _int_between(0, 3600)),
+        scale_out_cooldown_seconds=reader.get("scale_out_cooldown_seconds", _int_between(0, 3600)),
+        # SageMaker accepts 60-3600 s for both the model download and the start-up health check.
+        startup_timeout_seconds=reader.get("startup_timeout_seconds", _int_between(60, 3600)),
+        # InvokeEndpoint gives a container at most 60 s.
+        latency_alarm_p90_ms=reader.get("latency_alarm_p90_ms", _int_between(1, 60_000)),
+        error_alarm_5xx_threshold=reader.get(
+            "error_alarm_5xx_threshold", _int_between(1, 1_000_000)
+        ),
+    )
+    if config.min_instances > config.max_instances:
+        raise ConfigError(
+            f"{reader.key('min_instances')} = {config.min_instances} is larger than "
+            f"{reader.key('max_instances')} = {config.max_instances}"
+        )
+    return config
+
+
+def _parse_vqa(reader: _Reader) -> VqaConfig:
+    return VqaConfig(
+        training=_parse_vqa_training(reader.section("training", _VQA_TRAINING_KEYS)),
+        hosting=_parse_vqa_hosting(reader.section("hosting", _VQA_HOSTING_KEYS)),
+    )
+
+
 def _merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in overrides.items():
@@ -595,6 +846,7 @@ def parse_stage_config(stage: str, values: Mapping[str, Any]) -> StageConfig:
         lambdas=_parse_lambdas(reader.section("lambdas", _LAMBDA_KEYS)),
         descriptions=_parse_descriptions(reader.section("descriptions", _DESCRIPTIONS_KEYS)),
         api=_parse_api(reader.section("api", _API_KEYS)),
+        vqa=_parse_vqa(reader.section("vqa", _VQA_KEYS)),
         tags=reader.get("tags", _tags, optional=True),
     )
     if (config.account is None) != (config.region is None):

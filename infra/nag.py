@@ -6,7 +6,7 @@ cdk-nag 3 is a policy-validation plugin: any finding not acknowledged makes synt
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stage, Validations
+from aws_cdk import Acknowledgment, Stack, Stage, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -30,3 +30,13 @@ def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
         raise ValueError(f"acknowledgment of {rule_id} needs a real reason, got {reason!r}")
     # cdk-nag 3 reports findings as `<pack>::<rule>` (e.g. `AwsSolutions::AwsSolutions-S1`).
     Validations.of(scope).acknowledge(Acknowledgment(id=f"AwsSolutions::{rule_id}", reason=reason))
+
+
+def exported_name(exporting_stack: Stack, value: str) -> str:
+    """The export a cross-stack reference to `value` imports, as cdk-nag names it in findings.
+
+    `export_value` creates the very output the automatic reference would (same id and name), so
+    acknowledging this name matches the synthesized policy exactly.
+    """
+    imported = exporting_stack.resolve(exporting_stack.export_value(value))
+    return str(imported["Fn::ImportValue"])

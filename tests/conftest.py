@@ -31,7 +31,12 @@ for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "CDK_DEFAULT_ACCOUNT", "CDK_
     os.environ.pop(_name, None)
 os.environ.update(_HERMETIC_ENV)
 
-from tests.support import SynthesizedApp, cdk_json_context, synthesize  # noqa: E402
+from tests.support import (  # noqa: E402
+    VARIANT_OVERRIDES,
+    SynthesizedApp,
+    cdk_json_context,
+    synthesize,
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +66,12 @@ def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.vqa_model_support import build_tiny_blip2
 
     return build_tiny_blip2(tmp_path_factory.mktemp("tiny-blip2"))
+
+
+@pytest.fixture(scope="session")
+def variant_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
+    """The dev stage with what the shipped config leaves off: a hosted attribute model, and a spot
+    training job on two EBS-backed instances (checkpoints, volume key, inter-node encryption)."""
+    return synthesize(
+        "dev", tmp_path_factory.mktemp("cdk-out-variant"), stage_overrides=VARIANT_OVERRIDES
+    )

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A model archive where the VQA workflow writes them (the bucket name is made up).
+HOSTED_MODEL_DATA_URL = (
+    "s3://atelier-models-example/vqa/training/atelier-dev-vqa-20260801-101010-abcdef12/output/"
+    "model.tar.gz"
+)
+# The dev stage's overrides in the `variant_app` synthesis (see tests/conftest.py).
+VARIANT_OVERRIDES: dict[str, Any] = {
+    "vqa": {
+        "training": {
+            "use_spot": True,
+            "max_wait_hours": 36,
+            "instance_count": 2,
+            # EBS-backed (no NVMe instance storage): the volume gets the data key.
+            "instance_type": "ml.p3.2xlarge",
+        },
+        "hosting": {"model_data_url": HOSTED_MODEL_DATA_URL, "max_instances": 3},
+    }
+}
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -28,12 +48,18 @@ class SynthesizedApp:
         return self.templates[matches[0]]
 
 
-def synthesize(stage: str, outdir: Path) -> SynthesizedApp:
+def synthesize(
+    stage: str, outdir: Path, *, stage_overrides: dict[str, Any] | None = None
+) -> SynthesizedApp:
+    """The real app for `stage`; `stage_overrides` replace the stage's entry in cdk.json."""
     from aws_cdk import App
 
     from app import build_app
 
-    app = App(context={**cdk_json_context(), "stage": stage}, outdir=str(outdir))
+    context = copy.deepcopy(cdk_json_context())
+    if stage_overrides is not None:
+        context["atelier"]["stages"][stage] = stage_overrides
+    app = App(context={**context, "stage": stage}, outdir=str(outdir))
     assembly = build_app(app).synth()
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
     return SynthesizedApp(stage=stage, assembly_dir=outdir, templates=templates)

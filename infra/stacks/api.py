@@ -26,7 +26,8 @@ from infra.constructs.bedrock_models import invoke_model_arns
 from infra.constructs.log_groups import create_log_group
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
-from infra.nag import acknowledge
+from infra.constructs.sagemaker_endpoint import SageMakerEndpoint, grant_invoke_endpoint
+from infra.nag import acknowledge, exported_name
 from infra.stacks.data import UPLOADS_PREFIX, DataStack
 
 # Lambda allows 4 KB for all environment variables together; leave room for the others.
@@ -139,8 +140,11 @@ class ApiStack(Stack):
         *,
         config: StageConfig,
         data: DataStack,
+        attribute_endpoint: SageMakerEndpoint | None = None,
         **kwargs: Any,
     ) -> None:
+        """`attribute_endpoint`: the Hosting stack's endpoint when it hosts one; None when the
+        endpoint named in the config is external (or not deployed yet)."""
         super().__init__(scope, construct_id, **kwargs)
         d = config.descriptions
         shared_environment = {
@@ -214,7 +218,7 @@ class ApiStack(Stack):
             memory_size=512,
             timeout=Duration.seconds(d.worker_timeout_seconds),
         )
-        self._grant(config, data)
+        self._grant(config, data, attribute_endpoint)
         self._connect_uploads(config, data)
         self.api = self._rest_api(config)
 
@@ -232,13 +236,10 @@ class ApiStack(Stack):
             },
         )
 
-    def _grant(self, config: StageConfig, data: DataStack) -> None:
+    def _grant(
+        self, config: StageConfig, data: DataStack, endpoint: SageMakerEndpoint | None
+    ) -> None:
         """Exactly the resources each function touches, written into its own role policy."""
-        endpoint_arn = (
-            f"arn:aws:sagemaker:{self.region}:{self.account}:"
-            # SageMaker lowercases endpoint names in ARNs; IAM compares them case-sensitively.
-            f"endpoint/{config.attribute_endpoint_name.lower()}"
-        )
         model_arns = invoke_model_arns(
             config.descriptions.model_id, region=self.region, account=self.account
         )
@@ -254,8 +255,15 @@ class ApiStack(Stack):
             ],
         }
         for function, actions in table_actions.items():
+            # One statement either way, on the ARN built from the endpoint's name (no export):
+            # the hosted endpoint grants it itself, an external one is granted by name.
+            if endpoint is not None:
+                endpoint.grant_invoke(function.role)
+            else:
+                grant_invoke_endpoint(
+                    function.role, stack=self, endpoint_name=config.attribute_endpoint_name
+                )
             statements = [
-                iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn]),
                 iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=model_arns),
                 iam.PolicyStatement(actions=actions, resources=[data.table.table_arn]),
                 iam.PolicyStatement(actions=["s3:PutObject"], resources=[results_objects]),
@@ -298,8 +306,8 @@ class ApiStack(Stack):
         )
 
         # cdk-nag names an imported ARN by its export: acknowledge exactly those prefixes.
-        results_export = _export_name(data, data.results_bucket.bucket_arn)
-        uploads_export = _export_name(data, data.uploads_bucket.bucket_arn)
+        results_export = exported_name(data, data.results_bucket.bucket_arn)
+        uploads_export = exported_name(data, data.uploads_bucket.bucket_arn)
         for function in (self.api_function, self.uploads_function):
             policy = function.role.node.find_child("DefaultPolicy")
             acknowledge(
@@ -490,13 +498,3 @@ class ApiStack(Stack):
                     "user pool authorizer is used when api.auth is 'cognito'.",
                 )
         return api
-
-
-def _export_name(exporting_stack: Stack, value: str) -> str:
-    """The export a cross-stack reference to `value` imports, as cdk-nag names it in findings.
-
-    `export_value` creates the very output the automatic reference would (same id and name), so
-    acknowledging this name matches the synthesized policy exactly.
-    """
-    imported = exporting_stack.resolve(exporting_stack.export_value(value))
-    return str(imported["Fn::ImportValue"])

@@ -112,6 +112,24 @@ _UPLOADS_OBJECTS = (
     "ExportsOutputFnGetAttUploads4F6EB0FDArn5513CBEA/incoming/*]"
 )
 _XRAY = "AwsSolutions::AwsSolutions-IAM5[Resource::*]"
+_ANY_RESOURCE = "AwsSolutions::AwsSolutions-IAM5[Resource::*]"
+_VQA_DATASETS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttDatasets0030EE04Arn3BA423B5/vqa/*]"
+)
+_VQA_MODELS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttModelsC55D3500ArnC820EBA0/vqa/{prefix}/*]"
+)
+_TRAINING_LOG_STREAMS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+    "<AWS::AccountId>:log-group:/aws/sagemaker/TrainingJobs:*]"
+)
+_TRAINING_JOBS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+    "<AWS::AccountId>:training-job/atelier-{stage}-vqa-*]"
+)
+_EXECUTION_POLICY = "/atelier-{stage}-training/VqaExecutionRole/DefaultPolicy"
 EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     ("/atelier-{stage}-api/ApiFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/UploadsFunction/TracingPolicy", _XRAY),
@@ -125,7 +143,31 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
         "/atelier-{stage}-api/Api/Default/descriptions/{{productId}}/GET",
         "AwsSolutions::AwsSolutions-COG4",
     ),
+    # Training: the SageMaker execution role and the workflow's role.
+    ("/atelier-{stage}-training/VqaEcrAuthPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-training/VqaMetricsPolicy", _ANY_RESOURCE),
+    (_EXECUTION_POLICY, _VQA_DATASETS),
+    (_EXECUTION_POLICY, _VQA_MODELS.replace("{prefix}", "training")),
+    (_EXECUTION_POLICY, _VQA_MODELS.replace("{prefix}", "checkpoints")),
+    (_EXECUTION_POLICY, _TRAINING_LOG_STREAMS),
+    ("/atelier-{stage}-training/VqaWorkflowPolicy", _TRAINING_JOBS),
+    ("/atelier-{stage}-training/VqaWorkflowLoggingPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-training/VqaWorkflowTracingPolicy", _ANY_RESOURCE),
 }
+# Added by a hosted attribute endpoint (vqa.hosting.model_data_url set).
+EXPECTED_HOSTING_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
+    ("/atelier-{stage}-hosting/VqaEndpoint/EcrAuthPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-hosting/VqaEndpoint/MetricsPolicy", _ANY_RESOURCE),
+    (
+        "/atelier-{stage}-hosting/VqaEndpoint/ModelRole/DefaultPolicy",
+        "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+        "<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/atelier-{stage}-vqa:*]",
+    ),
+}
+
+
+def _expected(acknowledgments: set[tuple[str, str]], stage: str) -> set[tuple[str, str]]:
+    return {(path.format(stage=stage), rule.format(stage=stage)) for path, rule in acknowledgments}
 
 
 def test_the_app_acknowledges_only_what_was_reviewed(
@@ -133,11 +175,16 @@ def test_the_app_acknowledges_only_what_was_reviewed(
 ) -> None:
     for app in synthesized_apps.values():
         found = {(path, rule) for path, rule, _ in load_acknowledgments(app.assembly_dir)}
-        expected = {
-            (path.format(stage=app.stage), rule.format(stage=app.stage))
-            for path, rule in EXPECTED_APP_ACKNOWLEDGMENTS
-        }
-        assert found == expected, app.stage
+        assert found == _expected(EXPECTED_APP_ACKNOWLEDGMENTS, app.stage), app.stage
+
+
+def test_a_hosted_endpoint_adds_only_its_reviewed_acknowledgments(
+    variant_app: SynthesizedApp,
+) -> None:
+    # The variant synthesis also ran cdk-nag: a finding would have raised in the fixture.
+    found = {(path, rule) for path, rule, _ in load_acknowledgments(variant_app.assembly_dir)}
+    expected = _expected(EXPECTED_APP_ACKNOWLEDGMENTS | EXPECTED_HOSTING_ACKNOWLEDGMENTS, "dev")
+    assert found == expected
 
 
 @pytest.mark.parametrize(

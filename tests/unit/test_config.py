@@ -258,3 +258,91 @@ def test_cognito_auth_needs_a_user_pool(context: dict[str, Any]) -> None:
     context["atelier"]["stages"]["dev"]["api"] = {"auth": "cognito"}
 
     assert "cognito_user_pool_arn is missing" in _error(context)
+
+
+def test_vqa_defaults_follow_the_spec(context: dict[str, Any]) -> None:
+    config = load_stage_config(context, "dev")
+    training, hosting = config.vqa.training, config.vqa.hosting
+
+    assert training.base_model == "Salesforce/blip2-flan-t5-xl"
+    assert training.instance_type == hosting.instance_type == "ml.g5.2xlarge"
+    hyperparameters = training.hyperparameters
+    assert (hyperparameters.lora_r, hyperparameters.lora_alpha) == (8, 32)
+    assert hyperparameters.lora_dropout == pytest.approx(0.05)
+    assert hyperparameters.lora_target_modules == "q,v"
+    assert hyperparameters.epochs == 10
+    assert hyperparameters.as_strings()["learning_rate"] == "0.0001"
+    # No model configured: no endpoint, and none bills.
+    assert hosting.model_data_url is None
+    assert config.vqa_model_data_parameter == "/atelier/dev/vqa/model-data-url"
+
+
+@pytest.mark.parametrize(
+    ("section", "overrides", "expected"),
+    [
+        ("training", {"instance_type": "g5.2xlarge"}, "training.instance_type = 'g5.2xlarge'"),
+        ("training", {"instance_count": 0}, "training.instance_count = 0 is not valid"),
+        ("training", {"use_spot": "yes"}, "training.use_spot = 'yes' is not valid; expected true"),
+        (
+            "training",
+            {"use_spot": True, "max_runtime_hours": 24, "max_wait_hours": 12},
+            "training.max_wait_hours = 12 is less than vqa.training.max_runtime_hours = 24",
+        ),
+        ("training", {"max_runtime_hours": 700}, "from 1 to 672"),
+        ("training", {"base_model": "blip2"}, "training.base_model = 'blip2' is not valid"),
+        ("training", {"image_uri": "python:3.12"}, "training.image_uri = 'python:3.12'"),
+        ("training", {"hyperparameters": {"epoch": 3}}, "hyperparameters.epoch is not a known"),
+        ("training", {"hyperparameters": {"precision": "fp16"}}, "allowed values: auto, fp32"),
+        ("training", {"hyperparameters": {"learning_rate": 0}}, "learning_rate = 0 is not valid"),
+        ("training", {"hyperparameters": {"lora_dropout": 1.0}}, "lora_dropout = 1.0"),
+        ("training", {"hyperparameters": {"lora_target_modules": "q, v"}}, "'q, v' is not valid"),
+        ("hosting", {"model_data_url": "s3://bucket/model.zip"}, "model_data_url = 's3://bucket"),
+        ("hosting", {"model_data_url": "s3://bucket/models/*"}, "is not valid; expected an S3"),
+        ("hosting", {"model_data_url": "https://x/model.tar.gz"}, "is not valid"),
+        ("hosting", {"instance_type": "ml.g5"}, "hosting.instance_type = 'ml.g5' is not valid"),
+        ("hosting", {"min_instances": 0}, "hosting.min_instances = 0 is not valid"),
+        (
+            "hosting",
+            {"min_instances": 3, "max_instances": 2},
+            "hosting.min_instances = 3 is larger than vqa.hosting.max_instances = 2",
+        ),
+        ("hosting", {"startup_timeout_seconds": 30}, "from 60 to 3600"),
+        ("hosting", {"latency_alarm_p90_ms": 0}, "latency_alarm_p90_ms = 0 is not valid"),
+        ("hosting", {"target_invocations_per_instance": True}, "whole number"),
+    ],
+)
+def test_vqa_settings_are_validated(
+    context: dict[str, Any], section: str, overrides: dict[str, Any], expected: str
+) -> None:
+    context["atelier"]["stages"]["dev"]["vqa"] = {section: overrides}
+
+    message = _error(context)
+
+    assert message.startswith(f"stage 'dev': vqa.{section}."), message
+    assert expected in message
+
+
+def test_vqa_hyperparameters_must_all_be_given(context: dict[str, Any]) -> None:
+    del _defaults(context)["vqa"]["training"]["hyperparameters"]["seed"]
+
+    assert _error(context) == (
+        "stage 'dev': vqa.training.hyperparameters.seed is missing; "
+        "expected a whole number from 0 to 4294967295"
+    )
+
+
+def test_a_spot_wait_shorter_than_the_run_is_fine_without_spot(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["vqa"] = {
+        "training": {"use_spot": False, "max_runtime_hours": 24, "max_wait_hours": 1}
+    }
+    assert load_stage_config(context, "dev").vqa.training.max_wait_hours == 1
+
+
+def test_a_model_archive_and_an_image_can_be_configured(context: dict[str, Any]) -> None:
+    url = "s3://atelier-dev-data-models1234/vqa/training/atelier-dev-vqa-1/output/model.tar.gz"
+    image = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/vqa:2026-08"
+    context["atelier"]["stages"]["dev"]["vqa"] = {
+        "hosting": {"model_data_url": url, "image_uri": image}
+    }
+    hosting = load_stage_config(context, "dev").vqa.hosting
+    assert (hosting.model_data_url, hosting.image_uri) == (url, image)

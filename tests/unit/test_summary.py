@@ -84,14 +84,15 @@ def test_counts_resources_and_lists_gpu_endpoints(tmp_path: Path) -> None:
 
 
 @pytest.mark.infra
-def test_the_real_app_runs_no_endpoint_yet(dev_app: SynthesizedApp) -> None:
+def test_the_shipped_config_runs_no_endpoint(dev_app: SynthesizedApp) -> None:
+    # vqa.hosting.model_data_url is null until a model has been trained
     text = render(dev_app.assembly_dir)
-    assert "Synthesized 2 stack(s)" in text
-    assert "atelier-dev-data:" in text
-    assert "atelier-dev-api:" in text
+    assert "Synthesized 4 stack(s)" in text
+    for stack in ("data", "training", "hosting", "api"):
+        assert f"atelier-dev-{stack}:" in text
     assert "SageMaker endpoints that would run: none in this assembly" in text
     # tests/infra/test_nag.py reviews each one
-    assert "cdk-nag acknowledgments, each with its reason: 9" in text
+    assert "cdk-nag acknowledgments, each with its reason: 18" in text
 
 
 def test_missing_assembly_is_a_clear_error(

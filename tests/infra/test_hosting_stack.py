@@ -1,0 +1,134 @@
+"""The Hosting stack: an endpoint only when a model is configured, and nothing that outlives it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.config import StageConfig, load_stage_config
+from infra.stacks.hosting import PUBLISHED_NAMES, PUBLISHED_NAMES_WHEN_HOSTED
+from infra.summary import render as render_summary
+from tests.support import HOSTED_MODEL_DATA_URL, VARIANT_OVERRIDES, SynthesizedApp, cdk_json_context
+from tests.templates import one, render, resources, statements_granting
+
+pytestmark = pytest.mark.infra
+
+STAGES = ("dev", "prod")
+INFERENCE_IMAGE = (
+    "${HuggingFaceInferenceRegistries[${AWS::Region}].account}.dkr.ecr.${AWS::Region}."
+    "${AWS::URLSuffix}/huggingface-pytorch-inference:"
+    "2.6.0-transformers4.51.3-gpu-py312-cu124-ubuntu22.04"
+)
+
+
+def _config(stage: str) -> StageConfig:
+    return load_stage_config(cdk_json_context(), stage)
+
+
+def _parameters(template: dict[str, Any]) -> dict[str, Any]:
+    return {
+        p["Properties"]["Name"]: p["Properties"]["Value"]
+        for p in resources(template, "AWS::SSM::Parameter").values()
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_model_no_endpoint(synthesized_apps: dict[str, SynthesizedApp], stage: str) -> None:
+    # Given the shipped config, where vqa.hosting.model_data_url is null
+    assert _config(stage).vqa.hosting.model_data_url is None
+    template = synthesized_apps[stage].template("-hosting")
+    # Then the stack holds no SageMaker resource, only the published endpoint name
+    types = {resource["Type"] for resource in template["Resources"].values()}
+    assert types == {"AWS::SSM::Parameter"}
+    assert _parameters(template) == {
+        f"/atelier/{stage}/hosting/vqa-endpoint-name": f"atelier-{stage}-vqa"
+    }
+    assert PUBLISHED_NAMES == ("vqa-endpoint-name",)
+    summary = render_summary(synthesized_apps[stage].assembly_dir)
+    assert "SageMaker endpoints that would run: none in this assembly" in summary
+
+
+def test_a_configured_model_is_served_under_the_pipelines_endpoint_name(
+    variant_app: SynthesizedApp,
+) -> None:
+    template = variant_app.template("-hosting")
+    hosting = VARIANT_OVERRIDES["vqa"]["hosting"]
+    config = _config("dev")
+    _, endpoint = one(template, "AWS::SageMaker::Endpoint")
+    assert endpoint["EndpointName"] == config.attribute_endpoint_name == "atelier-dev-vqa"
+    _, model = one(template, "AWS::SageMaker::Model")
+    assert model["EnableNetworkIsolation"] is True
+    container = model["PrimaryContainer"]
+    assert container["ModelDataUrl"] == HOSTED_MODEL_DATA_URL == hosting["model_data_url"]
+    assert render(container["Image"]) == INFERENCE_IMAGE
+    assert container["Environment"]["HF_HUB_OFFLINE"] == "1"
+    assert container["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
+    _, config_properties = one(template, "AWS::SageMaker::EndpointConfig")
+    (variant,) = config_properties["ProductionVariants"]
+    assert variant["InstanceType"] == config.vqa.hosting.instance_type == "ml.g5.2xlarge"
+    assert variant["InitialInstanceCount"] == config.vqa.hosting.min_instances
+    assert variant["ModelDataDownloadTimeoutInSeconds"] == 900
+    # ml.g5 encrypts its NVMe storage in hardware and refuses a volume key.
+    assert "KmsKeyId" not in config_properties
+    for resource in template["Resources"].values():
+        assert resource.get("DeletionPolicy", "Delete") == "Delete"
+    _, target = one(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, hosting["max_instances"])
+    _, policy = one(template, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 30
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+    }
+    assert alarms["ModelLatency"]["Threshold"] == config.vqa.hosting.latency_alarm_p90_ms * 1000
+    assert (
+        alarms["Invocation5XXErrors"]["Threshold"] == config.vqa.hosting.error_alarm_5xx_threshold
+    )
+    assert set(_parameters(template)) == {
+        f"/atelier/dev/hosting/{name}" for name in PUBLISHED_NAMES_WHEN_HOSTED
+    }
+
+
+def test_the_model_role_reads_the_archive_and_decrypts_with_the_data_key(
+    variant_app: SynthesizedApp,
+) -> None:
+    template = variant_app.template("-hosting")
+    (read,) = statements_granting(template, "VqaEndpointModelRole", "s3:GetObject")
+    assert render(read["Resource"]) == "arn:${AWS::Partition}:s3:::" + HOSTED_MODEL_DATA_URL[5:]
+    (decrypt,) = statements_granting(template, "VqaEndpointModelRole", "kms:Decrypt")
+    imported = decrypt["Resource"]["Fn::ImportValue"]
+    data_outputs = variant_app.template("-data")["Outputs"].values()
+    (exported,) = [o["Value"] for o in data_outputs if o.get("Export", {}).get("Name") == imported]
+    (key_id,) = resources(variant_app.template("-data"), "AWS::KMS::Key")
+    assert exported == {"Fn::GetAtt": [key_id, "Arn"]}
+
+
+def test_the_api_may_invoke_the_hosted_endpoint_and_does_not_depend_on_it(
+    variant_app: SynthesizedApp, dev_app: SynthesizedApp
+) -> None:
+    # The grant is the same single statement whether the endpoint is hosted here or not.
+    for app in (variant_app, dev_app):
+        template = app.template("-api")
+        for function in ("ApiFunction", "UploadsFunction"):
+            (statement,) = statements_granting(template, function, "sagemaker:InvokeEndpoint")
+            assert render(statement["Resource"]) == (
+                "arn:aws:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/atelier-dev-vqa"
+            )
+    artifacts = json.loads((variant_app.assembly_dir / "manifest.json").read_text())["artifacts"]
+    # Destroying the hosting stack (to stop the GPU bill) must not take the API with it.
+    for stack in ("atelier-dev-api", "atelier-dev-training", "atelier-dev-data"):
+        assert "atelier-dev-hosting" not in artifacts[stack].get("dependencies", [])
+    hosting_dependencies = [
+        d for d in artifacts["atelier-dev-hosting"]["dependencies"] if not d.endswith(".assets")
+    ]
+    assert hosting_dependencies == ["atelier-dev-data"]
+
+
+def test_the_summary_flags_the_gpu_endpoint(variant_app: SynthesizedApp) -> None:
+    summary = render_summary(variant_app.assembly_dir)
+    assert (
+        "SageMaker endpoints that would run (billed per instance-hour while deployed):" in summary
+    )
+    assert "1 x ml.g5.2xlarge (GPU/accelerator)" in summary
