@@ -275,6 +275,12 @@ class StageConfig:
         """The SSM parameter where each successful VQA training run records its model archive."""
         return f"{self.ssm_prefix}/vqa/model-data-url"
 
+    @property
+    def titan_provisioned_model_parameter(self) -> str:
+        """SSM parameter holding the ARN of the customized Titan model's provisioned throughput:
+        written by the Bedrock stack's workflow, deleted on release, read by `POST /images`."""
+        return f"{self.ssm_prefix}/titan/provisioned-model-arn"
+
 
 # --------------------------------------------------------------------------------------------
 # Parsing. Each section is read through a _Reader that knows its dotted location, so every
