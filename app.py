@@ -13,6 +13,7 @@ from aws_cdk import App, Environment
 from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage_config
 from infra.nag import attach_nag
 from infra.stacks.api import ApiStack
+from infra.stacks.bedrock import BedrockStack
 from infra.stacks.data import DataStack
 from infra.stacks.hosting import HostingStack
 from infra.stacks.training import TrainingStack
@@ -70,6 +71,19 @@ def build_app(app: App) -> App:
         env=env,
         tags=tags,
         description=f"Atelier ({config.stage}) hosting: {hosting_description}",
+        termination_protection=config.is_production_like,
+    )
+    # Titan customization workflows and the throughput cost guard. The Api stack finds the
+    # throughput through the SSM parameter the workflow writes, so it does not depend on this one.
+    BedrockStack(
+        app,
+        config.resource_name("bedrock"),
+        config=config,
+        data=data,
+        env=env,
+        tags=tags,
+        description=f"Atelier ({config.stage}) bedrock: Titan Image Generator customization and "
+        "provisioned-throughput workflows, throughput cost guard",
         termination_protection=config.is_production_like,
     )
     # No stack depends on hosting: the Api stack grants by endpoint name, so the endpoint (and

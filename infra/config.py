@@ -79,6 +79,32 @@ MAX_QUESTIONS = 20
 # A synchronous Lambda invocation carries at most 6 MB (6,291,456 bytes) of event, and base64
 # inflates an image by 4/3: 4 MiB of image (5.6 MB as base64) leaves room for the rest of the event.
 MAX_API_IMAGE_BYTES = 4 * 1024 * 1024
+# Titan Image Generator G1's text-to-image limits (Bedrock's model parameters): the ceilings of the
+# `images` section. lambdas/shared/models/images.py states the same facts; a test compares them.
+TITAN_IMAGE_SIZES: tuple[tuple[int, int], ...] = (
+    (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384),
+    (768, 1280), (384, 640), (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896),
+    (576, 448), (768, 1408), (384, 704), (1408, 768), (704, 384), (640, 1408), (320, 704),
+    (1408, 640), (704, 320), (1152, 640), (1173, 640),
+)  # fmt: skip
+TITAN_MAX_PROMPT_CHARACTERS = 512
+TITAN_MAX_IMAGES_PER_REQUEST = 5
+# Presigned URLs are signed with the function's temporary credentials and stop working when those
+# expire, whatever their own expiry says: keep their lifetime short.
+MAX_PRESIGNED_URL_SECONDS = 3600
+
+# Titan Image Generator G1 fine-tuning (Bedrock's documented ranges for its hyperparameters).
+TITAN_STEP_COUNT_RANGE = (10, 40_000)
+TITAN_BATCH_SIZE_RANGE = (8, 192)
+TITAN_LEARNING_RATE_RANGE = (1e-7, 1.0)
+# "none": no commitment term (billed hourly, deletable at any time).
+TITAN_COMMITMENTS = ("none", "OneMonth", "SixMonths")
+MAX_TITAN_MODEL_UNITS = 100
+# A standard Step Functions execution keeps at most 25,000 history events and each poll of a job
+# or throughput (Wait, Task, Choice) adds about ten: stay well below with at most 2,000 polls.
+MAX_WORKFLOW_POLLS = 2_000
+_TITAN_BASE_MODEL = re.compile(r"^amazon\.titan-image-generator-v[1-9]:[0-9]+$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 class ConfigError(ValueError):
@@ -235,6 +261,58 @@ class VqaConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    """`POST /images`: the customized Titan Image Generator through its provisioned throughput."""
+
+    # At most Titan's own limits (512 characters, 5 images); lower them to bound cost and latency.
+    max_prompt_characters: int
+    max_images_per_request: int
+    # (width, height) pairs a request may ask for, each one of TITAN_IMAGE_SIZES.
+    sizes: tuple[tuple[int, int], ...]
+    # How long the function trusts the provisioned model ARN it read from SSM.
+    model_arn_cache_seconds: int
+    presigned_url_seconds: int
+    # API Gateway waits at most 29 s for a REST integration.
+    api_timeout_seconds: int
+    # Method throttling of POST /images, below the stage's: the throughput is a few model units.
+    throttle_rate_limit: int
+    throttle_burst_limit: int
+
+
+@dataclass(frozen=True)
+class TitanHyperparameters:
+    """Defaults of Titan Image Generator G1's fine-tuning hyperparameters (Bedrock's own names in
+    cdk.json); an execution may override each. Bedrock takes them as strings."""
+
+    # None: chosen from the number of images by SPEC's table when the manifest is checked.
+    step_count: int | None
+    batch_size: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class TitanConfig:
+    """The Bedrock stack: customize Titan Image Generator G1, serve it through Provisioned
+    Throughput, and release every throughput it creates when its time is up."""
+
+    base_model_id: str
+    hyperparameters: TitanHyperparameters
+    model_units: int
+    commitment: Literal["none", "OneMonth", "SixMonths"]
+    # The cost guard: hours a throughput lives unless its `atelier:expires-at` tag is moved.
+    throughput_ttl_hours: int
+    max_throughput_ttl_hours: int
+    job_poll_seconds: int
+    max_job_runtime_hours: int
+    throughput_poll_seconds: int
+    max_throughput_wait_hours: int
+    # How often the sweeper looks for expired throughputs.
+    sweep_interval_minutes: int
+    # Subscribed to the notifications topic (it must confirm); None: subscribe yourself.
+    notification_email: str | None
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """Everything that differs between deployments of Atelier."""
 
@@ -249,6 +327,8 @@ class StageConfig:
     descriptions: DescriptionsConfig
     api: ApiConfig
     vqa: VqaConfig
+    titan: TitanConfig
+    images: ImagesConfig
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -548,6 +628,16 @@ _API_KEYS = (
     "cors_allowed_origins",
 )
 _VQA_KEYS = ("training", "hosting")
+_IMAGES_KEYS = (
+    "max_prompt_characters",
+    "max_images_per_request",
+    "sizes",
+    "model_arn_cache_seconds",
+    "presigned_url_seconds",
+    "api_timeout_seconds",
+    "throttle_rate_limit",
+    "throttle_burst_limit",
+)
 _VQA_TRAINING_KEYS = (
     "image_uri",
     "instance_type",
@@ -573,6 +663,22 @@ _VQA_HOSTING_KEYS = (
     "latency_alarm_p90_ms",
     "error_alarm_5xx_threshold",
 )
+_TITAN_KEYS = (
+    "base_model_id",
+    "hyperparameters",
+    "model_units",
+    "commitment",
+    "throughput_ttl_hours",
+    "max_throughput_ttl_hours",
+    "job_poll_seconds",
+    "max_job_runtime_hours",
+    "throughput_poll_seconds",
+    "max_throughput_wait_hours",
+    "sweep_interval_minutes",
+    "notification_email",
+)
+# Bedrock's names, as an execution's `hyperparameters` input names them too.
+TITAN_HYPERPARAMETER_NAMES = ("stepCount", "batchSize", "learningRate")
 _STAGE_KEYS = (
     "name_prefix",
     "account",
@@ -584,6 +690,8 @@ _STAGE_KEYS = (
     "descriptions",
     "api",
     "vqa",
+    "titan",
+    "images",
     "tags",
 )
 
@@ -815,6 +923,124 @@ def _parse_vqa(reader: _Reader) -> VqaConfig:
     )
 
 
+_IMAGE_SIZE = re.compile(r"^(?P<width>[1-9]\d{2,3})x(?P<height>[1-9]\d{2,3})$")
+
+
+def _image_size_text(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+@_expects("expected null (every Titan Image Generator G1 size) or a list such as ['1024x1024']")
+def _image_sizes(key: str, value: Any) -> tuple[tuple[int, int], ...]:
+    if value is None:
+        return TITAN_IMAGE_SIZES
+    allowed = ", ".join(_image_size_text(size) for size in TITAN_IMAGE_SIZES)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} = {_show(value)} is not valid; {_image_sizes.expected}")  # type: ignore[attr-defined]
+    sizes: list[tuple[int, int]] = []
+    for index, item in enumerate(value):
+        match = _IMAGE_SIZE.fullmatch(item) if isinstance(item, str) else None
+        size = (int(match["width"]), int(match["height"])) if match else None
+        if size is None or size not in TITAN_IMAGE_SIZES:
+            raise ConfigError(
+                f"{key}[{index}] = {_show(item)} is not a Titan Image Generator G1 size; "
+                f"allowed: {allowed}"
+            )
+        if size in sizes:
+            raise ConfigError(f"{key} lists {item!r} twice")
+        sizes.append(size)
+    return tuple(sizes)
+
+
+def _parse_images(reader: _Reader) -> ImagesConfig:
+    return ImagesConfig(
+        max_prompt_characters=reader.get(
+            "max_prompt_characters", _int_between(1, TITAN_MAX_PROMPT_CHARACTERS)
+        ),
+        max_images_per_request=reader.get(
+            "max_images_per_request", _int_between(1, TITAN_MAX_IMAGES_PER_REQUEST)
+        ),
+        sizes=reader.get("sizes", _image_sizes, optional=True),
+        model_arn_cache_seconds=reader.get("model_arn_cache_seconds", _int_between(0, 3600)),
+        presigned_url_seconds=reader.get(
+            "presigned_url_seconds", _int_between(60, MAX_PRESIGNED_URL_SECONDS)
+        ),
+        # API Gateway gives a REST integration at most 29 s; an image takes several.
+        api_timeout_seconds=reader.get("api_timeout_seconds", _int_between(10, 29)),
+        throttle_rate_limit=reader.get("throttle_rate_limit", _int_between(1, 10_000)),
+        throttle_burst_limit=reader.get("throttle_burst_limit", _int_between(1, 5_000)),
+    )
+
+
+def _parse_titan_hyperparameters(reader: _Reader) -> TitanHyperparameters:
+    low, high = TITAN_STEP_COUNT_RANGE
+    text = (
+        f"expected null (chosen from the number of images) or a whole number from {low} to {high}"
+    )
+
+    @_expects(text)
+    def step_count(key: str, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{key} = {_show(value)} is not valid; {text}")
+        return value
+
+    return TitanHyperparameters(
+        step_count=reader.get("stepCount", step_count, optional=True),
+        batch_size=reader.get("batchSize", _int_between(*TITAN_BATCH_SIZE_RANGE)),
+        learning_rate=reader.get("learningRate", _float_between(*TITAN_LEARNING_RATE_RANGE)),
+    )
+
+
+def _parse_titan(reader: _Reader) -> TitanConfig:
+    config = TitanConfig(
+        base_model_id=reader.get(
+            "base_model_id",
+            _matching(
+                _TITAN_BASE_MODEL,
+                "a Titan Image Generator model id such as 'amazon.titan-image-generator-v1:0' "
+                "(the manifest checks and hyperparameters are that model's)",
+            ),
+        ),
+        hyperparameters=_parse_titan_hyperparameters(
+            reader.section("hyperparameters", TITAN_HYPERPARAMETER_NAMES)
+        ),
+        model_units=reader.get("model_units", _int_between(1, MAX_TITAN_MODEL_UNITS)),
+        commitment=reader.get("commitment", _one_of(TITAN_COMMITMENTS)),
+        throughput_ttl_hours=reader.get("throughput_ttl_hours", _int_between(1, 8760)),
+        max_throughput_ttl_hours=reader.get("max_throughput_ttl_hours", _int_between(1, 8760)),
+        job_poll_seconds=reader.get("job_poll_seconds", _int_between(60, 3600)),
+        # Bedrock customization jobs are not bounded by a runtime of their own.
+        max_job_runtime_hours=reader.get("max_job_runtime_hours", _int_between(1, 720)),
+        throughput_poll_seconds=reader.get("throughput_poll_seconds", _int_between(30, 3600)),
+        max_throughput_wait_hours=reader.get("max_throughput_wait_hours", _int_between(1, 24)),
+        # The sweeper's own timeout (one minute) must end before the next sweep starts.
+        sweep_interval_minutes=reader.get("sweep_interval_minutes", _int_between(5, 60)),
+        notification_email=reader.get(
+            "notification_email",
+            _matching(_EMAIL, "an email address or null", optional=True),
+            optional=True,
+        ),
+    )
+    if config.throughput_ttl_hours > config.max_throughput_ttl_hours:
+        raise ConfigError(
+            f"{reader.key('throughput_ttl_hours')} = {config.throughput_ttl_hours} is larger than "
+            f"{reader.key('max_throughput_ttl_hours')} = {config.max_throughput_ttl_hours}"
+        )
+    polls = (
+        config.max_job_runtime_hours * 3600 // config.job_poll_seconds
+        + config.max_throughput_wait_hours * 3600 // config.throughput_poll_seconds
+    )
+    if polls > MAX_WORKFLOW_POLLS:
+        raise ConfigError(
+            f"{reader.key('max_job_runtime_hours')} and {reader.key('max_throughput_wait_hours')} "
+            f"at these poll intervals make {polls} polls; at most {MAX_WORKFLOW_POLLS} fit in a "
+            "Step Functions execution's history (25,000 events): poll less often"
+        )
+    return config
+
+
 def _merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in overrides.items():
@@ -853,6 +1079,8 @@ def parse_stage_config(stage: str, values: Mapping[str, Any]) -> StageConfig:
         descriptions=_parse_descriptions(reader.section("descriptions", _DESCRIPTIONS_KEYS)),
         api=_parse_api(reader.section("api", _API_KEYS)),
         vqa=_parse_vqa(reader.section("vqa", _VQA_KEYS)),
+        titan=_parse_titan(reader.section("titan", _TITAN_KEYS)),
+        images=_parse_images(reader.section("images", _IMAGES_KEYS)),
         tags=reader.get("tags", _tags, optional=True),
     )
     if (config.account is None) != (config.region is None):

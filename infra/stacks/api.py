@@ -1,4 +1,5 @@
-"""The description pipeline's front doors: a REST API, and S3 uploads → EventBridge → SQS → worker.
+"""The description pipeline's front doors: a REST API, and S3 uploads → EventBridge → SQS → worker;
+and `POST /images` on the customized Titan model's provisioned throughput.
 
 Compute only: every byte of customer data lives in the Data stack, so this stack can be destroyed
 and redeployed freely. Grants land in this stack's role policies (never in the Data stack's key or
@@ -34,6 +35,11 @@ from infra.stacks.data import UPLOADS_PREFIX, DataStack
 MAX_SETTINGS_BYTES = 3_500
 # Where both functions write result JSON in the results bucket.
 RESULTS_PREFIX = "descriptions/"
+# Where the images function stores generated PNGs (lambdas/images/logic/keys.py says the same).
+IMAGES_PREFIX = "images/"
+# Seconds the images function keeps after its last Titan call to store PNGs and answer
+# (lambdas/images/handlers/api.py keeps the same margin).
+IMAGES_RESPONSE_MARGIN_SECONDS = 3
 # The API function checks the same pattern (lambdas/shared/models/descriptions.py).
 PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 # SQS keeps a message at most 14 days: a failed upload can be redriven for that long.
@@ -87,9 +93,10 @@ def gateway_error_template(code: str, *, validation: bool = False) -> str:
     """
     message = (
         json.dumps(
-            "the request does not match the API's request model: POST needs a JSON object with "
-            "string fields productId (1-128 letters, digits, '.', '_' or '-') and image (base64); "
-            "see the OpenAPI document"
+            "the request does not match the API's request model: POST /descriptions needs a JSON "
+            "object with string fields productId (1-128 letters, digits, '.', '_' or '-') and "
+            "image (base64); POST /images needs a JSON object with a string prompt and integers "
+            "width and height; see the OpenAPI documents"
         )
         if validation
         else "$context.error.messageString"
@@ -117,6 +124,19 @@ def descriptions_settings(config: StageConfig) -> dict[str, Any]:
             "minSide": d.image.min_side,
         },
         "groundingRetries": d.grounding_retries,
+    }
+
+
+def images_settings(config: StageConfig) -> dict[str, Any]:
+    """What the images function reads from `IMAGES_SETTINGS`."""
+    i = config.images
+    return {
+        "maxPromptCharacters": i.max_prompt_characters,
+        "maxImagesPerRequest": i.max_images_per_request,
+        "sizes": [f"{width}x{height}" for width, height in i.sizes],
+        "modelArnCacheSeconds": i.model_arn_cache_seconds,
+        "presignedUrlSeconds": i.presigned_url_seconds,
+        "modelReadTimeoutSeconds": i.api_timeout_seconds - IMAGES_RESPONSE_MARGIN_SECONDS,
     }
 
 
@@ -218,7 +238,25 @@ class ApiStack(Stack):
             memory_size=512,
             timeout=Duration.seconds(d.worker_timeout_seconds),
         )
+        self.images_function = PythonFunction(
+            self,
+            "ImagesFunction",
+            config=config,
+            handler="images.handlers.api.handler",
+            description="Generates images with the customized Titan model's provisioned throughput",
+            service_name="images",
+            environment={
+                "RESULTS_BUCKET": data.results_bucket.bucket_name,
+                "MODEL_ARN_PARAMETER": config.titan_provisioned_model_parameter,
+                "IMAGES_SETTINGS": json.dumps(
+                    images_settings(config), separators=(",", ":"), sort_keys=True
+                ),
+            },
+            memory_size=512,
+            timeout=Duration.seconds(config.images.api_timeout_seconds),
+        )
         self._grant(config, data, attribute_endpoint)
+        self._grant_images(config, data)
         self._connect_uploads(config, data)
         self.api = self._rest_api(config)
 
@@ -331,6 +369,63 @@ class ApiStack(Stack):
             "delivers; any object there may be a new upload.",
         )
 
+    def _grant_images(self, config: StageConfig, data: DataStack) -> None:
+        """The images function's own role: its parameter, any provisioned model of this account
+        and region, its object prefix, and the data key through S3 only."""
+        parameter = self.format_arn(
+            service="ssm",
+            resource="parameter",
+            resource_name=config.titan_provisioned_model_parameter.lstrip("/"),
+        )
+        # The ARN is only known at run time (each provisioning makes a new one). Invoking a
+        # provisioned custom model is authorized on the provisioned model alone, not on the
+        # custom model behind it.
+        provisioned_models = self.format_arn(
+            service="bedrock", resource="provisioned-model", resource_name="*"
+        )
+        images_objects = data.results_bucket.arn_for_objects(f"{IMAGES_PREFIX}*")
+        role = self.images_function.role
+        for statement in (
+            iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[parameter]),
+            iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[provisioned_models]),
+            # GetObject too: the presigned URLs it hands out are signed with its credentials.
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject"], resources=[images_objects]
+            ),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[data.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
+            ),
+            # The Bedrock workflow encrypts the custom model with the data key; Bedrock decrypts
+            # it on the caller's behalf when the provisioned model is invoked.
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[data.key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"bedrock.{self.region}.amazonaws.com"}
+                },
+            ),
+        ):
+            role.add_to_principal_policy(statement)
+
+        policy = role.node.find_child("DefaultPolicy")
+        results_export = exported_name(data, data.results_bucket.bucket_arn)
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::{results_export}/{IMAGES_PREFIX}*]",
+            "Writes and reads back (through the presigned URLs it signs) only generated images "
+            "under the images/ prefix of the results bucket; keys are per request.",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:"
+            "<AWS::AccountId>:provisioned-model/*]",
+            "The provisioned throughput's ARN is created by the Bedrock workflow at run time and "
+            "read from SSM per request; only provisioned models of this account and region, and "
+            "only InvokeModel.",
+        )
+
     def _connect_uploads(self, config: StageConfig, data: DataStack) -> None:
         d = config.descriptions
         self.uploads_rule = events.Rule(
@@ -398,7 +493,8 @@ class ApiStack(Stack):
             self,
             "Api",
             rest_api_name=config.resource_name("api"),
-            description=f"Atelier {config.stage}: product descriptions from photos",
+            description=f"Atelier {config.stage}: product descriptions from photos, personalized "
+            "images",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             disable_execute_api_endpoint=False,
             # Execution logging needs the account-wide API Gateway CloudWatch role, which one
@@ -410,6 +506,13 @@ class ApiStack(Stack):
                 stage_name="v1",
                 throttling_rate_limit=config.api.throttle_rate_limit,
                 throttling_burst_limit=config.api.throttle_burst_limit,
+                # Image generation is bound by a few provisioned model units.
+                method_options={
+                    "/images/POST": apigateway.MethodDeploymentOptions(
+                        throttling_rate_limit=config.images.throttle_rate_limit,
+                        throttling_burst_limit=config.images.throttle_burst_limit,
+                    )
+                },
                 tracing_enabled=True,
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
                 access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
@@ -473,6 +576,30 @@ class ApiStack(Stack):
             request_validator=validator,
             request_parameters={"method.request.path.productId": True},
         )
+        images_model = api.add_model(
+            "GenerateImagesRequest",
+            content_type="application/json",
+            description="The fields API Gateway checks before invoking the images function",
+            schema=apigateway.JsonSchema(
+                schema=apigateway.JsonSchemaVersion.DRAFT4,
+                title="GenerateImagesRequest",
+                type=apigateway.JsonSchemaType.OBJECT,
+                required=["prompt", "width", "height"],
+                properties={
+                    "prompt": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+                    "width": apigateway.JsonSchema(type=apigateway.JsonSchemaType.INTEGER),
+                    "height": apigateway.JsonSchema(type=apigateway.JsonSchemaType.INTEGER),
+                },
+            ),
+        )
+        images = api.root.add_resource("images").add_method(
+            "POST",
+            apigateway.LambdaIntegration(
+                self.images_function.function, proxy=True, allow_test_invoke=False
+            ),
+            request_validator=validator,
+            request_models={"application/json": images_model},
+        )
 
         stage = api.deployment_stage
         acknowledge(
@@ -490,7 +617,7 @@ class ApiStack(Stack):
             "own logs cover each request.",
         )
         if config.api.auth == "iam":
-            for method in (post, get):
+            for method in (post, get, images):
                 acknowledge(
                     method,
                     "AwsSolutions-COG4",

@@ -21,6 +21,7 @@ from infra.stacks.api import (
     VALIDATION_RESPONSE_TYPES,
     descriptions_settings,
     descriptions_settings_json,
+    images_settings,
 )
 from tests.support import SynthesizedApp, cdk_json_context
 
@@ -87,12 +88,14 @@ def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]
     ]
 
 
-def _method(template: dict[str, Any], verb: str) -> dict[str, Any]:
-    """The properties of the API's only method with this HTTP verb."""
+def _method(template: dict[str, Any], verb: str, path_part: str) -> dict[str, Any]:
+    """The properties of the API's only method with this HTTP verb on a resource `path_part`."""
     (method,) = [
         m["Properties"]
         for m in _resources(template, "AWS::ApiGateway::Method").values()
         if m["Properties"]["HttpMethod"] == verb
+        and template["Resources"][m["Properties"]["ResourceId"]["Ref"]]["Properties"]["PathPart"]
+        == path_part
     ]
     return method
 
@@ -129,14 +132,18 @@ def test_every_method_requires_iam_auth(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     methods = _resources(synthesized_apps[stage].template("-api"), "AWS::ApiGateway::Method")
-    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST"]
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == [
+        "GET",
+        "POST",
+        "POST",
+    ]
     for logical_id, method in methods.items():
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM", logical_id
 
 
 def test_post_validates_the_body_against_a_minimal_model(dev_app: SynthesizedApp) -> None:
     template = dev_app.template("-api")
-    post = _method(template, "POST")
+    post = _method(template, "POST", "descriptions")
     validators = _resources(template, "AWS::ApiGateway::RequestValidator")
     validator = validators[post["RequestValidatorId"]["Ref"]]["Properties"]
     assert validator["ValidateRequestBody"] is True
@@ -154,7 +161,7 @@ def test_post_validates_the_body_against_a_minimal_model(dev_app: SynthesizedApp
 
 def test_get_requires_and_validates_the_product_id(dev_app: SynthesizedApp) -> None:
     template = dev_app.template("-api")
-    get = _method(template, "GET")
+    get = _method(template, "GET", "{productId}")
     assert get["RequestParameters"] == {"method.request.path.productId": True}
     validator = template["Resources"][get["RequestValidatorId"]["Ref"]]["Properties"]
     assert validator["ValidateRequestParameters"] is True
@@ -171,11 +178,15 @@ def test_stage_v1_is_throttled_traced_and_access_logged_as_json(
     _, properties = _one(template, "AWS::ApiGateway::Stage")
     assert properties["StageName"] == "v1"
     assert properties["TracingEnabled"] is True
-    (settings,) = properties["MethodSettings"]
+    settings, images = properties["MethodSettings"]
     assert settings["HttpMethod"] == "*"
     assert settings["ResourcePath"] == "/*"
     assert settings["ThrottlingRateLimit"] == config.api.throttle_rate_limit
     assert settings["ThrottlingBurstLimit"] == config.api.throttle_burst_limit
+    # Image generation has its own, lower limits: a few provisioned model units serve it.
+    assert (images["HttpMethod"], images["ResourcePath"]) == ("POST", "/~1images")
+    assert images["ThrottlingRateLimit"] == config.images.throttle_rate_limit
+    assert images["ThrottlingBurstLimit"] == config.images.throttle_burst_limit
     access_log = properties["AccessLogSetting"]
     log_group_id, log_group = _one(template, "AWS::Logs::LogGroup", "AccessLogs")
     assert {"Ref": log_group_id} in access_log["DestinationArn"]["Fn::Join"][1]
@@ -498,6 +509,115 @@ def test_data_stack_never_depends_on_the_api_stack(
     )
     # Nothing in the data template points at an api resource.
     assert "atelier-" + stage + "-api" not in json.dumps(app.template("-data"))
+
+
+# ---------------------------------------------------------------------------------------------
+# POST /images
+# ---------------------------------------------------------------------------------------------
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return actions if isinstance(actions, list) else [actions]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_post_images_is_validated_and_proxied_to_its_own_function(
+    synthesized_apps: dict[str, SynthesizedApp], stage: str
+) -> None:
+    template = synthesized_apps[stage].template("-api")
+    post = _method(template, "POST", "images")
+    assert post["AuthorizationType"] == "AWS_IAM"
+    function_id, _ = _one(template, "AWS::Lambda::Function", "ImagesFunction")
+    uri = json.dumps(post["Integration"]["Uri"])
+    assert post["Integration"]["Type"] == "AWS_PROXY"
+    assert function_id in uri
+    validator = template["Resources"][post["RequestValidatorId"]["Ref"]]["Properties"]
+    assert validator["ValidateRequestBody"] is True
+    model = template["Resources"][post["RequestModels"]["application/json"]["Ref"]]["Properties"]
+    schema = model["Schema"]
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
+    assert sorted(schema["required"]) == ["height", "prompt", "width"]
+    assert schema["properties"] == {
+        "prompt": {"type": "string"},
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_images_function_gets_its_settings_parameter_and_timeout(
+    synthesized_apps: dict[str, SynthesizedApp], stage: str
+) -> None:
+    app, config = synthesized_apps[stage], _config(stage)
+    _, function = _one(app.template("-api"), "AWS::Lambda::Function", "ImagesFunction")
+    variables = function["Environment"]["Variables"]
+    assert function["Handler"] == "images.handlers.api.handler"
+    assert function["Timeout"] == config.images.api_timeout_seconds <= 29
+    assert variables["MODEL_ARN_PARAMETER"] == f"/atelier/{stage}/titan/provisioned-model-arn"
+    assert variables["MODEL_ARN_PARAMETER"] == config.titan_provisioned_model_parameter
+    assert json.loads(variables["IMAGES_SETTINGS"]) == images_settings(config)
+    settings = json.loads(variables["IMAGES_SETTINGS"])
+    assert settings["modelReadTimeoutSeconds"] < config.images.api_timeout_seconds
+    assert len(settings["sizes"]) == 25
+    assert _render(variables["RESULTS_BUCKET"], _exports(app)).startswith("Results")
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "images"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_images_function_holds_exactly_its_grants(
+    synthesized_apps: dict[str, SynthesizedApp], stage: str
+) -> None:
+    app = synthesized_apps[stage]
+    template = app.template("-api")
+    data = app.template("-data")
+    key = f"{_one(data, 'AWS::KMS::Key')[0]}.Arn"
+    region, account = "${AWS::Region}", "${AWS::AccountId}"
+    assert _resources_for(app, template, "ImagesFunction", "ssm:GetParameter") == {
+        f"arn:${{AWS::Partition}}:ssm:{region}:{account}:parameter/atelier/{stage}/titan/"
+        "provisioned-model-arn"
+    }
+    # Any provisioned model of the account and region (the ARN is made at run time); no custom
+    # or foundation model: invoking a provisioned model is authorized on it alone.
+    assert _resources_for(app, template, "ImagesFunction", "bedrock:InvokeModel") == {
+        f"arn:${{AWS::Partition}}:bedrock:{region}:{account}:provisioned-model/*"
+    }
+    images = {f"{_bucket_arn(app, 'Results')}/images/*"}
+    assert _resources_for(app, template, "ImagesFunction", "s3:PutObject") == images
+    assert _resources_for(app, template, "ImagesFunction", "s3:GetObject") == images
+    # The data key: through S3 for the images, through Bedrock (decrypt only) for the custom
+    # model the Bedrock workflow encrypts with it.
+    key_use = {
+        _render(s["Condition"]["StringEquals"]["kms:ViaService"], {}): sorted(_actions(s))
+        for s in _statements(template, "ImagesFunction")
+        if any(action.startswith("kms:") for action in _actions(s))
+    }
+    assert key_use == {
+        "s3.${AWS::Region}.amazonaws.com": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "bedrock.${AWS::Region}.amazonaws.com": ["kms:Decrypt"],
+    }
+    for statement in _statements(template, "ImagesFunction"):
+        if "kms:Decrypt" in _actions(statement):
+            assert _render(statement["Resource"], _exports(app)) == key
+    granted = {a for s in _statements(template, "ImagesFunction") for a in _actions(s)}
+    assert granted == {
+        "ssm:GetParameter",
+        "bedrock:InvokeModel",
+        "s3:PutObject",
+        "s3:GetObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        *XRAY_ACTIONS,
+    }
+    # And the description functions gained nothing from it.
+    for function in ("ApiFunction", "UploadsFunction"):
+        actions = {a for s in _statements(template, function) for a in _actions(s)}
+        assert "ssm:GetParameter" not in actions
+        resources = json.dumps(_statements(template, function))
+        assert "provisioned-model" not in resources
+        assert "/images/" not in resources
 
 
 # ---------------------------------------------------------------------------------------------

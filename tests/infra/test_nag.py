@@ -111,6 +111,14 @@ _UPLOADS_OBJECTS = (
     "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
     "ExportsOutputFnGetAttUploads4F6EB0FDArn5513CBEA/incoming/*]"
 )
+_IMAGES_OBJECTS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttResults25575328Arn5DD4F5AA/images/*]"
+)
+_PROVISIONED_MODELS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:"
+    "<AWS::AccountId>:provisioned-model/*]"
+)
 _XRAY = "AwsSolutions::AwsSolutions-IAM5[Resource::*]"
 _ANY_RESOURCE = "AwsSolutions::AwsSolutions-IAM5[Resource::*]"
 _VQA_DATASETS = (
@@ -130,12 +138,30 @@ _TRAINING_JOBS = (
     "<AWS::AccountId>:training-job/atelier-{stage}-vqa-*]"
 )
 _EXECUTION_POLICY = "/atelier-{stage}-training/VqaExecutionRole/DefaultPolicy"
+# Bedrock stack: Bedrock resources named per run, and the titan/ object prefixes.
+_BEDROCK_ARNS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:"
+    "<AWS::AccountId>:{kind}/*]"
+)
+_TITAN_DATASETS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttDatasets0030EE04Arn3BA423B5/titan/*]"
+)
+_TITAN_MODELS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttModelsC55D3500ArnC820EBA0/titan/*]"
+)
 EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     ("/atelier-{stage}-api/ApiFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/UploadsFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/ApiFunction/Role/DefaultPolicy", _RESULTS_OBJECTS),
     ("/atelier-{stage}-api/UploadsFunction/Role/DefaultPolicy", _RESULTS_OBJECTS),
     ("/atelier-{stage}-api/UploadsFunction/Role/DefaultPolicy", _UPLOADS_OBJECTS),
+    # POST /images: its function's tracing, its object prefix, and the run-time provisioned model.
+    ("/atelier-{stage}-api/ImagesFunction/TracingPolicy", _XRAY),
+    ("/atelier-{stage}-api/ImagesFunction/Role/DefaultPolicy", _IMAGES_OBJECTS),
+    ("/atelier-{stage}-api/ImagesFunction/Role/DefaultPolicy", _PROVISIONED_MODELS),
+    ("/atelier-{stage}-api/Api/Default/images/POST", "AwsSolutions::AwsSolutions-COG4"),
     ("/atelier-{stage}-api/Api/DeploymentStage.v1", "AwsSolutions::AwsSolutions-APIG3"),
     ("/atelier-{stage}-api/Api/DeploymentStage.v1", "AwsSolutions::AwsSolutions-APIG6"),
     ("/atelier-{stage}-api/Api/Default/descriptions/POST", "AwsSolutions::AwsSolutions-COG4"),
@@ -153,6 +179,37 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     ("/atelier-{stage}-training/VqaWorkflowPolicy", _TRAINING_JOBS),
     ("/atelier-{stage}-training/VqaWorkflowLoggingPolicy", _ANY_RESOURCE),
     ("/atelier-{stage}-training/VqaWorkflowTracingPolicy", _ANY_RESOURCE),
+    # Bedrock: the customization role, both functions, both workflows.
+    ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_DATASETS),
+    ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_MODELS),
+    ("/atelier-{stage}-bedrock/ManifestCheckFunction/Role/DefaultPolicy", _TITAN_DATASETS),
+    ("/atelier-{stage}-bedrock/ManifestCheckFunction/TracingPolicy", _XRAY),
+    (
+        "/atelier-{stage}-bedrock/ThroughputSweeperFunction/Role/DefaultPolicy",
+        _BEDROCK_ARNS.format(kind="provisioned-model"),
+    ),
+    ("/atelier-{stage}-bedrock/ThroughputSweeperFunction/TracingPolicy", _XRAY),
+    ("/atelier-{stage}-bedrock/ThroughputSweeperListPolicy", _ANY_RESOURCE),
+    (
+        "/atelier-{stage}-bedrock/TitanCustomizePolicy",
+        _BEDROCK_ARNS.format(kind="custom-model"),
+    ),
+    (
+        "/atelier-{stage}-bedrock/TitanCustomizePolicy",
+        _BEDROCK_ARNS.format(kind="model-customization-job"),
+    ),
+    (
+        "/atelier-{stage}-bedrock/TitanCustomizePolicy",
+        _BEDROCK_ARNS.format(kind="provisioned-model"),
+    ),
+    ("/atelier-{stage}-bedrock/TitanCustomizeLoggingPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-bedrock/TitanCustomizeTracingPolicy", _ANY_RESOURCE),
+    (
+        "/atelier-{stage}-bedrock/TitanReleasePolicy",
+        _BEDROCK_ARNS.format(kind="provisioned-model"),
+    ),
+    ("/atelier-{stage}-bedrock/TitanReleaseLoggingPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-bedrock/TitanReleaseTracingPolicy", _ANY_RESOURCE),
 }
 # Added by a hosted attribute endpoint (vqa.hosting.model_data_url set).
 EXPECTED_HOSTING_ACKNOWLEDGMENTS: set[tuple[str, str]] = {

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.summary import main, render
+from tests.infra.test_nag import EXPECTED_APP_ACKNOWLEDGMENTS
 from tests.support import SynthesizedApp
 
 
@@ -87,12 +88,13 @@ def test_counts_resources_and_lists_gpu_endpoints(tmp_path: Path) -> None:
 def test_the_shipped_config_runs_no_endpoint(dev_app: SynthesizedApp) -> None:
     # vqa.hosting.model_data_url is null until a model has been trained
     text = render(dev_app.assembly_dir)
-    assert "Synthesized 4 stack(s)" in text
-    for stack in ("data", "training", "hosting", "api"):
+    assert "Synthesized 5 stack(s)" in text
+    for stack in ("data", "training", "hosting", "bedrock", "api"):
         assert f"atelier-dev-{stack}:" in text
     assert "SageMaker endpoints that would run: none in this assembly" in text
     # tests/infra/test_nag.py reviews each one
-    assert "cdk-nag acknowledgments, each with its reason: 18" in text
+    count = len(EXPECTED_APP_ACKNOWLEDGMENTS)
+    assert f"cdk-nag acknowledgments, each with its reason: {count}" in text
 
 
 def test_missing_assembly_is_a_clear_error(

@@ -45,6 +45,24 @@ def client(service: str) -> Any:
     return boto3.client(service, config=config)
 
 
+@cache
+def slow_model_client(service: str, *, read_timeout: int) -> Any:
+    """A one-attempt model client for calls that outlast the usual read timeout (images)."""
+    return boto3.client(service, config=_MODEL_CALL.merge(Config(read_timeout=read_timeout)))
+
+
+@cache
+def presigning_s3_client() -> Any:
+    """S3 that signs with Signature Version 4 (the only one S3 accepts for SSE-KMS objects) and
+    virtual-hosted, regional URLs."""
+    return boto3.client(
+        "s3",
+        config=_DATA_CALL.merge(
+            Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+        ),
+    )
+
+
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", "Unknown"))
 

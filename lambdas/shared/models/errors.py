@@ -1,7 +1,8 @@
 """Typed errors shared by every feature; handlers turn them into responses or failed records.
 
 Two families, because callers must act differently:
-- `RequestError`: the caller sent something we will never accept (4xx); retrying cannot help.
+- `RequestError`: the caller sent something we will never accept (4xx); retrying cannot help
+  (a `ConflictError`, 409, until the deployment changes).
 - `DependencyError`: a model endpoint, Bedrock or a data store failed (502/503); `retryable`
   says whether the same request may succeed later (throttling, unavailability) or not (a model
   that errors on this input, a missing permission).
@@ -35,6 +36,14 @@ class RequestError(AtelierError):
 class NotFoundError(RequestError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(code, message, status=404)
+
+
+class ConflictError(RequestError):
+    """The request is fine but the deployment is not in a state to serve it (e.g. no model has
+    been provisioned); the message says what to do first."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message, status=409)
 
 
 class DependencyError(AtelierError):

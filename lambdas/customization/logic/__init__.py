@@ -1,0 +1,1 @@
+"""Domain logic of Titan customization: no AWS event shapes, no boto3."""

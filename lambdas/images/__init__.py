@@ -1,0 +1,1 @@
+"""Personalized images: a customized Titan Image Generator behind provisioned throughput."""

@@ -1,0 +1,148 @@
+"""REST API: `POST /images` (synchronous) on the customized Titan model's provisioned throughput.
+
+Thin: Powertools validates the body against the pydantic model, the service does the work, and
+every error body is `{"error": {"code", "message"}}` (503s add `retryAfterSeconds` and the
+`Retry-After` header).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from images.handlers.environment import Environment
+from images.handlers.telemetry import logger, metrics, record_failure, record_generation, tracer
+from images.handlers.wiring import build_service
+from images.logic.keys import is_valid_request_id
+from images.logic.service import ImageService
+from shared.models.errors import AtelierError, DependencyError
+from shared.models.images import GeneratedImages, GenerateImagesRequest
+from shared.retry import Deadline
+
+# Left for storing up to five PNGs and answering after the last Titan attempt.
+RESPONSE_MARGIN_SECONDS = 3.0
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "retryAfterSeconds": {"type": "integer"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def _error_response(description: str) -> OpenAPIResponse:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+@cache
+def service() -> ImageService:
+    """Built on first use, so importing this module stays cheap and tests can swap it."""
+    return build_service(Environment.load())
+
+
+@app.post(
+    "/images",
+    summary="Generate images with the customized Titan model",
+    description="Generates 1-5 images from a prompt on the provisioned throughput of the "
+    "customized Titan Image Generator G1, stores them as PNG in the results bucket and returns "
+    "a presigned GET URL for each. Premium quality and several images take longest: API Gateway "
+    "answers 504 after 29 seconds even though the images are still stored.",
+    responses={
+        200: {
+            "description": "The stored images",
+            "content": {"application/json": {"model": GeneratedImages}},
+        },
+        400: _error_response("The request is wrong; the message says what to change"),
+        409: _error_response(
+            "No customized model is provisioned, or the recorded one is gone: provision first"
+        ),
+        422: _error_response("Titan's content filters refused the prompt or its images"),
+        502: _error_response("Titan or the store failed on this request; retrying will not help"),
+        503: _error_response("Titan or a store is throttled or unavailable; retry after the hint"),
+    },
+    tags=["images"],
+)
+def generate_images(request: Annotated[GenerateImagesRequest, Body()]) -> dict[str, Any]:
+    deadline = Deadline.from_lambda_context(
+        app.lambda_context, margin_seconds=RESPONSE_MARGIN_SECONDS
+    )
+    generation = service().generate(request, request_id=_request_id(), deadline=deadline)
+    record_generation(generation)
+    return generation.answer.model_dump(mode="json", by_alias=True)
+
+
+def _request_id() -> str:
+    """API Gateway's request id (the caller sees it as `x-amzn-RequestId`), else Lambda's."""
+    gateway = app.current_event.request_context.request_id
+    if is_valid_request_id(gateway):
+        return str(gateway)
+    return str(app.lambda_context.aws_request_id)
+
+
+def _json(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
+
+
+@app.exception_handler(AtelierError)
+def _atelier_error(error: AtelierError) -> Response[Any]:
+    record_failure(error.code)
+    headers = None
+    if isinstance(error, DependencyError):
+        logger.warning("dependency failed", code=error.code, reason=error.message)
+        if error.retryable:
+            headers = {"Retry-After": str(error.retry_after_seconds)}
+    else:
+        logger.info("request refused", code=error.code, reason=error.message)
+    return _json(error.status, error.body(), headers)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(error: RequestValidationError) -> Response[Any]:
+    problems = error.errors()
+    first = problems[0] if problems else {"type": "invalid", "loc": (), "msg": "invalid request"}
+    location = tuple(first.get("loc", ()))
+    where = ".".join(str(part) for part in location if part != "body")
+    kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        code, message = "invalid_json", "the body is not valid JSON"
+    elif kind == "missing" and location == ("body",):
+        code, message = "body_missing", "the body must be a JSON object with prompt, width, height"
+    else:
+        # The message names the field and the rule, never the submitted value (a prompt).
+        code, message = "invalid_request", f"{where or 'body'}: {first.get('msg', 'invalid')}"
+    record_failure(code)
+    return _json(400, {"error": {"code": code, "message": message}})
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[Any]:
+    return _json(404, {"error": {"code": "no_route", "message": "no such resource or method"}})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Domain logic of image generation: no AWS event shapes, no boto3."""

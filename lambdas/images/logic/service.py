@@ -1,0 +1,130 @@
+"""Request → provisioned model ARN → Titan → PNGs in S3 → presigned URLs.
+
+Checks that cost nothing come first; the ARN is read from SSM (cached) only for a valid request,
+and Titan is called only with a usable ARN. Images are stored before any URL is handed out.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from images.logic.keys import image_key
+from images.logic.ports import ImageModel, ImageStore, ModelArnSource
+from images.logic.requests import ImageJob, resolve_job
+from images.logic.titan import parse_images, text_to_image_body
+from shared.models.errors import DependencyError
+from shared.models.images import (
+    TITAN_MAX_SEED,
+    GeneratedImage,
+    GeneratedImages,
+    GenerateImagesRequest,
+    ImagesSettings,
+    NoCustomizedModelError,
+    ProvisionedModelUnavailableError,
+)
+from shared.retry import Deadline, RetryPolicy, call_with_retries
+
+# The only ARNs `POST /images` may invoke (the function's role allows nothing else either).
+PROVISIONED_MODEL_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:bedrock:[a-z0-9-]{1,20}:\d{12}:provisioned-model/[a-z0-9]{12}$"
+)
+# Generating images takes seconds: never start an attempt that could not finish.
+MODEL_RETRY_POLICY = RetryPolicy(attempts=4, base_delay=0.5, max_delay=3.0, min_attempt_seconds=5.0)
+
+
+def random_seed() -> int:
+    return secrets.randbelow(TITAN_MAX_SEED + 1)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The answer, and what the handler records about it."""
+
+    answer: GeneratedImages
+    job: ImageJob
+    model_arn: str
+    timings_ms: dict[str, int]
+
+
+@dataclass
+class ImageService:
+    settings: ImagesSettings
+    model_arn: ModelArnSource
+    image_model: ImageModel
+    store: ImageStore
+    model_retry_policy: RetryPolicy = field(default_factory=lambda: MODEL_RETRY_POLICY)
+    data_retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    seed: Callable[[], int] = random_seed
+
+    def generate(
+        self, request: GenerateImagesRequest, *, request_id: str, deadline: Deadline
+    ) -> Generation:
+        started = time.perf_counter()
+        job = resolve_job(request, self.settings, random_seed=self.seed)
+        model_arn = self._provisioned_model_arn(deadline)
+
+        stage = time.perf_counter()
+        body = text_to_image_body(job)
+        try:
+            payload = self._retrying(
+                lambda: self.image_model.invoke(model_arn, body), deadline, self.model_retry_policy
+            )
+        except ProvisionedModelUnavailableError:
+            # The workflow may already have recorded a new ARN: read it again next time.
+            self.model_arn.invalidate()
+            raise
+        images = parse_images(payload, expected=job.number_of_images)
+        timings = {"model": _elapsed_ms(stage)}
+
+        stage = time.perf_counter()
+        created = self.now()
+        keys = [image_key(request_id, number, created) for number in range(1, len(images) + 1)]
+        for key, data in zip(keys, images, strict=True):
+            self._retrying(partial(self.store.put_png, key, data), deadline, self.data_retry_policy)
+        seconds = self.settings.presigned_url_seconds
+        expires_at = (created + timedelta(seconds=seconds)).astimezone(UTC)
+        answer = GeneratedImages(
+            request_id=request_id,
+            images=[
+                GeneratedImage(
+                    key=key,
+                    url=self.store.presign_get(key, expires_in=seconds),
+                    expires_at=expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                )
+                for key in keys
+            ],
+            seed=job.seed,
+        )
+        timings["store"] = _elapsed_ms(stage)
+        timings["total"] = _elapsed_ms(started)
+        return Generation(answer=answer, job=job, model_arn=model_arn, timings_ms=timings)
+
+    def _provisioned_model_arn(self, deadline: Deadline) -> str:
+        value = self._retrying(self.model_arn.get, deadline, self.data_retry_policy)
+        if value is None:
+            raise NoCustomizedModelError(self.model_arn.name)
+        arn = str(value).strip()
+        if not PROVISIONED_MODEL_ARN.fullmatch(arn):
+            raise DependencyError(
+                "model_parameter_invalid",
+                f"SSM parameter {self.model_arn.name} does not hold a provisioned model ARN "
+                "(arn:aws:bedrock:<region>:<account>:provisioned-model/<id>)",
+                retryable=False,
+            )
+        return arn
+
+    def _retrying(self, call: Callable[[], Any], deadline: Deadline, policy: RetryPolicy) -> Any:
+        return call_with_retries(call, deadline=deadline, policy=policy, sleep=self.sleep)
+
+
+def _elapsed_ms(since: float) -> int:
+    return round((time.perf_counter() - since) * 1000)

@@ -1,0 +1,302 @@
+"""A small interpreter for the synthesized JSONata state machines, for tests.
+
+Step Functions has no local runtime we can use without Docker, so this walks a definition the
+way the service does for the parts Atelier uses: Pass, Task, Choice, Wait, Succeed and Fail
+states in JSONata mode, with `Assign` (all expressions see the variables as they were before the
+state), `Output`, `Retry` (attempt counting, no sleeping) and `Catch` (with `$states.errorOutput`).
+Expressions are evaluated by jsonata-python, a port of the JSONata reference implementation, with
+the Step Functions extensions the workflows use ($uuid) and a controllable clock ($millis, $now).
+
+Tasks are answered by a callable `(resource, arguments) -> result` that raises `TaskFailedError`
+with the error name Step Functions would report. `call_aws_sdk` turns an
+`aws-sdk:<service>:<action>` task into a real boto3 call (against moto or a Stubber-backed
+client), converting the PascalCase arguments to the API's member names with botocore's service
+model, as Step Functions does, and the response back to PascalCase.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonata
+from botocore.exceptions import ClientError
+from botocore.model import ListShape, MapShape, Shape, StructureShape
+
+_EXPRESSION = re.compile(r"^\{%(.*)%\}$", re.DOTALL)
+
+
+class TaskFailedError(Exception):
+    def __init__(self, error: str, cause: str = "") -> None:
+        super().__init__(f"{error}: {cause}")
+        self.error = error
+        self.cause = cause
+
+
+@dataclass
+class Clock:
+    """Milliseconds since the epoch; Wait states move it on."""
+
+    millis: int = 1_785_000_000_000  # 2026-07-25T17:20:00Z
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.millis / 1000, tz=UTC)
+
+
+@dataclass
+class Outcome:
+    status: str  # SUCCEEDED | FAILED
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    path: list[str] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+
+Tasks = Callable[[str, Any], Any]
+
+
+class Interpreter:
+    def __init__(
+        self,
+        definition: Mapping[str, Any],
+        tasks: Tasks,
+        *,
+        clock: Clock | None = None,
+        uuids: Iterator[str] | None = None,
+        max_steps: int = 500,
+    ) -> None:
+        assert definition.get("QueryLanguage") == "JSONata"
+        self.definition = definition
+        self.tasks = tasks
+        self.clock = clock or Clock()
+        self._uuids = uuids or (str(uuid.UUID(int=n)) for n in range(1, 1_000_000))
+        self.max_steps = max_steps
+        self._compiled: dict[str, Any] = {}
+
+    # --- expressions ---------------------------------------------------------------------------
+
+    def evaluate(self, value: Any, variables: Mapping[str, Any], states: Mapping[str, Any]) -> Any:
+        """A field as Step Functions evaluates it: `{% ... %}` strings anywhere in the value."""
+        if isinstance(value, str):
+            match = _EXPRESSION.match(value)
+            if not match:
+                return value
+            return self._expression(match[1].strip(), variables, states)
+        if isinstance(value, dict):
+            return {key: self.evaluate(item, variables, states) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.evaluate(item, variables, states) for item in value]
+        return value
+
+    def _expression(
+        self, text: str, variables: Mapping[str, Any], states: Mapping[str, Any]
+    ) -> Any:
+        expression = self._compiled.get(text)
+        if expression is None:
+            expression = jsonata.Jsonata(text)
+            expression.register_lambda("uuid", lambda: next(self._uuids))
+            expression.register_lambda("millis", lambda: self.clock.millis)
+            expression.register_lambda("now", self._now)
+            self._compiled[text] = expression
+        bindings = {**variables, "states": dict(states)}
+        return expression.evaluate(None, bindings)
+
+    def _now(self, picture: str | None = None) -> str:
+        moment = self.clock.now()
+        if picture is None:
+            return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if picture == "[Y0001][M01][D01][H01][m01][s01]":
+            return moment.strftime("%Y%m%d%H%M%S")
+        raise AssertionError(f"picture {picture!r} not supported by the test clock")
+
+    # --- states --------------------------------------------------------------------------------
+
+    def run(self, execution_input: Any) -> Outcome:
+        outcome = Outcome(status="RUNNING")
+        variables: dict[str, Any] = {}
+        name = self.definition["StartAt"]
+        state_input = execution_input
+        attempts: dict[str, int] = {}
+        for _ in range(self.max_steps):
+            outcome.path.append(name)
+            state = self.definition["States"][name]
+            kind = state["Type"]
+            context = {"input": state_input, "context": {"Execution": {"Name": "test"}}}
+            if kind == "Fail":
+                outcome.status = "FAILED"
+                outcome.error = self.evaluate(state.get("Error"), variables, context)
+                outcome.cause = self.evaluate(state.get("Cause"), variables, context)
+                break
+            if kind == "Succeed":
+                outcome.status = "SUCCEEDED"
+                outcome.output = self.evaluate(state.get("Output", state_input), variables, context)
+                break
+            if kind == "Choice":
+                name = self._choose(state, variables, context)
+                continue
+            if kind == "Wait":
+                seconds = self.evaluate(state.get("Seconds", 0), variables, context)
+                self.clock.millis += int(seconds) * 1000
+                output = state_input
+                states = context
+            elif kind == "Pass":
+                output = self.evaluate(state.get("Output", state_input), variables, context)
+                states = context
+            elif kind == "Task":
+                arguments = self.evaluate(state.get("Arguments", {}), variables, context)
+                outcome.calls.append((state["Resource"], arguments))
+                try:
+                    result = self.tasks(state["Resource"], arguments)
+                except TaskFailedError as failure:
+                    attempts[name] = attempts.get(name, 0) + 1
+                    if self._retries(state, failure.error, attempts[name]):
+                        outcome.path.append(f"(retry {name})")
+                        continue
+                    attempts.pop(name, None)
+                    catcher = self._catcher(state, failure.error)
+                    if catcher is None:
+                        outcome.status = "FAILED"
+                        outcome.error, outcome.cause = failure.error, failure.cause
+                        break
+                    error_output = {"Error": failure.error, "Cause": failure.cause}
+                    states = {**context, "errorOutput": error_output}
+                    assigned = self.evaluate(catcher.get("Assign", {}), variables, states)
+                    state_input = self.evaluate(
+                        catcher.get("Output", error_output), variables, states
+                    )
+                    variables.update(assigned)
+                    name = catcher["Next"]
+                    continue
+                attempts.pop(name, None)
+                states = {**context, "result": result}
+                output = self.evaluate(state.get("Output", result), variables, states)
+            else:
+                raise AssertionError(f"state type {kind} not supported")
+            variables.update(self.evaluate(state.get("Assign", {}), variables, states))
+            if state.get("End"):
+                outcome.status = "SUCCEEDED"
+                outcome.output = output
+                break
+            state_input = output
+            name = state["Next"]
+        else:
+            raise AssertionError(f"no end after {self.max_steps} states: {outcome.path[-20:]}")
+        outcome.variables = variables
+        return outcome
+
+    def _choose(self, state: Mapping[str, Any], variables: dict[str, Any], context: Any) -> str:
+        for rule in state.get("Choices", []):
+            if self.evaluate(rule["Condition"], variables, context) is True:
+                variables.update(self.evaluate(rule.get("Assign", {}), variables, context))
+                return str(rule["Next"])
+        variables.update(self.evaluate(state.get("Assign", {}), variables, context))
+        return str(state["Default"])
+
+    @staticmethod
+    def _matches(names: list[str], error: str) -> bool:
+        if "States.ALL" in names or error in names:
+            return True
+        return "States.TaskFailedError" in names and not error.startswith("States.")
+
+    def _retries(self, state: Mapping[str, Any], error: str, attempt: int) -> bool:
+        for retrier in state.get("Retry", []):
+            if self._matches(retrier["ErrorEquals"], error):
+                return attempt <= int(retrier.get("MaxAttempts", 3))
+        return False
+
+    def _catcher(self, state: Mapping[str, Any], error: str) -> Mapping[str, Any] | None:
+        for catcher in state.get("Catch", []):
+            if self._matches(catcher["ErrorEquals"], error):
+                return catcher
+        return None
+
+
+# --- aws-sdk integrations ----------------------------------------------------------------------
+
+
+def _member(shape: StructureShape, name: str) -> str:
+    for member in shape.members:
+        if member.lower() == name.lower():
+            return member
+    raise AssertionError(f"{shape.name} has no member {name!r} (Step Functions would refuse it)")
+
+
+def to_api(shape: Shape, value: Any) -> Any:
+    """Step Functions' PascalCase arguments → the API's own member names (map keys untouched)."""
+    if isinstance(shape, StructureShape):
+        assert isinstance(value, dict), f"{shape.name} expects an object, got {value!r}"
+        return {
+            (member := _member(shape, key)): to_api(shape.members[member], item)
+            for key, item in value.items()
+        }
+    if isinstance(shape, ListShape):
+        return [to_api(shape.member, item) for item in value]
+    if isinstance(shape, MapShape):
+        return {key: to_api(shape.value, item) for key, item in value.items()}
+    return value
+
+
+def from_api(shape: Shape, value: Any) -> Any:
+    """An API response → what Step Functions hands the state: PascalCase members, JSON values."""
+    if isinstance(shape, StructureShape):
+        return {
+            key[:1].upper() + key[1:]: from_api(shape.members[key], item)
+            for key, item in value.items()
+            if key in shape.members
+        }
+    if isinstance(shape, ListShape):
+        return [from_api(shape.member, item) for item in value]
+    if isinstance(shape, MapShape):
+        return {key: from_api(shape.value, item) for key, item in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _service_prefix(client: Any) -> str:
+    """How Step Functions names a service in errors: `Bedrock`, `Ssm`, `Sfn`."""
+    name = str(client.meta.service_model.service_name)
+    return "".join(part.capitalize() for part in re.split(r"[-_]", name))
+
+
+def call_aws_sdk(client: Any, action: str, arguments: Mapping[str, Any]) -> Any:
+    """One `aws-sdk:<service>:<action>` task through a boto3 client."""
+    operation_name = action[:1].upper() + action[1:]
+    operation = client.meta.service_model.operation_model(operation_name)
+    parameters = to_api(operation.input_shape, dict(arguments)) if operation.input_shape else {}
+    method = getattr(client, re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower())
+    try:
+        response = method(**parameters)
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+        if not code.endswith("Exception"):
+            code += "Exception"  # Step Functions adds the suffix where the service leaves it out
+        raise TaskFailedError(f"{_service_prefix(client)}.{code}", str(error)) from None
+    response.pop("ResponseMetadata", None)
+    return from_api(operation.output_shape, response) if operation.output_shape else {}
+
+
+def render_tokens(text: str, values: Mapping[str, str]) -> str:
+    """`${...}` markers of a rendered definition → test values; every marker must be known."""
+
+    def replace(match: re.Match[str]) -> str:
+        token = match[1]
+        for pattern, value in values.items():
+            if re.fullmatch(pattern, token):
+                return value
+        raise AssertionError(f"no test value for ${{{token}}}")
+
+    return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+
+def definition_with(template_definition: str, values: Mapping[str, str]) -> dict[str, Any]:
+    """A rendered definition (tests.templates.render_definition) with its tokens replaced."""
+    definition: dict[str, Any] = json.loads(render_tokens(template_definition, values))
+    return definition

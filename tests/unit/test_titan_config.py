@@ -1,0 +1,110 @@
+"""The `titan` config section: shipped defaults, and one clear line for each bad value."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, load_stage_config
+from tests.support import cdk_json_context
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    return copy.deepcopy(cdk_json_context())
+
+
+def _titan(context: dict[str, Any]) -> dict[str, Any]:
+    titan: dict[str, Any] = context["atelier"]["defaults"]["titan"]
+    return titan
+
+
+def _error(context: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_stage_config(context, "dev")
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_the_shipped_defaults_follow_spec(context: dict[str, Any]) -> None:
+    titan = load_stage_config(context, "dev").titan
+    assert titan.base_model_id == "amazon.titan-image-generator-v1:0"
+    # SPEC: batch 8, learning rate 1e-5, steps by dataset size (null: from the manifest).
+    assert titan.hyperparameters.batch_size == 8
+    assert titan.hyperparameters.learning_rate == pytest.approx(1e-5)
+    assert titan.hyperparameters.step_count is None
+    # SPEC: 1 model unit, no commitment, for testing; the cost guard releases it after 4 h.
+    assert (titan.model_units, titan.commitment, titan.throughput_ttl_hours) == (1, "none", 4)
+    assert titan.notification_email is None
+    assert load_stage_config(context, "prod").titan == titan
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("base_model_id", "amazon.nova-canvas-v1:0", "Titan Image Generator model id"),
+        ("model_units", 0, "from 1 to 100"),
+        ("commitment", "OneYear", "allowed values: none, OneMonth, SixMonths"),
+        ("throughput_ttl_hours", 0, "from 1 to 8760"),
+        ("job_poll_seconds", 10, "from 60 to 3600"),
+        ("sweep_interval_minutes", 1, "from 5 to 60"),
+        ("notification_email", "not-an-address", "an email address or null"),
+        ("max_job_runtime_hours", True, "whole number"),
+    ],
+)
+def test_bad_values_name_the_key(
+    context: dict[str, Any], key: str, value: Any, message: str
+) -> None:
+    _titan(context)[key] = value
+    error = _error(context)
+    assert f"titan.{key}" in error
+    assert message in error
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("stepCount", 5, "null (chosen from the number of images) or"),
+        ("stepCount", 40_001, "or a whole number from 10 to 40000"),
+        ("batchSize", 4, "from 8 to 192"),
+        ("learningRate", 2, "from 1e-07 to 1.0"),
+    ],
+)
+def test_hyperparameters_follow_bedrocks_ranges(
+    context: dict[str, Any], name: str, value: Any, message: str
+) -> None:
+    _titan(context)["hyperparameters"][name] = value
+    error = _error(context)
+    assert f"titan.hyperparameters.{name}" in error
+    assert message in error
+
+
+def test_a_fixed_step_count_is_kept(context: dict[str, Any]) -> None:
+    _titan(context)["hyperparameters"]["stepCount"] = 5000
+    assert load_stage_config(context, "dev").titan.hyperparameters.step_count == 5000
+
+
+def test_an_unknown_hyperparameter_is_refused(context: dict[str, Any]) -> None:
+    _titan(context)["hyperparameters"]["epochCount"] = 3
+    assert "titan.hyperparameters.epochCount is not a known key" in _error(context)
+
+
+def test_the_ttl_must_fit_under_its_ceiling(context: dict[str, Any]) -> None:
+    _titan(context)["throughput_ttl_hours"] = 200
+    assert "throughput_ttl_hours = 200 is larger than" in _error(context)
+
+
+def test_polls_must_fit_in_an_execution_history(context: dict[str, Any]) -> None:
+    _titan(context)["max_job_runtime_hours"] = 720
+    _titan(context)["job_poll_seconds"] = 60
+    error = _error(context)
+    assert "polls" in error
+    assert "25,000 events" in error
+
+
+def test_a_notification_address_is_accepted(context: dict[str, Any]) -> None:
+    _titan(context)["notification_email"] = "ops@example.com"
+    assert load_stage_config(context, "dev").titan.notification_email == "ops@example.com"
