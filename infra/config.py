@@ -220,6 +220,7 @@ class VqaTrainingConfig:
     # None: the Hugging Face PyTorch training DLC of the deployment region.
     image_uri: str | None
     instance_type: str
+    # Always 1: training/vqa/train.py has no distributed code.
     instance_count: int
     volume_size_gb: int
     max_runtime_hours: int
@@ -239,6 +240,9 @@ class VqaHostingConfig:
     # None: the Hugging Face PyTorch inference DLC of the deployment region.
     image_uri: str | None
     instance_type: str
+    # False: no scalable target or policy (the variant runs `min_instances`). An autoscaled
+    # variant's instance type cannot change until its scalable target is deregistered.
+    autoscaling: bool
     min_instances: int
     max_instances: int
     # Autoscaling target: invocations per instance per minute.
@@ -299,6 +303,10 @@ class TitanConfig:
     hyperparameters: TitanHyperparameters
     model_units: int
     commitment: Literal["none", "OneMonth", "SixMonths"]
+    # What an execution may ask for: a commitment term and model units are billed whatever the
+    # cost guard does (a term in full), so only these are let through.
+    allowed_commitments: tuple[Literal["none", "OneMonth", "SixMonths"], ...]
+    max_model_units: int
     # The cost guard: hours a throughput lives unless its `atelier:expires-at` tag is moved.
     throughput_ttl_hours: int
     max_throughput_ttl_hours: int
@@ -467,6 +475,23 @@ def _int_between(low: int, high: int) -> Callable[[str, Any], int]:
         return value
 
     return parse
+
+
+_SINGLE_INSTANCE_TEXT = (
+    "expected 1; train.py trains on one instance; multi-instance training is not implemented"
+)
+
+
+@_expects(_SINGLE_INSTANCE_TEXT)
+def _single_instance(key: str, value: Any) -> int:
+    # training/vqa/train.py has no distributed code and both channels are FullyReplicated:
+    # N instances would train N identical models at N times the cost.
+    if isinstance(value, bool) or not isinstance(value, int) or value != 1:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not valid; train.py trains on one instance; "
+            "multi-instance training is not implemented"
+        )
+    return 1
 
 
 @_expects("expected a list of S3 prefixes ending in '/', e.g. [\"tmp/\"]")
@@ -654,6 +679,7 @@ _VQA_HOSTING_KEYS = (
     "model_data_url",
     "image_uri",
     "instance_type",
+    "autoscaling",
     "min_instances",
     "max_instances",
     "target_invocations_per_instance",
@@ -668,6 +694,8 @@ _TITAN_KEYS = (
     "hyperparameters",
     "model_units",
     "commitment",
+    "allowed_commitments",
+    "max_model_units",
     "throughput_ttl_hours",
     "max_throughput_ttl_hours",
     "job_poll_seconds",
@@ -849,7 +877,7 @@ def _parse_vqa_training(reader: _Reader) -> VqaTrainingConfig:
         instance_type=reader.get(
             "instance_type", _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
         ),
-        instance_count=reader.get("instance_count", _int_between(1, 16)),
+        instance_count=reader.get("instance_count", _single_instance),
         volume_size_gb=reader.get("volume_size_gb", _int_between(1, 16_384)),
         max_runtime_hours=reader.get("max_runtime_hours", hours),
         use_spot=reader.get("use_spot", _boolean),
@@ -892,6 +920,7 @@ def _parse_vqa_hosting(reader: _Reader) -> VqaHostingConfig:
         instance_type=reader.get(
             "instance_type", _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
         ),
+        autoscaling=reader.get("autoscaling", _boolean),
         # A real-time endpoint variant always runs at least one instance.
         min_instances=reader.get("min_instances", _int_between(1, 100)),
         max_instances=reader.get("max_instances", _int_between(1, 100)),
@@ -965,8 +994,10 @@ def _parse_images(reader: _Reader) -> ImagesConfig:
         presigned_url_seconds=reader.get(
             "presigned_url_seconds", _int_between(60, MAX_PRESIGNED_URL_SECONDS)
         ),
-        # API Gateway gives a REST integration at most 29 s; an image takes several.
-        api_timeout_seconds=reader.get("api_timeout_seconds", _int_between(10, 29)),
+        # API Gateway gives a REST integration at most 29 s; an image takes several. At least
+        # 14: the function keeps 3 s to store and answer, and starts no Titan call with less
+        # than 10 s left (MIN_MODEL_ATTEMPT_SECONDS in lambdas/images/logic/service.py).
+        api_timeout_seconds=reader.get("api_timeout_seconds", _int_between(14, 29)),
         throttle_rate_limit=reader.get("throttle_rate_limit", _int_between(1, 10_000)),
         throttle_burst_limit=reader.get("throttle_burst_limit", _int_between(1, 5_000)),
     )
@@ -993,6 +1024,19 @@ def _parse_titan_hyperparameters(reader: _Reader) -> TitanHyperparameters:
     )
 
 
+@_expects('expected a non-empty list of commitments among none, OneMonth, SixMonths, e.g. ["none"]')
+def _commitments(key: str, value: Any) -> tuple[Any, ...]:
+    expected = _commitments.expected  # type: ignore[attr-defined]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} = {_show(value)} is not valid; {expected}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or item not in TITAN_COMMITMENTS:
+            raise ConfigError(f"{key}[{index}] = {_show(item)} is not valid; {expected}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key} = {_show(value)} lists a commitment twice")
+    return tuple(value)
+
+
 def _parse_titan(reader: _Reader) -> TitanConfig:
     config = TitanConfig(
         base_model_id=reader.get(
@@ -1008,6 +1052,8 @@ def _parse_titan(reader: _Reader) -> TitanConfig:
         ),
         model_units=reader.get("model_units", _int_between(1, MAX_TITAN_MODEL_UNITS)),
         commitment=reader.get("commitment", _one_of(TITAN_COMMITMENTS)),
+        allowed_commitments=reader.get("allowed_commitments", _commitments),
+        max_model_units=reader.get("max_model_units", _int_between(1, MAX_TITAN_MODEL_UNITS)),
         throughput_ttl_hours=reader.get("throughput_ttl_hours", _int_between(1, 8760)),
         max_throughput_ttl_hours=reader.get("max_throughput_ttl_hours", _int_between(1, 8760)),
         job_poll_seconds=reader.get("job_poll_seconds", _int_between(60, 3600)),
@@ -1023,6 +1069,16 @@ def _parse_titan(reader: _Reader) -> TitanConfig:
             optional=True,
         ),
     )
+    if config.model_units > config.max_model_units:
+        raise ConfigError(
+            f"{reader.key('model_units')} = {config.model_units} is larger than "
+            f"{reader.key('max_model_units')} = {config.max_model_units}"
+        )
+    if config.commitment not in config.allowed_commitments:
+        raise ConfigError(
+            f"{reader.key('commitment')} = {config.commitment!r} is not in "
+            f"{reader.key('allowed_commitments')} = {list(config.allowed_commitments)}"
+        )
     if config.throughput_ttl_hours > config.max_throughput_ttl_hours:
         raise ConfigError(
             f"{reader.key('throughput_ttl_hours')} = {config.throughput_ttl_hours} is larger than "

@@ -71,7 +71,7 @@ def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def variant_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     """The dev stage with what the shipped config leaves off: a hosted attribute model, and a spot
-    training job on two EBS-backed instances (checkpoints, volume key, inter-node encryption)."""
+    training job on an EBS-backed instance (checkpoints, volume key)."""
     return synthesize(
         "dev", tmp_path_factory.mktemp("cdk-out-variant"), stage_overrides=VARIANT_OVERRIDES
     )

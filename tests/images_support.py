@@ -75,8 +75,11 @@ class FakeImageModel:
     answers: list[bytes | Exception] = field(default_factory=list)
     calls: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
 
-    def invoke(self, model_arn: str, body: Mapping[str, Any]) -> bytes:
+    timeouts: list[int] = field(default_factory=list)
+
+    def invoke(self, model_arn: str, body: Mapping[str, Any], *, timeout_seconds: int) -> bytes:
         self.calls.append((model_arn, body))
+        self.timeouts.append(timeout_seconds)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer

@@ -104,6 +104,8 @@ class Interpreter:
             expression.register_lambda("uuid", lambda: next(self._uuids))
             expression.register_lambda("millis", lambda: self.clock.millis)
             expression.register_lambda("now", self._now)
+            # Step Functions' $parse: a JSON string to its value.
+            expression.register_lambda("parse", json.loads)
             self._compiled[text] = expression
         bindings = {**variables, "states": dict(states)}
         return expression.evaluate(None, bindings)
@@ -114,6 +116,8 @@ class Interpreter:
             return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if picture == "[Y0001][M01][D01][H01][m01][s01]":
             return moment.strftime("%Y%m%d%H%M%S")
+        if picture == "[Y0001][M01][D01]-[H01][m01][s01]":
+            return moment.strftime("%Y%m%d-%H%M%S")
         raise AssertionError(f"picture {picture!r} not supported by the test clock")
 
     # --- states --------------------------------------------------------------------------------
@@ -203,7 +207,8 @@ class Interpreter:
     def _matches(names: list[str], error: str) -> bool:
         if "States.ALL" in names or error in names:
             return True
-        return "States.TaskFailedError" in names and not error.startswith("States.")
+        # States.TaskFailed matches every error of a task but States.Timeout.
+        return "States.TaskFailed" in names and error != "States.Timeout"
 
     def _retries(self, state: Mapping[str, Any], error: str, attempt: int) -> bool:
         for retrier in state.get("Retry", []):
@@ -222,8 +227,11 @@ class Interpreter:
 
 
 def _member(shape: StructureShape, name: str) -> str:
-    for member in shape.members:
-        if member.lower() == name.lower():
+    """The API member a PascalCase argument names: the same name, its first letter lower-cased
+    (`ModelId` → `modelId`) where the API's members are camelCase; nothing else (`ModelID` is no
+    member, and Step Functions would refuse it)."""
+    for member in (name, name[:1].lower() + name[1:]):
+        if member in shape.members:
             return member
     raise AssertionError(f"{shape.name} has no member {name!r} (Step Functions would refuse it)")
 

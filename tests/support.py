@@ -21,12 +21,14 @@ VARIANT_OVERRIDES: dict[str, Any] = {
         "training": {
             "use_spot": True,
             "max_wait_hours": 36,
-            "instance_count": 2,
             # EBS-backed (no NVMe instance storage): the volume gets the data key.
             "instance_type": "ml.p3.2xlarge",
         },
         "hosting": {"model_data_url": HOSTED_MODEL_DATA_URL, "max_instances": 3},
-    }
+    },
+    # Terms and model units beyond the shipped limits (titan.allowed_commitments: ["none"],
+    # titan.max_model_units: 1).
+    "titan": {"allowed_commitments": ["none", "OneMonth"], "max_model_units": 2},
 }
 
 

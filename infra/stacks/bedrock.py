@@ -187,11 +187,22 @@ def hyperparameters_are_valid() -> str:
     )"""
 
 
-MODEL_UNITS_ARE_VALID = _whole_number_between("$states.input.modelUnits", 1, MAX_TITAN_MODEL_UNITS)
-COMMITMENT_IS_VALID = """(
-  $c := $states.input.commitment;
-  $not($exists($c)) or $c = null or $c in ['none', 'OneMonth', 'SixMonths']
-)"""
+def model_units_are_valid(max_units: int) -> str:
+    return _whole_number_between("$states.input.modelUnits", 1, max_units)
+
+
+def commitment_is_valid(allowed: Sequence[str]) -> str:
+    """null stands for "none"; only the terms of titan.allowed_commitments pass."""
+    return f"""(
+      $c := $states.input.commitment;
+      $not($exists($c)) or (
+        ($c = null or $type($c) = 'string') and ($c = null ? 'none' : $c) in {_list(allowed)}
+      )
+    )"""
+
+
+def commitments_text(allowed: Sequence[str]) -> str:
+    return ", ".join('null or "none"' if c == "none" else json.dumps(c) for c in allowed)
 
 
 def ttl_is_valid(max_hours: int) -> str:
@@ -538,10 +549,18 @@ class BedrockStack(Stack):
             },
             timeout=SWEEP_TIMEOUT,
         )
+        # No retries of a failed sweep by Lambda (two by default, each a whole sweep): the next
+        # scheduled sweep retries, and release executions are named per scheduled event anyway.
+        function.function.configure_async_invoke(retry_attempts=0)
         for statement in (
             iam.PolicyStatement(
-                actions=["bedrock:ListTagsForResource", "bedrock:TagResource"],
+                actions=["bedrock:ListTagsForResource"], resources=[self.provisioned_model_arns]
+            ),
+            # It only marks past-expiry notices: it must never move atelier:expires-at.
+            iam.PolicyStatement(
+                actions=["bedrock:TagResource"],
                 resources=[self.provisioned_model_arns],
+                conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [EXPIRY_NOTIFIED_TAG]}},
             ),
             iam.PolicyStatement(
                 actions=["states:StartExecution"], resources=[self.release.state_machine_arn]
@@ -858,6 +877,10 @@ class BedrockStack(Stack):
                     actions=["ssm:DeleteParameter", "ssm:GetParameter"],
                     resources=[self.parameter_arn],
                 ),
+                # No aws:ResourceTag condition on the delete: whether Bedrock evaluates it for
+                # DeleteProvisionedModelThroughput is not verified, and a wrong guess would make
+                # every release (the cost guard) fail. The workflow checks the
+                # atelier:deployment tag itself ("Check the owner") before deleting.
                 iam.PolicyStatement(
                     actions=[
                         "bedrock:DeleteProvisionedModelThroughput",
@@ -946,18 +969,26 @@ class BedrockStack(Stack):
                 ),
             )
             .when(
-                sfn.Condition.jsonata(jsonata(f"$not({MODEL_UNITS_ARE_VALID})")),
+                sfn.Condition.jsonata(
+                    jsonata(f"$not({model_units_are_valid(titan.max_model_units)})")
+                ),
                 fail(
                     "InvalidModelUnits",
-                    f"modelUnits must be a whole number from 1 to {MAX_TITAN_MODEL_UNITS}",
+                    f"modelUnits must be a whole number from 1 to {titan.max_model_units} "
+                    "(titan.max_model_units; raise it in cdk.json to allow more, up to "
+                    f"{MAX_TITAN_MODEL_UNITS})",
                 ),
             )
             .when(
-                sfn.Condition.jsonata(jsonata(f"$not({COMMITMENT_IS_VALID})")),
+                sfn.Condition.jsonata(
+                    jsonata(f"$not({commitment_is_valid(titan.allowed_commitments)})")
+                ),
                 fail(
                     "InvalidCommitment",
-                    'commitment must be null or "none" (billed hourly, released at any time), '
-                    '"OneMonth" or "SixMonths" (a term Bedrock bills in full)',
+                    f"commitment must be {commitments_text(titan.allowed_commitments)} "
+                    '(titan.allowed_commitments; add "OneMonth" or "SixMonths" there to '
+                    "allow a term, which Bedrock bills in full and the cost guard cannot end "
+                    "early)",
                 ),
             )
             .when(
@@ -1103,18 +1134,6 @@ class BedrockStack(Stack):
             },
         )
         get_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **_retry())
-        get_job.add_catch(
-            fail(
-                "JobStatusUnknown",
-                jsonata(
-                    "'could not read the status of customization job ' & $jobName & ' (' & "
-                    "$jobArn & '), which may still be running: ' & $states.input.Error & ': ' & "
-                    "$states.input.Cause"
-                ),
-                error=jsonata("$states.input.Error"),
-            ),
-            errors=["States.ALL"],
-        )
         job_failed = fail(
             "JobFailed",
             jsonata(
@@ -1123,9 +1142,16 @@ class BedrockStack(Stack):
             ),
         )
         max_job_ms = titan.max_job_runtime_hours * 3_600_000
-        timed_out_cause = (
-            f"'customization job ' & $jobName & ' ran longer than titan.max_job_runtime_hours "
-            f"({titan.max_job_runtime_hours} h)"
+        # Why a job is stopped ($stop.error names the run's error): it ran too long, or its
+        # status could not be read, so it may still be running (and billing).
+        timed_out = (
+            "{ 'error': 'JobTimedOut', 'cause': 'customization job ' & $jobName & ' ran longer "
+            f"than titan.max_job_runtime_hours ({titan.max_job_runtime_hours} h) and' }}"
+        )
+        status_unknown = (
+            "{ 'error': 'JobStatusUnknown', 'cause': 'could not read the status of customization "
+            "job ' & $jobName & ' (' & $jobArn & '): ' & $states.errorOutput.Error & ': ' & "
+            "$states.errorOutput.Cause & '; as it may still be running, it' }"
         )
         stop_job = tasks.CallAwsService.jsonata(
             self,
@@ -1141,22 +1167,32 @@ class BedrockStack(Stack):
             fail(
                 "JobStopFailed",
                 jsonata(
-                    f"{timed_out_cause} and could not be stopped: ' & $states.input.Error & "
-                    "': ' & $states.input.Cause & '; stop it with aws bedrock "
+                    "$stop.cause & ' could not be stopped: ' & $states.input.Error & ': ' & "
+                    "$states.input.Cause & '; stop it with aws bedrock "
                     "stop-model-customization-job --job-identifier ' & $jobName"
                 ),
             ),
             errors=["States.ALL"],
         )
-        stop_job.next(fail("JobTimedOut", jsonata(f"{timed_out_cause} and was stopped'")))
+        stop_job.next(
+            fail(
+                "JobStopped", jsonata("$stop.cause & ' was stopped'"), error=jsonata("$stop.error")
+            )
+        )
+        get_job.add_catch(stop_job, errors=["States.ALL"], assign={"stop": jsonata(status_unknown)})
 
         prepare_throughput = sfn.Pass.jsonata(
             self,
             "CustomizePrepareThroughput",
             state_name="Prepare throughput",
             assign={
+                # Creation may take up to titan.max_throughput_wait_hours: until the throughput is
+                # in service (when "Set expiry" moves the tag to now + ttlHours) its tag allows
+                # for that wait, so the sweeper never releases one still being created, while an
+                # orphan (a run that died meanwhile) is still released.
                 "expiresAt": jsonata(
-                    f"$fromMillis($millis() + $ttlHours * 3600000, '{ISO_UTC_PICTURE}')"
+                    "$fromMillis($millis() + ($ttlHours + "
+                    f"{titan.max_throughput_wait_hours}) * 3600000, '{ISO_UTC_PICTURE}')"
                 ),
                 "throughputToken": jsonata("$uuid()"),
             },
@@ -1173,6 +1209,7 @@ class BedrockStack(Stack):
                     )
                 ),
                 stop_job,
+                assign={"stop": jsonata(timed_out)},
             )
             .otherwise(wait_for_job)
         )
@@ -1395,11 +1432,34 @@ class BedrockStack(Stack):
             errors=["States.ALL"],
         )
 
+        # In service: the throughput's time starts now. Should tagging fail (after its retries)
+        # the creation tag stands, later by titan.max_throughput_wait_hours, and is reported.
+        set_expiry = tasks.CallAwsService.jsonata(
+            self,
+            "CustomizeSetExpiry",
+            state_name="Set expiry",
+            service="bedrock",
+            action="tagResource",
+            iam_resources=[self.provisioned_model_arns],
+            parameters={
+                "ResourceARN": jsonata("$provisionedModelArn"),
+                "Tags": [{"Key": EXPIRES_AT_TAG, "Value": jsonata("$inServiceExpiresAt")}],
+            },
+            assign={"expiresAt": jsonata("$inServiceExpiresAt")},
+        )
+        set_expiry.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **_retry())
+        set_expiry.add_catch(record, errors=["States.ALL"])
+        set_expiry.next(record).next(notify)
         throughput_ready = (
             sfn.Choice.jsonata(self, "CustomizeThroughputReady", state_name="Throughput ready?")
             .when(
                 sfn.Condition.jsonata(jsonata("$throughputStatus = 'InService'")),
-                record.next(notify),
+                set_expiry,
+                assign={
+                    "inServiceExpiresAt": jsonata(
+                        f"$fromMillis($millis() + $ttlHours * 3600000, '{ISO_UTC_PICTURE}')"
+                    )
+                },
             )
             .when(sfn.Condition.jsonata(jsonata("$throughputStatus = 'Failed'")), throughput_failed)
             .when(
@@ -1444,9 +1504,15 @@ class BedrockStack(Stack):
                     ],
                     resources=[self.job_arns],
                 ),
+                # The service authorization reference lists custom-model and foundation-model
+                # (the custom model's base) as resources of this action.
                 iam.PolicyStatement(
                     actions=["bedrock:CreateProvisionedModelThroughput"],
-                    resources=[self.custom_model_arns, self.provisioned_model_arns],
+                    resources=[
+                        self.foundation_model_arn,
+                        self.custom_model_arns,
+                        self.provisioned_model_arns,
+                    ],
                 ),
                 iam.PolicyStatement(
                     actions=["bedrock:GetProvisionedModelThroughput"],
@@ -1465,15 +1531,19 @@ class BedrockStack(Stack):
                 # The custom model is encrypted with the data key: creating it, and serving it
                 # from a throughput, use the key through Bedrock.
                 iam.PolicyStatement(
-                    actions=[
-                        "kms:CreateGrant",
-                        "kms:Decrypt",
-                        "kms:DescribeKey",
-                        "kms:GenerateDataKey",
-                    ],
+                    actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
                     resources=[data.key.key_arn],
                     conditions={
                         "StringEquals": {"kms:ViaService": f"bedrock.{self.region}.amazonaws.com"}
+                    },
+                ),
+                # Grants only for Bedrock's own use of the key.
+                iam.PolicyStatement(
+                    actions=["kms:CreateGrant"],
+                    resources=[data.key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"bedrock.{self.region}.amazonaws.com"},
+                        "Bool": {"kms:GrantIsForAWSResource": "true"},
                     },
                 ),
                 iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[self.parameter_arn]),
@@ -1625,14 +1695,16 @@ class BedrockStack(Stack):
             (
                 "ReleaseFailedAlarm",
                 "titan-release-failed",
-                self.release.metric_failed(period=Duration.minutes(5), statistic="Sum"),
-                "A release of a Titan provisioned throughput failed: it may still be billing.",
+                self._ended_badly(self.release),
+                "A release of a Titan provisioned throughput failed, timed out or was stopped: "
+                "it may still be billing.",
             ),
             (
                 "CustomizeFailedAlarm",
                 "titan-customize-failed",
-                self.customize.metric_failed(period=Duration.minutes(5), statistic="Sum"),
-                "A Titan customization run failed; its execution names the cause.",
+                self._ended_badly(self.customize),
+                "A Titan customization run failed, timed out or was stopped; its execution names "
+                "the cause (a throughput it created is released by the cost guard).",
             ),
         ):
             alarm = cloudwatch.Alarm(
@@ -1647,6 +1719,21 @@ class BedrockStack(Stack):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
             alarm.add_alarm_action(action)
+
+    @staticmethod
+    def _ended_badly(state_machine: sfn.StateMachine) -> cloudwatch.IMetric:
+        """Executions that failed, timed out or were aborted (each its own metric), summed."""
+        period = Duration.minutes(5)
+        return cloudwatch.MathExpression(
+            expression="failed + timedOut + aborted",
+            using_metrics={
+                "failed": state_machine.metric_failed(period=period, statistic="Sum"),
+                "timedOut": state_machine.metric_timed_out(period=period, statistic="Sum"),
+                "aborted": state_machine.metric_aborted(period=period, statistic="Sum"),
+            },
+            label="Executions failed, timed out or aborted",
+            period=period,
+        )
 
 
 def _retry(*, max_attempts: int = 6, interval: Duration | None = None) -> Mapping[str, Any]:

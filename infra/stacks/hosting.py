@@ -71,13 +71,16 @@ class HostingStack(Stack):
                 description=f"Atelier {config.stage}: serves the VQA attribute model "
                 f"{hosting.model_data_url}",
             )
-            self.vqa_endpoint.add_autoscaling(
-                min_capacity=hosting.min_instances,
-                max_capacity=hosting.max_instances,
-                invocations_per_instance_per_minute=hosting.target_invocations_per_instance,
-                scale_in_cooldown=Duration.seconds(hosting.scale_in_cooldown_seconds),
-                scale_out_cooldown=Duration.seconds(hosting.scale_out_cooldown_seconds),
-            )
+            if hosting.autoscaling:
+                # Off while the instance type changes: UpdateEndpoint refuses a new instance
+                # type for a variant that has a scalable target registered.
+                self.vqa_endpoint.add_autoscaling(
+                    min_capacity=hosting.min_instances,
+                    max_capacity=hosting.max_instances,
+                    invocations_per_instance_per_minute=hosting.target_invocations_per_instance,
+                    scale_in_cooldown=Duration.seconds(hosting.scale_in_cooldown_seconds),
+                    scale_out_cooldown=Duration.seconds(hosting.scale_out_cooldown_seconds),
+                )
             self.vqa_endpoint.add_alarms(
                 latency_p90=Duration.millis(hosting.latency_alarm_p90_ms),
                 errors_5xx_threshold=hosting.error_alarm_5xx_threshold,

@@ -404,8 +404,6 @@ class TrainingStack(Stack):
                 "S3Uri": _jsonata(f"'s3://{models}/{VQA_CHECKPOINTS_PREFIX}' & $jobName & '/'"),
                 "LocalPath": CHECKPOINT_LOCAL_PATH,
             }
-        if training.instance_count > 1:
-            arguments["EnableInterContainerTrafficEncryption"] = True
         return arguments
 
     def _state_machine(self, config: StageConfig, data: DataStack) -> sfn.StateMachine:

@@ -124,7 +124,8 @@ def test_customize_validates_checks_trains_provisions_records_and_notifies(
         "Wait for throughput",
         "Get throughput status",
     ]
-    assert states["Throughput ready?"]["Choices"][0]["Next"] == "Record throughput"
+    assert states["Throughput ready?"]["Choices"][0]["Next"] == "Set expiry"
+    assert states["Set expiry"]["Next"] == "Record throughput"
     assert states["Record throughput"]["Next"] == "Notify"
     assert states["Notify"]["End"] is True
 
@@ -149,8 +150,13 @@ def test_the_job_is_polled_until_it_ends_and_stopped_past_its_runtime(
     # A failed job ends the run with Bedrock's own failure message.
     assert "$jobFailure" in states["JobFailed"]["Cause"]
     assert states["Get job status"]["Assign"]["jobFailure"].count("FailureMessage") == 1
-    assert states["Stop job"]["Next"] == "JobTimedOut"
-    assert states["Stop job"]["Catch"][0]["Next"] == "JobStopFailed"
+    assert states["Stop job"]["Next"] == "JobStopped"
+    assert states["Stop job"]["Catch"][-1]["Next"] == "JobStopFailed"
+    assert states["JobStopped"]["Error"] == "{% $stop.error %}"
+    # A job whose status cannot be read may still be running (and billing): it is stopped too.
+    (unknown,) = states["Get job status"]["Catch"]
+    assert (unknown["ErrorEquals"], unknown["Next"]) == (["States.ALL"], "Stop job")
+    assert "'error': 'JobStatusUnknown'" in unknown["Assign"]["stop"]
 
 
 def test_the_throughput_is_polled_until_in_service_and_released_when_it_cannot_be(
@@ -161,7 +167,7 @@ def test_the_throughput_is_polled_until_in_service_and_released_when_it_cannot_b
     assert states["Wait for throughput"]["Seconds"] == config.throughput_poll_seconds
     ready = states["Throughput ready?"]
     assert [rule["Next"] for rule in ready["Choices"]] == [
-        "Record throughput",
+        "Set expiry",
         "Throughput failed",
         "Throughput too slow",
     ]
@@ -251,11 +257,27 @@ def test_the_throughput_is_created_with_its_expiry_and_a_commitment_only_when_as
     assert '{"Key": "atelier:deployment", "Value": "atelier-dev"}' in arguments
     assert "$commitment ? { 'CommitmentDuration': $commitment } : {}" in arguments
     assert "'ModelId': $customModelArn" in arguments
+    # Created with room for its creation (titan.max_throughput_wait_hours, 3 in dev) ...
     prepare = states["Prepare throughput"]["Assign"]
     assert prepare["expiresAt"] == (
+        "{% $fromMillis($millis() + ($ttlHours + 3) * 3600000, "
+        "'[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01]Z') %}"
+    )
+    # ... and its time counted from when it is in service.
+    (in_service, *_) = states["Throughput ready?"]["Choices"]
+    assert in_service["Assign"]["inServiceExpiresAt"] == (
         "{% $fromMillis($millis() + $ttlHours * 3600000, "
         "'[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01]Z') %}"
     )
+    set_expiry = states["Set expiry"]
+    assert set_expiry["Resource"] == "arn:${AWS::Partition}:states:::aws-sdk:bedrock:tagResource"
+    assert set_expiry["Arguments"] == {
+        "ResourceARN": "{% $provisionedModelArn %}",
+        "Tags": [{"Key": EXPIRES_AT_TAG, "Value": "{% $inServiceExpiresAt %}"}],
+    }
+    assert set_expiry["Assign"] == {"expiresAt": "{% $inServiceExpiresAt %}"}
+    # A tag that cannot be moved leaves the (later) creation expiry, reported as such.
+    assert set_expiry["Catch"][-1] == {"ErrorEquals": ["States.ALL"], "Next": "Record throughput"}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -481,6 +503,7 @@ def test_the_customize_workflow_may_touch_exactly_its_resources(dev_app: Synthes
     }
     assert granted("bedrock:GetModelCustomizationJob") == {f"{BEDROCK}:model-customization-job/*"}
     assert granted("bedrock:CreateProvisionedModelThroughput") == {
+        foundation,
         f"{BEDROCK}:custom-model/*",
         f"{BEDROCK}:provisioned-model/*",
     }
@@ -496,6 +519,8 @@ def test_the_customize_workflow_may_touch_exactly_its_resources(dev_app: Synthes
     assert [render(v) for v in listed(kms["Condition"]["StringEquals"]["kms:ViaService"])] == [
         "bedrock.${AWS::Region}.amazonaws.com"
     ]
+    assert kms["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
+    assert kms["Action"] == "kms:CreateGrant"
     # Every grant is in this stack's explicit policies: CDK added nothing of its own.
     policies = role_statements(template, "TitanCustomizeRole")
     assert {p.rstrip("0123456789ABCDEF") for p in policies} == {
@@ -521,6 +546,12 @@ def test_the_release_workflow_and_sweeper_delete_and_read_only_throughputs(
     assert sorted(listed(ssm["Action"])) == ["ssm:DeleteParameter", "ssm:GetParameter"]
     sweeper = statements_granting(template, "ThroughputSweeperFunction", "bedrock:TagResource")
     assert [_resources_of(s, dev_app) for s in sweeper] == [{f"{BEDROCK}:provisioned-model/*"}]
+    # It may set its notice mark only, never move a throughput's expiry.
+    (tagging,) = sweeper
+    assert tagging["Action"] == "bedrock:TagResource"
+    assert tagging["Condition"] == {
+        "ForAllValues:StringEquals": {"aws:TagKeys": [EXPIRY_NOTIFIED_TAG]}
+    }
     (start,) = statements_granting(template, "ThroughputSweeperFunction", "states:StartExecution")
     assert _resources_of(start, dev_app) == {"TitanRelease885F03E4"}
     key_id, _ = one(template, "AWS::KMS::Key")
@@ -588,6 +619,10 @@ def test_the_sweeper_runs_on_a_schedule_for_this_deployment(
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    # A failed sweep is not re-run by Lambda: the next scheduled one retries.
+    _, invoke_config = one(template, "AWS::Lambda::EventInvokeConfig")
+    assert invoke_config["FunctionName"] == {"Ref": function_id}
+    assert invoke_config["MaximumRetryAttempts"] == 0
     assert function["Handler"] == "customization.handlers.sweep.handler"
     variables = function["Environment"]["Variables"]
     assert variables["DEPLOYMENT"] == f"atelier-{stage}"
@@ -615,7 +650,19 @@ def test_unwatched_failures_raise_alarms_on_the_topic(
         assert alarm["Threshold"] == 1
         assert alarm["TreatMissingData"] == "notBreaching"
     assert alarms[f"atelier-{stage}-titan-sweeper-errors"]["MetricName"] == "Errors"
-    assert alarms[f"atelier-{stage}-titan-release-failed"]["MetricName"] == "ExecutionsFailed"
+    # A workflow that failed, timed out or was stopped (aborted) all count.
+    for workflow in ("release", "customize"):
+        alarm = alarms[f"atelier-{stage}-titan-{workflow}-failed"]
+        (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
+        assert expression["ReturnData"] is not False
+        inputs = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+        assert sorted(m["Metric"]["MetricName"] for m in inputs.values()) == [
+            "ExecutionsAborted",
+            "ExecutionsFailed",
+            "ExecutionsTimedOut",
+        ]
+        assert all(m["Stat"] == "Sum" for m in inputs.values())
+        assert sorted(expression["Expression"].replace("+", " ").split()) == sorted(inputs)
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -10,7 +11,13 @@ import pytest
 from infra.config import StageConfig, load_stage_config
 from infra.stacks.hosting import PUBLISHED_NAMES, PUBLISHED_NAMES_WHEN_HOSTED
 from infra.summary import render as render_summary
-from tests.support import HOSTED_MODEL_DATA_URL, VARIANT_OVERRIDES, SynthesizedApp, cdk_json_context
+from tests.support import (
+    HOSTED_MODEL_DATA_URL,
+    VARIANT_OVERRIDES,
+    SynthesizedApp,
+    cdk_json_context,
+    synthesize,
+)
 from tests.templates import one, render, resources, statements_granting
 
 pytestmark = pytest.mark.infra
@@ -89,6 +96,31 @@ def test_a_configured_model_is_served_under_the_pipelines_endpoint_name(
     assert set(_parameters(template)) == {
         f"/atelier/dev/hosting/{name}" for name in PUBLISHED_NAMES_WHEN_HOSTED
     }
+
+
+def test_autoscaling_can_be_switched_off_to_change_the_instance_type(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    overrides = copy.deepcopy(VARIANT_OVERRIDES)
+    overrides["vqa"]["hosting"]["autoscaling"] = False
+    app = synthesize(
+        "dev", tmp_path_factory.mktemp("cdk-out-no-autoscaling"), stage_overrides=overrides
+    )
+    template = app.template("-hosting")
+    types = {resource["Type"] for resource in template["Resources"].values()}
+    assert "AWS::SageMaker::Endpoint" in types
+    assert "AWS::ApplicationAutoScaling::ScalableTarget" not in types
+    assert "AWS::ApplicationAutoScaling::ScalingPolicy" not in types
+    _, config_properties = one(template, "AWS::SageMaker::EndpointConfig")
+    (variant,) = config_properties["ProductionVariants"]
+    assert variant["InitialInstanceCount"] == _config("dev").vqa.hosting.min_instances
+    # Alarms stay.
+    assert len(resources(template, "AWS::CloudWatch::Alarm")) == 2
+
+
+def test_autoscaling_is_on_by_default() -> None:
+    assert _config("dev").vqa.hosting.autoscaling is True
+    assert _config("prod").vqa.hosting.autoscaling is True
 
 
 def test_the_model_role_reads_the_archive_and_decrypts_with_the_data_key(

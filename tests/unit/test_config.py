@@ -282,6 +282,13 @@ def test_vqa_defaults_follow_the_spec(context: dict[str, Any]) -> None:
     [
         ("training", {"instance_type": "g5.2xlarge"}, "training.instance_type = 'g5.2xlarge'"),
         ("training", {"instance_count": 0}, "training.instance_count = 0 is not valid"),
+        (
+            "training",
+            {"instance_count": 2},
+            "training.instance_count = 2 is not valid; train.py trains on one instance; "
+            "multi-instance training is not implemented",
+        ),
+        ("training", {"instance_count": True}, "training.instance_count = True is not valid"),
         ("training", {"use_spot": "yes"}, "training.use_spot = 'yes' is not valid; expected true"),
         (
             "training",

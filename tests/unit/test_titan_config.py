@@ -38,6 +38,8 @@ def test_the_shipped_defaults_follow_spec(context: dict[str, Any]) -> None:
     assert titan.hyperparameters.step_count is None
     # SPEC: 1 model unit, no commitment, for testing; the cost guard releases it after 4 h.
     assert (titan.model_units, titan.commitment, titan.throughput_ttl_hours) == (1, "none", 4)
+    # Nothing the cost guard cannot undo: no commitment term, one model unit.
+    assert (titan.allowed_commitments, titan.max_model_units) == (("none",), 1)
     assert titan.notification_email is None
     assert load_stage_config(context, "prod").titan == titan
 
@@ -53,6 +55,12 @@ def test_the_shipped_defaults_follow_spec(context: dict[str, Any]) -> None:
         ("sweep_interval_minutes", 1, "from 5 to 60"),
         ("notification_email", "not-an-address", "an email address or null"),
         ("max_job_runtime_hours", True, "whole number"),
+        ("max_model_units", 0, "from 1 to 100"),
+        ("max_model_units", 101, "from 1 to 100"),
+        ("allowed_commitments", [], "non-empty list of commitments"),
+        ("allowed_commitments", "none", "non-empty list of commitments"),
+        ("allowed_commitments", ["none", "OneYear"], "among none, OneMonth, SixMonths"),
+        ("allowed_commitments", ["none", "none"], "lists a commitment twice"),
     ],
 )
 def test_bad_values_name_the_key(
@@ -108,3 +116,26 @@ def test_polls_must_fit_in_an_execution_history(context: dict[str, Any]) -> None
 def test_a_notification_address_is_accepted(context: dict[str, Any]) -> None:
     _titan(context)["notification_email"] = "ops@example.com"
     assert load_stage_config(context, "dev").titan.notification_email == "ops@example.com"
+
+
+def test_more_units_and_terms_can_be_allowed(context: dict[str, Any]) -> None:
+    _titan(context).update(
+        allowed_commitments=["none", "OneMonth", "SixMonths"],
+        max_model_units=4,
+        model_units=2,
+        commitment="OneMonth",
+    )
+    titan = load_stage_config(context, "dev").titan
+    assert titan.allowed_commitments == ("none", "OneMonth", "SixMonths")
+    assert (titan.max_model_units, titan.model_units, titan.commitment) == (4, 2, "OneMonth")
+
+
+def test_the_default_units_must_fit_under_the_limit(context: dict[str, Any]) -> None:
+    _titan(context)["model_units"] = 2
+    assert "titan.model_units = 2 is larger than titan.max_model_units = 1" in _error(context)
+
+
+def test_the_default_commitment_must_be_allowed(context: dict[str, Any]) -> None:
+    _titan(context)["commitment"] = "SixMonths"
+    error = _error(context)
+    assert "titan.commitment = 'SixMonths' is not in titan.allowed_commitments" in error

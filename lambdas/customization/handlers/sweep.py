@@ -38,8 +38,21 @@ def sweeper() -> Sweeper:
     )
 
 
-def run(sweeper_: Sweeper, now: datetime) -> dict[str, Any]:
-    report: SweepReport = sweeper_.sweep(now)
+def scheduled_time(event: Any) -> datetime | None:
+    """The EventBridge event's `time` (the schedule's, the same on every retry of that event);
+    None when the function was invoked some other way."""
+    raw = event.get("time") if isinstance(event, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def run(sweeper_: Sweeper, now: datetime, scheduled: datetime | None = None) -> dict[str, Any]:
+    report: SweepReport = sweeper_.sweep(now, scheduled=scheduled)
     logger.info("sweep done", **report.as_dict())
     if report.errors:
         raise SweepIncompleteError("; ".join(report.errors)[:4000])
@@ -49,4 +62,4 @@ def run(sweeper_: Sweeper, now: datetime) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return run(sweeper(), datetime.now(UTC))
+    return run(sweeper(), datetime.now(UTC), scheduled_time(event))

@@ -139,18 +139,27 @@ class Sweeper:
         self.notifier = notifier
         self.deployment = deployment
 
-    def sweep(self, now: datetime) -> SweepReport:
-        """Act on every throughput; one that fails does not stop the others (see `errors`)."""
+    def sweep(self, now: datetime, *, scheduled: datetime | None = None) -> SweepReport:
+        """Act on every throughput; one that fails does not stop the others (see `errors`).
+
+        `scheduled` (the schedule's event time; default `now`) names the release executions, so
+        a sweep retried for the same event starts each release once."""
         report = SweepReport()
         for listed in self.catalog.list():
             report.checked += 1
             try:
-                self._handle(listed, now, report)
+                self._handle(listed, now, scheduled or now, report)
             except Exception as error:  # every throughput gets its turn, whatever failed
                 report.errors.append(f"{listed.arn}: {type(error).__name__}: {error}"[:500])
         return report
 
-    def _handle(self, listed: ProvisionedThroughput, now: datetime, report: SweepReport) -> None:
+    def _handle(
+        self,
+        listed: ProvisionedThroughput,
+        now: datetime,
+        scheduled: datetime,
+        report: SweepReport,
+    ) -> None:
         throughput = ProvisionedThroughput(
             arn=listed.arn,
             name=listed.name,
@@ -168,7 +177,7 @@ class Sweeper:
             report.kept += 1
         elif decision.action is Action.RELEASE:
             self.releases.start(
-                name=release_execution_name(throughput, now),
+                name=release_execution_name(throughput, scheduled),
                 payload={
                     "provisionedModelArn": throughput.arn,
                     "reason": f"cost guard: {decision.reason}"[:1000],
@@ -186,9 +195,12 @@ class Sweeper:
             report.notified.append(throughput.arn)
 
 
-def release_execution_name(throughput: ProvisionedThroughput, now: datetime) -> str:
-    """Unique per throughput and sweep (at most 80 characters, no ':' or '/')."""
-    return f"expired-{throughput.resource_id[:40]}-{now.strftime('%Y%m%dT%H%M%S')}"
+def release_execution_name(throughput: ProvisionedThroughput, scheduled: datetime) -> str:
+    """One per throughput and scheduled sweep (at most 80 characters, no ':' or '/'): a retried
+    sweep of the same event reuses it, and Step Functions refuses a second start
+    (ExecutionAlreadyExists, which counts as started)."""
+    moment = scheduled.astimezone(UTC) if scheduled.tzinfo else scheduled
+    return f"expired-{throughput.resource_id[:40]}-{moment.strftime('%Y%m%dT%H%M%S')}"
 
 
 def committed_notice(throughput: ProvisionedThroughput, decision: Decision) -> str:

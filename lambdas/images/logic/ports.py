@@ -17,7 +17,9 @@ class ModelArnSource(Protocol):
 
 
 class ImageModel(Protocol):
-    def invoke(self, model_arn: str, body: Mapping[str, Any]) -> bytes: ...
+    def invoke(self, model_arn: str, body: Mapping[str, Any], *, timeout_seconds: int) -> bytes:
+        """The raw answer; the call gives up after at most `timeout_seconds` of waiting."""
+        ...
 
 
 class ImageStore(Protocol):

@@ -6,6 +6,7 @@ and Titan is called only with a usable ARN. Images are stored before any URL is 
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
@@ -35,8 +36,13 @@ from shared.retry import Deadline, RetryPolicy, call_with_retries
 PROVISIONED_MODEL_ARN = re.compile(
     r"^arn:aws(-[a-z]+)*:bedrock:[a-z0-9-]{1,20}:\d{12}:provisioned-model/[a-z0-9]{12}$"
 )
-# Generating images takes seconds: never start an attempt that could not finish.
-MODEL_RETRY_POLICY = RetryPolicy(attempts=4, base_delay=0.5, max_delay=3.0, min_attempt_seconds=5.0)
+# Titan Image Generator on provisioned throughput takes about 5-10 s for one standard image and
+# longer for premium quality or several images: an attempt started with less time left than this
+# would almost surely be cut off, so the answer is a 503 with Retry-After instead.
+MIN_MODEL_ATTEMPT_SECONDS = 10.0
+MODEL_RETRY_POLICY = RetryPolicy(
+    attempts=4, base_delay=0.5, max_delay=3.0, min_attempt_seconds=MIN_MODEL_ATTEMPT_SECONDS
+)
 
 
 def random_seed() -> int:
@@ -76,7 +82,9 @@ class ImageService:
         body = text_to_image_body(job)
         try:
             payload = self._retrying(
-                lambda: self.image_model.invoke(model_arn, body), deadline, self.model_retry_policy
+                partial(self._invoke_model, model_arn, body, deadline),
+                deadline,
+                self.model_retry_policy,
             )
         except ProvisionedModelUnavailableError:
             # The workflow may already have recorded a new ARN: read it again next time.
@@ -107,6 +115,18 @@ class ImageService:
         timings["store"] = _elapsed_ms(stage)
         timings["total"] = _elapsed_ms(started)
         return Generation(answer=answer, job=job, model_arn=model_arn, timings_ms=timings)
+
+    def _invoke_model(self, model_arn: str, body: dict[str, Any], deadline: Deadline) -> bytes:
+        """One Titan call whose read timeout ends by the deadline (the deadline already keeps
+        the margin to store the images and answer), so the function answers before it times out."""
+        seconds = math.floor(deadline.remaining())
+        if seconds < self.model_retry_policy.min_attempt_seconds:
+            raise DependencyError(
+                "image_model_unavailable",
+                f"too little time left ({seconds} s) to generate images; retry the request",
+                retryable=True,
+            )
+        return self.image_model.invoke(model_arn, body, timeout_seconds=seconds)
 
     def _provisioned_model_arn(self, deadline: Deadline) -> str:
         value = self._retrying(self.model_arn.get, deadline, self.data_retry_policy)

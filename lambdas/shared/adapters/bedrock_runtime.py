@@ -54,15 +54,26 @@ class BedrockImageModel:
     throughput, named by its ARN at each call (the ARN changes with every provisioning)."""
 
     def __init__(self, *, bedrock_runtime: Any | None = None, read_timeout: int = 60) -> None:
-        self._client = bedrock_runtime or slow_model_client(
-            "bedrock-runtime", read_timeout=read_timeout
-        )
+        # An injected client (tests) is used as is; otherwise one client per read timeout,
+        # cached by `slow_model_client`.
+        self._client = bedrock_runtime
+        self._read_timeout = read_timeout
 
-    def invoke(self, model_arn: str, body: Mapping[str, Any]) -> bytes:
-        """The raw response body; raises typed errors for refusals and a stale model ARN."""
+    def client_for(self, timeout_seconds: int) -> Any:
+        """The client whose read timeout is the configured one, cut to `timeout_seconds`."""
+        if self._client is not None:
+            return self._client
+        read_timeout = max(1, min(self._read_timeout, timeout_seconds))
+        return slow_model_client("bedrock-runtime", read_timeout=read_timeout)
+
+    def invoke(self, model_arn: str, body: Mapping[str, Any], *, timeout_seconds: int) -> bytes:
+        """The raw response body; raises typed errors for refusals and a stale model ARN.
+
+        The call waits at most `timeout_seconds` (or the configured read timeout if shorter) for
+        Titan, so a retry never outlives the function's deadline."""
         what = f"Bedrock provisioned model {model_arn}"
         try:
-            response = self._client.invoke_model(
+            response = self.client_for(timeout_seconds).invoke_model(
                 modelId=model_arn,
                 body=json.dumps(body),
                 contentType="application/json",

@@ -17,7 +17,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from customization.handlers.sweep import SweepIncompleteError, run
+from customization.handlers.sweep import SweepIncompleteError, run, scheduled_time
 from customization.logic.expiry import Sweeper
 from shared.adapters.bedrock_control import PAGE_SIZE, BedrockThroughputs
 from shared.adapters.workflows import SnsNotifier, StepFunctionsWorkflow
@@ -194,3 +194,49 @@ def test_a_second_start_for_the_same_sweep_counts_as_started(harness: Harness) -
     workflow = StepFunctionsWorkflow(harness.release_arn, stepfunctions=harness.sfn)
     first = workflow.start(name="expired-x-1", payload={"provisionedModelArn": EXPIRED})
     assert workflow.start(name="expired-x-1", payload={"provisionedModelArn": EXPIRED}) == first
+
+
+def _expired_only(harness: Harness) -> None:
+    harness.stubber.add_response(
+        "list_provisioned_model_throughputs",
+        {"provisionedModelSummaries": [summary(EXPIRED)]},
+        {"maxResults": PAGE_SIZE},
+    )
+    harness.stubber.add_response(
+        "list_tags_for_resource",
+        tags("atelier-dev", "2026-08-01T11:00:00Z"),
+        {"resourceARN": EXPIRED},
+    )
+
+
+def test_a_retried_sweep_of_the_same_event_starts_each_release_once(harness: Harness) -> None:
+    # The schedule's event time names the executions, whenever the (re)delivery runs.
+    scheduled = scheduled_time({"time": "2026-08-01T12:00:00Z"})
+    for late in (timedelta(0), timedelta(seconds=70)):
+        _expired_only(harness)
+        result = run(harness.sweeper, NOW + late, scheduled)
+        assert result["released"] == [EXPIRED]
+    listed = harness.sfn.list_executions(stateMachineArn=harness.release_arn)["executions"]
+    assert [e["name"] for e in listed] == ["expired-aaaaaaaaaaaa-20260801T120000"]
+
+
+def test_the_next_sweep_starts_a_release_of_its_own(harness: Harness) -> None:
+    for time in ("2026-08-01T12:00:00Z", "2026-08-01T12:15:00Z"):
+        _expired_only(harness)
+        run(harness.sweeper, NOW, scheduled_time({"time": time}))
+    assert len(harness.executions()) == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"time": "2026-08-01T12:00:00Z"}, datetime(2026, 8, 1, 12, tzinfo=UTC)),
+        ({"time": "2026-08-01T14:00:00+02:00"}, datetime(2026, 8, 1, 12, tzinfo=UTC)),
+        ({}, None),
+        ({"time": "soon"}, None),
+        ({"time": 3}, None),
+        ([], None),
+    ],
+)
+def test_the_scheduled_time_is_the_events(event: Any, expected: datetime | None) -> None:
+    assert scheduled_time(event) == expected

@@ -35,6 +35,7 @@ from tests.sfn_support import (
     TaskFailedError,
     call_aws_sdk,
     definition_with,
+    to_api,
 )
 from tests.support import SynthesizedApp
 from tests.templates import one, render_definition
@@ -112,6 +113,8 @@ class Cloud:
         # Moves a moto job on: called before each getModelCustomizationJob with the poll count.
         self.on_job_poll = self.complete_job_on_second_poll
         self.job_polls = 0
+        # How many SNS publishes fail (with an error of SNS's own) before they work again.
+        self.publish_failures = 0
 
     # --- the workflows -------------------------------------------------------------------------
 
@@ -125,6 +128,9 @@ class Cloud:
             assert arguments["FunctionName"] == FUNCTION_ARN
             return {"StatusCode": 200, "Payload": check(arguments["Payload"], self.checker)}
         if integration == "sns:publish":
+            if self.publish_failures > 0:
+                self.publish_failures -= 1
+                raise TaskFailedError("SNS.InternalErrorException", "try again")
             return {"MessageId": self.sns.publish(**arguments)["MessageId"]}
         if integration == "states:startExecution":
             started = self.sfn.start_execution(
@@ -187,6 +193,13 @@ class Cloud:
             return None
 
 
+MANIFEST = "titan/c/m.jsonl"
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    return {"manifest": MANIFEST, **fields}
+
+
 def throughput(status: str, **extra: Any) -> dict[str, Any]:
     moment = datetime(2026, 7, 25, 18, tzinfo=UTC)
     return {
@@ -217,6 +230,18 @@ def definitions(dev_app: SynthesizedApp) -> dict[str, dict[str, Any]]:
     return found
 
 
+@pytest.fixture(scope="module")
+def variant_definitions(variant_app: SynthesizedApp) -> dict[str, dict[str, Any]]:
+    """As `definitions`, with a OneMonth term and 2 model units allowed (VARIANT_OVERRIDES)."""
+    found = {}
+    for prefix in ("TitanCustomize", "TitanRelease"):
+        _, properties = one(
+            variant_app.template("-bedrock"), "AWS::StepFunctions::StateMachine", prefix
+        )
+        found[prefix] = definition_with(render_definition(properties["DefinitionString"]), TOKENS)
+    return found
+
+
 def no_task(resource: str, arguments: Any) -> Any:
     raise AssertionError(f"input checks must fail before any task; {resource} was called")
 
@@ -230,9 +255,26 @@ def cloud(definitions: dict[str, dict[str, Any]]) -> Iterator[Cloud]:
         cloud.stubber.assert_no_pending_responses()
 
 
+@pytest.fixture
+def variant_cloud(variant_definitions: dict[str, dict[str, Any]]) -> Iterator[Cloud]:
+    with mock_aws():
+        cloud = Cloud(variant_definitions)
+        with cloud.stubber:
+            yield cloud
+        cloud.stubber.assert_no_pending_responses()
+
+
 def expect_provisioning(
-    cloud: Cloud, *, expires_at: str, commitment: str | None = None, polls: int = 2
+    cloud: Cloud,
+    *,
+    expires_at: str,
+    commitment: str | None = None,
+    polls: int = 2,
+    in_service_expires_at: str = ANY,
+    tagging_fails: bool = False,
 ) -> None:
+    """Creation (tagged `expires_at`), `polls` status reads, then the expiry moved to
+    `in_service_expires_at` once in service."""
     expected: dict[str, Any] = {
         "modelId": CUSTOM_MODEL,
         "modelUnits": 1,
@@ -252,6 +294,16 @@ def expect_provisioning(
             throughput(status),
             {"provisionedModelId": THROUGHPUT},
         )
+    tagging = {
+        "resourceARN": THROUGHPUT,
+        "tags": [{"key": "atelier:expires-at", "value": in_service_expires_at}],
+    }
+    if tagging_fails:
+        cloud.stubber.add_client_error(
+            "tag_resource", service_error_code="AccessDeniedException", expected_params=tagging
+        )
+    else:
+        cloud.stubber.add_response("tag_resource", {}, tagging)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,9 +314,13 @@ def expect_provisioning(
 def test_a_customization_trains_provisions_records_and_notifies(cloud: Cloud) -> None:
     # Given a good dataset, and a job that completes on its second poll
     manifest = cloud.upload_dataset(8)
-    # The job completes after two 5-minute polls; the throughput is asked for then, for 6 hours.
-    expires = (cloud.clock.now() + timedelta(minutes=10, hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    expect_provisioning(cloud, expires_at=expires)
+    # The job completes after two 5-minute polls; the throughput is asked for then, tagged to
+    # last 6 hours plus titan.max_throughput_wait_hours (3) while it is created ...
+    start = cloud.clock.now()
+    created_until = (start + timedelta(minutes=10, hours=9)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # ... and is in service after two 1-minute polls: its 6 hours count from then.
+    expires = (start + timedelta(minutes=12, hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expect_provisioning(cloud, expires_at=created_until, in_service_expires_at=expires)
     # When the workflow runs
     outcome = cloud.run(
         "TitanCustomize",
@@ -319,6 +375,21 @@ def test_a_customization_trains_provisions_records_and_notifies(cloud: Cloud) ->
     assert cloud.releases() == []
 
 
+def test_an_expiry_that_cannot_be_moved_keeps_and_reports_the_creation_one(cloud: Cloud) -> None:
+    manifest = cloud.upload_dataset(8)
+    created_until = (cloud.clock.now() + timedelta(minutes=10, hours=7)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    expect_provisioning(cloud, expires_at=created_until, tagging_fails=True)
+    outcome = cloud.run("TitanCustomize", {"manifest": manifest})
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    assert outcome.path.count("(retry Set expiry)") == 0
+    assert outcome.output["expiresAt"] == created_until
+    assert cloud.recorded() == THROUGHPUT
+    (notice,) = cloud.notices()
+    assert f"releases it after {created_until}" in notice["Message"]
+
+
 def test_steps_follow_the_dataset_size_when_not_given(cloud: Cloud) -> None:
     manifest = cloud.upload_dataset(32)
     expect_provisioning(cloud, expires_at=ANY)
@@ -340,19 +411,46 @@ def test_steps_follow_the_dataset_size_when_not_given(cloud: Cloud) -> None:
     ("commitment", "sent"), [("OneMonth", "OneMonth"), (None, None), ("none", None)]
 )
 def test_a_commitment_is_sent_only_when_asked_for(
-    cloud: Cloud, commitment: str | None, sent: str | None
+    variant_cloud: Cloud, commitment: str | None, sent: str | None
 ) -> None:
+    # (titan.allowed_commitments: ["none", "OneMonth"] in the variant)
+    cloud = variant_cloud
     manifest = cloud.upload_dataset(5)
     expect_provisioning(cloud, expires_at=ANY, commitment=sent)
     outcome = cloud.run("TitanCustomize", {"manifest": manifest, "commitment": commitment})
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
 
 
-MANIFEST = "titan/c/m.jsonl"
+@pytest.mark.parametrize(
+    ("execution_input", "error", "key"),
+    [
+        (given(commitment="OneMonth"), "InvalidCommitment", "titan.allowed_commitments"),
+        (given(commitment="SixMonths"), "InvalidCommitment", "titan.allowed_commitments"),
+        (given(modelUnits=2), "InvalidModelUnits", "titan.max_model_units"),
+    ],
+)
+def test_the_shipped_config_refuses_terms_and_units_the_cost_guard_cannot_undo(
+    definitions: dict[str, dict[str, Any]], execution_input: Any, error: str, key: str
+) -> None:
+    outcome = Interpreter(definitions["TitanCustomize"], no_task).run(execution_input)
+    assert outcome.path == ["Validate input", error]
+    assert outcome.cause is not None
+    assert key in outcome.cause
 
 
-def given(**fields: Any) -> dict[str, Any]:
-    return {"manifest": MANIFEST, **fields}
+@pytest.mark.parametrize(
+    ("execution_input", "error"),
+    [
+        (given(commitment="SixMonths"), "InvalidCommitment"),
+        (given(commitment=3), "InvalidCommitment"),
+        (given(modelUnits=3), "InvalidModelUnits"),
+    ],
+)
+def test_a_config_that_allows_more_still_bounds_them(
+    variant_definitions: dict[str, dict[str, Any]], execution_input: Any, error: str
+) -> None:
+    outcome = Interpreter(variant_definitions["TitanCustomize"], no_task).run(execution_input)
+    assert outcome.path == ["Validate input", error]
 
 
 @pytest.mark.parametrize(
@@ -389,9 +487,9 @@ def test_a_bad_input_fails_at_once_with_its_reason(
     assert outcome.cause
 
 
-def test_good_optional_inputs_pass_the_checks(cloud: Cloud) -> None:
+def test_good_optional_inputs_pass_the_checks(variant_cloud: Cloud) -> None:
     # A manifest that does not exist gets past the input checks and fails on its contents.
-    outcome = cloud.run(
+    outcome = variant_cloud.run(
         "TitanCustomize",
         {
             "manifest": "titan/cats/2026-08/manifest.jsonl",
@@ -446,12 +544,53 @@ def test_a_job_past_its_runtime_is_stopped(cloud: Cloud) -> None:
 
     cloud.on_job_poll = slow
     outcome = cloud.run("TitanCustomize", {"manifest": manifest})
-    assert outcome.path[-3:] == ["Job finished?", "Stop job", "JobTimedOut"]
+    assert outcome.path[-3:] == ["Job finished?", "Stop job", "JobStopped"]
+    assert outcome.error == "JobTimedOut"
     assert cloud.job().status == "Stopped"
     assert outcome.cause == (
         f"customization job {JOB_NAME} ran longer than titan.max_job_runtime_hours (48 h) and was "
         "stopped"
     )
+
+
+def test_a_job_whose_status_cannot_be_read_is_stopped(cloud: Cloud) -> None:
+    manifest = cloud.upload_dataset(5)
+    real_task = cloud.task
+
+    def task(resource: str, arguments: Any) -> Any:
+        if resource.endswith(":getModelCustomizationJob"):
+            raise TaskFailedError("Bedrock.AccessDeniedException", "not allowed")
+        return real_task(resource, arguments)
+
+    outcome = Interpreter(cloud.definitions["TitanCustomize"], task, clock=cloud.clock).run(
+        {"manifest": manifest}
+    )
+    assert outcome.path[-3:] == ["Get job status", "Stop job", "JobStopped"]
+    assert cloud.job().status == "Stopped"
+    assert outcome.error == "JobStatusUnknown"
+    assert outcome.cause == (
+        f"could not read the status of customization job {JOB_NAME} ("
+        f"{cloud.job().job_arn}): Bedrock.AccessDeniedException: not allowed; as it may still "
+        "be running, it was stopped"
+    )
+
+
+def test_a_job_that_cannot_be_stopped_says_how_to_stop_it(cloud: Cloud) -> None:
+    manifest = cloud.upload_dataset(5)
+    real_task = cloud.task
+
+    def task(resource: str, arguments: Any) -> Any:
+        if resource.endswith((":getModelCustomizationJob", ":stopModelCustomizationJob")):
+            raise TaskFailedError("Bedrock.AccessDeniedException", "not allowed")
+        return real_task(resource, arguments)
+
+    outcome = Interpreter(cloud.definitions["TitanCustomize"], task, clock=cloud.clock).run(
+        {"manifest": manifest}
+    )
+    assert outcome.path[-2:] == ["Stop job", "JobStopFailed"]
+    assert outcome.cause is not None
+    assert "as it may still be running, it could not be stopped" in outcome.cause
+    assert f"--job-identifier {JOB_NAME}" in outcome.cause
 
 
 def test_a_throughput_that_fails_is_handed_to_the_release_workflow(cloud: Cloud) -> None:
@@ -478,21 +617,71 @@ def test_a_throughput_that_fails_is_handed_to_the_release_workflow(cloud: Cloud)
 
 def test_throttling_is_retried_and_a_quota_error_is_explained(cloud: Cloud) -> None:
     manifest = cloud.upload_dataset(5)
+    # The run's third UUID (job name, job token, then this): the retry sends the same one, so
+    # Bedrock creates one throughput however often the call is repeated.
+    token = {"clientRequestToken": str(uuid.UUID(int=3))}
     cloud.stubber.add_client_error(
-        "create_provisioned_model_throughput", service_error_code="ThrottlingException"
-    )
+        "create_provisioned_model_throughput",
+        service_error_code="ThrottlingException",
+        expected_params={**token, "modelId": ANY, "modelUnits": 1,
+                         "provisionedModelName": ANY, "tags": ANY},
+    )  # fmt: skip
     cloud.stubber.add_client_error(
         "create_provisioned_model_throughput",
         service_error_code="ServiceQuotaExceededException",
         service_message="no model units",
-    )
+        expected_params={**token, "modelId": ANY, "modelUnits": 1,
+                         "provisionedModelName": ANY, "tags": ANY},
+    )  # fmt: skip
     outcome = cloud.run("TitanCustomize", {"manifest": manifest})
     assert "(retry Provision throughput)" in outcome.path
+    sent = [
+        arguments["ClientRequestToken"]
+        for resource, arguments in outcome.calls
+        if resource.endswith(":createProvisionedModelThroughput")
+    ]
+    assert sent == [token["clientRequestToken"]] * 2
     assert outcome.error == "Bedrock.ServiceQuotaExceededException"
     assert outcome.path[-1] == "ThroughputNotCreated"
     assert outcome.cause is not None
     assert "ask for a Provisioned Throughput quota" in outcome.cause
     assert cloud.releases() == []
+
+
+def test_a_failed_notice_is_retried(cloud: Cloud) -> None:
+    manifest = cloud.upload_dataset(5)
+    expect_provisioning(cloud, expires_at=ANY)
+    cloud.publish_failures = 2
+    outcome = cloud.run("TitanCustomize", {"manifest": manifest})
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    assert outcome.path.count("(retry Notify)") == 2
+    assert len(cloud.notices()) == 1
+
+
+def test_a_notice_that_keeps_failing_fails_the_run_after_its_retries(cloud: Cloud) -> None:
+    manifest = cloud.upload_dataset(5)
+    expect_provisioning(cloud, expires_at=ANY)
+    cloud.publish_failures = 4
+    outcome = cloud.run("TitanCustomize", {"manifest": manifest})
+    assert outcome.path.count("(retry Notify)") == 3
+    assert (outcome.error, outcome.path[-1]) == ("SNS.InternalErrorException", "NotificationFailed")
+    assert outcome.cause is not None
+    assert outcome.cause.startswith(f"throughput {THROUGHPUT} is in service and recorded")
+    # The throughput stays: it is recorded and works; only the notice is missing.
+    assert cloud.recorded() == THROUGHPUT
+    assert cloud.releases() == []
+
+
+def test_arguments_must_name_api_members_exactly() -> None:
+    # Step Functions takes `ModelId` for Bedrock's `modelId`, never `ModelID`.
+    shape = (
+        boto3.client("bedrock", region_name=REGION)
+        .meta.service_model.operation_model("GetProvisionedModelThroughput")
+        .input_shape
+    )
+    assert to_api(shape, {"ProvisionedModelId": "x"}) == {"provisionedModelId": "x"}
+    with pytest.raises(AssertionError, match="has no member 'ProvisionedModelID'"):
+        to_api(shape, {"ProvisionedModelID": "x"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,3 +815,15 @@ def test_a_task_failure_without_a_catch_would_show(cloud: Cloud) -> None:
 
     outcome = Interpreter(definition, boom).run({})
     assert (outcome.status, outcome.error) == ("FAILED", "Bedrock.AccessDeniedException")
+
+
+def test_a_failed_release_notice_is_retried(cloud: Cloud) -> None:
+    cloud.stubber.add_response("list_tags_for_resource", owner_tags(), {"resourceARN": THROUGHPUT})
+    cloud.stubber.add_response(
+        "delete_provisioned_model_throughput", {}, {"provisionedModelId": THROUGHPUT}
+    )
+    cloud.publish_failures = 1
+    outcome = cloud.run("TitanRelease", {"provisionedModelArn": THROUGHPUT})
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    assert outcome.path.count("(retry Notify)") == 1
+    assert len(cloud.notices()) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -124,6 +124,9 @@ def test_release_execution_names_are_valid_and_unique_per_sweep() -> None:
     assert name == "expired-abcdefghijkl-20260801T120000"
     assert len(name) <= 80
     assert not {":", "/"} & set(name)
+    # The same scheduled time (in any offset) gives the same name: a retried sweep reuses it.
+    later_offset = NOW.astimezone(timezone(timedelta(hours=2)))
+    assert release_execution_name(throughput(), later_offset) == name
 
 
 class FakeCatalog:
@@ -188,7 +191,7 @@ def test_a_sweep_releases_expired_notifies_committed_and_keeps_going_after_a_fai
     sweeper = Sweeper(
         catalog=catalog, releases=releases, notifier=notifier, deployment="atelier-dev"
     )
-    report = sweeper.sweep(NOW)
+    report = sweeper.sweep(NOW + timedelta(minutes=2), scheduled=NOW)
     assert report.released == [arn + "expired00001"]
     assert report.notified == [arn + "committed001"]
     assert (report.checked, report.ours, report.kept) == (5, 3, 1)
@@ -198,7 +201,8 @@ def test_a_sweep_releases_expired_notifies_committed_and_keeps_going_after_a_fai
         "provisionedModelArn": arn + "expired00001",
         "reason": "cost guard: expired at 2026-08-01T11:00:00Z",
     }
-    assert name.startswith("expired-expired00001-")
+    # Named after the scheduled sweep, not the moment it ran.
+    assert name == "expired-expired00001-20260801T120000"
     ((subject, message),) = notifier.published
     assert subject == "[atelier-dev] Titan throughput past its expiry, still billing"
     assert "aws bedrock tag-resource --resource-arn " + arn + "committed001" in message

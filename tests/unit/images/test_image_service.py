@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from images.logic.service import Generation, ImageService, random_seed
+from images.logic.service import (
+    MIN_MODEL_ATTEMPT_SECONDS,
+    Generation,
+    ImageService,
+    random_seed,
+)
 from shared.models.errors import ConflictError, DependencyError, RequestError
 from shared.models.images import TITAN_MAX_SEED, ProvisionedModelUnavailableError
 from shared.retry import Deadline
@@ -123,12 +131,102 @@ def test_throttling_is_retried_within_the_deadline() -> None:
 
 
 def test_no_attempt_starts_without_time_to_finish() -> None:
-    throttled = DependencyError("image_model_unavailable", "throttled", retryable=True)
-    harness = Harness(throttled, titan_answer(1))
+    harness = Harness(titan_answer(1))
     with pytest.raises(DependencyError) as caught:
         harness.service.generate(request(), request_id=REQUEST_ID, deadline=Deadline(4))
-    assert caught.value.status == 503
-    assert len(harness.model.calls) == 1
+    assert (caught.value.status, caught.value.retryable) == (503, True)
+    assert harness.model.calls == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class TimingOutModel:
+    """Titan that answers nothing: every call waits its whole timeout, then fails retryably."""
+
+    clock: FakeClock
+    attempts: list[tuple[float, int]] = field(default_factory=list)
+
+    def invoke(self, model_arn: str, body: Mapping[str, Any], *, timeout_seconds: int) -> bytes:
+        self.attempts.append((self.clock.now, timeout_seconds))
+        self.clock.advance(timeout_seconds)
+        raise DependencyError("image_model_unavailable", "did not answer in time", retryable=True)
+
+
+@pytest.mark.parametrize(("budget", "first_wait"), [(26.0, 14.0), (26.0, 0.0), (15.0, 3.0)])
+def test_no_titan_call_may_outlive_the_deadline(budget: float, first_wait: float) -> None:
+    clock = FakeClock()
+    model = TimingOutModel(clock)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.advance(seconds)
+
+    service = ImageService(
+        settings=settings(),
+        model_arn=FakeModelArn(MODEL_ARN),
+        image_model=model,
+        store=InMemoryImageStore(),
+        sleep=sleep,
+        now=lambda: NOW,
+        seed=lambda: 4242,
+    )
+    deadline = Deadline(budget, clock=clock)
+    expires_at = clock.now + budget
+    # The first attempt fails fast (throttled) after `first_wait` seconds of the budget.
+    first = DependencyError("image_model_unavailable", "throttled", retryable=True)
+    original = model.invoke
+
+    def invoke(model_arn: str, body: Mapping[str, Any], *, timeout_seconds: int) -> bytes:
+        if not model.attempts:
+            model.attempts.append((clock.now, timeout_seconds))
+            clock.advance(first_wait)
+            raise first
+        return original(model_arn, body, timeout_seconds=timeout_seconds)
+
+    model.invoke = invoke  # type: ignore[method-assign]
+
+    with pytest.raises(DependencyError) as caught:
+        service.generate(request(), request_id=REQUEST_ID, deadline=deadline)
+
+    assert model.attempts
+    for started, timeout in model.attempts:
+        # Started with time for a realistic generation, and given up by the deadline.
+        assert expires_at - started >= MIN_MODEL_ATTEMPT_SECONDS
+        assert started + timeout <= expires_at
+    assert clock.now <= expires_at
+    error = caught.value
+    assert (error.status, error.retryable) == (503, True)
+    assert error.body()["error"]["retryAfterSeconds"] == error.retry_after_seconds > 0
+
+
+def test_the_adapter_cuts_the_read_timeout_to_the_time_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.adapters import bedrock_runtime
+
+    made: list[int] = []
+
+    def slow_model_client(service: str, *, read_timeout: int) -> object:
+        made.append(read_timeout)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(bedrock_runtime, "slow_model_client", slow_model_client)
+    model = bedrock_runtime.BedrockImageModel(read_timeout=26)
+    for timeout in (40, 26, 11, 0):
+        with pytest.raises(RuntimeError):
+            model.invoke(MODEL_ARN, {}, timeout_seconds=timeout)
+    assert made == [26, 26, 11, 1]
 
 
 def test_random_seeds_stay_within_titans_range() -> None:

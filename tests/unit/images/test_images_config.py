@@ -64,6 +64,7 @@ def test_a_stage_may_allow_a_subset_of_sizes(context: dict[str, Any]) -> None:
         ({"presigned_url_seconds": 3601}, "images.presigned_url_seconds = 3601 is not valid"),
         ({"presigned_url_seconds": 59}, "images.presigned_url_seconds = 59 is not valid"),
         ({"api_timeout_seconds": 30}, "images.api_timeout_seconds = 30 is not valid"),
+        ({"api_timeout_seconds": 13}, "images.api_timeout_seconds = 13 is not valid"),
         ({"model_arn_cache_seconds": -1}, "images.model_arn_cache_seconds = -1 is not valid"),
         ({"throttle_rate_limit": 0}, "images.throttle_rate_limit = 0 is not valid"),
         ({"sizes": ["1024x768"]}, "images.sizes[0] = '1024x768' is not a Titan Image Generator"),
@@ -94,3 +95,14 @@ def test_the_stack_and_the_function_agree_on_prefix_and_margin() -> None:
 
     assert api_stack.IMAGES_PREFIX == IMAGES_PREFIX
     assert api_stack.IMAGES_RESPONSE_MARGIN_SECONDS == RESPONSE_MARGIN_SECONDS
+
+
+def test_the_shortest_allowed_timeout_leaves_time_for_one_titan_call(
+    context: dict[str, Any],
+) -> None:
+    from images.handlers.api import RESPONSE_MARGIN_SECONDS
+    from images.logic.service import MIN_MODEL_ATTEMPT_SECONDS
+
+    images = load_stage_config(_with(context, api_timeout_seconds=14), "dev").images
+    assert images.api_timeout_seconds == 14
+    assert 14 - RESPONSE_MARGIN_SECONDS >= MIN_MODEL_ATTEMPT_SECONDS

@@ -49,9 +49,11 @@ def test_the_wiring_builds_clients_fit_for_images() -> None:
     assert isinstance(service.store, S3ImageStore)
     assert service.store.bucket == RESULTS_BUCKET
     # Titan may take most of the function's time, in one attempt (the service retries itself).
-    bedrock = service.image_model._client.meta.config
+    # Each attempt's read timeout is the configured one, cut to the time left.
+    bedrock = service.image_model.client_for(60).meta.config
     assert bedrock.read_timeout == 26
     assert bedrock.retries["total_max_attempts"] == 1
+    assert service.image_model.client_for(12).meta.config.read_timeout == 12
     # Objects under SSE-KMS only accept Signature Version 4.
     s3 = service.store._client.meta.config
     assert s3.signature_version == "s3v4"
