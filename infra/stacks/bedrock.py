@@ -57,9 +57,9 @@ from infra.config import (
     TITAN_STEP_COUNT_RANGE,
     StageConfig,
 )
-from infra.constructs.log_groups import create_log_group
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
+from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
 from infra.stacks.data import DataStack
 
@@ -897,8 +897,10 @@ class BedrockStack(Stack):
             "Bedrock names provisioned throughputs by an id it makes; the workflow deletes only "
             f"those tagged {DEPLOYMENT_TAG}={deployment}, which it checks before deleting.",
         )
-        return self._state_machine(
+        return observed_state_machine(
+            self,
             "TitanRelease",
+            config=config,
             name=config.resource_name("titan-release"),
             comment="Releases a Titan provisioned throughput and clears its SSM record",
             definition=definition,
@@ -1575,8 +1577,10 @@ class BedrockStack(Stack):
                 tasks_policy, f"AwsSolutions-IAM5[Resource::{self._nag_arn(resource)}]", reason
             )
         hours = titan.max_job_runtime_hours + titan.max_throughput_wait_hours + 2
-        return self._state_machine(
+        return observed_state_machine(
+            self,
             "TitanCustomize",
+            config=config,
             name=config.resource_name("titan-customize"),
             comment="Customizes Titan Image Generator, provisions its throughput and records it",
             definition=definition,
@@ -1584,97 +1588,6 @@ class BedrockStack(Stack):
             policies=[tasks_policy],
             timeout=Duration.hours(hours),
         )
-
-    # --- shared by both workflows --------------------------------------------------------------
-
-    def _state_machine(
-        self,
-        construct_id: str,
-        *,
-        name: str,
-        comment: str,
-        definition: sfn.IChainable,
-        role: iam.Role,
-        policies: Sequence[iam.Policy],
-        timeout: Duration,
-    ) -> sfn.StateMachine:
-        observability = self._observability_policies(construct_id, role)
-        state_machine = sfn.StateMachine(
-            self,
-            construct_id,
-            state_machine_name=name,
-            comment=comment,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            query_language=sfn.QueryLanguage.JSONATA,
-            # Every grant is explicit in the policies, so CDK adds none of its own (its task,
-            # log-delivery and X-Ray statements would share one policy).
-            role=role.without_policy_updates(),
-            logs=sfn.LogOptions(
-                destination=create_log_group(self, f"{construct_id}Logs", config=self.config),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=True,
-            ),
-            tracing_enabled=True,
-            timeout=timeout,
-        )
-        # Step Functions checks the log-delivery permissions when it creates the state machine.
-        state_machine.node.add_dependency(*policies, *observability)
-        # As for the Training stack's workflow: the role dependency cfn-lint calls redundant.
-        cfn_state_machine = state_machine.node.default_child
-        assert isinstance(cfn_state_machine, sfn.CfnStateMachine)
-        cfn_state_machine.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-        return state_machine
-
-    def _observability_policies(self, construct_id: str, role: iam.Role) -> list[iam.Policy]:
-        logging_policy = iam.Policy(
-            self,
-            f"{construct_id}LoggingPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=[
-                        "logs:CreateLogDelivery",
-                        "logs:DeleteLogDelivery",
-                        "logs:DescribeLogGroups",
-                        "logs:DescribeResourcePolicies",
-                        "logs:GetLogDelivery",
-                        "logs:ListLogDeliveries",
-                        "logs:PutResourcePolicy",
-                        "logs:UpdateLogDelivery",
-                    ],
-                    resources=["*"],
-                )
-            ],
-        )
-        acknowledge(
-            logging_policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Step Functions log delivery to CloudWatch Logs uses the vended-logs APIs, which "
-            "support no resource-level permissions; AWS documents Resource '*' for them.",
-        )
-        tracing_policy = iam.Policy(
-            self,
-            f"{construct_id}TracingPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=[
-                        "xray:GetSamplingRules",
-                        "xray:GetSamplingTargets",
-                        "xray:PutTelemetryRecords",
-                        "xray:PutTraceSegments",
-                    ],
-                    resources=["*"],
-                )
-            ],
-        )
-        acknowledge(
-            tracing_policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray PutTraceSegments, PutTelemetryRecords and the sampling APIs support no "
-            "resource-level permissions; the service requires Resource '*'.",
-        )
-        return [logging_policy, tracing_policy]
 
     # --- alarms --------------------------------------------------------------------------------
 

@@ -30,10 +30,10 @@ from constructs import Construct
 
 from infra.config import VQA_HYPERPARAMETER_NAMES, ConfigError, StageConfig
 from infra.constructs.hf_images import huggingface_image
-from infra.constructs.log_groups import create_log_group
 from infra.constructs.ml_instances import has_instance_storage
 from infra.constructs.publishing import publish_names
 from infra.constructs.source_archive import source_archive_asset
+from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
 from infra.stacks.data import DataStack
 
@@ -541,33 +541,19 @@ class TrainingStack(Stack):
             role, job_prefix=job_prefix, parameter_arn=parameter_arn
         )
         hours = training.max_wait_hours if training.use_spot else training.max_runtime_hours
-        state_machine = sfn.StateMachine(
+        return observed_state_machine(
             self,
             "VqaTraining",
-            state_machine_name=config.resource_name("vqa-training"),
+            config=config,
+            name=config.resource_name("vqa-training"),
             comment="Fine-tunes the VQA attribute model and records its archive in SSM",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            query_language=sfn.QueryLanguage.JSONATA,
-            # Every grant is explicit in the policies above, so CDK adds none of its own (its
-            # log-delivery and X-Ray statements would share one policy with the task grants).
-            role=role.without_policy_updates(),
-            logs=sfn.LogOptions(
-                destination=create_log_group(self, "VqaTrainingLogs", config=config),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=True,
-            ),
-            tracing_enabled=True,
+            definition=definition,
+            role=role,
+            policies=policies,
             # The job's own limit plus time to start instances and upload the model.
             timeout=Duration.hours(hours + 2),
+            policy_prefix="VqaWorkflow",
         )
-        # Step Functions checks the log-delivery permissions when it creates the state machine.
-        state_machine.node.add_dependency(*policies)
-        # StateMachine makes itself depend on its whole role, which cfn-lint reports as redundant
-        # with the RoleArn GetAtt (as for Lambda functions): harmless, CDK's to change.
-        cfn_state_machine = state_machine.node.default_child
-        assert isinstance(cfn_state_machine, sfn.CfnStateMachine)
-        cfn_state_machine.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-        return state_machine
 
     def _grant_workflow_role(
         self, role: iam.Role, *, job_prefix: str, parameter_arn: str
@@ -613,52 +599,4 @@ class TrainingStack(Stack):
             "Training jobs get a new name per run (prefix, time, random suffix), so the "
             "workflow may create, watch and stop only jobs whose names carry this prefix.",
         )
-        logging_policy = iam.Policy(
-            self,
-            "VqaWorkflowLoggingPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=[
-                        "logs:CreateLogDelivery",
-                        "logs:DeleteLogDelivery",
-                        "logs:DescribeLogGroups",
-                        "logs:DescribeResourcePolicies",
-                        "logs:GetLogDelivery",
-                        "logs:ListLogDeliveries",
-                        "logs:PutResourcePolicy",
-                        "logs:UpdateLogDelivery",
-                    ],
-                    resources=["*"],
-                )
-            ],
-        )
-        acknowledge(
-            logging_policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Step Functions log delivery to CloudWatch Logs uses the vended-logs APIs, which "
-            "support no resource-level permissions; AWS documents Resource '*' for them.",
-        )
-        tracing_policy = iam.Policy(
-            self,
-            "VqaWorkflowTracingPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=[
-                        "xray:GetSamplingRules",
-                        "xray:GetSamplingTargets",
-                        "xray:PutTelemetryRecords",
-                        "xray:PutTraceSegments",
-                    ],
-                    resources=["*"],
-                )
-            ],
-        )
-        acknowledge(
-            tracing_policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray PutTraceSegments, PutTelemetryRecords and the sampling APIs support no "
-            "resource-level permissions; the service requires Resource '*'.",
-        )
-        return [tasks_policy, logging_policy, tracing_policy]
+        return [tasks_policy]

@@ -1,0 +1,109 @@
+"""A Step Functions state machine the way every Atelier workflow runs: JSONata, its own log group
+with every event (execution data included), X-Ray tracing, and only the grants its policies hold.
+
+The log-delivery and X-Ray actions support no resource-level permissions, so each sits in a
+policy of its own with its own acknowledgment instead of widening the task policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.log_groups import create_log_group
+from infra.nag import acknowledge
+
+_LOG_DELIVERY_ACTIONS = [
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+]
+_TRACING_ACTIONS = [
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "xray:PutTelemetryRecords",
+    "xray:PutTraceSegments",
+]
+
+
+def observed_state_machine(
+    scope: Construct,
+    construct_id: str,
+    *,
+    config: StageConfig,
+    name: str,
+    comment: str,
+    definition: sfn.IChainable,
+    role: iam.Role,
+    policies: Sequence[iam.Policy],
+    timeout: Duration,
+    policy_prefix: str | None = None,
+) -> sfn.StateMachine:
+    """`role` gets the logging and tracing policies (`<policy_prefix>LoggingPolicy`,
+    `<policy_prefix>TracingPolicy`; the prefix defaults to `construct_id`) beside `policies`, which
+    must hold every task grant."""
+    observability = observability_policies(scope, policy_prefix or construct_id, role)
+    state_machine = sfn.StateMachine(
+        scope,
+        construct_id,
+        state_machine_name=name,
+        comment=comment,
+        definition_body=sfn.DefinitionBody.from_chainable(definition),
+        query_language=sfn.QueryLanguage.JSONATA,
+        # Every grant is explicit in the policies, so CDK adds none of its own (its task,
+        # log-delivery and X-Ray statements would share one policy).
+        role=role.without_policy_updates(),
+        logs=sfn.LogOptions(
+            destination=create_log_group(scope, f"{construct_id}Logs", config=config),
+            level=sfn.LogLevel.ALL,
+            include_execution_data=True,
+        ),
+        tracing_enabled=True,
+        timeout=timeout,
+    )
+    # Step Functions checks the log-delivery permissions when it creates the state machine.
+    state_machine.node.add_dependency(*policies, *observability)
+    # StateMachine makes itself depend on its whole role, which cfn-lint reports as redundant
+    # with the RoleArn GetAtt (as for Lambda functions): harmless, CDK's to change.
+    cfn_state_machine = state_machine.node.default_child
+    assert isinstance(cfn_state_machine, sfn.CfnStateMachine)
+    cfn_state_machine.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+    return state_machine
+
+
+def observability_policies(scope: Construct, prefix: str, role: iam.Role) -> list[iam.Policy]:
+    logging_policy = iam.Policy(
+        scope,
+        f"{prefix}LoggingPolicy",
+        roles=[role],
+        statements=[iam.PolicyStatement(actions=_LOG_DELIVERY_ACTIONS, resources=["*"])],
+    )
+    acknowledge(
+        logging_policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        "Step Functions log delivery to CloudWatch Logs uses the vended-logs APIs, which "
+        "support no resource-level permissions; AWS documents Resource '*' for them.",
+    )
+    tracing_policy = iam.Policy(
+        scope,
+        f"{prefix}TracingPolicy",
+        roles=[role],
+        statements=[iam.PolicyStatement(actions=_TRACING_ACTIONS, resources=["*"])],
+    )
+    acknowledge(
+        tracing_policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        "X-Ray PutTraceSegments, PutTelemetryRecords and the sampling APIs support no "
+        "resource-level permissions; the service requires Resource '*'.",
+    )
+    return [logging_policy, tracing_policy]
