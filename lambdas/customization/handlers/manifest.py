@@ -14,9 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from customization.handlers.environment import required
 from customization.logic.manifest import ManifestChecker, ManifestReport
 from shared.adapters.datasets import S3Datasets
+from shared.environment import required
 
 logger = Logger()
 tracer = Tracer()

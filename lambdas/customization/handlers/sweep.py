@@ -14,10 +14,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from customization.handlers.environment import required
 from customization.logic.expiry import Sweeper, SweepReport
 from shared.adapters.bedrock_control import BedrockThroughputs
 from shared.adapters.workflows import SnsNotifier, StepFunctionsWorkflow
+from shared.environment import required
 
 logger = Logger()
 tracer = Tracer()

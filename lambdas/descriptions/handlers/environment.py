@@ -6,13 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
+from shared.environment import json_settings, required
 from shared.models.descriptions import PipelineSettings
-
-
-class DeploymentError(RuntimeError):
-    """The function was deployed with a missing or malformed variable: a deployment bug."""
 
 
 @dataclass(frozen=True)
@@ -28,20 +23,11 @@ class Environment:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] = os.environ) -> Environment:
-        def required(name: str) -> str:
-            value = environ.get(name, "").strip()
-            if not value:
-                raise DeploymentError(f"environment variable {name} is not set")
-            return value
-
-        try:
-            settings = PipelineSettings.model_validate_json(required("DESCRIPTIONS_SETTINGS"))
-        except ValidationError as error:
-            raise DeploymentError(f"DESCRIPTIONS_SETTINGS is not valid: {error}") from None
+        settings = json_settings("DESCRIPTIONS_SETTINGS", PipelineSettings, environ)
         return cls(
             settings=settings,
-            table_name=required("TABLE_NAME"),
-            results_bucket=required("RESULTS_BUCKET"),
+            table_name=required("TABLE_NAME", environ),
+            results_bucket=required("RESULTS_BUCKET", environ),
             uploads_bucket=environ.get("UPLOADS_BUCKET") or None,
             dead_letter_queue_url=environ.get("DEAD_LETTER_QUEUE_URL") or None,
             idempotency_ttl_seconds=int(environ.get("IDEMPOTENCY_TTL_SECONDS", "604800")),

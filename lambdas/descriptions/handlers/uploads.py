@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from descriptions.handlers.environment import DeploymentError, Environment
+from descriptions.handlers.environment import Environment
 from descriptions.handlers.telemetry import (
     logger,
     metrics,
@@ -49,6 +49,7 @@ from descriptions.logic.uploads import (
 )
 from shared.adapters.aws import client
 from shared.adapters.uploads import DeadLetters, S3Uploads
+from shared.environment import DeploymentError
 from shared.models.errors import AtelierError, DependencyError, RequestError
 from shared.retry import Deadline
 

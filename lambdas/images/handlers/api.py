@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -22,7 +22,12 @@ from images.handlers.telemetry import logger, metrics, record_failure, record_ge
 from images.handlers.wiring import build_service
 from images.logic.keys import is_valid_request_id
 from images.logic.service import ImageService
-from shared.models.errors import AtelierError, DependencyError
+from shared.api_responses import (
+    atelier_error_response,
+    invalid_request_response,
+    no_route_response,
+)
+from shared.models.errors import AtelierError
 from shared.models.images import GeneratedImages, GenerateImagesRequest
 from shared.retry import Deadline
 
@@ -97,48 +102,24 @@ def _request_id() -> str:
     return str(app.lambda_context.aws_request_id)
 
 
-def _json(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response[Any]:
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
-    )
-
-
 @app.exception_handler(AtelierError)
 def _atelier_error(error: AtelierError) -> Response[Any]:
     record_failure(error.code)
-    headers = None
-    if isinstance(error, DependencyError):
-        logger.warning("dependency failed", code=error.code, reason=error.message)
-        if error.retryable:
-            headers = {"Retry-After": str(error.retry_after_seconds)}
-    else:
-        logger.info("request refused", code=error.code, reason=error.message)
-    return _json(error.status, error.body(), headers)
+    return atelier_error_response(error, logger)
 
 
 @app.exception_handler(RequestValidationError)
 def _invalid_request(error: RequestValidationError) -> Response[Any]:
-    problems = error.errors()
-    first = problems[0] if problems else {"type": "invalid", "loc": (), "msg": "invalid request"}
-    location = tuple(first.get("loc", ()))
-    where = ".".join(str(part) for part in location if part != "body")
-    kind = str(first.get("type", ""))
-    if kind == "json_invalid":
-        code, message = "invalid_json", "the body is not valid JSON"
-    elif kind == "missing" and location == ("body",):
-        code, message = "body_missing", "the body must be a JSON object with prompt, width, height"
-    else:
-        # The message names the field and the rule, never the submitted value (a prompt).
-        code, message = "invalid_request", f"{where or 'body'}: {first.get('msg', 'invalid')}"
+    code, response = invalid_request_response(
+        error, body_missing="the body must be a JSON object with prompt, width, height"
+    )
     record_failure(code)
-    return _json(400, {"error": {"code": code, "message": message}})
+    return response
 
 
 @app.not_found
 def _no_route(_: Exception) -> Response[Any]:
-    return _json(404, {"error": {"code": "no_route", "message": "no such resource or method"}})
+    return no_route_response()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

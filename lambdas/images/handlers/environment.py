@@ -6,13 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
+from shared.environment import json_settings, required
 from shared.models.images import ImagesSettings
-
-
-class DeploymentError(RuntimeError):
-    """The function was deployed with a missing or malformed variable: a deployment bug."""
 
 
 @dataclass(frozen=True)
@@ -24,18 +19,9 @@ class Environment:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] = os.environ) -> Environment:
-        def required(name: str) -> str:
-            value = environ.get(name, "").strip()
-            if not value:
-                raise DeploymentError(f"environment variable {name} is not set")
-            return value
-
-        try:
-            settings = ImagesSettings.model_validate_json(required("IMAGES_SETTINGS"))
-        except ValidationError as error:
-            raise DeploymentError(f"IMAGES_SETTINGS is not valid: {error}") from None
+        settings = json_settings("IMAGES_SETTINGS", ImagesSettings, environ)
         return cls(
             settings=settings,
-            results_bucket=required("RESULTS_BUCKET"),
-            model_arn_parameter=required("MODEL_ARN_PARAMETER"),
+            results_bucket=required("RESULTS_BUCKET", environ),
+            model_arn_parameter=required("MODEL_ARN_PARAMETER", environ),
         )

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from images.handlers.environment import DeploymentError, Environment
+from images.handlers.environment import Environment
 from images.handlers.wiring import build_service
 from shared.adapters.image_store import S3ImageStore
 from shared.adapters.parameters import CachedParameter
+from shared.environment import DeploymentError
 from tests.images_support import PARAMETER, RESULTS_BUCKET, settings_document
 
 VARIABLES = {
