@@ -38,7 +38,6 @@ import csv
 import hashlib
 import io
 import json
-import re
 import shutil
 import sys
 from collections import Counter, defaultdict
@@ -53,6 +52,12 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
+
+if __package__ in (None, ""):
+    # Run as a plain script: put the training/ import root on the path for s3_destination.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import s3_destination
 
 BASE_MODEL_ID = "amazon.titan-image-generator-v1:0"
 
@@ -127,9 +132,6 @@ BATCH_SIZE_BOUNDS = (8, 192)
 LEARNING_RATE_BOUNDS = (1e-7, 1.0)
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_LEARNING_RATE = 1e-5
-
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_KMS_KEY_ID = re.compile(r"^[A-Za-z0-9:/_.-]{1,2048}$")
 
 
 class Rule(StrEnum):
@@ -1139,24 +1141,17 @@ class S3Location:
 
 def parse_s3_uri(uri: str) -> S3Location:
     """`s3://bucket/prefix/` -> S3Location; the prefix gets a trailing slash if it lacks one."""
-    if not uri.startswith("s3://"):
-        raise PrepareError(f"{uri!r} is not an S3 URI: expected s3://bucket/prefix/")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
-        raise PrepareError(f"{uri!r}: {bucket!r} is not a valid S3 bucket name")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    if prefix.startswith("/") or "//" in prefix or any(ord(c) < 32 for c in prefix):
-        raise PrepareError(f"{uri!r}: the key prefix has an empty path segment or control chars")
-    if len(prefix.encode()) > 768:
-        raise PrepareError(f"{uri!r}: the key prefix leaves too little of S3's 1,024-byte keys")
-    return S3Location(bucket, prefix)
+    try:
+        return S3Location(*s3_destination.split_s3_uri(uri, max_prefix_bytes=768))
+    except ValueError as error:
+        raise PrepareError(str(error)) from None
 
 
 def check_kms_key_id(kms_key_id: str) -> None:
-    # Only the shape: whether the key exists and may be used is for KMS to say at upload time.
-    if not _KMS_KEY_ID.fullmatch(kms_key_id):
-        raise PrepareError(f"{kms_key_id!r} is not a KMS key id, key ARN, alias or alias ARN")
+    try:
+        s3_destination.check_kms_key_id(kms_key_id)
+    except ValueError as error:
+        raise PrepareError(str(error)) from None
 
 
 @dataclass(frozen=True)

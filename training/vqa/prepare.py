@@ -39,6 +39,12 @@ from typing import Any, Literal
 
 from PIL import Image
 
+if __package__ in (None, ""):
+    # Run as a plain script: put the training/ import root on the path for s3_destination.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import s3_destination
+
 # Exactly the questions the description pipeline asks the endpoint (cdk.json
 # context.atelier.defaults.descriptions.questions): a model trained on other wording would be
 # asked questions it never saw. A test holds the two equal.
@@ -104,8 +110,6 @@ MAX_VALUE_CHARS = 100
 MAX_ATTRIBUTES = 64
 # Kaggle's styles/<id>.json files are a few KB; anything this large is not one of them.
 MAX_ATTRIBUTES_JSON_BYTES = 1_000_000
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_KMS_KEY_ID = re.compile(r"^[A-Za-z0-9:/_.-]{1,2048}$")
 
 
 class Reason(StrEnum):
@@ -986,24 +990,17 @@ class S3Location:
 
 def parse_s3_uri(uri: str) -> S3Location:
     """`s3://bucket/prefix/` -> S3Location; the prefix gets a trailing slash if it lacks one."""
-    if not uri.startswith("s3://"):
-        raise PrepareError(f"{uri!r} is not an S3 URI: expected s3://bucket/prefix/")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
-        raise PrepareError(f"{uri!r}: {bucket!r} is not a valid S3 bucket name")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    if prefix.startswith("/") or "//" in prefix or any(ord(c) < 32 for c in prefix):
-        raise PrepareError(f"{uri!r}: the key prefix has an empty path segment or control chars")
-    if len(prefix.encode()) > 900:
-        raise PrepareError(f"{uri!r}: the key prefix is too long for S3's 1024-byte keys")
-    return S3Location(bucket, prefix)
+    try:
+        return S3Location(*s3_destination.split_s3_uri(uri, max_prefix_bytes=900))
+    except ValueError as error:
+        raise PrepareError(str(error)) from None
 
 
 def check_kms_key_id(kms_key_id: str) -> None:
-    # Only the shape: whether the key exists and may be used is for KMS to say at upload time.
-    if not _KMS_KEY_ID.fullmatch(kms_key_id):
-        raise PrepareError(f"{kms_key_id!r} is not a KMS key id, key ARN, alias or alias ARN")
+    try:
+        s3_destination.check_kms_key_id(kms_key_id)
+    except ValueError as error:
+        raise PrepareError(str(error)) from None
 
 
 def dataset_files(out_dir: Path) -> list[Path]:
