@@ -29,6 +29,22 @@ def one(template: Template, resource_type: str, prefix: str = "") -> tuple[str, 
     return matches[0]
 
 
+def ssm_parameters(template: Template) -> dict[str, dict[str, Any]]:
+    """The template's SSM parameters by name: their properties."""
+    return {
+        p["Properties"]["Name"]: p["Properties"]
+        for p in resources(template, "AWS::SSM::Parameter").values()
+    }
+
+
+def assembly_artifacts(app: SynthesizedApp) -> dict[str, Any]:
+    """The cloud assembly's artifacts (stacks with their dependencies and properties) by id."""
+    artifacts: dict[str, Any] = json.loads((app.assembly_dir / "manifest.json").read_text())[
+        "artifacts"
+    ]
+    return artifacts
+
+
 def exports(app: SynthesizedApp) -> dict[str, Any]:
     """Export name → exported value, over every stack of the app."""
     found = {}

@@ -24,6 +24,7 @@ from infra.stacks.api import (
     images_settings,
 )
 from tests.support import SynthesizedApp, cdk_json_context
+from tests.templates import assembly_artifacts, resources, ssm_parameters
 
 pytestmark = pytest.mark.infra
 
@@ -37,18 +38,10 @@ def _config(stage: str) -> StageConfig:
     return load_stage_config(cdk_json_context(), stage)
 
 
-def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
-    return {
-        logical_id: resource
-        for logical_id, resource in template["Resources"].items()
-        if resource["Type"] == resource_type
-    }
-
-
 def _one(template: dict[str, Any], resource_type: str, prefix: str = "") -> tuple[str, Any]:
     matches = [
         (logical_id, resource["Properties"])
-        for logical_id, resource in _resources(template, resource_type).items()
+        for logical_id, resource in resources(template, resource_type).items()
         if logical_id.startswith(prefix)
     ]
     assert len(matches) == 1, f"expected one {resource_type} {prefix!r}, got {matches}"
@@ -82,7 +75,7 @@ def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]
     role_id, _ = _one(template, "AWS::IAM::Role", f"{function}Role")
     return [
         statement
-        for policy in _resources(template, "AWS::IAM::Policy").values()
+        for policy in resources(template, "AWS::IAM::Policy").values()
         if {"Ref": role_id} in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
@@ -92,7 +85,7 @@ def _method(template: dict[str, Any], verb: str, path_part: str) -> dict[str, An
     """The properties of the API's only method with this HTTP verb on a resource `path_part`."""
     (method,) = [
         m["Properties"]
-        for m in _resources(template, "AWS::ApiGateway::Method").values()
+        for m in resources(template, "AWS::ApiGateway::Method").values()
         if m["Properties"]["HttpMethod"] == verb
         and template["Resources"][m["Properties"]["ResourceId"]["Ref"]]["Properties"]["PathPart"]
         == path_part
@@ -116,7 +109,7 @@ def _resources_for(
 def _bucket_arn(app: SynthesizedApp, name: str) -> str:
     (logical_id,) = [
         logical_id
-        for logical_id in _resources(app.template("-data"), "AWS::S3::Bucket")
+        for logical_id in resources(app.template("-data"), "AWS::S3::Bucket")
         if logical_id.startswith(name)
     ]
     return f"{logical_id}.Arn"
@@ -131,7 +124,7 @@ def _bucket_arn(app: SynthesizedApp, name: str) -> str:
 def test_every_method_requires_iam_auth(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
-    methods = _resources(synthesized_apps[stage].template("-api"), "AWS::ApiGateway::Method")
+    methods = resources(synthesized_apps[stage].template("-api"), "AWS::ApiGateway::Method")
     assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == [
         "GET",
         "POST",
@@ -144,7 +137,7 @@ def test_every_method_requires_iam_auth(
 def test_post_validates_the_body_against_a_minimal_model(dev_app: SynthesizedApp) -> None:
     template = dev_app.template("-api")
     post = _method(template, "POST", "descriptions")
-    validators = _resources(template, "AWS::ApiGateway::RequestValidator")
+    validators = resources(template, "AWS::ApiGateway::RequestValidator")
     validator = validators[post["RequestValidatorId"]["Ref"]]["Properties"]
     assert validator["ValidateRequestBody"] is True
     model = template["Resources"][post["RequestModels"]["application/json"]["Ref"]]["Properties"]
@@ -195,7 +188,7 @@ def test_stage_v1_is_throttled_traced_and_access_logged_as_json(
     assert set(fields) >= {"requestId", "ip", "caller", "user", "requestTime", "httpMethod"}
     assert set(fields) >= {"resourcePath", "status", "protocol", "responseLength"}
     # The API must not install the account-wide CloudWatch role (no role, no account setting).
-    assert _resources(template, "AWS::ApiGateway::Account") == {}
+    assert resources(template, "AWS::ApiGateway::Account") == {}
 
 
 def test_api_is_regional_and_cors_is_off_without_origins(dev_app: SynthesizedApp) -> None:
@@ -203,14 +196,14 @@ def test_api_is_regional_and_cors_is_off_without_origins(dev_app: SynthesizedApp
     _, api = _one(template, "AWS::ApiGateway::RestApi")
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
     assert api["DisableExecuteApiEndpoint"] is False
-    methods = _resources(template, "AWS::ApiGateway::Method").values()
+    methods = resources(template, "AWS::ApiGateway::Method").values()
     assert "OPTIONS" not in {m["Properties"]["HttpMethod"] for m in methods}
 
 
 def test_every_gateway_error_has_our_json_body(dev_app: SynthesizedApp) -> None:
     responses = {
         r["Properties"]["ResponseType"]: r["Properties"]
-        for r in _resources(dev_app.template("-api"), "AWS::ApiGateway::GatewayResponse").values()
+        for r in resources(dev_app.template("-api"), "AWS::ApiGateway::GatewayResponse").values()
     }
     assert set(responses) == set(GATEWAY_ERROR_CODES)
     # API Gateway substitutes messageString with a JSON string literal, quotes escaped.
@@ -250,7 +243,7 @@ def test_uploads_queue_redrives_to_a_dead_letter_queue(
         assert properties["MessageRetentionPeriod"] == 14 * 24 * 3600
         assert properties["SqsManagedSseEnabled"] is True
     # Both queues refuse plain HTTP.
-    for policy in _resources(template, "AWS::SQS::QueuePolicy").values():
+    for policy in resources(template, "AWS::SQS::QueuePolicy").values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert {"Bool": {"aws:SecureTransport": "false"}} in [
             s.get("Condition") for s in statements if s["Effect"] == "Deny"
@@ -296,7 +289,7 @@ def test_rule_sends_incoming_uploads_to_the_queue_only(dev_app: SynthesizedApp) 
     assert 0 < target["RetryPolicy"]["MaximumRetryAttempts"] <= 185
     assert 60 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86_400
     # EventBridge may send to each queue only on behalf of this rule.
-    for policy in _resources(template, "AWS::SQS::QueuePolicy").values():
+    for policy in resources(template, "AWS::SQS::QueuePolicy").values():
         allows = [
             s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"
         ]
@@ -319,7 +312,7 @@ def test_uploads_bucket_notifies_eventbridge_without_a_custom_resource(
     for name, template in app.templates.items():
         types = {resource["Type"] for resource in template["Resources"].values()}
         assert "Custom::S3BucketNotifications" not in types, name
-    assert _resources(app.template("-data"), "AWS::Lambda::Function") == {}
+    assert resources(app.template("-data"), "AWS::Lambda::Function") == {}
 
 
 def test_dead_letter_queue_alarms_on_the_first_message(dev_app: SynthesizedApp) -> None:
@@ -416,10 +409,10 @@ def test_only_xray_is_granted_on_every_resource(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     template = synthesized_apps[stage].template("-api")
-    for logical_id, policy in _resources(template, "AWS::IAM::Policy").items():
+    for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            resources = statement["Resource"]
-            if resources == "*" or (isinstance(resources, list) and "*" in resources):
+            granted = statement["Resource"]
+            if granted == "*" or (isinstance(granted, list) and "*" in granted):
                 assert statement["Action"] == XRAY_ACTIONS, logical_id
 
 
@@ -484,10 +477,7 @@ def test_names_are_published_as_ssm_parameters_and_outputs(
     dev_app: SynthesizedApp, name: str
 ) -> None:
     template = dev_app.template("-api")
-    parameters = {
-        p["Properties"]["Name"]: p["Properties"]
-        for p in _resources(template, "AWS::SSM::Parameter").values()
-    }
+    parameters = ssm_parameters(template)
     assert parameters[f"/atelier/dev/api/{name}"]["Type"] == "String"
     output_id = "".join(part.capitalize() for part in name.split("-"))
     assert template["Outputs"][output_id]["Description"] == (
@@ -501,7 +491,7 @@ def test_data_stack_never_depends_on_the_api_stack(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     app = synthesized_apps[stage]
-    artifacts = json.loads((app.assembly_dir / "manifest.json").read_text())["artifacts"]
+    artifacts = assembly_artifacts(app)
     assert f"atelier-{stage}-data" in artifacts[f"atelier-{stage}-api"]["dependencies"]
     assert f"atelier-{stage}-api" not in artifacts[f"atelier-{stage}-data"].get("dependencies", [])
     assert artifacts[f"atelier-{stage}-api"]["properties"]["terminationProtection"] is (
@@ -648,7 +638,7 @@ def test_cognito_auth_uses_the_configured_user_pool(cognito_app: SynthesizedApp)
     authorizer_id, authorizer = _one(template, "AWS::ApiGateway::Authorizer")
     assert authorizer["Type"] == "COGNITO_USER_POOLS"
     assert authorizer["ProviderARNs"] == [USER_POOL_ARN]
-    methods = [m["Properties"] for m in _resources(template, "AWS::ApiGateway::Method").values()]
+    methods = [m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()]
     for method in methods:
         if method["HttpMethod"] == "OPTIONS":
             # Browsers send CORS preflights without credentials.

@@ -18,6 +18,7 @@ from infra.stacks.bedrock import (
 from shared.models import customization as lambda_tags
 from tests.support import SynthesizedApp, cdk_json_context
 from tests.templates import (
+    assembly_artifacts,
     exports,
     listed,
     one,
@@ -25,6 +26,7 @@ from tests.templates import (
     render_definition,
     resources,
     role_statements,
+    ssm_parameters,
     statements_granting,
 )
 
@@ -697,10 +699,7 @@ def test_tag_names_match_what_the_sweeper_reads() -> None:
 @pytest.mark.parametrize("name", PUBLISHED_NAMES)
 def test_names_are_published(dev_app: SynthesizedApp, name: str) -> None:
     template = dev_app.template("-bedrock")
-    parameters = {
-        p["Properties"]["Name"]: p["Properties"]
-        for p in resources(template, "AWS::SSM::Parameter").values()
-    }
+    parameters = ssm_parameters(template)
     assert f"/atelier/dev/bedrock/{name}" in parameters
     output_id = "".join(part.capitalize() for part in name.split("-"))
     assert output_id in template["Outputs"]
@@ -714,7 +713,7 @@ def test_the_bedrock_stack_depends_on_data_only(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     app = synthesized_apps[stage]
-    artifacts = json.loads((app.assembly_dir / "manifest.json").read_text())["artifacts"]
+    artifacts = assembly_artifacts(app)
     bedrock = artifacts[f"atelier-{stage}-bedrock"]
     stacks = [d for d in bedrock["dependencies"] if not d.endswith(".assets")]
     assert stacks == [f"atelier-{stage}-data"]

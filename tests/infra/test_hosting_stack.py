@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
@@ -18,7 +17,14 @@ from tests.support import (
     cdk_json_context,
     synthesize,
 )
-from tests.templates import one, render, resources, statements_granting
+from tests.templates import (
+    assembly_artifacts,
+    one,
+    render,
+    resources,
+    ssm_parameters,
+    statements_granting,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -35,10 +41,7 @@ def _config(stage: str) -> StageConfig:
 
 
 def _parameters(template: dict[str, Any]) -> dict[str, Any]:
-    return {
-        p["Properties"]["Name"]: p["Properties"]["Value"]
-        for p in resources(template, "AWS::SSM::Parameter").values()
-    }
+    return {name: properties["Value"] for name, properties in ssm_parameters(template).items()}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -148,7 +151,7 @@ def test_the_api_may_invoke_the_hosted_endpoint_and_does_not_depend_on_it(
             assert render(statement["Resource"]) == (
                 "arn:aws:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/atelier-dev-vqa"
             )
-    artifacts = json.loads((variant_app.assembly_dir / "manifest.json").read_text())["artifacts"]
+    artifacts = assembly_artifacts(variant_app)
     # Destroying the hosting stack (to stop the GPU bill) must not take the API with it.
     for stack in ("atelier-dev-api", "atelier-dev-training", "atelier-dev-data"):
         assert "atelier-dev-hosting" not in artifacts[stack].get("dependencies", [])

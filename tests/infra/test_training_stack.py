@@ -22,12 +22,14 @@ from infra.stacks.training import (
 )
 from tests.support import VARIANT_OVERRIDES, SynthesizedApp, cdk_json_context
 from tests.templates import (
+    assembly_artifacts,
     exports,
     listed,
     one,
     render,
     resources,
     role_statements,
+    ssm_parameters,
     state_machine_definition,
     statements_granting,
 )
@@ -586,10 +588,7 @@ def test_the_workflow_role_passes_only_the_execution_role_to_sagemaker(
 @pytest.mark.parametrize("name", PUBLISHED_NAMES)
 def test_names_are_published(dev_app: SynthesizedApp, name: str) -> None:
     template = dev_app.template("-training")
-    parameters = {
-        p["Properties"]["Name"]: p["Properties"]
-        for p in resources(template, "AWS::SSM::Parameter").values()
-    }
+    parameters = ssm_parameters(template)
     assert f"/atelier/dev/training/{name}" in parameters
     output_id = "".join(part.capitalize() for part in name.split("-"))
     assert output_id in template["Outputs"]
@@ -603,7 +602,7 @@ def test_the_training_stack_depends_on_data_only(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     app = synthesized_apps[stage]
-    artifacts = json.loads((app.assembly_dir / "manifest.json").read_text())["artifacts"]
+    artifacts = assembly_artifacts(app)
     training = artifacts[f"atelier-{stage}-training"]
     stacks = [d for d in training["dependencies"] if not d.endswith(".assets")]
     assert stacks == [f"atelier-{stage}-data"]
