@@ -354,6 +354,16 @@ class StageConfig:
         return self.descriptions.endpoint_name or self.resource_name("vqa")
 
     @property
+    def generation_endpoint_name(self) -> str:
+        """The SageMaker endpoint serving the DreamBooth-tuned text-to-image pipeline."""
+        return self.resource_name("dreambooth")
+
+    @property
+    def styling_endpoint_name(self) -> str:
+        """The SageMaker endpoint holding CLIPSeg and the Stable Diffusion inpainting pipeline."""
+        return self.resource_name("styling")
+
+    @property
     def ssm_prefix(self) -> str:
         """Root of the SSM parameters that publish this stage's resource names."""
         return f"/{self.name_prefix}/{self.stage}"
@@ -362,6 +372,16 @@ class StageConfig:
     def vqa_model_data_parameter(self) -> str:
         """The SSM parameter where each successful VQA training run records its model archive."""
         return f"{self.ssm_prefix}/vqa/model-data-url"
+
+    @property
+    def dreambooth_model_data_parameter(self) -> str:
+        """Where each successful DreamBooth text-to-image training run records its model archive."""
+        return f"{self.ssm_prefix}/dreambooth/model-data-url"
+
+    @property
+    def styling_model_data_parameter(self) -> str:
+        """Where each successful DreamBooth inpainting training run records its styling archive."""
+        return f"{self.ssm_prefix}/styling/model-data-url"
 
     @property
     def titan_provisioned_model_parameter(self) -> str:

@@ -69,6 +69,32 @@ def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny Stable Diffusion text-to-image pipeline on disk (hub layout)."""
+    from tests.sd_model_support import build_tiny_stable_diffusion
+
+    return build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_inpainting(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny Stable Diffusion inpainting pipeline (9-channel UNet) on disk."""
+    from tests.sd_model_support import build_tiny_stable_diffusion
+
+    return build_tiny_stable_diffusion(
+        tmp_path_factory.mktemp("tiny-sd-inpainting"), inpainting=True
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_clipseg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny CLIPSeg and its processor on disk."""
+    from tests.sd_model_support import build_tiny_clipseg
+
+    return build_tiny_clipseg(tmp_path_factory.mktemp("tiny-clipseg"))
+
+
+@pytest.fixture(scope="session")
 def variant_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     """The dev stage with what the shipped config leaves off: a hosted attribute model, and a spot
     training job on an EBS-backed instance (checkpoints, volume key)."""
