@@ -33,9 +33,7 @@ library, Pillow and (for --upload, imported lazily) boto3.
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
-import hashlib
 import io
 import json
 import shutil
@@ -54,10 +52,13 @@ from typing import Any
 from PIL import Image, ImageOps
 
 if __package__ in (None, ""):
-    # Run as a plain script: put the training/ import root on the path for s3_destination.
+    # Run as a plain script: put the training/ import root on the path for the shared modules
+    # (image_fixes, s3_destination, s3_upload).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import image_fixes
 import s3_destination
+import s3_upload
 
 BASE_MODEL_ID = "amazon.titan-image-generator-v1:0"
 
@@ -103,14 +104,9 @@ MANIFEST_NAME = "manifest.jsonl"
 IMAGES_FOLDER = "images"
 # High enough that a re-encoded photo shows no visible loss; fixed PNGs stay lossless.
 JPEG_QUALITY = 95
-# Transparent pixels are flattened onto white: the usual background of catalog photos.
-FLATTEN_BACKGROUND = (255, 255, 255, 255)
 # The Atelier customization workflow reads manifests only in a folder under this prefix of the
 # datasets bucket (titan/<name>/manifest.jsonl): its role may read nothing else.
 WORKFLOW_PREFIX = "titan/"
-# Modes whose colours are RGB, so that an embedded ICC profile still describes the fixed copy.
-_RGB_SPACE_MODES = frozenset({"RGB", "RGBA", "RGBa", "P", "PA"})
-_ORIENTATION_TAG = 0x0112
 # EXIF orientations that turn the picture by 90 degrees, swapping width and height.
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 # Fewer words than this is likely a bare name ("Ron"): the reference advises "Ron the dog".
@@ -527,8 +523,8 @@ def inspect_image(path: Path) -> ImageInfo | str:
                 width=image.width,
                 height=image.height,
                 mode=image.mode,
-                has_alpha=_has_alpha(image),
-                orientation=_orientation(image),
+                has_alpha=image_fixes.has_alpha(image),
+                orientation=image_fixes.exif_orientation(image),
                 file_size=file_size,
             )
             image.draft("RGB", (MIN_SIDE, MIN_SIDE))
@@ -537,15 +533,6 @@ def inspect_image(path: Path) -> ImageInfo | str:
     except Exception as error:
         return f"{path.name} is not a readable image: {type(error).__name__}: {error}"
     return info
-
-
-def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-
-
-def _orientation(image: Image.Image) -> int:
-    value = image.getexif().get(_ORIENTATION_TAG, 1)
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def image_findings(name: str, info: ImageInfo) -> list[Finding]:
@@ -954,57 +941,25 @@ def _write_fixed(source: Path, target: Path, plan: _Plan) -> None:
         if opened.format in ("JPEG", "MPO"):
             # Decoding a big JPEG at reduced scale is much faster; Lanczos then does the rest.
             stored = (
-                plan.size if _orientation(opened) not in _SWAPPING_ORIENTATIONS else plan.size[::-1]
+                plan.size
+                if image_fixes.exif_orientation(opened) not in _SWAPPING_ORIENTATIONS
+                else plan.size[::-1]
             )
             opened.draft(opened.mode if opened.mode in ("RGB", "L") else None, stored)
         icc_profile = opened.info.get("icc_profile")
         image = ImageOps.exif_transpose(opened) or opened
-        rgb = _to_rgb(image, icc_profile)
+        rgb = image_fixes.to_rgb(image, icc_profile)
         if rgb.size != plan.size:
             rgb = rgb.resize(plan.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         options: dict[str, Any] = {}
         # Keep an RGB-space profile so colours stay as shot; a CMYK or grey one no longer
         # applies. EXIF is not carried over: the orientation is applied, and a GPS location has
         # no place in a bucket.
-        if icc_profile and opened.mode in _RGB_SPACE_MODES:
+        if icc_profile and opened.mode in image_fixes.RGB_SPACE_MODES:
             options["icc_profile"] = icc_profile
         if plan.format == "JPEG":
             options["quality"] = JPEG_QUALITY
         rgb.save(target, format=plan.format, **options)
-
-
-def _to_rgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
-    mode = image.mode
-    if mode == ACCEPTED_MODE and not _has_alpha(image):
-        return image
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        # 16-bit grey: scale to 8 bits; a plain convert clips everything above 255 to white.
-        return image.convert("I").point(lambda value: value / 256).convert("L").convert("RGB")
-    if mode == "CMYK" and icc_profile:
-        converted = _cmyk_to_srgb(image, icc_profile)
-        if converted is not None:
-            return converted
-    if _has_alpha(image):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, FLATTEN_BACKGROUND)
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def _cmyk_to_srgb(image: Image.Image, icc_profile: bytes) -> Image.Image | None:
-    """Colour-managed CMYK -> sRGB with the embedded profile (print files): the naive formula
-    shifts colours visibly. None when the profile cannot be used; the caller falls back."""
-    try:
-        # Imported here: a Pillow built without littlecms still runs everything else.
-        from PIL import ImageCms
-    except ImportError:
-        return None
-    try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        srgb = ImageCms.createProfile("sRGB")
-        return ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-        return None
 
 
 # --------------------------------------------------------------------------- hyperparameters
@@ -1199,13 +1154,6 @@ def write_manifest(report: Report, destination: S3Location, path: Path) -> list[
 # --------------------------------------------------------------------------- upload
 
 
-@dataclass
-class UploadResult:
-    uploaded: list[str] = field(default_factory=list)
-    # Already in the bucket with the same bytes (and the requested encryption): not sent again.
-    unchanged: list[str] = field(default_factory=list)
-
-
 def upload(
     entries: Sequence[ManifestEntry],
     manifest: Path,
@@ -1214,105 +1162,24 @@ def upload(
     kms_key_id: str | None = None,
     client: Any = None,
     progress: Callable[[str], None] | None = None,
-) -> UploadResult:
+) -> s3_upload.UploadResult:
     """Upload the images, then the manifest (last, so it never names an image not yet there).
 
-    An object already at its key with the same size and MD5 is skipped. The MD5 is stored as
-    object metadata because an ETag is not the MD5 under SSE-KMS; for objects uploaded otherwise
-    a plain ETag is compared instead. With `kms_key_id` every object is written with SSE-KMS and
-    an existing object not encrypted so is replaced.
+    An object already at its key with the same size and MD5 is skipped (`s3_upload`). With
+    `kms_key_id` every object is written with SSE-KMS and an existing object not encrypted so is
+    replaced.
     """
     if kms_key_id is not None:
         check_kms_key_id(kms_key_id)
-    if client is None:
-        import boto3  # Only uploads need it: the rest runs without AWS libraries.
-
-        client = boto3.client("s3")
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    result = UploadResult()
     files = [(entry.path, entry.key) for entry in entries] + [
         (Path(manifest), destination.manifest_key)
     ]
-    for path, key in files:
-        try:
-            digest = _md5(path)
-            if _unchanged(client, destination.bucket, key, path.stat().st_size, digest, kms_key_id):
-                result.unchanged.append(key)
-                continue
-            _put(client, destination.bucket, key, path, digest, kms_key_id)
-        except (BotoCoreError, ClientError, OSError) as error:
-            raise UploadError(
-                f"upload of {key} to s3://{destination.bucket} failed: {error}"
-            ) from error
-        result.uploaded.append(key)
-        if progress is not None:
-            progress(f"uploaded s3://{destination.bucket}/{key}")
-    return result
-
-
-def _md5(path: Path) -> str:
-    # Not a security use: S3's Content-MD5 and ETag are MD5.
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _unchanged(
-    client: Any, bucket: str, key: str, size: int, md5: str, kms_key_id: str | None
-) -> bool:
-    from botocore.exceptions import ClientError
-
     try:
-        head = client.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        # 404: not there. 403: a write-only role may not read it; the upload decides.
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "403"):
-            return False
-        raise
-    if head.get("ContentLength") != size:
-        return False
-    kms = head.get("ServerSideEncryption") == "aws:kms"
-    if kms_key_id is not None and not _same_kms_key(kms, head.get("SSEKMSKeyId"), kms_key_id):
-        return False
-    if head.get("Metadata", {}).get("md5") == md5:
-        return True
-    return not kms and head.get("ETag", "").strip('"') == md5
-
-
-def _same_kms_key(kms: bool, actual: str | None, wanted: str) -> bool:
-    if not kms:
-        return False
-    # An alias cannot be compared with the key ARN S3 reports without asking KMS: any KMS key
-    # counts then. A key id or ARN must match.
-    if wanted.startswith("alias/") or ":alias/" in wanted:
-        return True
-    return actual is not None and (actual == wanted or actual.endswith(f"/{wanted}"))
-
-
-def _put(client: Any, bucket: str, key: str, path: Path, md5: str, kms_key_id: str | None) -> None:
-    extra: dict[str, Any] = {}
-    if kms_key_id is not None:
-        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
-    content_type = {
-        ".jpg": "image/jpeg",
-        ".jpeg": "image/jpeg",
-        ".png": "image/png",
-        ".jsonl": "application/x-ndjson",
-    }.get(path.suffix.lower(), "application/octet-stream")
-    with path.open("rb") as body:
-        # One PUT (images are at most 50 MB): S3 checks the Content-MD5, and the ETag stays simple.
-        client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=body,
-            ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(),
-            ContentType=content_type,
-            Metadata={"md5": md5},
-            **extra,
+        return s3_upload.upload_files(
+            files, destination.bucket, kms_key_id=kms_key_id, client=client, progress=progress
         )
+    except s3_upload.S3UploadError as error:
+        raise UploadError(str(error)) from error
 
 
 # --------------------------------------------------------------------------- build
