@@ -86,8 +86,9 @@ bench: install  ## benchmarks as ratios: upload batch, cold imports, batched VQA
 	$(VENV)/bin/python benchmarks/descriptions_bench.py
 	$(VENV)/bin/python benchmarks/vqa_bench.py
 
-openapi: install  ## regenerate lambdas/{descriptions,images}/openapi.json from the API handlers
-	cd lambdas && $(VENV_PYTHON) -m descriptions.openapi && $(VENV_PYTHON) -m images.openapi
+openapi: install  ## regenerate lambdas/{descriptions,images,diffusion}/openapi.json from the handlers
+	cd lambdas && $(VENV_PYTHON) -m descriptions.openapi && $(VENV_PYTHON) -m images.openapi \
+		&& $(VENV_PYTHON) -m diffusion.openapi
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml in a scratch venv
 	rm -rf .lock-venv

@@ -54,14 +54,23 @@ def build_app(app: App) -> App:
         data=data,
         env=env,
         tags=tags,
-        description=f"Atelier ({config.stage}) training: VQA training workflow, SageMaker "
-        "execution role, training code",
+        description=f"Atelier ({config.stage}) training: VQA, DreamBooth text-to-image and "
+        "DreamBooth inpainting training workflows, their SageMaker execution roles, training code",
         termination_protection=config.is_production_like,
     )
+    hosted = [
+        f"{name} on {hosting.instance_type}"
+        for name, hosting in (
+            (config.attribute_endpoint_name, config.vqa.hosting),
+            (config.generation_endpoint_name, config.dreambooth.hosting),
+            (config.styling_endpoint_name, config.styling.hosting),
+        )
+        if hosting.model_data_url
+    ]
     hosting_description = (
-        f"SageMaker endpoint {config.attribute_endpoint_name} on {config.vqa.hosting.instance_type}"
-        if config.vqa.hosting.model_data_url
-        else "no endpoint (vqa.hosting.model_data_url is null)"
+        f"SageMaker endpoints {', '.join(hosted)}"
+        if hosted
+        else "no endpoint (vqa, dreambooth and styling hosting.model_data_url are null)"
     )
     hosting = HostingStack(
         app,

@@ -92,6 +92,20 @@ TITAN_MAX_IMAGES_PER_REQUEST = 5
 # Presigned URLs are signed with the function's temporary credentials and stop working when those
 # expire, whatever their own expiry says: keep their lifetime short.
 MAX_PRESIGNED_URL_SECONDS = 3600
+# `POST /generations` and `POST /styling` (Stable Diffusion on SageMaker endpoints).
+# lambdas/shared/models/diffusion.py states the same facts; a test compares them. A synchronous
+# Lambda event holds at most 6,291,456 bytes: two inline base64 images of 2 MiB (2 x 2,796,204
+# characters) leave ~0.7 MB for API Gateway's envelope and the other fields. SageMaker's
+# InvokeEndpoint body is limited to 6,291,456 bytes too (botocore's sagemaker-runtime model),
+# so the photo (and mask) the function sends the styling endpoint stay within `image.max_bytes`
+# (4 MiB at most, see MAX_API_IMAGE_BYTES).
+DIFFUSION_MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
+DIFFUSION_MAX_PROMPT_CHARACTERS = 2000
+DIFFUSION_MAX_IMAGES_PER_REQUEST = 8
+DIFFUSION_MAX_STEPS = 150
+DIFFUSION_MAX_GUIDANCE_SCALE = 50.0
+# The styling handler works at one of these square sizes (training/styling/inference.py).
+STYLING_IMAGE_LENGTHS = (512, 768)
 
 # Titan Image Generator G1 fine-tuning (Bedrock's documented ranges for its hyperparameters).
 TITAN_STEP_COUNT_RANGE = (10, 40_000)
@@ -233,7 +247,8 @@ class VqaTrainingConfig:
 
 @dataclass(frozen=True)
 class VqaHostingConfig:
-    """The real-time endpoint that serves the fine-tuned model to the description pipeline."""
+    """A real-time endpoint serving one model archive: the `hosting` section of vqa (the attribute
+    model of the description pipeline), dreambooth and styling."""
 
     # s3://.../model.tar.gz; None: no endpoint is created (and none bills).
     model_data_url: str | None
@@ -264,6 +279,100 @@ class VqaConfig:
     hosting: VqaHostingConfig
 
 
+# Every endpoint's `hosting` section (vqa, dreambooth, styling) has the same keys and checks.
+EndpointHostingConfig = VqaHostingConfig
+
+
+@dataclass(frozen=True)
+class DreamBoothHyperparameters:
+    """Defaults of the hyperparameters `training/dreambooth/train.py` accepts (one field per flag):
+    JumpStart's set for Stable Diffusion, then the memory and schedule extras.
+
+    A training execution may override any of them; SageMaker passes every value as a string.
+    """
+
+    with_prior_preservation: bool
+    num_class_images: int
+    epochs: int
+    # None: train for `epochs`; a number of optimizer steps overrides them.
+    max_steps: int | None
+    batch_size: int
+    learning_rate: float
+    prior_loss_weight: float
+    center_crop: bool
+    lr_scheduler: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
+    ]
+    adam_weight_decay: float
+    adam_beta1: float
+    adam_beta2: float
+    adam_epsilon: float
+    gradient_accumulation_steps: int
+    max_grad_norm: float
+    seed: int
+    train_text_encoder: bool
+    resolution: int
+    gradient_checkpointing: bool
+    use_8bit_adam: bool
+    # auto: fp16 on a GPU, none on CPU.
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"]
+    lr_warmup_steps: int
+    checkpoint_steps: int
+    class_image_inference_steps: int
+    class_image_batch_size: int
+
+    def as_strings(self) -> dict[str, str]:
+        """The values as SageMaker hyperparameters (strings), in field order: booleans as
+        `True`/`False`, an unset `max_steps` as `None` (both what train.py reads)."""
+        return {item.name: str(getattr(self, item.name)) for item in fields(self)}
+
+
+@dataclass(frozen=True)
+class DreamBoothTrainingConfig:
+    """A SageMaker training job that fine-tunes Stable Diffusion with DreamBooth on one GPU.
+
+    Prior preservation trains on instance and class images together, which needs a 24 GB GPU
+    (SPEC: 16 GB runs out of memory), so a run with `with_prior_preservation` true gets
+    `prior_preservation_instance_type` and every other run `instance_type`.
+    """
+
+    # None: the Hugging Face PyTorch training DLC of the deployment region.
+    image_uri: str | None
+    instance_type: str
+    prior_preservation_instance_type: str
+    # Always 1: DreamBooth trains on one GPU (SPEC).
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_hours: int
+    use_spot: bool
+    # With spot: how long the job may wait for capacity and run, in total (>= max_runtime_hours).
+    max_wait_hours: int
+    base_model: str
+    # The text-prompted segmentation model packed beside an inpainting pipeline; None for
+    # text-to-image training.
+    clipseg_model: str | None
+    hyperparameters: DreamBoothHyperparameters
+
+
+@dataclass(frozen=True)
+class DreamBoothConfig:
+    """Stable Diffusion DreamBooth: text-to-image training and hosting, and the inpainting
+    training whose archives the styling endpoint serves."""
+
+    training: DreamBoothTrainingConfig
+    inpainting_training: DreamBoothTrainingConfig
+    # The text-to-image endpoint (`generation_endpoint_name`).
+    hosting: EndpointHostingConfig
+
+
+@dataclass(frozen=True)
+class StylingConfig:
+    """Virtual styling: CLIPSeg and Stable Diffusion inpainting on one endpoint
+    (`styling_endpoint_name`), serving an archive of the inpainting training workflow."""
+
+    hosting: EndpointHostingConfig
+
+
 @dataclass(frozen=True)
 class ImagesConfig:
     """`POST /images`: the customized Titan Image Generator through its provisioned throughput."""
@@ -279,6 +388,38 @@ class ImagesConfig:
     # API Gateway waits at most 29 s for a REST integration.
     api_timeout_seconds: int
     # Method throttling of POST /images, below the stage's: the throughput is a few model units.
+    throttle_rate_limit: int
+    throttle_burst_limit: int
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """`POST /generations` (DreamBooth text to image) and `POST /styling` (CLIPSeg + inpainting):
+    the limits the function checks before it calls an endpoint, and the API's own settings."""
+
+    max_prompt_characters: int
+    max_images_per_request: int
+    # Generation sizes: width and height multiples of 8 within [min_side, max_side], at most
+    # max_pixels; default_size x default_size when a request names none.
+    min_side: int
+    max_side: int
+    max_pixels: int
+    default_size: int
+    default_steps: int
+    max_steps: int
+    default_guidance_scale: float
+    max_guidance_scale: float
+    # Styling: the sides the model may work at (a subset of STYLING_IMAGE_LENGTHS).
+    image_lengths: tuple[int, ...]
+    default_image_length: int
+    # A styling photo or mask, inline or by key.
+    image: ImageLimitsConfig
+    # An inline (base64) photo or mask; larger ones are uploaded and named by key.
+    max_inline_image_bytes: int
+    presigned_url_seconds: int
+    # API Gateway waits at most 29 s for a REST integration.
+    api_timeout_seconds: int
+    # Method throttling of each route, below the stage's: a few GPU instances serve them.
     throttle_rate_limit: int
     throttle_burst_limit: int
 
@@ -337,6 +478,9 @@ class StageConfig:
     vqa: VqaConfig
     titan: TitanConfig
     images: ImagesConfig
+    dreambooth: DreamBoothConfig
+    styling: StylingConfig
+    diffusion: DiffusionConfig
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -683,6 +827,26 @@ _IMAGES_KEYS = (
     "throttle_rate_limit",
     "throttle_burst_limit",
 )
+_DIFFUSION_KEYS = (
+    "max_prompt_characters",
+    "max_images_per_request",
+    "min_side",
+    "max_side",
+    "max_pixels",
+    "default_size",
+    "default_steps",
+    "max_steps",
+    "default_guidance_scale",
+    "max_guidance_scale",
+    "image_lengths",
+    "default_image_length",
+    "image",
+    "max_inline_image_bytes",
+    "presigned_url_seconds",
+    "api_timeout_seconds",
+    "throttle_rate_limit",
+    "throttle_burst_limit",
+)
 _VQA_TRAINING_KEYS = (
     "image_uri",
     "instance_type",
@@ -727,6 +891,33 @@ _TITAN_KEYS = (
 )
 # Bedrock's names, as an execution's `hyperparameters` input names them too.
 TITAN_HYPERPARAMETER_NAMES = ("stepCount", "batchSize", "learningRate")
+_DREAMBOOTH_KEYS = ("training", "inpainting_training", "hosting")
+_STYLING_KEYS = ("hosting",)
+_DREAMBOOTH_TRAINING_KEYS = (
+    "image_uri",
+    "instance_type",
+    "prior_preservation_instance_type",
+    "instance_count",
+    "volume_size_gb",
+    "max_runtime_hours",
+    "use_spot",
+    "max_wait_hours",
+    "base_model",
+    "hyperparameters",
+)
+_INPAINTING_TRAINING_KEYS = (*_DREAMBOOTH_TRAINING_KEYS[:-1], "clipseg_model", "hyperparameters")
+# What a user may set (config defaults, a workflow execution's `hyperparameters`); the workflow
+# itself adds base_model, mode and clipseg_model.
+DREAMBOOTH_HYPERPARAMETER_NAMES = tuple(item.name for item in fields(DreamBoothHyperparameters))
+DREAMBOOTH_LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+)
+DREAMBOOTH_MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
 _STAGE_KEYS = (
     "name_prefix",
     "account",
@@ -740,6 +931,9 @@ _STAGE_KEYS = (
     "vqa",
     "titan",
     "images",
+    "dreambooth",
+    "styling",
+    "diffusion",
     "tags",
 )
 
@@ -922,14 +1116,14 @@ def _parse_vqa_training(reader: _Reader) -> VqaTrainingConfig:
     return config
 
 
-def _parse_vqa_hosting(reader: _Reader) -> VqaHostingConfig:
-    config = VqaHostingConfig(
+def _parse_hosting(reader: _Reader, *, archive_prefix: str) -> EndpointHostingConfig:
+    config = EndpointHostingConfig(
         model_data_url=reader.get(
             "model_data_url",
             _matching(
                 S3_MODEL_URI,
-                "an S3 URI of a model archive such as 's3://<bucket>/vqa/training/<job>/output/"
-                "model.tar.gz' or null",
+                f"an S3 URI of a model archive such as 's3://<bucket>/{archive_prefix}<job>/"
+                "output/model.tar.gz' or null",
                 optional=True,
             ),
             optional=True,
@@ -968,7 +1162,142 @@ def _parse_vqa_hosting(reader: _Reader) -> VqaHostingConfig:
 def _parse_vqa(reader: _Reader) -> VqaConfig:
     return VqaConfig(
         training=_parse_vqa_training(reader.section("training", _VQA_TRAINING_KEYS)),
-        hosting=_parse_vqa_hosting(reader.section("hosting", _VQA_HOSTING_KEYS)),
+        hosting=_parse_hosting(
+            reader.section("hosting", _VQA_HOSTING_KEYS), archive_prefix="vqa/training/"
+        ),
+    )
+
+
+def _parse_dreambooth_hyperparameters(reader: _Reader) -> DreamBoothHyperparameters:
+    def count(high: int) -> Callable[[str, Any], int]:
+        return _int_between(1, high)
+
+    return DreamBoothHyperparameters(
+        with_prior_preservation=reader.get("with_prior_preservation", _boolean),
+        num_class_images=reader.get("num_class_images", count(10_000)),
+        epochs=reader.get("epochs", count(10_000)),
+        max_steps=reader.get("max_steps", _optional_count(1_000_000), optional=True),
+        batch_size=reader.get("batch_size", count(64)),
+        learning_rate=reader.get("learning_rate", _float_between(1e-10, 1.0)),
+        prior_loss_weight=reader.get("prior_loss_weight", _float_between(0.0, 100.0)),
+        center_crop=reader.get("center_crop", _boolean),
+        lr_scheduler=reader.get("lr_scheduler", _one_of(DREAMBOOTH_LR_SCHEDULERS)),
+        adam_weight_decay=reader.get("adam_weight_decay", _float_between(0.0, 1.0)),
+        # torch's Adam takes betas in [0, 1).
+        adam_beta1=reader.get("adam_beta1", _float_between(0.0, 0.99999)),
+        adam_beta2=reader.get("adam_beta2", _float_between(0.0, 0.99999)),
+        adam_epsilon=reader.get("adam_epsilon", _float_between(1e-12, 1.0)),
+        gradient_accumulation_steps=reader.get("gradient_accumulation_steps", count(1024)),
+        max_grad_norm=reader.get("max_grad_norm", _float_between(0.001, 1000.0)),
+        seed=reader.get("seed", _int_between(0, 2**32 - 1)),
+        train_text_encoder=reader.get("train_text_encoder", _boolean),
+        resolution=reader.get("resolution", _image_side),
+        gradient_checkpointing=reader.get("gradient_checkpointing", _boolean),
+        use_8bit_adam=reader.get("use_8bit_adam", _boolean),
+        mixed_precision=reader.get("mixed_precision", _one_of(DREAMBOOTH_MIXED_PRECISIONS)),
+        lr_warmup_steps=reader.get("lr_warmup_steps", _int_between(0, 1_000_000)),
+        # 0: no checkpoints (a spot job interrupted then starts over).
+        checkpoint_steps=reader.get("checkpoint_steps", _int_between(0, 1_000_000)),
+        class_image_inference_steps=reader.get("class_image_inference_steps", count(1000)),
+        class_image_batch_size=reader.get("class_image_batch_size", count(64)),
+    )
+
+
+def _optional_count(high: int) -> Callable[[str, Any], int | None]:
+    text = f"expected null (train for the epochs) or a whole number from 1 to {high}"
+
+    @_expects(text)
+    def parse(key: str, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise ConfigError(f"{key} = {_show(value)} is not valid; {text}")
+        return value
+
+    return parse
+
+
+# Stable Diffusion's VAE works on 8x8 pixel blocks; SD 2 inpainting goes up to 768.
+_IMAGE_SIDE_TEXT = "expected a multiple of 8 from 64 to 1024, such as 512"
+
+
+@_expects(_IMAGE_SIDE_TEXT)
+def _image_side(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 1024:
+        raise ConfigError(f"{key} = {_show(value)} is not valid; {_IMAGE_SIDE_TEXT}")
+    if value % 8:
+        raise ConfigError(f"{key} = {_show(value)} is not valid; {_IMAGE_SIDE_TEXT}")
+    return value
+
+
+def _parse_dreambooth_training(reader: _Reader, *, inpainting: bool) -> DreamBoothTrainingConfig:
+    hours = _int_between(1, MAX_TRAINING_HOURS)
+    instance_type = _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
+    base_model_example = (
+        "stabilityai/stable-diffusion-2-inpainting"
+        if inpainting
+        else "stabilityai/stable-diffusion-2-1-base"
+    )
+    config = DreamBoothTrainingConfig(
+        image_uri=reader.get(
+            "image_uri", _matching(_ECR_IMAGE_URI, _IMAGE_URI_TEXT, optional=True), optional=True
+        ),
+        instance_type=reader.get("instance_type", instance_type),
+        prior_preservation_instance_type=reader.get(
+            "prior_preservation_instance_type", instance_type
+        ),
+        instance_count=reader.get("instance_count", _single_instance),
+        volume_size_gb=reader.get("volume_size_gb", _int_between(1, 16_384)),
+        max_runtime_hours=reader.get("max_runtime_hours", hours),
+        use_spot=reader.get("use_spot", _boolean),
+        max_wait_hours=reader.get("max_wait_hours", hours),
+        base_model=reader.get(
+            "base_model",
+            _matching(_HUB_MODEL_ID, f"a Hugging Face model id such as '{base_model_example}'"),
+        ),
+        clipseg_model=(
+            reader.get(
+                "clipseg_model",
+                _matching(
+                    _HUB_MODEL_ID, "a Hugging Face model id such as 'CIDAS/clipseg-rd64-refined'"
+                ),
+            )
+            if inpainting
+            else None
+        ),
+        hyperparameters=_parse_dreambooth_hyperparameters(
+            reader.section("hyperparameters", DREAMBOOTH_HYPERPARAMETER_NAMES)
+        ),
+    )
+    if config.use_spot and config.max_wait_hours < config.max_runtime_hours:
+        # SageMaker refuses a spot job whose wait (capacity wait + run) is shorter than its run.
+        raise ConfigError(
+            f"{reader.key('max_wait_hours')} = {config.max_wait_hours} is less than "
+            f"{reader.key('max_runtime_hours')} = {config.max_runtime_hours}; a spot job's wait "
+            "includes its run time"
+        )
+    return config
+
+
+def _parse_dreambooth(reader: _Reader) -> DreamBoothConfig:
+    return DreamBoothConfig(
+        training=_parse_dreambooth_training(
+            reader.section("training", _DREAMBOOTH_TRAINING_KEYS), inpainting=False
+        ),
+        inpainting_training=_parse_dreambooth_training(
+            reader.section("inpainting_training", _INPAINTING_TRAINING_KEYS), inpainting=True
+        ),
+        hosting=_parse_hosting(
+            reader.section("hosting", _VQA_HOSTING_KEYS), archive_prefix="dreambooth/training/"
+        ),
+    )
+
+
+def _parse_styling(reader: _Reader) -> StylingConfig:
+    return StylingConfig(
+        hosting=_parse_hosting(
+            reader.section("hosting", _VQA_HOSTING_KEYS), archive_prefix="inpainting/training/"
+        ),
     )
 
 
@@ -1021,6 +1350,99 @@ def _parse_images(reader: _Reader) -> ImagesConfig:
         throttle_rate_limit=reader.get("throttle_rate_limit", _int_between(1, 10_000)),
         throttle_burst_limit=reader.get("throttle_burst_limit", _int_between(1, 5_000)),
     )
+
+
+_DIFFUSION_SIDE_TEXT = "expected a multiple of 8 from 64 to 2048 (Stable Diffusion's latent grid)"
+
+
+@_expects(_DIFFUSION_SIDE_TEXT)
+def _diffusion_side(key: str, value: Any) -> int:
+    is_whole = isinstance(value, int) and not isinstance(value, bool)
+    if not is_whole or not 64 <= value <= 2048 or value % 8:
+        raise ConfigError(f"{key} = {_show(value)} is not valid; {_DIFFUSION_SIDE_TEXT}")
+    side: int = value
+    return side
+
+
+@_expects(f"expected a non-empty list of {' and/or '.join(map(str, STYLING_IMAGE_LENGTHS))}")
+def _image_lengths(key: str, value: Any) -> tuple[int, ...]:
+    expected = _image_lengths.expected  # type: ignore[attr-defined]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} = {_show(value)} is not valid; {expected}")
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or item not in STYLING_IMAGE_LENGTHS:
+            raise ConfigError(f"{key}[{index}] = {_show(item)} is not valid; {expected}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key} = {_show(value)} lists a length twice")
+    return tuple(value)
+
+
+def _parse_diffusion(reader: _Reader) -> DiffusionConfig:
+    config = DiffusionConfig(
+        max_prompt_characters=reader.get(
+            "max_prompt_characters", _int_between(1, DIFFUSION_MAX_PROMPT_CHARACTERS)
+        ),
+        max_images_per_request=reader.get(
+            "max_images_per_request", _int_between(1, DIFFUSION_MAX_IMAGES_PER_REQUEST)
+        ),
+        min_side=reader.get("min_side", _diffusion_side),
+        max_side=reader.get("max_side", _diffusion_side),
+        max_pixels=reader.get("max_pixels", _int_between(64 * 64, 2048 * 2048)),
+        default_size=reader.get("default_size", _diffusion_side),
+        default_steps=reader.get("default_steps", _int_between(1, DIFFUSION_MAX_STEPS)),
+        max_steps=reader.get("max_steps", _int_between(1, DIFFUSION_MAX_STEPS)),
+        default_guidance_scale=reader.get(
+            "default_guidance_scale", _float_between(0.0, DIFFUSION_MAX_GUIDANCE_SCALE)
+        ),
+        max_guidance_scale=reader.get(
+            "max_guidance_scale", _float_between(1.0, DIFFUSION_MAX_GUIDANCE_SCALE)
+        ),
+        image_lengths=reader.get("image_lengths", _image_lengths),
+        default_image_length=reader.get("default_image_length", _one_of(STYLING_IMAGE_LENGTHS)),
+        image=_parse_image_limits(reader.section("image", _IMAGE_KEYS)),
+        max_inline_image_bytes=reader.get(
+            "max_inline_image_bytes", _int_between(1024, DIFFUSION_MAX_INLINE_IMAGE_BYTES)
+        ),
+        presigned_url_seconds=reader.get(
+            "presigned_url_seconds", _int_between(60, MAX_PRESIGNED_URL_SECONDS)
+        ),
+        # API Gateway gives a REST integration at most 29 s. At least 10: the function keeps 3 s
+        # to store and answer, and starts no endpoint call with less than 5 s left
+        # (MIN_MODEL_ATTEMPT_SECONDS in lambdas/diffusion/logic/service.py).
+        api_timeout_seconds=reader.get("api_timeout_seconds", _int_between(10, 29)),
+        throttle_rate_limit=reader.get("throttle_rate_limit", _int_between(1, 10_000)),
+        throttle_burst_limit=reader.get("throttle_burst_limit", _int_between(1, 5_000)),
+    )
+    pairs = (
+        ("min_side", "max_side"),
+        ("default_size", "max_side"),
+        ("min_side", "default_size"),
+        ("default_steps", "max_steps"),
+        ("default_guidance_scale", "max_guidance_scale"),
+    )
+    for low, high in pairs:
+        if getattr(config, low) > getattr(config, high):
+            raise ConfigError(
+                f"{reader.key(low)} = {getattr(config, low)} is larger than "
+                f"{reader.key(high)} = {getattr(config, high)}"
+            )
+    if config.default_size**2 > config.max_pixels:
+        raise ConfigError(
+            f"{reader.key('default_size')} = {config.default_size} makes "
+            f"{config.default_size**2:,} pixels, more than {reader.key('max_pixels')} = "
+            f"{config.max_pixels:,}"
+        )
+    if config.default_image_length not in config.image_lengths:
+        raise ConfigError(
+            f"{reader.key('default_image_length')} = {config.default_image_length} is not in "
+            f"{reader.key('image_lengths')} = {list(config.image_lengths)}"
+        )
+    if config.max_inline_image_bytes > config.image.max_bytes:
+        raise ConfigError(
+            f"{reader.key('max_inline_image_bytes')} = {config.max_inline_image_bytes} is larger "
+            f"than {reader.key('image')}.max_bytes = {config.image.max_bytes}"
+        )
+    return config
 
 
 def _parse_titan_hyperparameters(reader: _Reader) -> TitanHyperparameters:
@@ -1157,6 +1579,9 @@ def parse_stage_config(stage: str, values: Mapping[str, Any]) -> StageConfig:
         vqa=_parse_vqa(reader.section("vqa", _VQA_KEYS)),
         titan=_parse_titan(reader.section("titan", _TITAN_KEYS)),
         images=_parse_images(reader.section("images", _IMAGES_KEYS)),
+        dreambooth=_parse_dreambooth(reader.section("dreambooth", _DREAMBOOTH_KEYS)),
+        styling=_parse_styling(reader.section("styling", _STYLING_KEYS)),
+        diffusion=_parse_diffusion(reader.section("diffusion", _DIFFUSION_KEYS)),
         tags=reader.get("tags", _tags, optional=True),
     )
     if (config.account is None) != (config.region is None):

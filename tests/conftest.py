@@ -97,7 +97,8 @@ def tiny_clipseg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def variant_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     """The dev stage with what the shipped config leaves off: a hosted attribute model, and a spot
-    training job on an EBS-backed instance (checkpoints, volume key)."""
+    training job on an EBS-backed instance (checkpoints, volume key); both Stable Diffusion
+    endpoints hosted and DreamBooth training on other instance types (tests/support.py)."""
     return synthesize(
         "dev", tmp_path_factory.mktemp("cdk-out-variant"), stage_overrides=VARIANT_OVERRIDES
     )

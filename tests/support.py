@@ -15,6 +15,15 @@ HOSTED_MODEL_DATA_URL = (
     "s3://atelier-models-example/vqa/training/atelier-dev-vqa-20260801-101010-abcdef12/output/"
     "model.tar.gz"
 )
+# Archives where the DreamBooth text-to-image and inpainting workflows write them.
+DREAMBOOTH_MODEL_DATA_URL = (
+    "s3://atelier-models-example/dreambooth/training/"
+    "atelier-dev-dreambooth-20260801-101010-abcdef12/output/model.tar.gz"
+)
+STYLING_MODEL_DATA_URL = (
+    "s3://atelier-models-example/inpainting/training/"
+    "atelier-dev-inpainting-20260801-101010-abcdef12/output/model.tar.gz"
+)
 # The dev stage's overrides in the `variant_app` synthesis (see tests/conftest.py).
 VARIANT_OVERRIDES: dict[str, Any] = {
     "vqa": {
@@ -29,6 +38,20 @@ VARIANT_OVERRIDES: dict[str, Any] = {
     # Terms and model units beyond the shipped limits (titan.allowed_commitments: ["none"],
     # titan.max_model_units: 1).
     "titan": {"allowed_commitments": ["none", "OneMonth"], "max_model_units": 2},
+    # Both Stable Diffusion endpoints hosted; text-to-image runs without prior preservation on a
+    # 16 GB T4 with the memory savers, on spot; prior-preservation runs move to the 24 GB A10G.
+    "dreambooth": {
+        "training": {
+            "instance_type": "ml.g4dn.2xlarge",
+            "use_spot": True,
+            "max_wait_hours": 12,
+            "hyperparameters": {"use_8bit_adam": True, "gradient_checkpointing": True},
+        },
+        # EBS-backed for runs without prior preservation: the volume gets the data key then.
+        "inpainting_training": {"instance_type": "ml.p3.2xlarge"},
+        "hosting": {"model_data_url": DREAMBOOTH_MODEL_DATA_URL},
+    },
+    "styling": {"hosting": {"model_data_url": STYLING_MODEL_DATA_URL, "autoscaling": False}},
 }
 
 

@@ -101,9 +101,10 @@ def statements_granting(template: Template, role_prefix: str, action: str) -> li
     ]
 
 
-def state_machine_definition(template: Template) -> dict[str, Any]:
-    """The definition of the template's only state machine, intrinsics rendered as text."""
-    _, properties = one(template, "AWS::StepFunctions::StateMachine")
+def state_machine_definition(template: Template, prefix: str = "") -> dict[str, Any]:
+    """The definition of the template's only state machine whose logical id starts with prefix,
+    intrinsics rendered as text."""
+    _, properties = one(template, "AWS::StepFunctions::StateMachine", prefix)
     definition: dict[str, Any] = json.loads(render_definition(properties["DefinitionString"]))
     return definition
 

@@ -1,5 +1,6 @@
 """The description pipeline's front doors: a REST API, and S3 uploads → EventBridge → SQS → worker;
-and `POST /images` on the customized Titan model's provisioned throughput.
+`POST /images` on the customized Titan model's provisioned throughput; and `POST /generations` and
+`POST /styling` on the Stable Diffusion SageMaker endpoints.
 
 Compute only: every byte of customer data lives in the Data stack, so this stack can be destroyed
 and redeployed freely. Grants land in this stack's role policies (never in the Data stack's key or
@@ -40,6 +41,15 @@ IMAGES_PREFIX = "images/"
 # Seconds the images function keeps after its last Titan call to store PNGs and answer
 # (lambdas/images/handlers/api.py keeps the same margin).
 IMAGES_RESPONSE_MARGIN_SECONDS = 3
+# Where the diffusion function writes its outputs in the results bucket, and the only prefixes of
+# the uploads bucket it may read inputs from (lambdas/diffusion/logic/keys.py says the same).
+DIFFUSION_OUTPUT_PREFIXES = ("generations/", "styling/")
+DIFFUSION_INPUT_PREFIXES = ("styling/", UPLOADS_PREFIX)
+# Seconds the diffusion function keeps after its last endpoint call to store images and answer
+# (lambdas/diffusion/handlers/api.py keeps the same margin).
+DIFFUSION_RESPONSE_MARGIN_SECONDS = 3
+# Room in API Gateway's check of an inline image for a `data:image/...;base64,` prefix.
+DATA_URL_PREFIX_CHARACTERS = 64
 # The API function checks the same pattern (lambdas/shared/models/descriptions.py).
 PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 # SQS keeps a message at most 14 days: a failed upload can be redriven for that long.
@@ -96,7 +106,11 @@ def gateway_error_template(code: str, *, validation: bool = False) -> str:
             "the request does not match the API's request model: POST /descriptions needs a JSON "
             "object with string fields productId (1-128 letters, digits, '.', '_' or '-') and "
             "image (base64); POST /images needs a JSON object with a string prompt and integers "
-            "width and height; see the OpenAPI documents"
+            "width and height; POST /generations needs a JSON object with a string prompt; POST "
+            "/styling needs a JSON object with a string prompt and an image object holding "
+            "base64 or key, and an inline (base64) image or mask may not exceed the stage's "
+            "limit: upload larger ones to the uploads bucket under styling/ and pass their key; "
+            "see the OpenAPI documents"
         )
         if validation
         else "$context.error.messageString"
@@ -137,6 +151,51 @@ def images_settings(config: StageConfig) -> dict[str, Any]:
         "modelArnCacheSeconds": i.model_arn_cache_seconds,
         "presignedUrlSeconds": i.presigned_url_seconds,
         "modelReadTimeoutSeconds": i.api_timeout_seconds - IMAGES_RESPONSE_MARGIN_SECONDS,
+    }
+
+
+def base64_length(size: int) -> int:
+    """Characters of standard, padded base64 for `size` bytes."""
+    return (size + 2) // 3 * 4
+
+
+def diffusion_settings(config: StageConfig) -> dict[str, Any]:
+    """What the diffusion function reads from `DIFFUSION_SETTINGS`."""
+    d = config.diffusion
+    return {
+        "generation": {
+            "endpointName": config.generation_endpoint_name,
+            "configKey": "dreambooth.hosting.model_data_url",
+            "modelDataParameter": config.dreambooth_model_data_parameter,
+            "label": "DreamBooth text-to-image",
+        },
+        "styling": {
+            "endpointName": config.styling_endpoint_name,
+            "configKey": "styling.hosting.model_data_url",
+            "modelDataParameter": config.styling_model_data_parameter,
+            "label": "styling",
+        },
+        "maxPromptCharacters": d.max_prompt_characters,
+        "maxImagesPerRequest": d.max_images_per_request,
+        "minSide": d.min_side,
+        "maxSide": d.max_side,
+        "maxPixels": d.max_pixels,
+        "defaultSize": d.default_size,
+        "defaultSteps": d.default_steps,
+        "maxSteps": d.max_steps,
+        "defaultGuidanceScale": d.default_guidance_scale,
+        "maxGuidanceScale": d.max_guidance_scale,
+        "imageLengths": list(d.image_lengths),
+        "defaultImageLength": d.default_image_length,
+        "image": {
+            "maxBytes": d.image.max_bytes,
+            "maxPixels": d.image.max_pixels,
+            "maxSide": d.image.max_side,
+            "minSide": d.image.min_side,
+        },
+        "maxInlineImageBytes": d.max_inline_image_bytes,
+        "presignedUrlSeconds": d.presigned_url_seconds,
+        "modelReadTimeoutSeconds": d.api_timeout_seconds - DIFFUSION_RESPONSE_MARGIN_SECONDS,
     }
 
 
@@ -255,8 +314,29 @@ class ApiStack(Stack):
             memory_size=512,
             timeout=Duration.seconds(config.images.api_timeout_seconds),
         )
+        self.diffusion_function = PythonFunction(
+            self,
+            "DiffusionFunction",
+            config=config,
+            handler="diffusion.handlers.api.handler",
+            description="Generates images (DreamBooth) and restyles photos on the Stable "
+            "Diffusion SageMaker endpoints",
+            service_name="diffusion",
+            environment={
+                "UPLOADS_BUCKET": data.uploads_bucket.bucket_name,
+                "RESULTS_BUCKET": data.results_bucket.bucket_name,
+                "DIFFUSION_SETTINGS": json.dumps(
+                    diffusion_settings(config), separators=(",", ":"), sort_keys=True
+                ),
+            },
+            # The event, the endpoint's request and its answer may each be ~6 MB of JSON and
+            # base64, decoded and re-encoded: memory, and the CPU that comes with it.
+            memory_size=1024,
+            timeout=Duration.seconds(config.diffusion.api_timeout_seconds),
+        )
         self._grant(config, data, attribute_endpoint)
         self._grant_images(config, data)
+        self._grant_diffusion(config, data)
         self._connect_uploads(config, data)
         self.api = self._rest_api(config)
 
@@ -426,6 +506,47 @@ class ApiStack(Stack):
             "only InvokeModel.",
         )
 
+    def _grant_diffusion(self, config: StageConfig, data: DataStack) -> None:
+        """The diffusion function's own role: exactly its two endpoints (by name, so the Hosting
+        stack may come and go), its input and output prefixes, and the data key through S3."""
+        role = self.diffusion_function.role
+        for endpoint_name in (config.generation_endpoint_name, config.styling_endpoint_name):
+            grant_invoke_endpoint(role, stack=self, endpoint_name=endpoint_name)
+        inputs = [data.uploads_bucket.arn_for_objects(f"{p}*") for p in DIFFUSION_INPUT_PREFIXES]
+        outputs = [data.results_bucket.arn_for_objects(f"{p}*") for p in DIFFUSION_OUTPUT_PREFIXES]
+        for statement in (
+            # No s3:ListBucket: a missing input then reads as AccessDenied, which the function
+            # reports as a missing key (lambdas/shared/adapters/diffusion_images.py).
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=inputs),
+            # GetObject too: the presigned URLs it hands out are signed with its credentials.
+            iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=outputs),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[data.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
+            ),
+        ):
+            role.add_to_principal_policy(statement)
+
+        policy = role.node.find_child("DefaultPolicy")
+        uploads_export = exported_name(data, data.uploads_bucket.bucket_arn)
+        results_export = exported_name(data, data.results_bucket.bucket_arn)
+        for prefix in DIFFUSION_INPUT_PREFIXES:
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::{uploads_export}/{prefix}*]",
+                f"Reads only styling inputs the caller names by key under the {prefix} prefix of "
+                "the uploads bucket; keys are chosen by callers, so the prefix is the narrowest "
+                "scope.",
+            )
+        for prefix in DIFFUSION_OUTPUT_PREFIXES:
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::{results_export}/{prefix}*]",
+                f"Writes and reads back (through the presigned URLs it signs) only its outputs "
+                f"under the {prefix} prefix of the results bucket; keys are per request.",
+            )
+
     def _connect_uploads(self, config: StageConfig, data: DataStack) -> None:
         d = config.descriptions
         self.uploads_rule = events.Rule(
@@ -506,12 +627,20 @@ class ApiStack(Stack):
                 stage_name="v1",
                 throttling_rate_limit=config.api.throttle_rate_limit,
                 throttling_burst_limit=config.api.throttle_burst_limit,
-                # Image generation is bound by a few provisioned model units.
+                # Image generation is bound by a few provisioned model units, and diffusion by a
+                # few GPU instances.
                 method_options={
                     "/images/POST": apigateway.MethodDeploymentOptions(
                         throttling_rate_limit=config.images.throttle_rate_limit,
                         throttling_burst_limit=config.images.throttle_burst_limit,
-                    )
+                    ),
+                    **{
+                        f"/{route}/POST": apigateway.MethodDeploymentOptions(
+                            throttling_rate_limit=config.diffusion.throttle_rate_limit,
+                            throttling_burst_limit=config.diffusion.throttle_burst_limit,
+                        )
+                        for route in ("generations", "styling")
+                    },
                 },
                 tracing_enabled=True,
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
@@ -600,6 +729,7 @@ class ApiStack(Stack):
             request_validator=validator,
             request_models={"application/json": images_model},
         )
+        generations, styling = self._diffusion_routes(api, config, validator)
 
         stage = api.deployment_stage
         acknowledge(
@@ -617,7 +747,7 @@ class ApiStack(Stack):
             "own logs cover each request.",
         )
         if config.api.auth == "iam":
-            for method in (post, get, images):
+            for method in (post, get, images, generations, styling):
                 acknowledge(
                     method,
                     "AwsSolutions-COG4",
@@ -625,3 +755,64 @@ class ApiStack(Stack):
                     "user pool authorizer is used when api.auth is 'cognito'.",
                 )
         return api
+
+    def _diffusion_routes(
+        self, api: apigateway.RestApi, config: StageConfig, validator: apigateway.RequestValidator
+    ) -> tuple[apigateway.Method, apigateway.Method]:
+        """POST /generations and POST /styling, both proxied to the diffusion function.
+
+        API Gateway checks little (the function names each bad field), but it does refuse an
+        inline image longer than the stage allows: a body over Lambda's 6 MB event limit would
+        otherwise never reach the function that explains what to do instead.
+        """
+        string = apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING)
+        inline = base64_length(config.diffusion.max_inline_image_bytes)
+        image = apigateway.JsonSchema(
+            type=apigateway.JsonSchemaType.OBJECT,
+            properties={
+                "base64": apigateway.JsonSchema(
+                    type=apigateway.JsonSchemaType.STRING,
+                    max_length=inline + DATA_URL_PREFIX_CHARACTERS,
+                ),
+                "key": string,
+            },
+        )
+        models = {
+            "generations": api.add_model(
+                "GenerationRequest",
+                content_type="application/json",
+                description="The fields API Gateway checks before invoking the diffusion function",
+                schema=apigateway.JsonSchema(
+                    schema=apigateway.JsonSchemaVersion.DRAFT4,
+                    title="GenerationRequest",
+                    type=apigateway.JsonSchemaType.OBJECT,
+                    required=["prompt"],
+                    properties={"prompt": string},
+                ),
+            ),
+            "styling": api.add_model(
+                "StylingRequest",
+                content_type="application/json",
+                description="The fields API Gateway checks before invoking the diffusion function",
+                schema=apigateway.JsonSchema(
+                    schema=apigateway.JsonSchemaVersion.DRAFT4,
+                    title="StylingRequest",
+                    type=apigateway.JsonSchemaType.OBJECT,
+                    required=["image", "prompt"],
+                    properties={"image": image, "mask": image, "prompt": string},
+                ),
+            ),
+        }
+        integration = apigateway.LambdaIntegration(
+            self.diffusion_function.function, proxy=True, allow_test_invoke=False
+        )
+        generations, styling = (
+            api.root.add_resource(route).add_method(
+                "POST",
+                integration,
+                request_validator=validator,
+                request_models={"application/json": models[route]},
+            )
+            for route in ("generations", "styling")
+        )
+        return generations, styling

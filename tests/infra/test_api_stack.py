@@ -125,8 +125,11 @@ def test_every_method_requires_iam_auth(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     methods = resources(synthesized_apps[stage].template("-api"), "AWS::ApiGateway::Method")
+    # POST /descriptions, GET /descriptions/{productId}, POST /images, /generations, /styling.
     assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == [
         "GET",
+        "POST",
+        "POST",
         "POST",
         "POST",
     ]
@@ -171,7 +174,8 @@ def test_stage_v1_is_throttled_traced_and_access_logged_as_json(
     _, properties = _one(template, "AWS::ApiGateway::Stage")
     assert properties["StageName"] == "v1"
     assert properties["TracingEnabled"] is True
-    settings, images = properties["MethodSettings"]
+    # The diffusion routes' own limits follow (tests/infra/test_diffusion_api.py).
+    settings, images, *_ = properties["MethodSettings"]
     assert settings["HttpMethod"] == "*"
     assert settings["ResourcePath"] == "/*"
     assert settings["ThrottlingRateLimit"] == config.api.throttle_rate_limit

@@ -115,6 +115,18 @@ _IMAGES_OBJECTS = (
     "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
     "ExportsOutputFnGetAttResults25575328Arn5DD4F5AA/images/*]"
 )
+# POST /generations and /styling: outputs under two results prefixes, inputs under two uploads
+# prefixes (styling/, and incoming/ so catalog photos can be restyled).
+_DIFFUSION_OBJECTS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAtt{bucket}/{prefix}/*]"
+)
+_DIFFUSION_PREFIXES = {
+    ("Results25575328Arn5DD4F5AA", "generations"),
+    ("Results25575328Arn5DD4F5AA", "styling"),
+    ("Uploads4F6EB0FDArn5513CBEA", "styling"),
+    ("Uploads4F6EB0FDArn5513CBEA", "incoming"),
+}
 _PROVISIONED_MODELS = (
     "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:"
     "<AWS::AccountId>:provisioned-model/*]"
@@ -138,6 +150,41 @@ _TRAINING_JOBS = (
     "<AWS::AccountId>:training-job/atelier-{stage}-vqa-*]"
 )
 _EXECUTION_POLICY = "/atelier-{stage}-training/VqaExecutionRole/DefaultPolicy"
+# The DreamBooth workflows: both read dreambooth/ datasets, each writes its own models prefixes.
+_DREAMBOOTH_DATASETS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttDatasets0030EE04Arn3BA423B5/dreambooth/*]"
+)
+_DIFFUSION_MODELS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttModelsC55D3500ArnC820EBA0/{prefix}/*]"
+)
+_DIFFUSION_TRAINING_JOBS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+    "<AWS::AccountId>:training-job/atelier-{stage}-{mode}-*]"
+)
+
+
+def _diffusion_workflow(workflow: str, mode: str) -> set[tuple[str, str]]:
+    """What one DreamBooth training workflow acknowledges: its execution role's prefixes and log
+    streams, the two no-resource actions of that role, and its workflow's policies."""
+    execution_policy = f"/atelier-{{stage}}-training/{workflow}ExecutionRole/DefaultPolicy"
+    return {
+        (f"/atelier-{{stage}}-training/{workflow}EcrAuthPolicy", _ANY_RESOURCE),
+        (f"/atelier-{{stage}}-training/{workflow}MetricsPolicy", _ANY_RESOURCE),
+        (execution_policy, _DREAMBOOTH_DATASETS),
+        (execution_policy, _DIFFUSION_MODELS.replace("{prefix}", f"{mode}/training")),
+        (execution_policy, _DIFFUSION_MODELS.replace("{prefix}", f"{mode}/checkpoints")),
+        (execution_policy, _TRAINING_LOG_STREAMS),
+        (
+            f"/atelier-{{stage}}-training/{workflow}WorkflowPolicy",
+            _DIFFUSION_TRAINING_JOBS.replace("{mode}", mode),
+        ),
+        (f"/atelier-{{stage}}-training/{workflow}WorkflowLoggingPolicy", _ANY_RESOURCE),
+        (f"/atelier-{{stage}}-training/{workflow}WorkflowTracingPolicy", _ANY_RESOURCE),
+    }
+
+
 # Bedrock stack: Bedrock resources named per run, and the titan/ object prefixes.
 _BEDROCK_ARNS = (
     "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:"
@@ -162,6 +209,18 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     ("/atelier-{stage}-api/ImagesFunction/Role/DefaultPolicy", _IMAGES_OBJECTS),
     ("/atelier-{stage}-api/ImagesFunction/Role/DefaultPolicy", _PROVISIONED_MODELS),
     ("/atelier-{stage}-api/Api/Default/images/POST", "AwsSolutions::AwsSolutions-COG4"),
+    # POST /generations and /styling: one function's tracing and object prefixes (its endpoint
+    # grant names both endpoints exactly), and the two IAM-authorized methods.
+    ("/atelier-{stage}-api/DiffusionFunction/TracingPolicy", _XRAY),
+    *(
+        (
+            "/atelier-{stage}-api/DiffusionFunction/Role/DefaultPolicy",
+            _DIFFUSION_OBJECTS.replace("{bucket}", bucket).replace("{prefix}", prefix),
+        )
+        for bucket, prefix in _DIFFUSION_PREFIXES
+    ),
+    ("/atelier-{stage}-api/Api/Default/generations/POST", "AwsSolutions::AwsSolutions-COG4"),
+    ("/atelier-{stage}-api/Api/Default/styling/POST", "AwsSolutions::AwsSolutions-COG4"),
     ("/atelier-{stage}-api/Api/DeploymentStage.v1", "AwsSolutions::AwsSolutions-APIG3"),
     ("/atelier-{stage}-api/Api/DeploymentStage.v1", "AwsSolutions::AwsSolutions-APIG6"),
     ("/atelier-{stage}-api/Api/Default/descriptions/POST", "AwsSolutions::AwsSolutions-COG4"),
@@ -179,6 +238,9 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     ("/atelier-{stage}-training/VqaWorkflowPolicy", _TRAINING_JOBS),
     ("/atelier-{stage}-training/VqaWorkflowLoggingPolicy", _ANY_RESOURCE),
     ("/atelier-{stage}-training/VqaWorkflowTracingPolicy", _ANY_RESOURCE),
+    # Training: the DreamBooth text-to-image and inpainting workflows, one role each.
+    *_diffusion_workflow("Dreambooth", "dreambooth"),
+    *_diffusion_workflow("Inpainting", "inpainting"),
     # Bedrock: the customization role, both functions, both workflows.
     ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_DATASETS),
     ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_MODELS),
@@ -211,15 +273,24 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     ("/atelier-{stage}-bedrock/TitanReleaseLoggingPolicy", _ANY_RESOURCE),
     ("/atelier-{stage}-bedrock/TitanReleaseTracingPolicy", _ANY_RESOURCE),
 }
-# Added by a hosted attribute endpoint (vqa.hosting.model_data_url set).
+# Added by each hosted endpoint (its hosting.model_data_url set): the model role's two
+# no-resource actions and its own log group's streams.
 EXPECTED_HOSTING_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
-    ("/atelier-{stage}-hosting/VqaEndpoint/EcrAuthPolicy", _ANY_RESOURCE),
-    ("/atelier-{stage}-hosting/VqaEndpoint/MetricsPolicy", _ANY_RESOURCE),
-    (
-        "/atelier-{stage}-hosting/VqaEndpoint/ModelRole/DefaultPolicy",
-        "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-        "<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/atelier-{stage}-vqa:*]",
-    ),
+    acknowledgment
+    for construct, endpoint in (
+        ("VqaEndpoint", "vqa"),
+        ("DreamboothEndpoint", "dreambooth"),
+        ("StylingEndpoint", "styling"),
+    )
+    for acknowledgment in (
+        (f"/atelier-{{stage}}-hosting/{construct}/EcrAuthPolicy", _ANY_RESOURCE),
+        (f"/atelier-{{stage}}-hosting/{construct}/MetricsPolicy", _ANY_RESOURCE),
+        (
+            f"/atelier-{{stage}}-hosting/{construct}/ModelRole/DefaultPolicy",
+            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            f"<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/atelier-{{stage}}-{endpoint}:*]",
+        ),
+    )
 }
 
 

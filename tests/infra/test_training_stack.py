@@ -45,6 +45,8 @@ from vqa.metrics import (
 pytestmark = pytest.mark.infra
 
 STAGES = ("dev", "prod")
+# The VQA workflow's state machine (the stack also holds the DreamBooth ones).
+VQA_MACHINE = "VqaTraining"
 TRAINING_IMAGE = (
     "${HuggingFaceTrainingRegistries[${AWS::Region}].account}.dkr.ecr.${AWS::Region}."
     "${AWS::URLSuffix}/huggingface-pytorch-training:"
@@ -77,7 +79,7 @@ def _follow_imports(text: str, app: SynthesizedApp) -> str:
 
 
 def _train_arguments(app: SynthesizedApp) -> dict[str, Any]:
-    definition = state_machine_definition(app.template("-training"))
+    definition = state_machine_definition(app.template("-training"), VQA_MACHINE)
     arguments: dict[str, Any] = json.loads(
         _follow_imports(json.dumps(definition["States"]["Train"]["Arguments"]), app)
     )
@@ -98,8 +100,8 @@ def test_the_workflow_validates_trains_and_records(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     template = synthesized_apps[stage].template("-training")
-    _, properties = one(template, "AWS::StepFunctions::StateMachine")
-    definition = state_machine_definition(template)
+    _, properties = one(template, "AWS::StepFunctions::StateMachine", VQA_MACHINE)
+    definition = state_machine_definition(template, VQA_MACHINE)
 
     assert properties["StateMachineName"] == f"atelier-{stage}-vqa-training"
     assert definition["QueryLanguage"] == "JSONata"
@@ -149,7 +151,9 @@ def test_the_workflow_validates_trains_and_records(
 def test_the_model_archive_is_recorded_in_ssm(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
-    states = state_machine_definition(synthesized_apps[stage].template("-training"))["States"]
+    states = state_machine_definition(synthesized_apps[stage].template("-training"), VQA_MACHINE)[
+        "States"
+    ]
     record = states["Record model artifact"]
     parameter = f"/atelier/{stage}/vqa/model-data-url"
     assert record["Resource"] == "arn:${AWS::Partition}:states:::aws-sdk:ssm:putParameter"
@@ -167,7 +171,7 @@ def test_the_model_archive_is_recorded_in_ssm(
 
 
 def test_the_job_name_is_unique_per_run_and_valid(dev_app: SynthesizedApp) -> None:
-    states = state_machine_definition(dev_app.template("-training"))["States"]
+    states = state_machine_definition(dev_app.template("-training"), VQA_MACHINE)["States"]
     name = states["Prepare training job"]["Assign"]["jobName"]
     assert "$uuid()" in name
     assert "$now(" in name
@@ -181,7 +185,7 @@ def test_the_job_name_is_unique_per_run_and_valid(dev_app: SynthesizedApp) -> No
 
 def test_hyperparameters_are_the_config_defaults_with_overrides(dev_app: SynthesizedApp) -> None:
     config = _config("dev")
-    states = state_machine_definition(dev_app.template("-training"))["States"]
+    states = state_machine_definition(dev_app.template("-training"), VQA_MACHINE)["States"]
     expression = states["Prepare training job"]["Assign"]["hyperparameters"]
     defaults = config.vqa.training.hyperparameters.as_strings()
     assert json.dumps(defaults) in expression
@@ -195,9 +199,9 @@ def test_hyperparameters_are_the_config_defaults_with_overrides(dev_app: Synthes
 def test_the_code_is_the_training_folder_as_a_tar_gz(dev_app: SynthesizedApp) -> None:
     # Given the URI the workflow passes as sagemaker_submit_directory
     template = dev_app.template("-training")
-    expression = state_machine_definition(template)["States"]["Prepare training job"]["Assign"][
-        "hyperparameters"
-    ]
+    expression = state_machine_definition(template, VQA_MACHINE)["States"]["Prepare training job"][
+        "Assign"
+    ]["hyperparameters"]
     (key,) = re.findall(
         r"cdk-hnb659fds-assets-\$\{AWS::AccountId\}-\$\{AWS::Region\}/(\w+\.gz)", expression
     )
@@ -234,7 +238,12 @@ def test_training_requirements_lift_what_the_dlc_lacks() -> None:
         for line in (TRAINING_DIR / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert lines == ["transformers==4.57.6", "peft==0.17.1"]
+    assert lines == [
+        "transformers==4.57.6",
+        "peft==0.17.1",
+        "diffusers==0.35.2",
+        "accelerate==1.11.0",
+    ]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -303,7 +312,7 @@ def test_spot_training_checkpoints_per_job_and_encrypts_what_it_may(
     assert arguments["ResourceConfig"]["InstanceCount"] == 1
     assert arguments["ResourceConfig"]["VolumeKmsKeyId"] == _key(variant_app)
     assert "EnableInterContainerTrafficEncryption" not in arguments
-    definition = state_machine_definition(variant_app.template("-training"))
+    definition = state_machine_definition(variant_app.template("-training"), VQA_MACHINE)
     # The workflow outlives the job's wait (capacity + run) with room to start and upload.
     assert definition["TimeoutSeconds"] == (training["max_wait_hours"] + 2) * 3600
 
@@ -313,8 +322,8 @@ def test_the_workflow_logs_everything_and_traces(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     template = synthesized_apps[stage].template("-training")
-    _, properties = one(template, "AWS::StepFunctions::StateMachine")
-    log_group_id, log_group = one(template, "AWS::Logs::LogGroup")
+    _, properties = one(template, "AWS::StepFunctions::StateMachine", VQA_MACHINE)
+    log_group_id, log_group = one(template, "AWS::Logs::LogGroup", f"{VQA_MACHINE}Logs")
     assert properties["LoggingConfiguration"] == {
         "Destinations": [
             {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": [log_group_id, "Arn"]}}}
@@ -325,7 +334,11 @@ def test_the_workflow_logs_everything_and_traces(
     assert properties["TracingConfiguration"] == {"Enabled": True}
     assert log_group["RetentionInDays"] == _config(stage).log_retention_days
     # Step Functions checks log delivery when it creates the machine: policies come first.
-    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    (machine,) = [
+        machine
+        for logical_id, machine in resources(template, "AWS::StepFunctions::StateMachine").items()
+        if logical_id.startswith(VQA_MACHINE)
+    ]
     policies = set(resources(template, "AWS::IAM::Policy"))
     workflow_policies = {p for p in policies if p.startswith("VqaWorkflow")}
     assert workflow_policies <= set(machine["DependsOn"])
@@ -416,30 +429,36 @@ def test_only_acknowledged_policies_grant_on_every_resource(
                 wildcard_actions[logical_id.rstrip("0123456789ABCDEF")] = listed(
                     statement["Action"]
                 )
+    # The same four per workflow: VQA, DreamBooth text-to-image, DreamBooth inpainting.
     assert wildcard_actions == {
-        "VqaEcrAuthPolicy": ["ecr:GetAuthorizationToken"],
-        "VqaMetricsPolicy": ["cloudwatch:PutMetricData"],
-        "VqaWorkflowLoggingPolicy": [
-            "logs:CreateLogDelivery",
-            "logs:DeleteLogDelivery",
-            "logs:DescribeLogGroups",
-            "logs:DescribeResourcePolicies",
-            "logs:GetLogDelivery",
-            "logs:ListLogDeliveries",
-            "logs:PutResourcePolicy",
-            "logs:UpdateLogDelivery",
-        ],
-        "VqaWorkflowTracingPolicy": [
-            "xray:GetSamplingRules",
-            "xray:GetSamplingTargets",
-            "xray:PutTelemetryRecords",
-            "xray:PutTraceSegments",
-        ],
+        f"{workflow}{policy}": actions
+        for workflow in ("Vqa", "Dreambooth", "Inpainting")
+        for policy, actions in {
+            "EcrAuthPolicy": ["ecr:GetAuthorizationToken"],
+            "MetricsPolicy": ["cloudwatch:PutMetricData"],
+            "WorkflowLoggingPolicy": [
+                "logs:CreateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:DescribeLogGroups",
+                "logs:DescribeResourcePolicies",
+                "logs:GetLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:UpdateLogDelivery",
+            ],
+            "WorkflowTracingPolicy": [
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:PutTelemetryRecords",
+                "xray:PutTraceSegments",
+            ],
+        }.items()
     }
-    (metrics,) = statements_granting(template, "VqaExecutionRole", "cloudwatch:PutMetricData")
-    assert metrics["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
-    }
+    for role in ("VqaExecutionRole", "DreamboothExecutionRole", "InpaintingExecutionRole"):
+        (metrics,) = statements_granting(template, role, "cloudwatch:PutMetricData")
+        assert metrics["Condition"] == {
+            "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+        }
 
 
 def test_the_execution_role_reads_datasets_and_writes_models_under_vqa(

@@ -54,7 +54,7 @@ ARTIFACT = f"s3://{MODELS}/vqa/training/{JOB_NAME}/output/model.tar.gz"
 @pytest.fixture(scope="module")
 def definition(synthesized_apps: dict[str, SynthesizedApp]) -> dict[str, Any]:
     template = synthesized_apps["dev"].template("-training")
-    _, properties = one(template, "AWS::StepFunctions::StateMachine")
+    _, properties = one(template, "AWS::StepFunctions::StateMachine", "VqaTraining")
     assert properties["StateMachineName"] == "atelier-dev-vqa-training"
     text = render_definition(properties["DefinitionString"]).replace(
         "${HuggingFaceTrainingRegistries[${AWS::Region}].account}", IMAGE_REGISTRY

@@ -1,0 +1,702 @@
+"""A training workflow: check the input, run one SageMaker training job to the end, record its
+model archive in SSM.
+
+    {"dataset": "<prefix>/<name>/", "hyperparameters": {...}, "baseModel": "org/model"}
+
+A Step Functions state machine (JSONata) validates the input (each kind of mistake ends in a Fail
+state of its own with a cause that names the fix), merges the hyperparameters (configured
+defaults, the input's overrides as strings, the base model, then what the workflow fixes), runs
+the job with the optimized `createTrainingJob.sync` integration and writes
+`ModelArtifacts.S3ModelArtifacts` to the SSM parameter the matching `hosting.model_data_url` is
+then set from. The job runs under an execution role of its own that may read the dataset prefix,
+write its output and checkpoint prefixes, fetch the code archive, pull its image and write logs
+and metrics; the workflow's role may create only jobs named with its prefix and pass only that
+role.
+
+`TrainingWorkflow` is a plain class creating its resources directly in the stack under
+`<id_prefix>...` ids rather than a `Construct` subtree: the ids (and so the logical ids) stay what
+the first workflow (VQA) deployed with, and a state machine with a fixed name cannot be replaced
+under a new logical id (CloudFormation would create the new one before deleting the old, and the
+name is taken). Only the states, which are no resources, live in a scope of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.hf_images import ContainerImage, huggingface_image
+from infra.constructs.ml_instances import has_instance_storage
+from infra.constructs.workflows import observed_state_machine
+from infra.nag import acknowledge, exported_name
+
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+# Keys a workflow input may have; anything else is a typo and fails the execution at once.
+INPUT_KEYS = ("dataset", "hyperparameters", "baseModel")
+
+# Where SageMaker writes training logs and metrics; one log group for every job of the account.
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+# The Step Functions rule that turns training-job state changes into `.sync` completions.
+SYNC_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+
+# A training job name: `<prefix>-<yyyymmdd-hhmmss>-<8 hex>`, at most 63 characters.
+MAX_JOB_NAME_LENGTH = 63
+JOB_NAME_SUFFIX_LENGTH = len("-20260101-000000-0123abcd")
+MAX_JOB_NAME_PREFIX_LENGTH = MAX_JOB_NAME_LENGTH - JOB_NAME_SUFFIX_LENGTH
+# Hyperparameter values SageMaker passes to the script; booleans become `true`/`false`.
+SCALAR_TYPES = ("string", "number")
+SCALAR_OR_BOOLEAN_TYPES = ("string", "number", "boolean")
+# How train.py scripts spell a boolean (any case).
+BOOLEAN_SPELLINGS = ("true", "false", "1", "0")
+
+
+def jsonata(expression: str) -> str:
+    """A JSONata field value: `{% ... %}`, on one line."""
+    return "{% " + " ".join(expression.split()) + " %}"
+
+
+def json_list(values: Iterable[str]) -> str:
+    return json.dumps(list(values))
+
+
+def quoted_list(values: Iterable[str]) -> str:
+    """A JSONata array of single-quoted strings: `['string', 'number']`."""
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
+
+
+def job_name_prefix(config: StageConfig, name: str, *, short_name: str) -> str:
+    """`<prefix>-<stage>-<name>`, or with `short_name` where that leaves no room for the time and
+    random suffix in SageMaker's 63 characters (long name prefixes and stages)."""
+    prefix = config.resource_name(name)
+    if len(prefix) <= MAX_JOB_NAME_PREFIX_LENGTH:
+        return prefix
+    short = config.resource_name(short_name)
+    assert len(short) <= MAX_JOB_NAME_PREFIX_LENGTH, f"{short!r} leaves no room for a job name"
+    return short
+
+
+def job_name_expression(prefix: str) -> str:
+    """`<prefix>-<yyyymmdd-hhmmss>-<8 hex>`: unique per execution and at most 63 characters for a
+    prefix of at most 38 (`job_name_prefix`; `<20 name prefix>-<12 stage>-vqa` is 37)."""
+    return (
+        f"'{prefix}-' & $now('[Y0001][M01][D01]-[H01][m01][s01]') & '-' & $substring($uuid(), 0, 8)"
+    )
+
+
+def hyperparameters_expression(
+    defaults: Mapping[str, str], *, base_model: str, fixed: Mapping[str, str]
+) -> str:
+    """Defaults, then the input's overrides as strings, then base model and what is fixed."""
+    return f"""$merge([
+      {json.dumps(dict(defaults))},
+      (
+        $h := $states.input.hyperparameters;
+        $exists($h) and $count($keys($h)) > 0
+          ? $merge($each($h, function($v, $k) {{ {{ $k: $string($v) }} }}))
+          : {{}}
+      ),
+      {{ 'base_model': $exists($states.input.baseModel) ? $states.input.baseModel
+          : {json.dumps(base_model)} }},
+      {json.dumps(dict(fixed))}
+    ])"""
+
+
+# --- input checks (JSONata; each returns true or false, never undefined) ----------------------
+
+INPUT_IS_AN_OBJECT = f"""(
+  $type($states.input) = 'object'
+  and $count($keys($states.input)[$not($ in {json_list(INPUT_KEYS)})]) = 0
+)"""
+BASE_MODEL_IS_VALID = r"""(
+  $m := $states.input.baseModel;
+  $not($exists($m)) or (
+    $type($m) = 'string'
+    and $contains($m, /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/)
+  )
+)"""
+
+
+def dataset_is_valid(dataset_prefix: str) -> str:
+    """A prefix of folders below `dataset_prefix`, ending in '/': `vqa/shirts/`,
+    `vqa/shirts/2026-08/`."""
+    escaped = dataset_prefix.rstrip("/")
+    return rf"""(
+  $d := $states.input.dataset;
+  $type($d) = 'string' and $length($d) <= 512
+  and $contains($d, /^{escaped}\/([A-Za-z0-9][A-Za-z0-9._-]*\/)+$/)
+)"""
+
+
+def hyperparameters_are_valid(
+    names: Sequence[str], *, types: Sequence[str], booleans: Sequence[str] = ()
+) -> str:
+    """Only known names, only values of `types`; the `booleans` spelled as train.py reads them."""
+    boolean_check = (
+        f"""
+    and $count($keys($h)[$ in {json_list(booleans)} and $not(
+      $type($lookup($h, $)) = 'boolean'
+      or $lowercase($string($lookup($h, $))) in {quoted_list(BOOLEAN_SPELLINGS)}
+    )]) = 0"""
+        if booleans
+        else ""
+    )
+    return f"""(
+  $h := $states.input.hyperparameters;
+  $not($exists($h)) or (
+    $type($h) = 'object'
+    and $count($keys($h)[$not($ in {json_list(names)})]) = 0
+    and $count($keys($h)[$not($type($lookup($h, $)) in {quoted_list(types)})]) = 0{boolean_check}
+  )
+)"""
+
+
+TRAINING_FAILURE_CAUSE = """(
+  $c := $states.input.Cause;
+  $type($c) = 'string' and $contains($c, '"FailureReason"')
+    ? 'training job ' & $jobName & ' failed: ' & $parse($c).FailureReason
+    : 'training job ' & $jobName & ': ' & $string($c)
+)"""
+
+
+@dataclass(frozen=True)
+class InstanceChoice:
+    """The instance type of a run: `default`, or `alternative` when `condition` (JSONata over the
+    merged `$hyperparameters`, strings all) is true."""
+
+    default: str
+    alternative: str | None = None
+    condition: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.alternative is None) != (self.condition is None):
+            raise ValueError("an alternative instance type needs its condition, and vice versa")
+
+
+@dataclass(frozen=True)
+class TrainingWorkflowSpec:
+    """What one training workflow trains, on what, and where things go."""
+
+    # Construct ids start with it (`VqaExecutionRole`, `VqaTraining`, ...).
+    id_prefix: str
+    # The state machine is `<prefix>-<stage>-<name>-training`.
+    name: str
+    # Training job names start `<job_name_prefix>-`.
+    job_name_prefix: str
+    # What is trained, "VQA" or "DreamBooth text-to-image": in descriptions ("... model").
+    title: str
+    comment: str
+    # Relative to the code archive's root (/opt/ml/code in the container).
+    program: str
+    # Datasets bucket prefix every dataset of this workflow lives under (`vqa/`).
+    dataset_prefix: str
+    dataset_example: str
+    # What a dataset holds, for the InvalidDataset cause: "train/ and validation/".
+    dataset_holds: str
+    # Channel name → what is appended to the dataset prefix for it ("train/", or "" for all).
+    channels: Mapping[str, str]
+    output_prefix: str
+    checkpoints_prefix: str
+    hyperparameter_names: tuple[str, ...]
+    hyperparameter_defaults: Mapping[str, str]
+    base_model: str
+    base_model_example: str
+    metric_definitions: Sequence[Mapping[str, str]]
+    # SSM parameter each successful run writes its model archive's URI to.
+    model_data_parameter: str
+    instance: InstanceChoice
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_hours: int
+    use_spot: bool
+    max_wait_hours: int
+    image_uri: str | None
+    image_config_key: str
+    # Hyperparameters the workflow sets beside sagemaker_* (the input cannot name them).
+    fixed_hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    hyperparameter_types: tuple[str, ...] = SCALAR_TYPES
+    boolean_hyperparameters: tuple[str, ...] = ()
+
+
+class TrainingWorkflow:
+    """The execution role, the workflow role and the state machine of one training workflow."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        spec: TrainingWorkflowSpec,
+        config: StageConfig,
+        datasets: s3.IBucket,
+        models: s3.IBucket,
+        key: kms.IKey,
+        code: s3_assets.Asset,
+    ) -> None:
+        self.stack = stack
+        self.spec = spec
+        self.code = code
+        # In the Data stack: datasets under `dataset_prefix`, archives and checkpoints, their key.
+        self.datasets, self.models, self.key = datasets, models, key
+        self.image: ContainerImage = huggingface_image(
+            stack, kind="training", override=spec.image_uri, config_key=spec.image_config_key
+        )
+        self.execution_role = iam.Role(
+            stack,
+            f"{spec.id_prefix}ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=(
+                f"Atelier {config.stage}: SageMaker training jobs of the {spec.title} model"
+            ),
+        )
+        self._grant_execution_role()
+        self.state_machine = self._state_machine(config)
+
+    def _id(self, suffix: str) -> str:
+        return f"{self.spec.id_prefix}{suffix}"
+
+    # --- the training job's role --------------------------------------------------------------
+
+    def _grant_execution_role(self) -> None:
+        stack, spec, role = self.stack, self.spec, self.execution_role
+        datasets, models = self.datasets, self.models
+        log_group = f"arn:{Aws.PARTITION}:logs:{stack.region}:{stack.account}:log-group:"
+        statements = [
+            # File-mode channels: list and read the dataset prefixes of this workflow only.
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[datasets.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{spec.dataset_prefix}*"]}},
+            ),
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[datasets.arn_for_objects(f"{spec.dataset_prefix}*")],
+            ),
+            # The model archive and (with spot) the checkpoints SageMaker syncs during the run.
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[
+                    models.arn_for_objects(f"{spec.output_prefix}*"),
+                    models.arn_for_objects(f"{spec.checkpoints_prefix}*"),
+                ],
+            ),
+            # A spot job restarted after an interruption downloads its checkpoints again.
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[models.arn_for_objects(f"{spec.checkpoints_prefix}*")],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[models.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{spec.checkpoints_prefix}*"]}},
+            ),
+            # The training code archive: exactly this asset's object.
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)],
+            ),
+            # Datasets, checkpoints and the model archive are under the data key, through S3;
+            # SageMaker itself checks the key named for the output.
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+                resources=[self.key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": [
+                            f"s3.{stack.region}.amazonaws.com",
+                            f"sagemaker.{stack.region}.amazonaws.com",
+                        ]
+                    }
+                },
+            ),
+            # Volume encryption on instance types with EBS storage: a grant to the AWS resource.
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant"],
+                resources=[self.key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+            iam.PolicyStatement(
+                actions=[
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                resources=[self.image.repository_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup"], resources=[f"{log_group}{TRAINING_LOG_GROUP}"]
+            ),
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                resources=[f"{log_group}{TRAINING_LOG_GROUP}:*"],
+            ),
+        ]
+        for statement in statements:
+            role.add_to_principal_policy(statement)
+
+        policy = role.node.find_child("DefaultPolicy")
+        datasets_export = exported_name(Stack.of(datasets), datasets.bucket_arn)
+        models_export = exported_name(Stack.of(models), models.bucket_arn)
+        for resource, reason in (
+            (
+                f"{datasets_export}/{spec.dataset_prefix}*",
+                f"Reads the {spec.dataset_prefix} datasets prefix of the datasets bucket: which "
+                "dataset a run trains on is the workflow's input, so the role covers every "
+                f"dataset under {spec.dataset_prefix}.",
+            ),
+            (
+                f"{models_export}/{spec.output_prefix}*",
+                f"Writes model archives under {spec.output_prefix} of the models bucket; "
+                "SageMaker adds the per-run job name to the key, which is only known when a run "
+                "starts.",
+            ),
+            (
+                f"{models_export}/{spec.checkpoints_prefix}*",
+                f"Writes and reads back checkpoints under {spec.checkpoints_prefix}<job name>/ so "
+                "an interrupted spot job resumes; job names are made per run.",
+            ),
+            (
+                "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+                f"{TRAINING_LOG_GROUP}:*",
+                "Log streams in SageMaker's training log group only; SageMaker names a stream "
+                "per job and instance, so they cannot be listed in advance.",
+            ),
+        ):
+            acknowledge(policy, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+
+        # Neither action supports resource-level permissions: each gets a policy of its own, so
+        # the acknowledgment covers exactly it and a later wildcard elsewhere still fails synth.
+        ecr_auth = iam.Policy(
+            stack,
+            self._id("EcrAuthPolicy"),
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
+            ],
+        )
+        acknowledge(
+            ecr_auth,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken supports no resource-level permissions; image pulls "
+            "themselves are limited to the one training repository in the role's default policy.",
+        )
+        metrics = iam.Policy(
+            stack,
+            self._id("MetricsPolicy"),
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}
+                    },
+                )
+            ],
+        )
+        acknowledge(
+            metrics,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData supports no resource-level permissions; the statement is "
+            "limited to SageMaker's training-job metrics namespace by condition.",
+        )
+
+    # --- the workflow ------------------------------------------------------------------------
+
+    def _resources(self, instance_type: str) -> dict[str, Any]:
+        spec = self.spec
+        resources: dict[str, Any] = {
+            "InstanceType": instance_type,
+            "InstanceCount": spec.instance_count,
+            "VolumeSizeInGB": spec.volume_size_gb,
+        }
+        # NVMe instance types (ml.g5 and ml.g4dn included) encrypt their local storage in
+        # hardware and reject a volume key; EBS-backed ones get the data key.
+        if not has_instance_storage(instance_type):
+            resources["VolumeKmsKeyId"] = self.key.key_arn
+        return resources
+
+    def _resource_config(self) -> dict[str, Any] | str:
+        """A fixed ResourceConfig, or one JSONata picks by the run's hyperparameters (the key
+        goes with the type: a run may move between NVMe and EBS-backed instances)."""
+        choice = self.spec.instance
+        default = self._resources(choice.default)
+        if choice.alternative is None or choice.condition is None:
+            return default
+        alternative = self._resources(choice.alternative)
+        return jsonata(f"({choice.condition}) ? {json.dumps(alternative)} : {json.dumps(default)}")
+
+    def _training_job_arguments(self, config: StageConfig) -> dict[str, Any]:
+        spec = self.spec
+        datasets = self.datasets.bucket_name
+        models = self.models.bucket_name
+        stopping: dict[str, Any] = {"MaxRuntimeInSeconds": spec.max_runtime_hours * 3600}
+        arguments: dict[str, Any] = {
+            "TrainingJobName": jsonata("$jobName"),
+            "RoleArn": self.execution_role.role_arn,
+            "AlgorithmSpecification": {
+                "TrainingImage": self.image.uri,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [dict(d) for d in spec.metric_definitions],
+                "EnableSageMakerMetricsTimeSeries": True,
+            },
+            "HyperParameters": jsonata("$hyperparameters"),
+            "InputDataConfig": [
+                {
+                    "ChannelName": channel,
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": jsonata(
+                                f"'s3://{datasets}/' & $dataset & '{suffix}'"
+                                if suffix
+                                else f"'s3://{datasets}/' & $dataset"
+                            ),
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                    "InputMode": "File",
+                    "CompressionType": "None",
+                }
+                for channel, suffix in spec.channels.items()
+            ],
+            "OutputDataConfig": {
+                "S3OutputPath": f"s3://{models}/{spec.output_prefix}",
+                "KmsKeyId": self.key.key_arn,
+            },
+            "ResourceConfig": self._resource_config(),
+            "StoppingCondition": stopping,
+            "Tags": [
+                {"Key": key, "Value": value}
+                for key, value in {**config.tags, "atelier:stage": config.stage}.items()
+            ],
+        }
+        if spec.use_spot:
+            arguments["EnableManagedSpotTraining"] = True
+            stopping["MaxWaitTimeInSeconds"] = spec.max_wait_hours * 3600
+            # The job name is in the path, so a restarted spot job finds its own checkpoints.
+            arguments["CheckpointConfig"] = {
+                "S3Uri": jsonata(f"'s3://{models}/{spec.checkpoints_prefix}' & $jobName & '/'"),
+                "LocalPath": CHECKPOINT_LOCAL_PATH,
+            }
+        return arguments
+
+    def _state_machine(self, config: StageConfig) -> sfn.StateMachine:
+        stack, spec = self.stack, self.spec
+        # The states are no resources: a scope of their own keeps their ids apart per workflow.
+        scope = Construct(stack, self._id("States"))
+        parameter_name = spec.model_data_parameter
+        parameter_arn = (
+            f"arn:{Aws.PARTITION}:ssm:{stack.region}:{stack.account}:parameter{parameter_name}"
+        )
+
+        def fail(construct_id: str, error: str, cause: str) -> sfn.Fail:
+            return sfn.Fail.jsonata(scope, construct_id, error=error, cause=cause)
+
+        types = spec.hyperparameter_types
+        # "string or number", "string, number or boolean"
+        type_text = f"{', '.join(types[:-1])} or {types[-1]}" if len(types) > 1 else types[0]
+        booleans_text = (
+            f"; {', '.join(spec.boolean_hyperparameters)} take true or false "
+            "(or 'True', 'False', '1', '0')"
+            if spec.boolean_hyperparameters
+            else ""
+        )
+        invalid_input = fail(
+            "InvalidInput",
+            "InvalidInput",
+            "the input must be a JSON object with 'dataset' (required), 'hyperparameters' and "
+            "'baseModel' (optional) and no other keys",
+        )
+        invalid_dataset = fail(
+            "InvalidDataset",
+            "InvalidDataset",
+            jsonata(
+                f"'dataset must be a prefix of the datasets bucket under {spec.dataset_prefix} "
+                f'ending in "/", such as "{spec.dataset_example}", holding {spec.dataset_holds}; '
+                "got ' & $string($states.input.dataset)"
+            ),
+        )
+        invalid_hyperparameters = fail(
+            "InvalidHyperparameters",
+            "InvalidHyperparameters",
+            f"hyperparameters must be an object of {type_text} values named among: "
+            + ", ".join(spec.hyperparameter_names)
+            + booleans_text,
+        )
+        invalid_base_model = fail(
+            "InvalidBaseModel",
+            "InvalidBaseModel",
+            f"baseModel must be a Hugging Face model id such as '{spec.base_model_example}'",
+        )
+        hyperparameters_valid = hyperparameters_are_valid(
+            spec.hyperparameter_names, types=types, booleans=spec.boolean_hyperparameters
+        )
+        validate = (
+            sfn.Choice.jsonata(scope, "ValidateInput", state_name="Validate input")
+            .when(sfn.Condition.jsonata(jsonata(f"$not({INPUT_IS_AN_OBJECT})")), invalid_input)
+            .when(
+                sfn.Condition.jsonata(jsonata(f"$not({dataset_is_valid(spec.dataset_prefix)})")),
+                invalid_dataset,
+            )
+            .when(
+                sfn.Condition.jsonata(jsonata(f"$not({hyperparameters_valid})")),
+                invalid_hyperparameters,
+            )
+            .when(
+                sfn.Condition.jsonata(jsonata(f"$not({BASE_MODEL_IS_VALID})")), invalid_base_model
+            )
+        )
+        prepare = sfn.Pass.jsonata(
+            scope,
+            "PrepareJob",
+            state_name="Prepare training job",
+            assign={
+                "jobName": jsonata(job_name_expression(spec.job_name_prefix)),
+                "dataset": jsonata("$states.input.dataset"),
+                "hyperparameters": jsonata(
+                    hyperparameters_expression(
+                        spec.hyperparameter_defaults,
+                        base_model=spec.base_model,
+                        fixed={
+                            "sagemaker_program": spec.program,
+                            "sagemaker_submit_directory": self.code.s3_object_url,
+                            "sagemaker_region": stack.region,
+                            "sagemaker_container_log_level": "20",
+                            **spec.fixed_hyperparameters,
+                        },
+                    )
+                ),
+            },
+        )
+        # CallAwsService cannot wait for a job and the L2 SageMakerCreateTrainingJob has no spot,
+        # checkpoint, wait-time or inter-container-encryption fields: the optimized .sync
+        # integration written out.
+        train = sfn.CustomState(
+            scope,
+            "Train",
+            state_json={
+                "Type": "Task",
+                "Comment": "Runs the training job and waits for it to end",
+                "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createTrainingJob.sync",
+                "Arguments": self._training_job_arguments(config),
+                "Assign": {
+                    "modelDataUrl": jsonata("$states.result.ModelArtifacts.S3ModelArtifacts")
+                },
+            },
+        )
+        train.add_catch(
+            fail("TrainingFailed", jsonata("$states.input.Error"), jsonata(TRAINING_FAILURE_CAUSE)),
+            errors=["States.ALL"],
+        )
+        record = tasks.CallAwsService.jsonata(
+            scope,
+            "RecordModel",
+            state_name="Record model artifact",
+            service="ssm",
+            action="putParameter",
+            iam_resources=[parameter_arn],
+            parameters={
+                "Name": parameter_name,
+                "Value": jsonata("$modelDataUrl"),
+                "Type": "String",
+                "Overwrite": True,
+                "Description": jsonata(f"'{spec.title} model archive of training job ' & $jobName"),
+            },
+            outputs={
+                "trainingJobName": jsonata("$jobName"),
+                "modelDataUrl": jsonata("$modelDataUrl"),
+                "modelDataUrlParameter": parameter_name,
+            },
+        )
+        record.add_catch(
+            fail(
+                "RecordFailed",
+                jsonata("$states.input.Error"),
+                jsonata(
+                    f"'training job ' & $jobName & ' wrote ' & $modelDataUrl & ' but it could not "
+                    f"be recorded in {parameter_name}: ' & $string($states.input.Cause)"
+                ),
+            ),
+            errors=["States.ALL"],
+        )
+        definition = validate.otherwise(prepare.next(train).next(record))
+
+        role = iam.Role(
+            stack,
+            self._id("WorkflowRole"),
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description=f"Atelier {config.stage}: runs {spec.title} training jobs and records "
+            "the model",
+        )
+        policies = self._grant_workflow_role(role, parameter_arn=parameter_arn)
+        hours = spec.max_wait_hours if spec.use_spot else spec.max_runtime_hours
+        return observed_state_machine(
+            stack,
+            self._id("Training"),
+            config=config,
+            name=config.resource_name(f"{spec.name}-training"),
+            comment=spec.comment,
+            definition=definition,
+            role=role,
+            policies=policies,
+            # The job's own limit plus time to start instances and upload the model.
+            timeout=Duration.hours(hours + 2),
+            policy_prefix=self._id("Workflow"),
+        )
+
+    def _grant_workflow_role(self, role: iam.Role, *, parameter_arn: str) -> list[iam.Policy]:
+        stack, spec = self.stack, self.spec
+        jobs = (
+            f"arn:{Aws.PARTITION}:sagemaker:{stack.region}:{stack.account}:"
+            f"training-job/{spec.job_name_prefix}-*"
+        )
+        tasks_policy = iam.Policy(
+            stack,
+            self._id("WorkflowPolicy"),
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=[
+                        "sagemaker:AddTags",
+                        "sagemaker:CreateTrainingJob",
+                        "sagemaker:DescribeTrainingJob",
+                        "sagemaker:ListTags",
+                        "sagemaker:StopTrainingJob",
+                    ],
+                    resources=[jobs],
+                ),
+                iam.PolicyStatement(
+                    actions=["iam:PassRole"],
+                    resources=[self.execution_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(
+                    actions=["events:DescribeRule", "events:PutRule", "events:PutTargets"],
+                    resources=[
+                        f"arn:{Aws.PARTITION}:events:{stack.region}:{stack.account}:"
+                        f"rule/{SYNC_EVENTS_RULE}"
+                    ],
+                ),
+                iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[parameter_arn]),
+            ],
+        )
+        acknowledge(
+            tasks_policy,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:training-job/{spec.job_name_prefix}-*]",
+            "Training jobs get a new name per run (prefix, time, random suffix), so the "
+            "workflow may create, watch and stop only jobs whose names carry this prefix.",
+        )
+        return [tasks_policy]

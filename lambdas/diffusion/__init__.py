@@ -1,0 +1,1 @@
+"""Stable Diffusion behind SageMaker endpoints: `POST /generations` and `POST /styling`."""

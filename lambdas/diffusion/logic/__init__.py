@@ -1,0 +1,1 @@
+"""Domain logic of generation and styling: no AWS event shapes, no boto3."""
