@@ -6,10 +6,20 @@ synthesized regexes against lines made here, so the two cannot drift apart.
 
 from __future__ import annotations
 
-import math
+# The line format is shared by every training script; these names stay importable from here.
+from metric_lines import METRIC_TAG, format_value, metric_line
 
-# Every metric line starts with this tag, so a grep of the job's log finds them all.
-METRIC_TAG = "[metric]"
+__all__ = [
+    "BATCH_LOSS",
+    "EPOCH_METRICS",
+    "METRIC_TAG",
+    "TRAIN_LOSS",
+    "VALIDATION_EXACT_MATCH",
+    "VALIDATION_LOSS",
+    "attribute_metric_name",
+    "format_value",
+    "metric_line",
+]
 
 
 # Names of the metrics the script logs, in the order a reader meets them.
@@ -18,23 +28,6 @@ TRAIN_LOSS = "train_loss"
 VALIDATION_LOSS = "validation_loss"
 VALIDATION_EXACT_MATCH = "validation_exact_match"
 EPOCH_METRICS = (TRAIN_LOSS, VALIDATION_LOSS, VALIDATION_EXACT_MATCH)
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.6g}"
-
-
-def metric_line(**values: float | int | str) -> str:
-    """`[metric] epoch=1 train_loss=0.25 ...`: keys in the order given, floats in `format_value`."""
-    parts = [
-        f"{key}={format_value(value) if isinstance(value, float) else value}"
-        for key, value in values.items()
-    ]
-    return " ".join([METRIC_TAG, *parts])
 
 
 def attribute_metric_name(attribute: str) -> str:

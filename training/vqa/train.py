@@ -25,7 +25,6 @@ if __package__ in (None, ""):
 import argparse
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -40,6 +39,19 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from PIL import Image
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
+from checkpoint_dirs import (
+    atomic_checkpoint,
+    checkpoint_name,
+    complete_checkpoints,
+    restore_newest,
+)
+from sagemaker_job import (
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    write_failure,
+)
 from vqa.inference import LoadedModel, answer_prompts, build_prompt, check_image_placeholders
 from vqa.metrics import (
     BATCH_LOSS,
@@ -55,7 +67,6 @@ LOG = logging.getLogger("vqa.train")
 DEFAULT_BASE_MODEL = "Salesforce/blip2-flan-t5-xl"
 ROWS_FILE = "rows.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_PREFIX = "step-"
 SUMMARY_FILE = "training_summary.json"
 PRECISIONS = ("auto", "fp32", "bf16", "8bit")
 _HERE = Path(__file__).resolve().parent
@@ -68,44 +79,6 @@ class TrainingError(RuntimeError):
 
 # --------------------------------------------------------------------------------------------
 # Arguments
-
-
-def _bool(value: str) -> bool:
-    # SageMaker passes every hyperparameter as a string.
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0 or not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}")
-    return number
-
-
-def _fraction(value: str) -> float:
-    number = float(value)
-    if not 0 <= number < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value!r}")
-    return number
 
 
 def _module_list(value: str) -> list[str]:
@@ -128,29 +101,29 @@ def parse_args(
     parser.add_argument(
         "--base_model", default=env.get("SM_CHANNEL_BASE_MODEL", DEFAULT_BASE_MODEL)
     )
-    parser.add_argument("--epochs", type=_positive_int, default=10)
-    parser.add_argument("--batch_size", type=_positive_int, default=4)
-    parser.add_argument("--eval_batch_size", type=_positive_int, default=8)
-    parser.add_argument("--learning_rate", type=_positive_float, default=1e-4)
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--batch_size", type=positive_int, default=4)
+    parser.add_argument("--eval_batch_size", type=positive_int, default=8)
+    parser.add_argument("--learning_rate", type=positive_float, default=1e-4)
     parser.add_argument("--weight_decay", type=float, default=0.0)
-    parser.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1)
-    parser.add_argument("--max_grad_norm", type=_positive_float, default=1.0)
-    parser.add_argument("--lora_r", type=_positive_int, default=8)
-    parser.add_argument("--lora_alpha", type=_positive_int, default=32)
-    parser.add_argument("--lora_dropout", type=_fraction, default=0.05)
+    parser.add_argument("--gradient_accumulation_steps", type=positive_int, default=1)
+    parser.add_argument("--max_grad_norm", type=positive_float, default=1.0)
+    parser.add_argument("--lora_r", type=positive_int, default=8)
+    parser.add_argument("--lora_alpha", type=positive_int, default=32)
+    parser.add_argument("--lora_dropout", type=fraction, default=0.05)
     parser.add_argument("--lora_target_modules", type=_module_list, default=["q", "v"])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
-    parser.add_argument("--max_answer_tokens", type=_positive_int, default=16)
+    parser.add_argument("--max_answer_tokens", type=positive_int, default=16)
     parser.add_argument(
         "--checkpoint_steps",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         help="checkpoint every N optimizer steps as well as after each epoch (0: epochs only)",
     )
-    parser.add_argument("--keep_checkpoints", type=_positive_int, default=2)
-    parser.add_argument("--log_every_steps", type=_positive_int, default=10)
-    parser.add_argument("--dataloader_workers", type=_non_negative_int, default=None)
+    parser.add_argument("--keep_checkpoints", type=positive_int, default=2)
+    parser.add_argument("--log_every_steps", type=positive_int, default=10)
+    parser.add_argument("--dataloader_workers", type=non_negative_int, default=None)
     parser.add_argument(
         "--train_dir", type=Path, default=env.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train")
     )
@@ -386,37 +359,25 @@ def save_checkpoint(
 ) -> Path:
     # Written under a temporary name and renamed: a job killed mid-write leaves no half
     # checkpoint that a restart would try to load.
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{CHECKPOINT_PREFIX}{progress.optimizer_steps:09d}"
-    partial = directory / f".partial-{final.name}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    torch.save(
-        {
-            "trainable": trainable_state(model),
-            "optimizer": optimizer.state_dict(),
-            "progress": asdict(progress),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        partial / CHECKPOINT_FILE,
-    )
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    for old in checkpoints(directory)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    with atomic_checkpoint(
+        directory, progress.optimizer_steps, marker=CHECKPOINT_FILE, keep=keep
+    ) as partial:
+        torch.save(
+            {
+                "trainable": trainable_state(model),
+                "optimizer": optimizer.state_dict(),
+                "progress": asdict(progress),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            partial / CHECKPOINT_FILE,
+        )
+    return directory / checkpoint_name(progress.optimizer_steps)
 
 
 def checkpoints(directory: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
-    if not directory.is_dir():
-        return []
-    return sorted(
-        path
-        for path in directory.iterdir()
-        if path.name.startswith(CHECKPOINT_PREFIX) and (path / CHECKPOINT_FILE).is_file()
-    )
+    return complete_checkpoints(directory, CHECKPOINT_FILE)
 
 
 def restore_checkpoint(
@@ -424,30 +385,30 @@ def restore_checkpoint(
 ) -> Progress | None:
     """Load the newest readable checkpoint; an unreadable one (a sync cut short) is skipped."""
     expected = {name for name, p in model.named_parameters() if p.requires_grad}
-    for path in reversed(checkpoints(directory)):
-        try:
-            state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-            if set(state["trainable"]) != expected:
-                raise ValueError("its trainable parameters differ from this run's LoRA setup")
-            model.load_state_dict(state["trainable"], strict=False)
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            if torch.cuda.is_available() and state["cuda_rng"]:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            progress = Progress(**state["progress"])
-        # Any unreadable checkpoint (a sync cut short, an older format) means "try an older one".
-        except Exception as error:
-            LOG.warning("checkpoint %s is unusable (%s); trying an older one", path, error)
-            continue
-        LOG.info(
-            "resuming from %s: epoch %d, batch %d, %d optimizer steps done",
-            path,
-            progress.epoch,
-            progress.batch_in_epoch,
-            progress.optimizer_steps,
-        )
-        return progress
-    return None
+
+    def load(path: Path) -> Progress:
+        state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        if set(state["trainable"]) != expected:
+            raise ValueError("its trainable parameters differ from this run's LoRA setup")
+        model.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return Progress(**state["progress"])
+
+    restored = restore_newest(directory, CHECKPOINT_FILE, load)
+    if restored is None:
+        return None
+    path, progress = restored
+    LOG.info(
+        "resuming from %s: epoch %d, batch %d, %d optimizer steps done",
+        path,
+        progress.epoch,
+        progress.batch_in_epoch,
+        progress.optimizer_steps,
+    )
+    return progress
 
 
 # --------------------------------------------------------------------------------------------
@@ -773,19 +734,11 @@ def run_with_args(args: argparse.Namespace) -> int:
         summary = main(args)
     except TrainingError as error:
         LOG.error("%s", error)
-        _write_failure(args.failure_file, str(error))
+        write_failure(args.failure_file, str(error))
         return 1
     if summary["stopped_reason"]:
         LOG.warning("model saved from the last good step: %s", summary["stopped_reason"])
     return 0
-
-
-def _write_failure(path: Path, message: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(message[:1000], encoding="utf-8")
-    except OSError:
-        LOG.warning("could not write the failure reason to %s", path)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""What every training script needs from SageMaker's side of the job (`vqa.train`,
+`dreambooth.train`): hyperparameter types, tolerance for SageMaker's own keys, and the failure
+file.
+
+SageMaker passes each hyperparameter as `--name value` with the value a string, so booleans and
+"no value" need parsing here rather than `type=bool`. The job's `FailureReason` is whatever the
+script wrote to `/opt/ml/output/failure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+LOG = logging.getLogger("sagemaker_job")
+
+# Keys SageMaker itself may add to the hyperparameters (sagemaker_program,
+# sagemaker_submit_directory, sagemaker_region, ...): accepted and ignored.
+SAGEMAKER_KEY_PREFIX = "--sagemaker_"
+# SageMaker shows at most this much of the failure file as the job's FailureReason.
+FAILURE_REASON_LIMIT = 1000
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+_UNSET = ("", "none", "null")
+
+
+def boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def optional_positive_int(value: str) -> int | None:
+    """A positive integer, or unset when SageMaker sends `None`, `none` or an empty string."""
+    if value.strip().lower() in _UNSET:
+        return None
+    return positive_int(value)
+
+
+def non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number, got {value!r}")
+    return number
+
+
+def fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value!r}")
+    return number
+
+
+def parse_ignoring_sagemaker_keys(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """`parser.parse_args`, except that `--sagemaker_<key> [value]` pairs are dropped; any other
+    unknown argument still fails with argparse's `unrecognized arguments` (exit code 2)."""
+    args, extras = parser.parse_known_args(argv)
+    unknown: list[str] = []
+    index = 0
+    while index < len(extras):
+        token = extras[index]
+        index += 1
+        if token.startswith(SAGEMAKER_KEY_PREFIX):
+            if "=" not in token and index < len(extras) and not extras[index].startswith("--"):
+                index += 1  # its value
+            continue
+        unknown.append(token)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def write_failure(path: Path, message: str) -> None:
+    """Record why the job failed where SageMaker looks for it; never raises."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(message[:FAILURE_REASON_LIMIT], encoding="utf-8")
+    except OSError:
+        LOG.warning("could not write the failure reason to %s", path)
