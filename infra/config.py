@@ -101,9 +101,12 @@ MAX_PRESIGNED_URL_SECONDS = 3600
 # (4 MiB at most, see MAX_API_IMAGE_BYTES).
 DIFFUSION_MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
 DIFFUSION_MAX_PROMPT_CHARACTERS = 2000
-DIFFUSION_MAX_IMAGES_PER_REQUEST = 8
-DIFFUSION_MAX_STEPS = 150
-DIFFUSION_MAX_GUIDANCE_SCALE = 50.0
+# The endpoints' handlers refuse more (training/dreambooth/inference.py,
+# training/styling/inference.py).
+DIFFUSION_MAX_IMAGES_PER_REQUEST = 4
+DIFFUSION_MAX_STEPS = 100
+DIFFUSION_MAX_GUIDANCE_SCALE = 20.0
+DIFFUSION_MAX_GENERATION_SIDE = 1024
 # The styling handler works at one of these square sizes (training/styling/inference.py).
 STYLING_IMAGE_LENGTHS = (512, 768)
 
@@ -1352,13 +1355,16 @@ def _parse_images(reader: _Reader) -> ImagesConfig:
     )
 
 
-_DIFFUSION_SIDE_TEXT = "expected a multiple of 8 from 64 to 2048 (Stable Diffusion's latent grid)"
+_DIFFUSION_SIDE_TEXT = (
+    f"expected a multiple of 8 from 64 to {DIFFUSION_MAX_GENERATION_SIDE} (Stable Diffusion's "
+    "latent grid; the text-to-image endpoint generates no larger side)"
+)
 
 
 @_expects(_DIFFUSION_SIDE_TEXT)
 def _diffusion_side(key: str, value: Any) -> int:
     is_whole = isinstance(value, int) and not isinstance(value, bool)
-    if not is_whole or not 64 <= value <= 2048 or value % 8:
+    if not is_whole or not 64 <= value <= DIFFUSION_MAX_GENERATION_SIDE or value % 8:
         raise ConfigError(f"{key} = {_show(value)} is not valid; {_DIFFUSION_SIDE_TEXT}")
     side: int = value
     return side
@@ -1387,7 +1393,10 @@ def _parse_diffusion(reader: _Reader) -> DiffusionConfig:
         ),
         min_side=reader.get("min_side", _diffusion_side),
         max_side=reader.get("max_side", _diffusion_side),
-        max_pixels=reader.get("max_pixels", _int_between(64 * 64, 2048 * 2048)),
+        max_pixels=reader.get(
+            "max_pixels",
+            _int_between(64 * 64, DIFFUSION_MAX_GENERATION_SIDE * DIFFUSION_MAX_GENERATION_SIDE),
+        ),
         default_size=reader.get("default_size", _diffusion_side),
         default_steps=reader.get("default_steps", _int_between(1, DIFFUSION_MAX_STEPS)),
         max_steps=reader.get("max_steps", _int_between(1, DIFFUSION_MAX_STEPS)),

@@ -95,7 +95,7 @@ def service() -> DiffusionService:
 @app.post(
     "/generations",
     summary="Generate images with the DreamBooth-tuned Stable Diffusion endpoint",
-    description="Generates 1-8 images from a prompt on the text-to-image endpoint, stores them as "
+    description="Generates 1-4 images from a prompt on the text-to-image endpoint, stores them as "
     "JPEG in the results bucket and returns a presigned GET URL for each. API Gateway answers "
     "504 after 29 seconds (the images may still be stored under the request's folder): ask for "
     "fewer images or steps when that happens.",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from shared.models.diffusion import (
     DEFAULT_NUMBER_OF_IMAGES,
+    MAX_GENERATION_BATCH_PIXELS,
     SIZE_MULTIPLE,
     DiffusionSettings,
     GenerationRequest,
@@ -57,6 +58,15 @@ def resolve_generation(
     width = request.width if request.width is not None else settings.default_size
     height = request.height if request.height is not None else settings.default_size
     check_size(width, height, settings)
+    # The endpoint's own budget for a whole request (training/dreambooth/inference.py).
+    count = sampling.number_of_images
+    if width * height * count > MAX_GENERATION_BATCH_PIXELS:
+        raise RequestError(
+            "unsupported_size",
+            f"{count} images of {width}x{height} are {width * height * count:,} pixels; the "
+            f"endpoint generates at most {MAX_GENERATION_BATCH_PIXELS:,} per request (four "
+            "768x768 images): lower numImages, width or height",
+        )
     return GenerationJob(sampling=sampling, width=width, height=height)
 
 

@@ -36,9 +36,16 @@ MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
 STYLING_IMAGE_LENGTHS: tuple[int, ...] = (512, 768)
 # Stable Diffusion's VAE downsamples by 8: width and height must be multiples of it.
 SIZE_MULTIPLE = 8
-MAX_IMAGES_PER_REQUEST = 8
-MAX_STEPS = 150
-MAX_GUIDANCE_SCALE = 50.0
+# The endpoints' handlers refuse more (training/dreambooth/inference.py and
+# training/styling/inference.py: MAX_IMAGES_PER_PROMPT, MAX_INFERENCE_STEPS, MAX_GUIDANCE_SCALE,
+# MAX_SIDE, MAX_BATCH_PIXELS), so no stage may allow more either.
+MAX_IMAGES_PER_REQUEST = 4
+MAX_STEPS = 100
+MAX_GUIDANCE_SCALE = 20.0
+MAX_GENERATION_SIDE = 1024
+# Width x height x images of one text-to-image request: four 768 px images, what a 16 GB T4
+# holds in float16.
+MAX_GENERATION_BATCH_PIXELS = 4 * 768 * 768
 MAX_PROMPT_CHARACTERS = 2000
 # torch.Generator.manual_seed takes any 64-bit value; numpy-based code takes 32 bits.
 MAX_SEED = 2**32 - 1
@@ -72,7 +79,7 @@ class DiffusionSettings(_Model):
         alias="maxImagesPerRequest", gt=0, le=MAX_IMAGES_PER_REQUEST
     )
     min_side: int = Field(alias="minSide", gt=0)
-    max_side: int = Field(alias="maxSide", gt=0)
+    max_side: int = Field(alias="maxSide", gt=0, le=MAX_GENERATION_SIDE)
     max_pixels: int = Field(alias="maxPixels", gt=0)
     default_size: int = Field(alias="defaultSize", gt=0)
     default_steps: int = Field(alias="defaultSteps", gt=0, le=MAX_STEPS)
@@ -129,8 +136,9 @@ class _DiffusionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompt: _PROMPT = Field(
-        description="What to draw. The text encoder reads about 77 tokens; longer prompts are "
-        "cut by the model. 1-2000 characters (the stage may allow fewer).",
+        description="What to draw. The text encoder reads 75 tokens (about 50-60 words); the "
+        "endpoint refuses a longer prompt (422) rather than cut it. 1-2000 characters (the "
+        "stage may allow fewer).",
     )
     negativePrompt: _PROMPT | None = Field(  # noqa: N815 - the API's JSON field names
         default=None,
@@ -142,7 +150,7 @@ class _DiffusionRequest(BaseModel):
         strict=True,
         ge=1,
         le=MAX_IMAGES_PER_REQUEST,
-        description="Images to generate, 1-8 (the stage may allow fewer; 1 when omitted).",
+        description="Images to generate, 1-4 (the stage may allow fewer; 1 when omitted).",
     )
     steps: int | None = Field(
         default=None,
@@ -184,7 +192,7 @@ class GenerationRequest(_DiffusionRequest):
     prompt: _PROMPT = Field(
         description="What to draw; name the subject with the identifier of its training prompt "
         "(e.g. 'a photo of riobugger cat on a beach'). 1-2000 characters (the stage may allow "
-        "fewer; the text encoder reads about 77 tokens).",
+        "fewer; the text encoder reads 75 tokens and the endpoint refuses a longer prompt).",
         examples=["a photo of riobugger cat wearing a red scarf, studio light"],
     )
     width: int | None = Field(
@@ -192,7 +200,8 @@ class GenerationRequest(_DiffusionRequest):
         strict=True,
         gt=0,
         description="Image width in pixels, a multiple of 8 within the stage's bounds (256-1024 "
-        "and at most 786,432 pixels in the shipped config); the stage's default when omitted.",
+        "and at most 786,432 pixels in the shipped config; width x height x numImages at most "
+        "2,359,296, four 768x768 images); the stage's default when omitted.",
         examples=[512],
     )
     height: int | None = Field(

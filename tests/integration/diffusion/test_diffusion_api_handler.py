@@ -434,7 +434,10 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
         ("/generations", generation_body(steps=0), "invalid_request", "steps"),
         ("/generations", generation_body(seed=-1), "invalid_request", "seed"),
         ("/generations", generation_body(quality="premium"), "invalid_request", "quality"),
-        ("/generations", generation_body(numImages=5), "too_many_images", "numImages"),
+        # 4 is both the shipped stage's limit and the endpoint's: the model refuses 5.
+        ("/generations", generation_body(numImages=5), "invalid_request", "numImages"),
+        ("/generations", generation_body(numImages=4, width=1024, height=768), "unsupported_size",
+         "numImages"),
         ("/generations", generation_body(steps=80), "too_many_steps", "steps"),
         ("/generations", generation_body(width=513), "unsupported_size", "width"),
         ("/generations", generation_body(width=1024, height=1024), "unsupported_size", "1024x1024"),

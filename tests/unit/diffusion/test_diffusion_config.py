@@ -52,6 +52,7 @@ def test_the_payload_facts_are_the_same_in_infra_and_in_the_function() -> None:
     assert infra_config.DIFFUSION_MAX_IMAGES_PER_REQUEST == models.MAX_IMAGES_PER_REQUEST
     assert infra_config.DIFFUSION_MAX_STEPS == models.MAX_STEPS
     assert infra_config.DIFFUSION_MAX_GUIDANCE_SCALE == models.MAX_GUIDANCE_SCALE
+    assert infra_config.DIFFUSION_MAX_GENERATION_SIDE == models.MAX_GENERATION_SIDE
     assert infra_config.STYLING_IMAGE_LENGTHS == models.STYLING_IMAGE_LENGTHS
 
 
@@ -74,18 +75,19 @@ def test_the_largest_image_fits_one_invoke_endpoint_body(context: dict[str, Any]
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"max_images_per_request": 9}, "diffusion.max_images_per_request = 9 is not valid"),
+        ({"max_images_per_request": 5}, "diffusion.max_images_per_request = 5 is not valid"),
         ({"max_prompt_characters": 2001}, "diffusion.max_prompt_characters = 2001 is not valid"),
         ({"min_side": 250}, "diffusion.min_side = 250 is not valid; expected a multiple of 8"),
-        ({"max_side": 4096}, "diffusion.max_side = 4096 is not valid"),
+        ({"max_side": 1032}, "diffusion.max_side = 1032 is not valid"),
         ({"default_size": True}, "diffusion.default_size = True is not valid"),
         ({"min_side": 1024, "max_side": 512}, "diffusion.min_side = 1024 is larger than"),
         ({"default_size": 1024}, "diffusion.default_size = 1024 makes 1,048,576 pixels"),
         ({"default_size": 128}, "diffusion.min_side = 256 is larger than diffusion.default_size"),
         ({"default_steps": 60}, "diffusion.default_steps = 60 is larger than"),
-        ({"max_steps": 151}, "diffusion.max_steps = 151 is not valid"),
-        ({"default_guidance_scale": 25}, "diffusion.default_guidance_scale = 25.0 is larger"),
-        ({"max_guidance_scale": 51}, "diffusion.max_guidance_scale = 51 is not valid"),
+        ({"max_steps": 101}, "diffusion.max_steps = 101 is not valid"),
+        ({"default_guidance_scale": 15, "max_guidance_scale": 10},
+         "diffusion.default_guidance_scale = 15.0 is larger"),
+        ({"max_guidance_scale": 21}, "diffusion.max_guidance_scale = 21 is not valid"),
         ({"image_lengths": [512, 1024]}, "diffusion.image_lengths[1] = 1024 is not valid"),
         ({"image_lengths": []}, "diffusion.image_lengths = [] is not valid"),
         ({"image_lengths": [512, 512]}, "diffusion.image_lengths = [512, 512] lists a length"),

@@ -13,6 +13,8 @@ from shared.models.errors import RequestError
 from tests.diffusion_support import settings
 
 SETTINGS = settings()
+# Below the endpoints' ceilings (4 images, guidance 20), so the stage's own limits apply.
+NARROW = settings(maxImagesPerRequest=3, maxGuidanceScale=12.0)
 
 
 def _generation(**fields: Any) -> GenerationRequest:
@@ -43,23 +45,23 @@ def test_given_settings_are_kept_and_no_seed_is_drawn() -> None:
         raise AssertionError("a given seed must not be replaced")
 
     request = _generation(
-        negativePrompt="blurry", numImages=4, steps=50, guidanceScale=20, seed=0, width=768,
+        negativePrompt="blurry", numImages=3, steps=50, guidanceScale=20, seed=0, width=768,
         height=1024,
     )  # fmt: skip
     job = resolve_generation(request, SETTINGS, random_seed=no_seed)
 
     assert (job.width, job.height) == (768, 1024)
     s = job.sampling
-    assert (s.number_of_images, s.steps, s.guidance_scale, s.seed) == (4, 50, 20.0, 0)
+    assert (s.number_of_images, s.steps, s.guidance_scale, s.seed) == (3, 50, 20.0, 0)
     assert s.negative_prompt == "blurry"
 
 
 @pytest.mark.parametrize(
     ("fields", "code", "words"),
     [
-        ({"numImages": 5}, "too_many_images", "numImages is 5; this stage allows at most 4"),
+        ({"numImages": 4}, "too_many_images", "numImages is 4; this stage allows at most 3"),
         ({"steps": 51}, "too_many_steps", "steps is 51; this stage allows at most 50"),
-        ({"guidanceScale": 20.5}, "guidance_too_high", "guidanceScale is 20.5; this stage"),
+        ({"guidanceScale": 12.5}, "guidance_too_high", "guidanceScale is 12.5; this stage"),
         ({"prompt": "x" * 1001}, "prompt_too_long", "prompt has 1001 characters"),
         ({"negativePrompt": "x" * 1001}, "prompt_too_long", "negativePrompt has 1001"),
         ({"width": 500}, "unsupported_size", "width is 500; it must be a multiple of 8"),
@@ -73,7 +75,7 @@ def test_a_request_beyond_the_stages_limits_names_the_field_and_the_limit(
     fields: dict[str, Any], code: str, words: str
 ) -> None:
     with pytest.raises(RequestError) as caught:
-        resolve_generation(_generation(**fields), SETTINGS, random_seed=lambda: 1)
+        resolve_generation(_generation(**fields), NARROW, random_seed=lambda: 1)
     assert caught.value.status == 400
     assert caught.value.code == code
     assert words in caught.value.message
