@@ -25,18 +25,12 @@ from infra.constructs.publishing import publish_names
 from infra.constructs.sagemaker_endpoint import SageMakerEndpoint
 from infra.stacks.data import DataStack
 
-# The Hugging Face inference toolkit's settings for the VQA model. One worker: a second copy of a
-# 4-billion-parameter model would not leave the GPU room to answer. The endpoint runs network
-# isolated, so the Hub must never be asked for anything: the archive carries the model and code.
-VQA_INFERENCE_ENVIRONMENT = {
-    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-    "HF_HUB_OFFLINE": "1",
-}
-# The same for the Stable Diffusion endpoints: one worker per GPU, because a second copy of the
-# pipeline would double the GPU memory and both would take turns on the one GPU anyway; offline,
-# because the archive carries every pipeline component (and CLIPSeg) and the code.
-DIFFUSION_INFERENCE_ENVIRONMENT = {
+# The Hugging Face inference toolkit's settings for every endpoint here. One worker per GPU: a
+# second copy of a 4-billion-parameter BLIP-2 or of a Stable Diffusion pipeline would not leave
+# the GPU room to answer, and both copies would take turns on the one GPU anyway. The endpoints
+# run network isolated, so the Hub must never be asked for anything: each archive carries its
+# model (every pipeline component, and CLIPSeg for styling) and its code.
+INFERENCE_ENVIRONMENT = {
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
     "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
     "HF_HUB_OFFLINE": "1",
@@ -85,7 +79,7 @@ class HostingStack(Stack):
             hosting=config.vqa.hosting,
             config_key="vqa.hosting",
             endpoint_name=config.attribute_endpoint_name,
-            environment=VQA_INFERENCE_ENVIRONMENT,
+            environment=INFERENCE_ENVIRONMENT,
             what="VQA attribute model",
             alarm_label="VQA endpoint",
         )
@@ -95,7 +89,7 @@ class HostingStack(Stack):
             hosting=config.dreambooth.hosting,
             config_key="dreambooth.hosting",
             endpoint_name=config.generation_endpoint_name,
-            environment=DIFFUSION_INFERENCE_ENVIRONMENT,
+            environment=INFERENCE_ENVIRONMENT,
             what="DreamBooth text-to-image model",
             alarm_label="DreamBooth text-to-image endpoint",
         )
@@ -105,7 +99,7 @@ class HostingStack(Stack):
             hosting=config.styling.hosting,
             config_key="styling.hosting",
             endpoint_name=config.styling_endpoint_name,
-            environment=DIFFUSION_INFERENCE_ENVIRONMENT,
+            environment=INFERENCE_ENVIRONMENT,
             what="CLIPSeg + inpainting styling model",
             alarm_label="styling endpoint",
         )

@@ -11,8 +11,31 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from shared.models.errors import AtelierError, DependencyError
+
+# The schema of every error body, as the OpenAPI documents of the APIs show it.
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "retryAfterSeconds": {"type": "integer"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def error_doc(description: str) -> OpenAPIResponse:
+    """An error status's entry in a route's OpenAPI `responses`."""
+    return {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
 
 
 def json_response(

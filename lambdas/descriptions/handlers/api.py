@@ -30,6 +30,7 @@ from descriptions.handlers.wiring import build_pipeline
 from descriptions.logic.pipeline import DescriptionJob, DescriptionPipeline
 from shared.api_responses import (
     atelier_error_response,
+    error_doc,
     invalid_request_response,
     no_route_response,
 )
@@ -39,25 +40,6 @@ from shared.retry import Deadline
 
 # Left for answering and logging after the last dependency call.
 RESPONSE_MARGIN_SECONDS = 1.5
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "retryAfterSeconds": {"type": "integer"},
-            },
-            "required": ["code", "message"],
-        }
-    },
-    "required": ["error"],
-}
-
-
-def _error_response(description: str) -> OpenAPIResponse:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
 
 
 _DESCRIPTION_RESPONSE: OpenAPIResponse = {
@@ -81,10 +63,10 @@ def pipeline() -> DescriptionPipeline:
     "language, checks it against the attributes, stores it and returns it.",
     responses={
         200: _DESCRIPTION_RESPONSE,
-        400: _error_response("The request is wrong; the message says what to change"),
-        413: _error_response("The image is larger than the configured limit"),
-        502: _error_response("A model failed on this request; retrying will not help"),
-        503: _error_response("A model is throttled or unavailable; retry after the hint"),
+        400: error_doc("The request is wrong; the message says what to change"),
+        413: error_doc("The image is larger than the configured limit"),
+        502: error_doc("A model failed on this request; retrying will not help"),
+        503: error_doc("A model is throttled or unavailable; retry after the hint"),
     },
     tags=["descriptions"],
 )
@@ -110,8 +92,8 @@ def create_description(request: Annotated[DescribeRequest, Body()]) -> dict[str,
     summary="Read a product's current description",
     responses={
         200: _DESCRIPTION_RESPONSE,
-        400: _error_response("The product id is not valid"),
-        404: _error_response("No description is stored for this product"),
+        400: error_doc("The product id is not valid"),
+        404: error_doc("No description is stored for this product"),
     },
     tags=["descriptions"],
 )

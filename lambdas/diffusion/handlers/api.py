@@ -25,6 +25,7 @@ from diffusion.logic.service import DiffusionService
 from images.logic.keys import is_valid_request_id
 from shared.api_responses import (
     atelier_error_response,
+    error_doc,
     invalid_request_response,
     no_route_response,
 )
@@ -39,25 +40,6 @@ from shared.retry import Deadline
 
 # Left for storing up to eight JPEGs and a mask and answering after the last endpoint attempt.
 RESPONSE_MARGIN_SECONDS = 3.0
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "retryAfterSeconds": {"type": "integer"},
-            },
-            "required": ["code", "message"],
-        }
-    },
-    "required": ["error"],
-}
-
-
-def _error_response(description: str) -> OpenAPIResponse:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
 
 
 def _responses(answer: type[GenerationAnswer | StylingAnswer]) -> dict[int, OpenAPIResponse]:
@@ -66,17 +48,17 @@ def _responses(answer: type[GenerationAnswer | StylingAnswer]) -> dict[int, Open
             "description": "The stored images and their presigned URLs",
             "content": {"application/json": {"model": answer}},
         },
-        400: _error_response("The request is wrong; the message says what to change"),
-        409: _error_response(
+        400: error_doc("The request is wrong; the message says what to change"),
+        409: error_doc(
             "The endpoint is not deployed; the message names the config key that deploys it"
         ),
-        413: _error_response(
+        413: error_doc(
             "An image is too large (inline: upload it and pass its key; any: send a smaller one)"
         ),
-        422: _error_response("The endpoint's handler refused the request; the message says why"),
-        502: _error_response("The endpoint or a store failed on this request; retrying won't help"),
-        503: _error_response("The endpoint or a store is throttled or unavailable; retry later"),
-        504: _error_response(
+        422: error_doc("The endpoint's handler refused the request; the message says why"),
+        502: error_doc("The endpoint or a store failed on this request; retrying won't help"),
+        503: error_doc("The endpoint or a store is throttled or unavailable; retry later"),
+        504: error_doc(
             "The endpoint did not answer in time: ask for fewer images, fewer steps or a smaller "
             "size"
         ),

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -24,6 +23,7 @@ from images.logic.keys import is_valid_request_id
 from images.logic.service import ImageService
 from shared.api_responses import (
     atelier_error_response,
+    error_doc,
     invalid_request_response,
     no_route_response,
 )
@@ -33,25 +33,6 @@ from shared.retry import Deadline
 
 # Left for storing up to five PNGs and answering after the last Titan attempt.
 RESPONSE_MARGIN_SECONDS = 3.0
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "retryAfterSeconds": {"type": "integer"},
-            },
-            "required": ["code", "message"],
-        }
-    },
-    "required": ["error"],
-}
-
-
-def _error_response(description: str) -> OpenAPIResponse:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
 
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -75,13 +56,13 @@ def service() -> ImageService:
             "description": "The stored images",
             "content": {"application/json": {"model": GeneratedImages}},
         },
-        400: _error_response("The request is wrong; the message says what to change"),
-        409: _error_response(
+        400: error_doc("The request is wrong; the message says what to change"),
+        409: error_doc(
             "No customized model is provisioned, or the recorded one is gone: provision first"
         ),
-        422: _error_response("Titan's content filters refused the prompt or its images"),
-        502: _error_response("Titan or the store failed on this request; retrying will not help"),
-        503: _error_response("Titan or a store is throttled or unavailable; retry after the hint"),
+        422: error_doc("Titan's content filters refused the prompt or its images"),
+        502: error_doc("Titan or the store failed on this request; retrying will not help"),
+        503: error_doc("Titan or a store is throttled or unavailable; retry after the hint"),
     },
     tags=["images"],
 )
