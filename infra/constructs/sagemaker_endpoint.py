@@ -37,7 +37,10 @@ ALARM_PERIOD = Duration.minutes(5)
 
 def endpoint_arn(stack: Stack, endpoint_name: str) -> str:
     """The ARN IAM checks for `endpoint_name` (SageMaker lowercases names in ARNs; IAM does not)."""
-    return f"arn:aws:sagemaker:{stack.region}:{stack.account}:endpoint/{endpoint_name.lower()}"
+    return (
+        f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:"
+        f"endpoint/{endpoint_name.lower()}"
+    )
 
 
 def grant_invoke_endpoint(

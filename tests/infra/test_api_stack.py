@@ -354,7 +354,7 @@ def test_functions_may_invoke_exactly_their_endpoint_and_model(
     app, config = synthesized_apps[stage], _config(stage)
     template = app.template("-api")
     assert _resources_for(app, template, function, "sagemaker:InvokeEndpoint") == {
-        f"arn:aws:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/atelier-{stage}-vqa"
+        f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/atelier-{stage}-vqa"
     }
     assert _resources_for(app, template, function, "bedrock:InvokeModel") == (
         _expected_model_arns(config)

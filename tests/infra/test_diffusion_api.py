@@ -159,7 +159,7 @@ def test_the_function_may_invoke_exactly_the_two_endpoints(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     app = synthesized_apps[stage]
-    endpoint = "arn:aws:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/"
+    endpoint = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/"
     assert _granted(app, "sagemaker:InvokeEndpoint") == {
         f"{endpoint}atelier-{stage}-dreambooth",
         f"{endpoint}atelier-{stage}-styling",

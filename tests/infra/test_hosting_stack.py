@@ -169,7 +169,7 @@ def test_the_api_may_invoke_the_hosted_endpoint_and_does_not_depend_on_it(
         for function in ("ApiFunction", "UploadsFunction"):
             (statement,) = statements_granting(template, function, "sagemaker:InvokeEndpoint")
             assert render(statement["Resource"]) == (
-                "arn:aws:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/atelier-dev-vqa"
+                "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/atelier-dev-vqa"
             )
     artifacts = assembly_artifacts(variant_app)
     # Destroying the hosting stack (to stop the GPU bill) must not take the API with it.

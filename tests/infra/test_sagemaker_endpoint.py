@@ -167,7 +167,7 @@ def test_grant_invoke_names_the_endpoint_without_a_cross_stack_reference(
     assert statement["Action"] == "sagemaker:InvokeEndpoint"
     # Lowercased: SageMaker lowercases names in ARNs and IAM compares them case-sensitively.
     assert render(statement["Resource"]) == (
-        "arn:aws:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/shop-vqa"
+        "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/shop-vqa"
     )
     assert "Outputs" not in hosting or not any(
         "Export" in output for output in hosting["Outputs"].values()
