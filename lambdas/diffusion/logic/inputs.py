@@ -101,11 +101,27 @@ def _inspect(field: str, data: bytes, settings: DiffusionSettings) -> ImageInfo:
         ) from None
 
 
+# The styling endpoint accepts a mask of the photo's proportions within this tolerance and
+# resizes it (training/styling/inference.py, ASPECT_TOLERANCE).
+MASK_ASPECT_TOLERANCE = 0.01
+
+
 def check_mask_matches(image: CheckedImage, mask: CheckedImage) -> None:
-    """A caller's mask covers the photo pixel for pixel: a different size is a mistake."""
-    if (mask.info.width, mask.info.height) != (image.info.width, image.info.height):
+    """Refuse, before the GPU is paid for, a mask that cannot cover the photo.
+
+    The sizes read here are the stored ones. The endpoint first turns both images upright by
+    their EXIF orientation, so a mask drawn on a phone photo as it is displayed has the stored
+    size turned a quarter: that may match, and the endpoint decides. A mask whose proportions
+    match the photo's neither way cannot.
+    """
+    photo = image.info.width / image.info.height
+    drawn = mask.info.width / mask.info.height
+    if not any(
+        abs(drawn / proportions - 1) <= MASK_ASPECT_TOLERANCE for proportions in (photo, 1 / photo)
+    ):
         raise RequestError(
             "mask_size_mismatch",
             f"mask is {mask.info.width}x{mask.info.height} px but image is "
-            f"{image.info.width}x{image.info.height} px; the mask must have the photo's size",
+            f"{image.info.width}x{image.info.height} px; the mask must have the photo's size "
+            "(or its proportions) as the photo is displayed",
         )

@@ -103,12 +103,12 @@ def test_product_photos_awaiting_description_may_be_restyled() -> None:
     assert is_input_key("styling/2026/look.png")
 
 
-def test_a_mask_of_another_size_is_refused() -> None:
+def test_a_mask_of_other_proportions_is_refused() -> None:
     uploads = FakeInputImages({"styling/photo.jpg": photo_bytes((96, 64))})
     photo = read_input("image", InputImage(key="styling/photo.jpg"), SETTINGS, uploads)
-    mask = read_input("mask", InputImage(base64=b64(mask_bytes((64, 96)))), SETTINGS, uploads)
+    mask = read_input("mask", InputImage(base64=b64(mask_bytes((80, 64)))), SETTINGS, uploads)
 
-    with pytest.raises(RequestError, match="mask is 64x96 px but image is 96x64 px"):
+    with pytest.raises(RequestError, match="mask is 80x64 px but image is 96x64 px"):
         check_mask_matches(photo, mask)
     same = read_input("mask", InputImage(base64=b64(mask_bytes((96, 64)))), SETTINGS, uploads)
     check_mask_matches(photo, same)

@@ -185,12 +185,27 @@ def test_a_missing_upload_is_a_400_naming_the_key_before_any_call() -> None:
     assert harness.model.calls == []
 
 
-def test_a_mask_of_another_size_costs_no_call() -> None:
+def test_a_mask_of_other_proportions_costs_no_call() -> None:
     harness = Harness(uploads={"styling/photo.jpg": photo_bytes((96, 64))})
     with pytest.raises(RequestError) as caught:
         harness.style(maskPrompt=None, mask={"base64": b64(mask_bytes((64, 64)))})
     assert caught.value.code == "mask_size_mismatch"
     assert harness.model.calls == []
+
+
+@pytest.mark.parametrize(
+    "mask_size",
+    [(96, 64), (192, 128), (64, 96)],
+    ids=["same size", "same proportions", "drawn on the photo as displayed (EXIF-turned)"],
+)
+def test_a_mask_that_may_cover_the_photo_goes_to_the_endpoint(mask_size: tuple[int, int]) -> None:
+    # Given a 96x64 stored photo; the endpoint turns photo and mask upright and resizes the mask
+    harness = Harness(endpoint_answer(1), uploads={"styling/photo.jpg": photo_bytes((96, 64))})
+    # When the mask has the photo's proportions, either way round
+    harness.style(maskPrompt=None, mask={"base64": b64(mask_bytes(mask_size))})
+    # Then the endpoint is asked, with the mask as sent
+    ((_, body),) = harness.model.calls
+    assert body["mask_img"] == b64(mask_bytes(mask_size))
 
 
 def test_a_store_failure_hands_out_no_url() -> None:
