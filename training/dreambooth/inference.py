@@ -1,0 +1,309 @@
+"""Serving handler of a DreamBooth-tuned Stable Diffusion (SageMaker HF inference toolkit contract).
+
+Shipped as `code/inference.py` inside the model archive that `train.py` writes, so it imports
+nothing from this repository: only the standard library, torch, diffusers and Pillow. The Hugging
+Face PyTorch inference container we target (`2.6.0-transformers4.51.3-gpu-py312-cu124`) ships
+diffusers 0.33.1; the tests also run it under the training group's 0.35.2.
+
+Contract (`config.generation_endpoint_name`; the Api stack's POST /generations calls it):
+- `{"prompt": "a photo of a riobugger cat on a beach", "negative_prompt"?, "width"?, "height"?,
+  "num_images_per_prompt"?, "num_inference_steps"?, "guidance_scale"?, "seed"?}`
+  → `{"generated_images": [<base64 JPEG>, ...]}`;
+- or a plain-text body (`text/plain`, `application/x-text`): the prompt, every other field at
+  its default.
+
+Choices a caller can rely on:
+- `num_inference_steps` defaults to 50, or to the endpoint's `SD_DEFAULT_INFERENCE_STEPS`.
+- width and height default to the model's own resolution (512 for SD 2.1 base); requested sizes
+  are multiples of 8 from 64 to 1024, and width x height x images at most `MAX_BATCH_PIXELS` (four
+  768 px images), which a 16 GB T4 holds in float16.
+- Prompts longer than the CLIP text encoder's 77 tokens are refused, not cut: diffusers would drop
+  the end of the prompt silently, and the end is often the style the caller asked for.
+- Seeds: image i of a request is drawn from its own generator seeded `seed + i`, so image i equals
+  the single image of the same request with `seed + i`, and a fixed seed gives the same images on
+  every call. Generators live on the CPU, so a seed gives the same initial noise on any hardware
+  (the images still differ slightly between a GPU in float16 and a CPU in float32). Without a
+  seed each request draws a random one.
+
+Bad payloads raise `ValueError` naming the field; the toolkit returns it to the caller as a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionPipeline
+from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.utils import logging as diffusers_logging
+from PIL import Image
+
+MIN_SIDE = 64
+MAX_SIDE = 1024
+SIDE_MULTIPLE = 8
+MAX_BATCH_PIXELS = 4 * 768 * 768
+MAX_IMAGES_PER_PROMPT = 4
+MAX_INFERENCE_STEPS = 100
+# Steps for requests that name none (every plain-text request): an endpoint setting, so an operator
+# can trade quality for latency and cost without touching callers.
+DEFAULT_INFERENCE_STEPS = int(os.environ.get("SD_DEFAULT_INFERENCE_STEPS", "50"))
+if not 1 <= DEFAULT_INFERENCE_STEPS <= MAX_INFERENCE_STEPS:
+    raise ValueError(f"SD_DEFAULT_INFERENCE_STEPS must be from 1 to {MAX_INFERENCE_STEPS}")
+DEFAULT_GUIDANCE_SCALE = 7.5
+MAX_GUIDANCE_SCALE = 20.0
+MAX_SEED = 2**32 - 1
+# A cheap bound before tokenizing: no 77-token prompt is this long.
+MAX_PROMPT_CHARS = 2000
+JPEG_QUALITY = 90
+FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "num_images_per_prompt",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+)
+_JSON = "application/json"
+_TEXT = ("text/plain", "application/x-text")
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    # A StableDiffusionPipeline. Pipelines register their components (unet, vae, tokenizer, ...)
+    # as attributes at run time, so the type checker sees none of them.
+    pipeline: Any
+    device: torch.device
+
+    @property
+    def native_size(self) -> int:
+        """The side the UNet was trained at (sample_size latents times the VAE's scale)."""
+        return int(self.pipeline.unet.config.sample_size) * int(self.pipeline.vae_scale_factor)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    num_images_per_prompt: int
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int
+
+
+def serving_dtype(device: torch.device) -> torch.dtype:
+    # Stable Diffusion 2's UNet and VAE are fine in float16, which halves memory and is what the
+    # T4 (no bfloat16) runs fast; CPUs have no fast float16 kernels.
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def use_sdpa_attention(pipeline: Any) -> None:
+    """PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels on GPU).
+
+    Set explicitly rather than relying on each diffusers release's default; `AttnProcessor2_0`
+    exists in every release from 0.20 to 0.35.
+    """
+    for name in ("unet", "vae"):
+        getattr(pipeline, name).set_attn_processor(AttnProcessor2_0())
+
+
+def model_fn(model_dir: str, context: Any = None) -> LoadedPipeline:
+    """Load the pipeline saved at the archive root: local files only, nothing is downloaded."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    diffusers_logging.disable_progress_bar()
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        model_dir, torch_dtype=serving_dtype(device), local_files_only=True
+    )
+    in_channels = pipeline.unet.config.in_channels
+    if in_channels != 4:
+        raise ValueError(
+            f"the UNet in {model_dir} takes {in_channels} input channels: an inpainting model "
+            "belongs on the styling endpoint, this one serves text-to-image models (4 channels)"
+        )
+    use_sdpa_attention(pipeline)
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.to(device)
+    return LoadedPipeline(pipeline=pipeline, device=device)
+
+
+def input_fn(input_data: str | bytes, content_type: str, context: Any = None) -> dict[str, Any]:
+    """The request as a JSON object; a plain-text body is the prompt."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in _TEXT:
+        try:
+            text = input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
+        except UnicodeDecodeError as error:
+            raise ValueError(f"the text body is not UTF-8: {error}") from error
+        return {"prompt": text}
+    if media_type != _JSON:
+        raise ValueError(
+            f"unsupported content type {content_type!r}: send {_JSON} or text/plain (the prompt)"
+        )
+    try:
+        document = json.loads(input_data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"the request body is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ValueError('the request body must be a JSON object with at least "prompt"')
+    return document
+
+
+def parse_request(
+    document: Mapping[str, Any], tokenizer: Any, *, native_size: int
+) -> GenerationRequest:
+    unknown = sorted(set(document) - set(FIELDS))
+    if unknown:
+        raise ValueError(
+            f"unknown field(s) {', '.join(unknown)}; this endpoint takes {', '.join(FIELDS)}"
+        )
+    width = side(document.get("width"), "width", native_size)
+    height = side(document.get("height"), "height", native_size)
+    images = integer(
+        document.get("num_images_per_prompt"), "num_images_per_prompt", 1, 1, MAX_IMAGES_PER_PROMPT
+    )
+    if width * height * images > MAX_BATCH_PIXELS:
+        raise ValueError(
+            f"{images} images of {width}x{height} exceed {MAX_BATCH_PIXELS} pixels per request; "
+            'lower "num_images_per_prompt", "width" or "height"'
+        )
+    return GenerationRequest(
+        prompt=prompt_text(document.get("prompt"), "prompt", tokenizer),
+        negative_prompt=optional_prompt_text(
+            document.get("negative_prompt"), "negative_prompt", tokenizer
+        ),
+        width=width,
+        height=height,
+        num_images_per_prompt=images,
+        num_inference_steps=integer(
+            document.get("num_inference_steps"),
+            "num_inference_steps",
+            DEFAULT_INFERENCE_STEPS,
+            1,
+            MAX_INFERENCE_STEPS,
+        ),
+        guidance_scale=number(
+            document.get("guidance_scale"),
+            "guidance_scale",
+            DEFAULT_GUIDANCE_SCALE,
+            0.0,
+            MAX_GUIDANCE_SCALE,
+        ),
+        seed=seed_value(document.get("seed")),
+    )
+
+
+def prompt_text(value: object, name: str, tokenizer: Any) -> str:
+    """A prompt that the CLIP text encoder reads whole."""
+    if value is None:
+        raise ValueError(f'"{name}" is required: describe the image to generate')
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f'"{name}" must be a non-empty string')
+    if len(value) > MAX_PROMPT_CHARS:
+        raise ValueError(f'"{name}" has {len(value)} characters; at most {MAX_PROMPT_CHARS}')
+    text = value.strip()
+    tokens = len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
+    limit = int(tokenizer.model_max_length)
+    if tokens > limit:
+        # The count includes the start and end tokens every prompt gets.
+        raise ValueError(
+            f'"{name}" is {tokens - 2} tokens long; the text encoder reads at most {limit - 2} '
+            "(the rest would be dropped): shorten it"
+        )
+    return text
+
+
+def optional_prompt_text(value: object, name: str, tokenizer: Any) -> str | None:
+    """None when absent, null or empty: no negative prompt."""
+    if value is None or value == "":
+        return None
+    return prompt_text(value, name, tokenizer)
+
+
+def integer(value: object, name: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f'"{name}" must be an integer from {low} to {high}')
+    if not low <= value <= high:
+        raise ValueError(f'"{name}" must be from {low} to {high}; got {value}')
+    return value
+
+
+def number(value: object, name: str, default: float, low: float, high: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValueError(f'"{name}" must be a number from {low:g} to {high:g}')
+    if not low <= value <= high:
+        raise ValueError(f'"{name}" must be from {low:g} to {high:g}; got {value}')
+    return float(value)
+
+
+def side(value: object, name: str, default: int) -> int:
+    if value is None:
+        return default
+    pixels = integer(value, name, default, MIN_SIDE, MAX_SIDE)
+    if pixels % SIDE_MULTIPLE:
+        raise ValueError(f'"{name}" must be a multiple of {SIDE_MULTIPLE}; got {pixels}')
+    return pixels
+
+
+def seed_value(value: object) -> int:
+    if value is None:
+        return random.SystemRandom().randint(0, MAX_SEED)
+    return integer(value, "seed", 0, 0, MAX_SEED)
+
+
+def generators(seed: int, count: int) -> list[torch.Generator]:
+    """One CPU generator per image, seeded seed, seed + 1, ...: image i of a batch is the image a
+    request for one image with seed + i makes."""
+    return [torch.Generator(device="cpu").manual_seed(seed + index) for index in range(count)]
+
+
+@torch.inference_mode()
+def generate(loaded: LoadedPipeline, request: GenerationRequest) -> list[Image.Image]:
+    output = loaded.pipeline(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=request.width,
+        height=request.height,
+        num_images_per_prompt=request.num_images_per_prompt,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        generator=generators(request.seed, request.num_images_per_prompt),
+        output_type="pil",
+    )
+    images: list[Image.Image] = list(output.images)
+    return images
+
+
+def predict_fn(
+    data: Mapping[str, Any], model: LoadedPipeline, context: Any = None
+) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError('the request must be a JSON object with at least "prompt"')
+    request = parse_request(data, model.pipeline.tokenizer, native_size=model.native_size)
+    return {"generated_images": [encode_jpeg(image) for image in generate(model, request)]}
+
+
+def encode_jpeg(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def output_fn(prediction: Mapping[str, Any], accept: str, context: Any = None) -> str:
+    media_type = (accept or _JSON).split(";")[0].strip().lower()
+    if media_type not in (_JSON, "*/*"):
+        raise ValueError(f"unsupported accept type {accept!r}: this model answers {_JSON}")
+    return json.dumps(prediction)
