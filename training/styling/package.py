@@ -1,0 +1,114 @@
+"""Package the stock styling models into the archive the styling endpoint serves, no training.
+
+    python -m styling.package --out /tmp/styling [--tar /tmp/styling.tar.gz] \
+        [--inpainting-model stabilityai/stable-diffusion-2-inpainting] \
+        [--clipseg-model CIDAS/clipseg-rd64-refined]
+
+The endpoint runs network isolated, so everything it loads must be in the archive: the inpainting
+pipeline at the root, CLIPSeg in `clipseg/`, the handler in `code/`. This is the same layout, and
+the same `export_archive` call, as an inpainting DreamBooth run writes; only the weights differ.
+Each model is a Hugging Face hub id (downloaded once into the local cache) or a local folder.
+
+`--tar` also writes the `.tar.gz` with the files at its root (SageMaker extracts it into
+`/opt/ml/model`; a top-level folder would hide `code/` from the toolkit). Upload it to the models
+bucket and set `styling.hosting.model_data_url` to its S3 URI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a file (`python training/styling/package.py`): the training code's root on the path.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_INPAINTING_MODEL = "stabilityai/stable-diffusion-2-inpainting"
+DEFAULT_CLIPSEG_MODEL = "CIDAS/clipseg-rd64-refined"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m styling.package",
+        description="Write the styling endpoint's model archive from stock models.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--out", type=Path, required=True, help="new or empty folder to fill")
+    parser.add_argument("--tar", type=Path, help="also write this .tar.gz, files at its root")
+    parser.add_argument("--inpainting-model", default=DEFAULT_INPAINTING_MODEL)
+    parser.add_argument("--clipseg-model", default=DEFAULT_CLIPSEG_MODEL)
+    args = parser.parse_args(argv)
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        parser.error(f"--out {args.out} must be a new or empty folder")
+    if args.tar is not None and not args.tar.name.endswith(".tar.gz"):
+        parser.error(f"--tar {args.tar} must end in .tar.gz (SageMaker reads gzipped tar)")
+    return args
+
+
+def write_tar(model_dir: Path, tar_path: Path) -> Path:
+    """`model_dir`'s contents at the root of a gzipped tar (no leading folder)."""
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar_path, "w:gz") as archive:
+        for path in sorted(model_dir.iterdir()):
+            archive.add(path, arcname=path.name)
+    return tar_path
+
+
+def package(
+    out: Path, *, inpainting_model: str, clipseg_model: str, tar: Path | None = None
+) -> Path:
+    """Load the stock models, write the archive folder (and tar); return the folder."""
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
+        StableDiffusionInpaintPipeline,
+    )
+
+    from dreambooth.export import INPAINTING, export_archive
+
+    pipeline = StableDiffusionInpaintPipeline.from_pretrained(
+        inpainting_model,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    export_archive(
+        out,
+        pipeline,
+        mode=INPAINTING,
+        clipseg_source=clipseg_model,
+        summary={
+            "status": "stock",
+            "base_model": inpainting_model,
+            "clipseg_model": clipseg_model,
+            "note": "packaged by styling.package; not fine-tuned",
+        },
+    )
+    if tar is not None:
+        write_tar(out, tar)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dreambooth.export import ExportError
+
+    args = parse_args(argv)
+    try:
+        out = package(
+            args.out,
+            inpainting_model=args.inpainting_model,
+            clipseg_model=args.clipseg_model,
+            tar=args.tar,
+        )
+    except ExportError as error:
+        print(f"cannot package the styling archive: {error}", file=sys.stderr)
+        return 2
+    print(f"styling archive folder: {out}")
+    if args.tar is not None:
+        print(f"archive: {args.tar} (upload it, then set styling.hosting.model_data_url)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
