@@ -22,7 +22,6 @@ from diffusion.handlers.environment import Environment
 from diffusion.handlers.telemetry import logger, metrics, record_failure, record_outcome, tracer
 from diffusion.handlers.wiring import build_service
 from diffusion.logic.service import DiffusionService
-from images.logic.keys import is_valid_request_id
 from shared.api_responses import (
     atelier_error_response,
     error_doc,
@@ -36,6 +35,7 @@ from shared.models.diffusion import (
     StylingRequest,
 )
 from shared.models.errors import AtelierError
+from shared.request_ids import api_request_id
 from shared.retry import Deadline
 
 # Left for storing up to eight JPEGs and a mask and answering after the last endpoint attempt.
@@ -85,7 +85,7 @@ def service() -> DiffusionService:
     tags=["diffusion"],
 )
 def generate(request: Annotated[GenerationRequest, Body()]) -> dict[str, Any]:
-    outcome = service().generate(request, request_id=_request_id(), deadline=_deadline())
+    outcome = service().generate(request, request_id=api_request_id(app), deadline=_deadline())
     record_outcome(outcome)
     return outcome.answer.model_dump(mode="json", by_alias=True)
 
@@ -101,21 +101,13 @@ def generate(request: Annotated[GenerationRequest, Body()]) -> dict[str, Any]:
     tags=["diffusion"],
 )
 def style(request: Annotated[StylingRequest, Body()]) -> dict[str, Any]:
-    outcome = service().style(request, request_id=_request_id(), deadline=_deadline())
+    outcome = service().style(request, request_id=api_request_id(app), deadline=_deadline())
     record_outcome(outcome)
     return outcome.answer.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _deadline() -> Deadline:
     return Deadline.from_lambda_context(app.lambda_context, margin_seconds=RESPONSE_MARGIN_SECONDS)
-
-
-def _request_id() -> str:
-    """API Gateway's request id (the caller sees it as `x-amzn-RequestId`), else Lambda's."""
-    gateway = app.current_event.request_context.request_id
-    if is_valid_request_id(gateway):
-        return str(gateway)
-    return str(app.lambda_context.aws_request_id)
 
 
 def _route() -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from images.logic.keys import is_valid_request_id
+from shared.request_ids import is_valid_request_id
 
 GENERATIONS_PREFIX = "generations/"
 STYLING_PREFIX = "styling/"

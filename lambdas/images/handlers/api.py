@@ -19,7 +19,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from images.handlers.environment import Environment
 from images.handlers.telemetry import logger, metrics, record_failure, record_generation, tracer
 from images.handlers.wiring import build_service
-from images.logic.keys import is_valid_request_id
 from images.logic.service import ImageService
 from shared.api_responses import (
     atelier_error_response,
@@ -29,6 +28,7 @@ from shared.api_responses import (
 )
 from shared.models.errors import AtelierError
 from shared.models.images import GeneratedImages, GenerateImagesRequest
+from shared.request_ids import api_request_id
 from shared.retry import Deadline
 
 # Left for storing up to five PNGs and answering after the last Titan attempt.
@@ -70,17 +70,9 @@ def generate_images(request: Annotated[GenerateImagesRequest, Body()]) -> dict[s
     deadline = Deadline.from_lambda_context(
         app.lambda_context, margin_seconds=RESPONSE_MARGIN_SECONDS
     )
-    generation = service().generate(request, request_id=_request_id(), deadline=deadline)
+    generation = service().generate(request, request_id=api_request_id(app), deadline=deadline)
     record_generation(generation)
     return generation.answer.model_dump(mode="json", by_alias=True)
-
-
-def _request_id() -> str:
-    """API Gateway's request id (the caller sees it as `x-amzn-RequestId`), else Lambda's."""
-    gateway = app.current_event.request_context.request_id
-    if is_valid_request_id(gateway):
-        return str(gateway)
-    return str(app.lambda_context.aws_request_id)
 
 
 @app.exception_handler(AtelierError)

@@ -6,16 +6,11 @@ a request's images are listed, kept or deleted together, and days can get lifecy
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
+from shared.request_ids import is_valid_request_id
+
 IMAGES_PREFIX = "images/"
-# API Gateway and Lambda request ids are UUIDs; anything else must not shape a key.
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
-
-
-def is_valid_request_id(request_id: str | None) -> bool:
-    return request_id is not None and bool(_REQUEST_ID.fullmatch(request_id))
 
 
 def image_key(request_id: str, number: int, created: datetime) -> str:

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from images.logic.keys import image_key, is_valid_request_id
+from images.logic.keys import image_key
 from infra.stacks.api import IMAGES_PREFIX
+from shared.request_ids import is_valid_request_id
 from tests.images_support import REQUEST_ID
 
 
