@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from PIL import Image
 
 from dreambooth.prepare import (
@@ -39,7 +36,7 @@ from tests.dreambooth_data_support import (
     write_image,
     write_info,
 )
-from tests.support import ROOT
+from tests.prepare_support import assert_runs_without_torch_or_boto3, bucket_keys, mocked_bucket
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
@@ -662,29 +659,7 @@ def test_cli_layout_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_runs_as_module_and_as_script_without_boto3(tmp_path: Path) -> None:
-    training = ROOT / "training"
-    module = subprocess.run(
-        [sys.executable, "-m", "dreambooth.prepare", "--help"],
-        cwd=training,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert module.returncode == 0, module.stderr
-    assert "--check-only" in module.stdout
-    script = subprocess.run(
-        [sys.executable, str(training / "dreambooth" / "prepare.py"), "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert script.returncode == 0, script.stderr
-    probe = "import sys, dreambooth.prepare; print(sorted({'torch', 'boto3'} & set(sys.modules)))"
-    imported = subprocess.run(
-        [sys.executable, "-c", probe], cwd=training, capture_output=True, text=True, check=False
-    )
-    assert imported.stdout.strip() == "[]", imported.stderr
+    assert_runs_without_torch_or_boto3("dreambooth", "--check-only", tmp_path)
 
 
 # --------------------------------------------------------------------------- upload
@@ -696,15 +671,8 @@ PREFIX = "dreambooth/dog/"
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_bucket(BUCKET) as client:
         yield client
-
-
-def keys(s3: Any) -> list[str]:
-    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
-    return sorted(item["Key"] for item in listed)
 
 
 def test_upload_sends_images_then_dataset_info_and_skips_unchanged(tmp_path: Path, s3: Any) -> None:
@@ -717,7 +685,7 @@ def test_upload_sends_images_then_dataset_info_and_skips_unchanged(tmp_path: Pat
     # Then the layout is under the prefix and dataset_info.json came last
     names = [*(p.name for p in images.glob("dog_*")), "class_data_dir/class_00.jpg"]
     expected = sorted(PREFIX + name for name in [*names, "dataset_info.json"])
-    assert keys(s3) == expected
+    assert bucket_keys(s3, BUCKET) == expected
     assert first.uploaded[-1] == PREFIX + "dataset_info.json"
     stored = s3.get_object(Bucket=BUCKET, Key=PREFIX + "dog_00.jpg")
     assert stored["Body"].read() == (images / "dog_00.jpg").read_bytes()
@@ -742,9 +710,9 @@ def test_stale_images_under_the_prefix_are_listed_and_pruned(dataset: Path, s3: 
     assert listed.deleted == []
     pruned = upload_dataset(report, destination, client=s3, prune=True)
     assert pruned.deleted == listed.stale
-    assert PREFIX + "old.jpg" not in keys(s3)
-    assert PREFIX + "notes/readme.txt" in keys(s3)
-    assert PREFIX + "deeper/x.jpg" in keys(s3)
+    assert PREFIX + "old.jpg" not in bucket_keys(s3, BUCKET)
+    assert PREFIX + "notes/readme.txt" in bucket_keys(s3, BUCKET)
+    assert PREFIX + "deeper/x.jpg" in bucket_keys(s3, BUCKET)
 
 
 def test_cli_check_only_upload_with_kms_and_a_cheap_rerun(
@@ -761,8 +729,8 @@ def test_cli_check_only_upload_with_kms_and_a_cheap_rerun(
     printed = capsys.readouterr().out
     assert f"Uploaded 6 objects to s3://{BUCKET}/{PREFIX} (0 already there" in printed
     assert f"Train with the dataset s3://{BUCKET}/{PREFIX}" in printed
-    assert PREFIX + "notes.txt" not in keys(s3)
-    for key in keys(s3):
+    assert PREFIX + "notes.txt" not in bucket_keys(s3, BUCKET)
+    for key in bucket_keys(s3, BUCKET):
         head = s3.head_object(Bucket=BUCKET, Key=key)
         assert head["ServerSideEncryption"] == "aws:kms"
         assert key_id in head["SSEKMSKeyId"]
@@ -786,7 +754,7 @@ def test_cli_warns_about_stale_images_without_prune(
     assert main(base) == 0
     assert "1 images under" in capsys.readouterr().err
     assert main([*base, "--prune"]) == 0
-    assert PREFIX + "old.jpg" not in keys(s3)
+    assert PREFIX + "old.jpg" not in bucket_keys(s3, BUCKET)
 
 
 def test_cli_upload_failure_exits_1(
@@ -802,4 +770,4 @@ def test_an_invalid_dataset_is_not_uploaded(dataset: Path, s3: Any) -> None:
     report = check_dataset(dataset)
     with pytest.raises(PrepareError, match="has errors"):
         upload_dataset(report, parse_s3_uri(f"s3://{BUCKET}/{PREFIX}"), client=s3)
-    assert keys(s3) == []
+    assert bucket_keys(s3, BUCKET) == []

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +13,9 @@ import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from moto import mock_aws
 from PIL import Image
 
-from tests.support import ROOT
+from tests.prepare_support import assert_runs_without_torch_or_boto3, bucket_keys, mocked_bucket
 from tests.titan_data_support import (
     CLEAN_CAPTIONS,
     make_dataset,
@@ -903,29 +900,7 @@ def test_cli_rejects_bad_options(
 
 
 def test_runs_as_module_and_as_script_without_boto3(tmp_path: Path) -> None:
-    training = ROOT / "training"
-    module = subprocess.run(
-        [sys.executable, "-m", "titan.prepare", "--help"],
-        cwd=training,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert module.returncode == 0, module.stderr
-    assert "--s3-prefix" in module.stdout
-    script = subprocess.run(
-        [sys.executable, str(training / "titan" / "prepare.py"), "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert script.returncode == 0, script.stderr
-    probe = "import sys, titan.prepare; print(sorted({'torch', 'boto3'} & set(sys.modules)))"
-    imported = subprocess.run(
-        [sys.executable, "-c", probe], cwd=training, capture_output=True, text=True, check=False
-    )
-    assert imported.stdout.strip() == "[]", imported.stderr
+    assert_runs_without_torch_or_boto3("titan", "--s3-prefix", tmp_path)
 
 
 # --------------------------------------------------------------------------- upload
@@ -936,15 +911,8 @@ BUCKET = "atelier-datasets"
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_bucket(BUCKET) as client:
         yield client
-
-
-def keys(s3: Any) -> list[str]:
-    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
-    return sorted(item["Key"] for item in listed)
 
 
 def test_upload_sends_images_then_the_manifest_and_skips_unchanged(
@@ -959,7 +927,7 @@ def test_upload_sends_images_then_the_manifest_and_skips_unchanged(
     first = upload(entries, manifest, destination, client=s3)
     # Then every image is under images/, and the manifest comes last
     image_keys = sorted(f"titan/pets/images/{name}" for name in CLEAN_CAPTIONS)
-    assert keys(s3) == sorted([*image_keys, "titan/pets/manifest.jsonl"])
+    assert bucket_keys(s3, BUCKET) == sorted([*image_keys, "titan/pets/manifest.jsonl"])
     assert first.uploaded[-1] == "titan/pets/manifest.jsonl"
     assert first.unchanged == []
     body = s3.get_object(Bucket=BUCKET, Key="titan/pets/manifest.jsonl")["Body"].read()
@@ -1006,7 +974,7 @@ def test_cli_upload_with_kms_and_a_cheap_rerun(
     assert (
         f"Uploaded 6 objects to s3://{BUCKET}/p/ (0 already there unchanged, skipped)." in printed
     )
-    for key in keys(s3):
+    for key in bucket_keys(s3, BUCKET):
         head = s3.head_object(Bucket=BUCKET, Key=key)
         assert head["ServerSideEncryption"] == "aws:kms"
         assert key_id in head["SSEKMSKeyId"]
@@ -1038,5 +1006,7 @@ def test_upload_takes_records_built_by_hand(tmp_path: Path, s3: Any) -> None:
     destination = S3Location(BUCKET, "")
     entries = write_manifest(validate(records), destination, tmp_path / "m.jsonl")
     result = upload(entries, tmp_path / "m.jsonl", destination, client=s3)
-    assert keys(s3) == sorted([*(f"images/p{i}.png" for i in range(5)), "manifest.jsonl"])
+    assert bucket_keys(s3, BUCKET) == sorted(
+        [*(f"images/p{i}.png" for i in range(5)), "manifest.jsonl"]
+    )
     assert len(result.uploaded) == 6

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from PIL import Image
 
-from tests.support import ROOT, cdk_json_context
+from tests.prepare_support import assert_runs_without_torch_or_boto3, mocked_bucket
+from tests.support import cdk_json_context
 from tests.vqa_data_support import (
     STYLES_HEADER,
     fashion_products,
@@ -734,29 +732,7 @@ def test_cli_rejects_bad_options(
 
 
 def test_runs_as_module_and_as_script_without_torch_or_boto3(tmp_path: Path) -> None:
-    training = ROOT / "training"
-    module = subprocess.run(
-        [sys.executable, "-m", "vqa.prepare", "--help"],
-        cwd=training,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert module.returncode == 0, module.stderr
-    assert "--validation-fraction" in module.stdout
-    script = subprocess.run(
-        [sys.executable, str(training / "vqa" / "prepare.py"), "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert script.returncode == 0, script.stderr
-    probe = "import sys, vqa.prepare; print(sorted({'torch', 'boto3'} & set(sys.modules)))"
-    imported = subprocess.run(
-        [sys.executable, "-c", probe], cwd=training, capture_output=True, text=True, check=False
-    )
-    assert imported.stdout.strip() == "[]", imported.stderr
+    assert_runs_without_torch_or_boto3("vqa", "--validation-fraction", tmp_path)
 
 
 # --------------------------------------------------------------------------- upload
@@ -795,9 +771,7 @@ def test_bad_s3_uris_are_refused(uri: str) -> None:
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="atelier-data")
+    with mocked_bucket("atelier-data") as client:
         yield client
 
 

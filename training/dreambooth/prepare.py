@@ -61,12 +61,14 @@ from PIL import Image, ImageOps
 
 if __package__ in (None, ""):
     # Run as a plain script: put the training/ import root on the path for the shared modules
-    # (image_fixes, s3_destination, s3_upload).
+    # (image_fixes, prepare_outputs, s3_destination, s3_upload).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import image_fixes
+import prepare_outputs
 import s3_destination
 import s3_upload
+from prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
 
 DATASET_INFO = "dataset_info.json"
 CLASS_DATA_DIR = "class_data_dir"
@@ -101,6 +103,8 @@ OUTPUT_ENTRIES = (DATASET_FOLDER, REPORT_NAME)
 JPEG_QUALITY = 95
 # The Atelier DreamBooth workflows read datasets under this prefix of the datasets bucket.
 WORKFLOW_PREFIX = "dreambooth/"
+# The name in error messages and usage (`python -m dreambooth.prepare`).
+PROGRAM = "dreambooth.prepare"
 SUMMARY_LIMIT = 50
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
@@ -1024,7 +1028,7 @@ def build_dataset(
     class_dir = _class_dir(images_dir, class_images_dir)
     _check_out_dir(out_dir, [images_dir, *([class_dir] if class_dir else [])])
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_outputs(out_dir)
+    prepare_outputs.clear_outputs(out_dir, OUTPUT_ENTRIES)
     dataset_dir = out_dir / DATASET_FOLDER
     document: dict[str, Any] | None
     info_findings: list[Finding] = []
@@ -1051,7 +1055,7 @@ def build_dataset(
         report.dataset_dir = dataset_dir
     elif dataset_dir.exists():
         shutil.rmtree(dataset_dir)
-    _write_json(out_dir / REPORT_NAME, report.to_dict())
+    write_json(out_dir / REPORT_NAME, report.to_dict())
     return report
 
 
@@ -1080,15 +1084,6 @@ def _check_out_dir(out_dir: Path, sources: Iterable[Path]) -> None:
         raise PrepareError(f"output path {out_dir} exists and is not a folder")
 
 
-def _clear_outputs(out_dir: Path) -> None:
-    for name in OUTPUT_ENTRIES:
-        path = out_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-
-
 def _write_dataset(dataset_dir: Path, report: Report, document: dict[str, Any]) -> None:
     for image in report.images:
         target = dataset_dir / image.file
@@ -1097,11 +1092,7 @@ def _write_dataset(dataset_dir: Path, report: Report, document: dict[str, Any]) 
             shutil.copyfile(image.source, target)
     dataset_dir.mkdir(parents=True, exist_ok=True)
     info = {key: document[key].strip() for key in KNOWN_KEYS if isinstance(document.get(key), str)}
-    _write_json(dataset_dir / DATASET_INFO, info)
-
-
-def _write_json(path: Path, document: object) -> None:
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(dataset_dir / DATASET_INFO, info)
 
 
 # --------------------------------------------------------------------------- upload
@@ -1245,7 +1236,7 @@ def _resolution(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m dreambooth.prepare",
+        prog=f"python -m {PROGRAM}",
         description="Check a Stable Diffusion DreamBooth dataset (JumpStart layout: instance "
         "images, dataset_info.json, optional class_data_dir/), build it from a folder of images, "
         "and optionally upload it to S3.",
@@ -1357,7 +1348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "would find report.json there; choose a folder outside it"
                     )
                 args.out.mkdir(parents=True, exist_ok=True)
-                _write_json(args.out / REPORT_NAME, report.to_dict())
+                write_json(args.out / REPORT_NAME, report.to_dict())
         else:
             report = build_dataset(
                 args.images,
@@ -1371,33 +1362,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 destination=destination,
             )
     except PrepareError as error:
-        print(f"dreambooth.prepare: error: {error}", file=sys.stderr)
-        return 2
+        prepare_outputs.print_error(PROGRAM, error)
+        return EXIT_INVALID
     details = f" Details: {args.out / REPORT_NAME}" if args.out is not None else ""
     if not report.valid:
         print(report.summary(), file=sys.stderr)
         print(
-            f"dreambooth.prepare: error: {len(report.errors)} errors: fix them and run again"
+            f"{PROGRAM}: error: {len(report.errors)} errors: fix them and run again"
             + ("" if args.check_only else "; no dataset built")
             + ("; nothing uploaded" if destination else "")
             + f".{details}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_INVALID
     print(report.summary())
     print(f"The dataset is in {report.dataset_dir}.{details}")
     if destination is None:
-        return 0
+        return EXIT_OK
     try:
         uploaded = upload_dataset(
             report, destination, kms_key_id=args.kms_key_id, prune=args.prune, progress=print
         )
     except UploadError as error:
-        print(f"dreambooth.prepare: error: {error}", file=sys.stderr)
-        return 1
+        prepare_outputs.print_error(PROGRAM, error)
+        return EXIT_UPLOAD_FAILED
     print(
-        f"Uploaded {len(uploaded.uploaded)} objects to {destination.uri} "
-        f"({len(uploaded.unchanged)} already there unchanged, skipped)."
+        prepare_outputs.upload_summary(
+            len(uploaded.uploaded), len(uploaded.unchanged), destination.uri
+        )
     )
     if uploaded.stale and not uploaded.deleted:
         print(
@@ -1414,7 +1406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     print(f"Train with the dataset {destination.uri}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

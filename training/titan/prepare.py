@@ -53,12 +53,14 @@ from PIL import Image, ImageOps
 
 if __package__ in (None, ""):
     # Run as a plain script: put the training/ import root on the path for the shared modules
-    # (image_fixes, s3_destination, s3_upload).
+    # (image_fixes, prepare_outputs, s3_destination, s3_upload).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import image_fixes
+import prepare_outputs
 import s3_destination
 import s3_upload
+from prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
 
 BASE_MODEL_ID = "amazon.titan-image-generator-v1:0"
 
@@ -107,6 +109,8 @@ JPEG_QUALITY = 95
 # The Atelier customization workflow reads manifests only in a folder under this prefix of the
 # datasets bucket (titan/<name>/manifest.jsonl): its role may read nothing else.
 WORKFLOW_PREFIX = "titan/"
+# The name in error messages and usage (`python -m titan.prepare`).
+PROGRAM = "titan.prepare"
 # EXIF orientations that turn the picture by 90 degrees, swapping width and height.
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 # Fewer words than this is likely a bare name ("Ron"): the reference advises "Ron the dog".
@@ -1199,7 +1203,7 @@ def prepare_dataset(
     _check_out_dir(images_dir, out_dir)
     scanned = scan(images_dir, captions)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_outputs(out_dir)
+    prepare_outputs.clear_outputs(out_dir, OUTPUT_ENTRIES)
     records = fix(scanned.records, out_dir / IMAGES_FOLDER) if apply_fixes else scanned.records
     ignored = [
         f"ignored {len(scanned.ignored)} entries that are not images or captions: "
@@ -1218,10 +1222,10 @@ def prepare_dataset(
     report.fixed = apply_fixes
     if report.valid:
         report.hyperparameters = recommend_hyperparameters(len(report.images))
-        _write_json(out_dir / "hyperparameters.json", report.hyperparameters.hyper_parameters())
+        write_json(out_dir / "hyperparameters.json", report.hyperparameters.hyper_parameters())
         if destination is not None:
             write_manifest(report, destination, out_dir / MANIFEST_NAME)
-    _write_json(out_dir / "report.json", report.to_dict())
+    write_json(out_dir / "report.json", report.to_dict())
     return report
 
 
@@ -1240,25 +1244,12 @@ def _check_out_dir(images_dir: Path, out_dir: Path) -> None:
         raise PrepareError(f"output path {out_dir} exists and is not a folder")
 
 
-def _clear_outputs(out_dir: Path) -> None:
-    for name in OUTPUT_ENTRIES:
-        path = out_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-
-
-def _write_json(path: Path, document: object) -> None:
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- CLI
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m titan.prepare",
+        prog=f"python -m {PROGRAM}",
         description="Check (and with --fix repair) images and captions for a Titan Image "
         "Generator G1 fine-tuning, write manifest.jsonl, report.json and hyperparameters.json, "
         "and optionally upload the dataset to S3.",
@@ -1317,13 +1308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             destination=destination,
         )
     except PrepareError as error:
-        print(f"titan.prepare: error: {error}", file=sys.stderr)
-        return 2
+        prepare_outputs.print_error(PROGRAM, error)
+        return EXIT_INVALID
     report_path = args.out / "report.json"
     if not report.valid:
         print(report.summary(), file=sys.stderr)
         print(
-            f"titan.prepare: error: the dataset is not valid ({len(report.failing)} of "
+            f"{PROGRAM}: error: the dataset is not valid ({len(report.failing)} of "
             f"{len(report.records)} records fail"
             + (
                 f", {len(report.dataset_findings)} dataset problems"
@@ -1333,14 +1324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             + f"); no manifest written. Details: {report_path}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_INVALID
     print(report.summary())
     assert report.hyperparameters is not None  # Set on every valid report.
     print(report.hyperparameters.summary())
     print(f"Wrote {report_path} and {args.out / 'hyperparameters.json'}.")
     if destination is None:
         print("No manifest written: pass --s3-prefix s3://bucket/prefix/ or --upload to get one.")
-        return 0
+        return EXIT_OK
     manifest = args.out / MANIFEST_NAME
     print(f"Wrote {manifest} ({len(report.images)} lines) for {destination.uri}.")
     if args.upload:
@@ -1353,13 +1344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=print,
             )
         except UploadError as error:
-            print(f"titan.prepare: error: {error}", file=sys.stderr)
-            return 1
+            prepare_outputs.print_error(PROGRAM, error)
+            return EXIT_UPLOAD_FAILED
         print(
-            f"Uploaded {len(result.uploaded)} objects to {destination.uri} "
-            f"({len(result.unchanged)} already there unchanged, skipped)."
+            prepare_outputs.upload_summary(
+                len(result.uploaded), len(result.unchanged), destination.uri
+            )
         )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -40,10 +40,13 @@ from typing import Any, Literal
 from PIL import Image
 
 if __package__ in (None, ""):
-    # Run as a plain script: put the training/ import root on the path for s3_destination.
+    # Run as a plain script: put the training/ import root on the path for the shared modules
+    # (prepare_outputs, s3_destination).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import prepare_outputs
 import s3_destination
+from prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
 
 # Exactly the questions the description pipeline asks the endpoint (cdk.json
 # context.atelier.defaults.descriptions.questions): a model trained on other wording would be
@@ -72,6 +75,8 @@ _DEFAULT_SOURCES: dict[str, tuple[str, str]] = {
 # The reference kept only shirts and T-shirts.
 DEFAULT_ARTICLE_TYPES: tuple[str, ...] = ("Shirts", "Tshirts")
 DEFAULT_SEED = 42
+# The name in error messages and usage (`python -m vqa.prepare`).
+PROGRAM = "vqa.prepare"
 DEFAULT_VALIDATION_FRACTION = 0.1
 
 # The ten columns of the real styles.csv, in its order; productDisplayName is last, which is what
@@ -951,7 +956,7 @@ def _fill_counts(report: Report, products: Sequence[_Product], splits: Mapping[s
 def _write_dataset(
     out_dir: Path, products: Sequence[_Product], splits: Mapping[str, str], report: Report
 ) -> None:
-    _clear_outputs(out_dir)
+    prepare_outputs.clear_outputs(out_dir, OUTPUT_ENTRIES)
     for split in SPLITS:
         (out_dir / split / "images").mkdir(parents=True, exist_ok=True)
         members = [product for product in products if splits[product.record.id] == split]
@@ -961,22 +966,8 @@ def _write_dataset(
                 for row in product.rows:
                     handle.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
     questions = {name: spec.question for name, spec in report.questions.items()}
-    _write_json(out_dir / "questions.json", questions)
-    _write_json(out_dir / "report.json", report.to_dict())
-
-
-def _clear_outputs(out_dir: Path) -> None:
-    """Remove a previous run's dataset (only what a run writes: never the user's other files)."""
-    for name in OUTPUT_ENTRIES:
-        path = out_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-
-
-def _write_json(path: Path, document: object) -> None:
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(out_dir / "questions.json", questions)
+    write_json(out_dir / "report.json", report.to_dict())
 
 
 # --------------------------------------------------------------------------- upload
@@ -1090,7 +1081,7 @@ def _seed(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m vqa.prepare",
+        prog=f"python -m {PROGRAM}",
         description="Build the BLIP-2 attribute question/answer dataset (train/validation "
         "rows.jsonl, images, questions.json, report.json) from the Kaggle Fashion Product "
         "Images layout.",
@@ -1160,21 +1151,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except NoUsableDataError as error:
         print(error.report.summary(), file=sys.stderr)
-        print(f"prepare: error: {error}", file=sys.stderr)
-        return 2
+        prepare_outputs.print_error(PROGRAM, error)
+        return EXIT_INVALID
     except PrepareError as error:
-        print(f"prepare: error: {error}", file=sys.stderr)
-        return 2
+        prepare_outputs.print_error(PROGRAM, error)
+        return EXIT_INVALID
     print(report.summary())
     print(f"Wrote {args.out} (report: {args.out / 'report.json'}).")
     if args.upload:
         try:
             keys = upload(args.out, args.upload, kms_key_id=args.kms_key_id)
         except (PrepareError, UploadError) as error:
-            print(f"prepare: error: {error}", file=sys.stderr)
-            return 1
+            prepare_outputs.print_error(PROGRAM, error)
+            return EXIT_UPLOAD_FAILED
         print(f"Uploaded {len(keys)} files to {args.upload}.")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

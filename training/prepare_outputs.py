@@ -1,0 +1,42 @@
+"""What the dataset builders (`vqa.prepare`, `titan.prepare`, `dreambooth.prepare`) share about
+their output folder and their command line, so the three behave alike where a user meets them.
+
+A run replaces only the entries it writes in the output folder (never the user's other files),
+writes JSON as indented UTF-8, and ends with the same exit statuses: 0 done, 2 for what the user
+must fix (the data, the layout or the options; argparse also exits 2), 1 for a failed upload
+(the dataset itself is fine: run again). Only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_UPLOAD_FAILED = 1
+EXIT_INVALID = 2
+
+
+def clear_outputs(out_dir: Path, entries: Iterable[str]) -> None:
+    """Remove a previous run's `entries` from `out_dir` (a link is removed, not followed)."""
+    for name in entries:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def write_json(path: Path, document: object) -> None:
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def print_error(program: str, error: object) -> None:
+    print(f"{program}: error: {error}", file=sys.stderr)
+
+
+def upload_summary(uploaded: int, unchanged: int, uri: str) -> str:
+    return f"Uploaded {uploaded} objects to {uri} ({unchanged} already there unchanged, skipped)."
