@@ -681,12 +681,49 @@ def test_an_interrupted_job_resumes_to_the_same_weights(
     # When the job restarts with the same checkpoint folder
     summary = train.main(args)
 
-    # Then it ends exactly where the reference ended
+    # Then it ends exactly where the reference ended, and the epoch's loss is the whole epoch's
     assert summary["optimizer_steps"] == 3
     assert_same(
         weights(text_to_image_run.args.model_dir, UNET_WEIGHTS),
         weights(args.model_dir, UNET_WEIGHTS),
     )
+    assert epoch_losses(summary) == pytest.approx(epoch_losses(text_to_image_run.summary))
+
+
+@pytest.mark.slow
+def test_a_job_resumed_from_an_epochs_last_step_logs_that_epochs_loss(
+    tiny_sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an uninterrupted two-epoch run (3 images, batch 1: 3 steps an epoch) as the reference,
+    # and the same run checkpointing every 3 steps (each epoch's end) that dies on epoch 2's first
+    # batch
+    data = dataset(tmp_path / "data")
+    reference = arguments(
+        tiny_sd, data, tmp_path / "reference", "--epochs", "2", "--checkpoint_steps", "0"
+    )
+    expected = run_training(reference).summary["epochs"]
+    args = arguments(tiny_sd, data, tmp_path / "job", "--epochs", "2", "--checkpoint_steps", "3")
+    monkeypatch.setattr(train, "training_step_loss", interrupted_on_call(4))
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args)
+    monkeypatch.undo()
+
+    # When it restarts from the checkpoint at epoch 1's last step
+    resumed = run_training(args)
+
+    # Then epoch 1's loss is logged once, with its real value, and epoch 2's follows
+    assert [float(x) for x in re.findall(r"epoch=1 epoch_loss=(\S+)$", resumed.log, re.M)] == [
+        pytest.approx(expected[0]["epoch_loss"], rel=1e-5)
+    ]
+    assert epoch_losses(resumed.summary) == pytest.approx(epoch_losses({"epochs": expected}))
+    assert len(resumed.unet_inputs) == 3
+
+
+def epoch_losses(summary: dict[str, Any]) -> dict[int, float]:
+    # One entry per epoch: a duplicate (an epoch logged twice) would change the count.
+    records = summary["epochs"]
+    assert len({record["epoch"] for record in records}) == len(records)
+    return {record["epoch"]: record["epoch_loss"] for record in records}
 
 
 def nan_on_call(number: int) -> Callable[..., Any]:

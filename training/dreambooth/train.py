@@ -318,6 +318,27 @@ def load_components(source: str, mode: str) -> Components:
     return components
 
 
+@dataclass(frozen=True)
+class FrozenComponents:
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel | None
+
+
+def load_frozen_components(source: str, *, train_text_encoder: bool) -> FrozenComponents:
+    """The base's untrained modules as stored, in float32 (both libraries' default), for the
+    archive; the text encoder only when it was not trained."""
+    try:
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
+        text_encoder = (
+            None
+            if train_text_encoder
+            else CLIPTextModel.from_pretrained(source, subfolder="text_encoder")
+        )
+    except (OSError, ValueError) as error:
+        raise TrainingError(f"cannot reload the base model from {source}: {error}") from error
+    return FrozenComponents(vae=vae, text_encoder=text_encoder)
+
+
 def build_pipeline(
     components: Components, source: str, mode: str
 ) -> StableDiffusionPipeline | StableDiffusionInpaintPipeline:
@@ -463,6 +484,10 @@ class Progress:
     batch_in_epoch: int = 0
     optimizer_steps: int = 0
     skipped_in_a_row: int = 0
+    # The current epoch's loss so far, so that a job resumed mid-epoch (or from a checkpoint at an
+    # epoch's last step, the common case) still logs the whole epoch's mean.
+    epoch_loss_sum: float = 0.0
+    epoch_batches_seen: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     last_losses: dict[str, float] = field(default_factory=dict)
 
@@ -621,7 +646,6 @@ def train(
         trainer.unet.train()
         if trainer.train_text_encoder:
             trainer.text_encoder.train()
-        epoch_total, epoch_seen = 0.0, 0
         totals = _StepTotals()
         for index in range(progress.batch_in_epoch, len(batches)):
             group_start = index - index % accumulation
@@ -638,8 +662,8 @@ def train(
                 losses.total * accelerator.gradient_accumulation_steps / group_size
             )
             totals.add(losses)
-            epoch_total += float(losses.total.detach())
-            epoch_seen += 1
+            progress.epoch_loss_sum += float(losses.total.detach())
+            progress.epoch_batches_seen += 1
             if index + 1 < group_start + group_size:
                 continue
             grad_norm = accelerator.clip_grad_norm_(trainer.parameters, args.max_grad_norm)
@@ -681,13 +705,18 @@ def train(
                 break
             if args.checkpoint_steps and progress.optimizer_steps % args.checkpoint_steps == 0:
                 save_checkpoint(trainer, progress, args)
-        # A resumed or cut-short epoch only saw some of its batches; the mean is over those.
-        record = {"epoch": epoch, EPOCH_LOSS: epoch_total / max(epoch_seen, 1)}
-        print(metric_line(**record), flush=True)
-        progress.history.append(record)
+        # A cut-short epoch (max_steps) only saw some of its batches; the mean is over those.
+        if progress.epoch_batches_seen:
+            record = {
+                "epoch": epoch,
+                EPOCH_LOSS: progress.epoch_loss_sum / progress.epoch_batches_seen,
+            }
+            print(metric_line(**record), flush=True)
+            progress.history.append(record)
         if progress.batch_in_epoch >= len(batches):
             progress.epoch += 1
             progress.batch_in_epoch = 0
+            progress.epoch_loss_sum, progress.epoch_batches_seen = 0.0, 0
     return Outcome(progress=progress)
 
 
@@ -919,9 +948,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     components.unet = trainer.accelerator.unwrap_model(trainer.unet)
     components.text_encoder = trainer.accelerator.unwrap_model(trainer.text_encoder)
     # The archive holds float32 weights whatever the training precision; the endpoint picks its
-    # own dtype when it loads them.
+    # own dtype when it loads them. The frozen modules were cast to the training precision, and
+    # casting them back would export fp16-rounded copies: the base's own weights go instead.
+    frozen = load_frozen_components(source, train_text_encoder=args.train_text_encoder)
+    components.vae = frozen.vae
+    if frozen.text_encoder is not None:
+        components.text_encoder = frozen.text_encoder
     components.text_encoder.float()
-    components.vae.float()
     pipeline = build_pipeline(components, source, args.mode)
     try:
         with _timed("export"):
