@@ -6,14 +6,11 @@ no longer matches the code.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
-
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 
 from diffusion.handlers.api import app
+from shared.openapi_document import openapi_document, write_document
 
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 # Bumped when a request or answer changes shape.
@@ -21,7 +18,8 @@ API_VERSION = "1.0"
 
 
 def document() -> str:
-    schema = app.get_openapi_json_schema(
+    return openapi_document(
+        app,
         title="Atelier diffusion API",
         version=API_VERSION,
         description="Stable Diffusion on SageMaker endpoints: `POST /generations` (the "
@@ -31,41 +29,11 @@ def document() -> str:
         'presigned URLs, never image bytes. Errors are `{"error": {"code", "message"}}`; 503 '
         "answers carry `Retry-After`; 409 means the endpoint is not deployed (the message names "
         "the config key); 504 means the endpoint took too long (ask for less).",
-        security_schemes={
-            "sigv4": APIKey(
-                name="Authorization",
-                in_=APIKeyIn.header,
-                description="AWS Signature Version 4, service execute-api",
-            )
-        },
-        security=[{"sigv4": []}],
     )
-    return (
-        json.dumps(_without_default_validation_errors(json.loads(schema)), indent=2, sort_keys=True)
-        + "\n"
-    )
-
-
-def _without_default_validation_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Powertools documents its own 422 body for validation errors; the handler answers those
-    with 400 (our 422 is the endpoint's refusal, declared with the routes)."""
-    for operations in schema["paths"].values():
-        for operation in operations.values():
-            responses = operation.get("responses", {})
-            if "HTTPValidationError" in json.dumps(responses.get("422", {})):
-                responses.pop("422")
-    text = json.dumps(schema["paths"])
-    schemas = schema["components"]["schemas"]
-    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
-        if f"#/components/schemas/{name}" not in text:
-            schemas.pop(name, None)
-    return schema
 
 
 def main() -> int:
-    DOCUMENT_PATH.write_text(document())
-    print(f"wrote {DOCUMENT_PATH}", file=sys.stderr)
-    return 0
+    return write_document(DOCUMENT_PATH, document())
 
 
 if __name__ == "__main__":
