@@ -26,7 +26,7 @@ def test_stock_models_package_into_a_tar_the_styling_handler_loads(
     with tarfile.open(tar, "r:gz") as archive:
         names = set(archive.getnames())
         archive.extractall(tmp_path / "extracted", filter="data")
-    expected = {"model_index.json", "unet", "clipseg", "code/inference.py", "code/requirements.txt"}
+    expected = {"model_index.json", "unet", "clipseg", "code/inference.py", "code/sd_serving.py"}
     assert expected <= names
     assert (out / "code" / "inference.py").read_bytes() == Path(inference.__file__).read_bytes()
     summary = json.loads((out / "training_summary.json").read_text())

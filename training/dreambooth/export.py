@@ -6,10 +6,11 @@ Layout (the shared archive contract):
 - text-to-image: a `StableDiffusionPipeline` saved with `save_pretrained` at the root
   (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), `code/inference.py`
   (= dreambooth/inference.py), `code/requirements.txt` (= dreambooth/serving-requirements.txt),
-  `training_summary.json`.
+  `code/sd_serving.py` (what both handlers share), `training_summary.json`.
 - inpainting (virtual styling): a `StableDiffusionInpaintPipeline` at the root, `clipseg/`
   (CLIPSegForImageSegmentation + CLIPSegProcessor), `code/inference.py` (= styling/inference.py),
-  `code/requirements.txt` (= styling/serving-requirements.txt), `training_summary.json`.
+  `code/requirements.txt` (= styling/serving-requirements.txt), `code/sd_serving.py`,
+  `training_summary.json`.
 
 `dreambooth/train.py` calls `export_archive` with the fine-tuned pipeline; packaging a stock
 model for the styling endpoint is the same call with the stock pipeline, e.g.
@@ -48,6 +49,9 @@ CODE_DIR = "code"
 # latents (4) for inpainting.
 UNET_IN_CHANNELS = {TEXT_TO_IMAGE: 4, INPAINTING: 9}
 _TRAINING_ROOT = Path(__file__).resolve().parents[1]
+# The module both handlers import, copied into `code/` beside them (the toolkit puts `code/` on
+# the import path), relative to the training code's root.
+SHARED_SERVING_MODULE = "sd_serving.py"
 # (handler, its requirements) per mode, relative to the training code's root.
 SERVING_CODE = {
     TEXT_TO_IMAGE: ("dreambooth/inference.py", "dreambooth/serving-requirements.txt"),
@@ -59,15 +63,17 @@ class ExportError(RuntimeError):
     """The archive cannot be written as asked; the message names what is wrong."""
 
 
-def serving_files(mode: str) -> tuple[Path, Path]:
-    """The handler and requirements files that go to `code/` for `mode`; they must exist."""
+def serving_files(mode: str) -> tuple[Path, Path, Path]:
+    """The handler, requirements and shared module that go to `code/` for `mode`; they must
+    exist."""
     if mode not in MODES:
         raise ExportError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     handler, requirements = (_TRAINING_ROOT / name for name in SERVING_CODE[mode])
-    for path in (handler, requirements):
+    shared = _TRAINING_ROOT / SHARED_SERVING_MODULE
+    for path in (handler, requirements, shared):
         if not path.is_file():
             raise ExportError(f"{path} is missing: the {mode} archive needs it under code/")
-    return handler, requirements
+    return handler, requirements, shared
 
 
 def check_pipeline(pipeline: DiffusionPipeline, mode: str) -> None:
@@ -98,7 +104,7 @@ def export_archive(
     processor) is required for inpainting and refused for text-to-image. Everything is checked
     before anything is written, so a wrong call leaves `model_dir` as it was.
     """
-    handler, requirements = serving_files(mode)
+    handler, requirements, shared = serving_files(mode)
     check_pipeline(pipeline, mode)
     if mode == INPAINTING and clipseg_source is None:
         raise ExportError("an inpainting archive needs clipseg_source (hub id or directory)")
@@ -117,6 +123,7 @@ def export_archive(
     code_dir.mkdir(exist_ok=True)
     shutil.copyfile(handler, code_dir / "inference.py")
     shutil.copyfile(requirements, code_dir / "requirements.txt")
+    shutil.copyfile(shared, code_dir / SHARED_SERVING_MODULE)
     write_summary(model_dir, summary)
     return model_dir
 

@@ -1,7 +1,8 @@
 """Serving handler of a DreamBooth-tuned Stable Diffusion (SageMaker HF inference toolkit contract).
 
-Shipped as `code/inference.py` inside the model archive that `train.py` writes, so it imports
-nothing from this repository: only the standard library, torch, diffusers and Pillow. The Hugging
+Shipped as `code/inference.py` inside the model archive that `train.py` writes, with
+`code/sd_serving.py` (what it shares with the styling handler) beside it; nothing else from this
+repository: the standard library, torch, diffusers and Pillow. The Hugging
 Face PyTorch inference container we target (`2.6.0-transformers4.51.3-gpu-py312-cu124`) ships
 diffusers 0.33.1; the tests also run it under the training group's 0.35.2.
 
@@ -34,16 +35,31 @@ import base64
 import io
 import json
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from diffusers import StableDiffusionPipeline
-from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
+from sd_serving import (
+    JPEG_QUALITY,
+    generators,
+    integer,
+    number,
+    optional_prompt_text,
+    seed_value,
+    serving_dtype,
+    use_sdpa_attention,
+)
+from sd_serving import JSON_MEDIA_TYPE as _JSON
+
+# Part of this module's interface: the toolkit looks `output_fn` up here, and callers read the
+# seed range from the handler they call.
+from sd_serving import MAX_SEED as MAX_SEED
+from sd_serving import output_fn as output_fn
+from sd_serving import prompt_text as _prompt_text
 
 MIN_SIDE = 64
 MAX_SIDE = 1024
@@ -58,10 +74,7 @@ if not 1 <= DEFAULT_INFERENCE_STEPS <= MAX_INFERENCE_STEPS:
     raise ValueError(f"SD_DEFAULT_INFERENCE_STEPS must be from 1 to {MAX_INFERENCE_STEPS}")
 DEFAULT_GUIDANCE_SCALE = 7.5
 MAX_GUIDANCE_SCALE = 20.0
-MAX_SEED = 2**32 - 1
 # A cheap bound before tokenizing: no 77-token prompt is this long.
-MAX_PROMPT_CHARS = 2000
-JPEG_QUALITY = 90
 FIELDS = (
     "prompt",
     "negative_prompt",
@@ -72,7 +85,6 @@ FIELDS = (
     "guidance_scale",
     "seed",
 )
-_JSON = "application/json"
 _TEXT = ("text/plain", "application/x-text")
 
 
@@ -99,22 +111,6 @@ class GenerationRequest:
     num_inference_steps: int
     guidance_scale: float
     seed: int
-
-
-def serving_dtype(device: torch.device) -> torch.dtype:
-    # Stable Diffusion 2's UNet and VAE are fine in float16, which halves memory and is what the
-    # T4 (no bfloat16) runs fast; CPUs have no fast float16 kernels.
-    return torch.float16 if device.type == "cuda" else torch.float32
-
-
-def use_sdpa_attention(pipeline: Any) -> None:
-    """PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels on GPU).
-
-    Set explicitly rather than relying on each diffusers release's default; `AttnProcessor2_0`
-    exists in every release from 0.20 to 0.35.
-    """
-    for name in ("unet", "vae"):
-        getattr(pipeline, name).set_attn_processor(AttnProcessor2_0())
 
 
 def model_fn(model_dir: str, context: Any = None) -> LoadedPipeline:
@@ -177,7 +173,12 @@ def parse_request(
             'lower "num_images_per_prompt", "width" or "height"'
         )
     return GenerationRequest(
-        prompt=prompt_text(document.get("prompt"), "prompt", tokenizer),
+        prompt=_prompt_text(
+            document.get("prompt"),
+            "prompt",
+            tokenizer,
+            required_hint=": describe the image to generate",
+        ),
         negative_prompt=optional_prompt_text(
             document.get("negative_prompt"), "negative_prompt", tokenizer
         ),
@@ -202,53 +203,6 @@ def parse_request(
     )
 
 
-def prompt_text(value: object, name: str, tokenizer: Any) -> str:
-    """A prompt that the CLIP text encoder reads whole."""
-    if value is None:
-        raise ValueError(f'"{name}" is required: describe the image to generate')
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f'"{name}" must be a non-empty string')
-    if len(value) > MAX_PROMPT_CHARS:
-        raise ValueError(f'"{name}" has {len(value)} characters; at most {MAX_PROMPT_CHARS}')
-    text = value.strip()
-    tokens = len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
-    limit = int(tokenizer.model_max_length)
-    if tokens > limit:
-        # The count includes the start and end tokens every prompt gets.
-        raise ValueError(
-            f'"{name}" is {tokens - 2} tokens long; the text encoder reads at most {limit - 2} '
-            "(the rest would be dropped): shorten it"
-        )
-    return text
-
-
-def optional_prompt_text(value: object, name: str, tokenizer: Any) -> str | None:
-    """None when absent, null or empty: no negative prompt."""
-    if value is None or value == "":
-        return None
-    return prompt_text(value, name, tokenizer)
-
-
-def integer(value: object, name: str, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f'"{name}" must be an integer from {low} to {high}')
-    if not low <= value <= high:
-        raise ValueError(f'"{name}" must be from {low} to {high}; got {value}')
-    return value
-
-
-def number(value: object, name: str, default: float, low: float, high: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f'"{name}" must be a number from {low:g} to {high:g}')
-    if not low <= value <= high:
-        raise ValueError(f'"{name}" must be from {low:g} to {high:g}; got {value}')
-    return float(value)
-
-
 def side(value: object, name: str, default: int) -> int:
     if value is None:
         return default
@@ -256,18 +210,6 @@ def side(value: object, name: str, default: int) -> int:
     if pixels % SIDE_MULTIPLE:
         raise ValueError(f'"{name}" must be a multiple of {SIDE_MULTIPLE}; got {pixels}')
     return pixels
-
-
-def seed_value(value: object) -> int:
-    if value is None:
-        return random.SystemRandom().randint(0, MAX_SEED)
-    return integer(value, "seed", 0, 0, MAX_SEED)
-
-
-def generators(seed: int, count: int) -> list[torch.Generator]:
-    """One CPU generator per image, seeded seed, seed + 1, ...: image i of a batch is the image a
-    request for one image with seed + i makes."""
-    return [torch.Generator(device="cpu").manual_seed(seed + index) for index in range(count)]
 
 
 @torch.inference_mode()
@@ -300,10 +242,3 @@ def encode_jpeg(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def output_fn(prediction: Mapping[str, Any], accept: str, context: Any = None) -> str:
-    media_type = (accept or _JSON).split(";")[0].strip().lower()
-    if media_type not in (_JSON, "*/*"):
-        raise ValueError(f"unsupported accept type {accept!r}: this model answers {_JSON}")
-    return json.dumps(prediction)

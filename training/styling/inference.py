@@ -1,8 +1,9 @@
 """Serving handler of the virtual styling endpoint: CLIPSeg mask + Stable Diffusion inpainting.
 
 Shipped as `code/inference.py` inside the inpainting model archive (the inpainting pipeline at the
-root, CLIPSeg under `clipseg/`), so it imports nothing from this repository: only the standard
-library, torch, diffusers, transformers and Pillow. The Hugging Face PyTorch inference container
+root, CLIPSeg under `clipseg/`), with `code/sd_serving.py` (what it shares with the text-to-image
+handler) beside it; nothing else from this repository: the standard library, torch, diffusers,
+transformers and Pillow. The Hugging Face PyTorch inference container
 we target (`2.6.0-transformers4.51.3-gpu-py312-cu124`) ships diffusers 0.33.1; the tests also run
 it under the training group's 0.35.2.
 
@@ -44,7 +45,6 @@ import binascii
 import io
 import json
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +52,25 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from diffusers import StableDiffusionInpaintPipeline
-from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sd_serving import (
+    JPEG_QUALITY,
+    generators,
+    integer,
+    number,
+    optional_prompt_text,
+    prompt_text,
+    seed_value,
+    serving_dtype,
+    use_sdpa_attention,
+)
+from sd_serving import JSON_MEDIA_TYPE as _JSON
+
+# Part of this module's interface: the toolkit looks `output_fn` up here, and callers read the
+# seed range from the handler they call.
+from sd_serving import MAX_SEED as MAX_SEED
+from sd_serving import output_fn as output_fn
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
 IMAGE_LENGTHS = (512, 768)
@@ -67,14 +83,11 @@ MAX_GUIDANCE_SCALE = 20.0
 DEFAULT_MASK_THRESHOLD = 0.4
 # Dilation radius as a fraction of the side of CLIPSeg's probability map (4 px of 352).
 MASK_DILATION = 0.01
-MAX_SEED = 2**32 - 1
-MAX_PROMPT_CHARS = 2000
 # Real-time endpoints take payloads up to 25 MB. Larger photos are downscaled by the caller.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
 MIN_IMAGE_SIDE = 64
 ASPECT_TOLERANCE = 0.01
-JPEG_QUALITY = 90
 CLIPSEG_DIR = "clipseg"
 _IMAGE_FORMATS = {"JPEG", "PNG", "WEBP"}
 _SHARED_FIELDS = (
@@ -87,7 +100,6 @@ _SHARED_FIELDS = (
 )
 MASK_PROMPT_FIELDS = ("image", "mask_prompt", "prompt", *_SHARED_FIELDS, "mask_threshold")
 CALLER_MASK_FIELDS = ("inputs", "input_img", "mask_img", *_SHARED_FIELDS)
-_JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -122,22 +134,6 @@ class StylingRequest:
 class StylingResult:
     images: list[Image.Image]
     mask: Image.Image
-
-
-def serving_dtype(device: torch.device) -> torch.dtype:
-    # Stable Diffusion 2's UNet and VAE are fine in float16, which halves memory and is what the
-    # T4 (no bfloat16) runs fast; CPUs have no fast float16 kernels.
-    return torch.float16 if device.type == "cuda" else torch.float32
-
-
-def use_sdpa_attention(pipeline: Any) -> None:
-    """PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels on GPU).
-
-    Set explicitly rather than relying on each diffusers release's default; `AttnProcessor2_0`
-    exists in every release from 0.20 to 0.35.
-    """
-    for name in ("unet", "vae"):
-        getattr(pipeline, name).set_attn_processor(AttnProcessor2_0())
 
 
 def model_fn(model_dir: str, context: Any = None) -> LoadedStyling:
@@ -303,65 +299,6 @@ def caller_mask_image(value: object, image: Image.Image) -> Image.Image:
     return mask
 
 
-def prompt_text(value: object, name: str, tokenizer: Any) -> str:
-    """A prompt that the CLIP text encoder reads whole."""
-    if value is None:
-        raise ValueError(f'"{name}" is required')
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f'"{name}" must be a non-empty string')
-    if len(value) > MAX_PROMPT_CHARS:
-        raise ValueError(f'"{name}" has {len(value)} characters; at most {MAX_PROMPT_CHARS}')
-    text = value.strip()
-    tokens = len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
-    limit = int(tokenizer.model_max_length)
-    if tokens > limit:
-        # The count includes the start and end tokens every prompt gets.
-        raise ValueError(
-            f'"{name}" is {tokens - 2} tokens long; the text encoder reads at most {limit - 2} '
-            "(the rest would be dropped): shorten it"
-        )
-    return text
-
-
-def optional_prompt_text(value: object, name: str, tokenizer: Any) -> str | None:
-    """None when absent, null or empty: no negative prompt."""
-    if value is None or value == "":
-        return None
-    return prompt_text(value, name, tokenizer)
-
-
-def integer(value: object, name: str, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f'"{name}" must be an integer from {low} to {high}')
-    if not low <= value <= high:
-        raise ValueError(f'"{name}" must be from {low} to {high}; got {value}')
-    return value
-
-
-def number(value: object, name: str, default: float, low: float, high: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f'"{name}" must be a number from {low:g} to {high:g}')
-    if not low <= value <= high:
-        raise ValueError(f'"{name}" must be from {low:g} to {high:g}; got {value}')
-    return float(value)
-
-
-def seed_value(value: object) -> int:
-    if value is None:
-        return random.SystemRandom().randint(0, MAX_SEED)
-    return integer(value, "seed", 0, 0, MAX_SEED)
-
-
-def generators(seed: int, count: int) -> list[torch.Generator]:
-    """One CPU generator per image, seeded seed, seed + 1, ...: image i of a batch is the image a
-    request for one image with seed + i makes."""
-    return [torch.Generator(device="cpu").manual_seed(seed + index) for index in range(count)]
-
-
 @torch.inference_mode()
 def mask_probabilities(loaded: LoadedStyling, image: Image.Image, text: str) -> torch.Tensor:
     """CLIPSeg's probability that each pixel of its (square) map shows `text`, float32 on CPU."""
@@ -477,10 +414,3 @@ def encode(image: Image.Image, image_format: str) -> str:
     else:
         image.save(buffer, image_format)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def output_fn(prediction: Mapping[str, Any], accept: str, context: Any = None) -> str:
-    media_type = (accept or _JSON).split(";")[0].strip().lower()
-    if media_type not in (_JSON, "*/*"):
-        raise ValueError(f"unsupported accept type {accept!r}: this model answers {_JSON}")
-    return json.dumps(prediction)

@@ -1,0 +1,108 @@
+"""What the two Stable Diffusion handlers share: precision, attention, field checks, seeds, answers.
+
+Shipped as `code/sd_serving.py` beside `code/inference.py` in every Stable Diffusion archive
+(`dreambooth/export.py` copies both); the inference toolkit puts `code/` on the import path, so the
+handler imports it there as it does here from the training code's root. Like the handlers it
+imports only the standard library, torch and diffusers.
+
+Bad fields raise `ValueError` naming the field; the toolkit returns it to the caller as a 400.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 2000
+JPEG_QUALITY = 90
+JSON_MEDIA_TYPE = "application/json"
+
+
+def serving_dtype(device: torch.device) -> torch.dtype:
+    # Stable Diffusion 2's UNet and VAE are fine in float16, which halves memory and is what the
+    # T4 (no bfloat16) runs fast; CPUs have no fast float16 kernels.
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def use_sdpa_attention(pipeline: Any) -> None:
+    """PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels on GPU).
+
+    Set explicitly rather than relying on each diffusers release's default; `AttnProcessor2_0`
+    exists in every release from 0.20 to 0.35.
+    """
+    for name in ("unet", "vae"):
+        getattr(pipeline, name).set_attn_processor(AttnProcessor2_0())
+
+
+def prompt_text(value: object, name: str, tokenizer: Any, *, required_hint: str = "") -> str:
+    """A prompt that the CLIP text encoder reads whole."""
+    if value is None:
+        raise ValueError(f'"{name}" is required{required_hint}')
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f'"{name}" must be a non-empty string')
+    if len(value) > MAX_PROMPT_CHARS:
+        raise ValueError(f'"{name}" has {len(value)} characters; at most {MAX_PROMPT_CHARS}')
+    text = value.strip()
+    tokens = len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
+    limit = int(tokenizer.model_max_length)
+    if tokens > limit:
+        # The count includes the start and end tokens every prompt gets.
+        raise ValueError(
+            f'"{name}" is {tokens - 2} tokens long; the text encoder reads at most {limit - 2} '
+            "(the rest would be dropped): shorten it"
+        )
+    return text
+
+
+def optional_prompt_text(value: object, name: str, tokenizer: Any) -> str | None:
+    """None when absent, null or empty: no negative prompt."""
+    if value is None or value == "":
+        return None
+    return prompt_text(value, name, tokenizer)
+
+
+def integer(value: object, name: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f'"{name}" must be an integer from {low} to {high}')
+    if not low <= value <= high:
+        raise ValueError(f'"{name}" must be from {low} to {high}; got {value}')
+    return value
+
+
+def number(value: object, name: str, default: float, low: float, high: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValueError(f'"{name}" must be a number from {low:g} to {high:g}')
+    if not low <= value <= high:
+        raise ValueError(f'"{name}" must be from {low:g} to {high:g}; got {value}')
+    return float(value)
+
+
+def seed_value(value: object) -> int:
+    if value is None:
+        return random.SystemRandom().randint(0, MAX_SEED)
+    return integer(value, "seed", 0, 0, MAX_SEED)
+
+
+def generators(seed: int, count: int) -> list[torch.Generator]:
+    """One CPU generator per image, seeded seed, seed + 1, ...: image i of a batch is the image a
+    request for one image with seed + i makes."""
+    return [torch.Generator(device="cpu").manual_seed(seed + index) for index in range(count)]
+
+
+def output_fn(prediction: Mapping[str, Any], accept: str, context: Any = None) -> str:
+    media_type = (accept or JSON_MEDIA_TYPE).split(";")[0].strip().lower()
+    if media_type not in (JSON_MEDIA_TYPE, "*/*"):
+        raise ValueError(
+            f"unsupported accept type {accept!r}: this model answers {JSON_MEDIA_TYPE}"
+        )
+    return json.dumps(prediction)
