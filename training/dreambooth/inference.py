@@ -43,6 +43,10 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
+
+# What both Stable Diffusion handlers share (code/sd_serving.py in the archive). MAX_SEED and
+# output_fn are re-exported: the toolkit looks output_fn up on this module, and callers read the
+# seed range from the handler they call.
 from sd_serving import (
     JPEG_QUALITY,
     generators,
@@ -54,9 +58,6 @@ from sd_serving import (
     use_sdpa_attention,
 )
 from sd_serving import JSON_MEDIA_TYPE as _JSON
-
-# Part of this module's interface: the toolkit looks `output_fn` up here, and callers read the
-# seed range from the handler they call.
 from sd_serving import MAX_SEED as MAX_SEED
 from sd_serving import output_fn as output_fn
 from sd_serving import prompt_text as _prompt_text

@@ -54,6 +54,11 @@ import torch.nn.functional as F  # noqa: N812
 from diffusers import StableDiffusionInpaintPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+# What both Stable Diffusion handlers share (code/sd_serving.py in the archive). MAX_SEED and
+# output_fn are re-exported: the toolkit looks output_fn up on this module, and callers read the
+# seed range from the handler they call.
 from sd_serving import (
     JPEG_QUALITY,
     generators,
@@ -66,12 +71,8 @@ from sd_serving import (
     use_sdpa_attention,
 )
 from sd_serving import JSON_MEDIA_TYPE as _JSON
-
-# Part of this module's interface: the toolkit looks `output_fn` up here, and callers read the
-# seed range from the handler they call.
 from sd_serving import MAX_SEED as MAX_SEED
 from sd_serving import output_fn as output_fn
-from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
 IMAGE_LENGTHS = (512, 768)
 DEFAULT_IMAGE_LENGTH = 512
