@@ -1085,15 +1085,21 @@ def _parse_vqa_hyperparameters(reader: _Reader) -> VqaHyperparameters:
     )
 
 
-def _parse_vqa_training(reader: _Reader) -> VqaTrainingConfig:
+def _training_job_fields(
+    reader: _Reader, *, instance_type_keys: tuple[str, ...], base_model_example: str
+) -> dict[str, Any]:
+    """The SageMaker training job fields that VQA and DreamBooth share, read in the order the
+    sections list them (so the first invalid key is the one reported)."""
     hours = _int_between(1, MAX_TRAINING_HOURS)
-    config = VqaTrainingConfig(
-        image_uri=reader.get(
+    instance_type = _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
+    fields: dict[str, Any] = {
+        "image_uri": reader.get(
             "image_uri", _matching(_ECR_IMAGE_URI, _IMAGE_URI_TEXT, optional=True), optional=True
-        ),
-        instance_type=reader.get(
-            "instance_type", _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
-        ),
+        )
+    }
+    for key in instance_type_keys:
+        fields[key] = reader.get(key, instance_type)
+    fields.update(
         instance_count=reader.get("instance_count", _single_instance),
         volume_size_gb=reader.get("volume_size_gb", _int_between(1, 16_384)),
         max_runtime_hours=reader.get("max_runtime_hours", hours),
@@ -1101,14 +1107,13 @@ def _parse_vqa_training(reader: _Reader) -> VqaTrainingConfig:
         max_wait_hours=reader.get("max_wait_hours", hours),
         base_model=reader.get(
             "base_model",
-            _matching(
-                _HUB_MODEL_ID, "a Hugging Face model id such as 'Salesforce/blip2-flan-t5-xl'"
-            ),
-        ),
-        hyperparameters=_parse_vqa_hyperparameters(
-            reader.section("hyperparameters", VQA_HYPERPARAMETER_NAMES)
+            _matching(_HUB_MODEL_ID, f"a Hugging Face model id such as '{base_model_example}'"),
         ),
     )
+    return fields
+
+
+def _check_spot_wait(reader: _Reader, config: VqaTrainingConfig | DreamBoothTrainingConfig) -> None:
     if config.use_spot and config.max_wait_hours < config.max_runtime_hours:
         # SageMaker refuses a spot job whose wait (capacity wait + run) is shorter than its run.
         raise ConfigError(
@@ -1116,6 +1121,20 @@ def _parse_vqa_training(reader: _Reader) -> VqaTrainingConfig:
             f"{reader.key('max_runtime_hours')} = {config.max_runtime_hours}; a spot job's wait "
             "includes its run time"
         )
+
+
+def _parse_vqa_training(reader: _Reader) -> VqaTrainingConfig:
+    config = VqaTrainingConfig(
+        **_training_job_fields(
+            reader,
+            instance_type_keys=("instance_type",),
+            base_model_example="Salesforce/blip2-flan-t5-xl",
+        ),
+        hyperparameters=_parse_vqa_hyperparameters(
+            reader.section("hyperparameters", VQA_HYPERPARAMETER_NAMES)
+        ),
+    )
+    _check_spot_wait(reader, config)
     return config
 
 
@@ -1234,29 +1253,16 @@ def _image_side(key: str, value: Any) -> int:
 
 
 def _parse_dreambooth_training(reader: _Reader, *, inpainting: bool) -> DreamBoothTrainingConfig:
-    hours = _int_between(1, MAX_TRAINING_HOURS)
-    instance_type = _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
     base_model_example = (
         "stabilityai/stable-diffusion-2-inpainting"
         if inpainting
         else "stabilityai/stable-diffusion-2-1-base"
     )
     config = DreamBoothTrainingConfig(
-        image_uri=reader.get(
-            "image_uri", _matching(_ECR_IMAGE_URI, _IMAGE_URI_TEXT, optional=True), optional=True
-        ),
-        instance_type=reader.get("instance_type", instance_type),
-        prior_preservation_instance_type=reader.get(
-            "prior_preservation_instance_type", instance_type
-        ),
-        instance_count=reader.get("instance_count", _single_instance),
-        volume_size_gb=reader.get("volume_size_gb", _int_between(1, 16_384)),
-        max_runtime_hours=reader.get("max_runtime_hours", hours),
-        use_spot=reader.get("use_spot", _boolean),
-        max_wait_hours=reader.get("max_wait_hours", hours),
-        base_model=reader.get(
-            "base_model",
-            _matching(_HUB_MODEL_ID, f"a Hugging Face model id such as '{base_model_example}'"),
+        **_training_job_fields(
+            reader,
+            instance_type_keys=("instance_type", "prior_preservation_instance_type"),
+            base_model_example=base_model_example,
         ),
         clipseg_model=(
             reader.get(
@@ -1272,13 +1278,7 @@ def _parse_dreambooth_training(reader: _Reader, *, inpainting: bool) -> DreamBoo
             reader.section("hyperparameters", DREAMBOOTH_HYPERPARAMETER_NAMES)
         ),
     )
-    if config.use_spot and config.max_wait_hours < config.max_runtime_hours:
-        # SageMaker refuses a spot job whose wait (capacity wait + run) is shorter than its run.
-        raise ConfigError(
-            f"{reader.key('max_wait_hours')} = {config.max_wait_hours} is less than "
-            f"{reader.key('max_runtime_hours')} = {config.max_runtime_hours}; a spot job's wait "
-            "includes its run time"
-        )
+    _check_spot_wait(reader, config)
     return config
 
 

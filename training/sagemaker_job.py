@@ -1,6 +1,6 @@
 """What every training script needs from SageMaker's side of the job (`vqa.train`,
-`dreambooth.train`): hyperparameter types, tolerance for SageMaker's own keys, and the failure
-file.
+`dreambooth.train`): hyperparameter types, tolerance for SageMaker's own keys, the output paths,
+logging, and the failure error and file.
 
 SageMaker passes each hyperparameter as `--name value` with the value a string, so booleans and
 "no value" need parsing here rather than `type=bool`. The job's `FailureReason` is whatever the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 LOG = logging.getLogger("sagemaker_job")
@@ -25,6 +25,16 @@ FAILURE_REASON_LIMIT = 1000
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 _UNSET = ("", "none", "null")
+
+
+class TrainingError(RuntimeError):
+    """A problem the job cannot continue past; its message becomes the job's failure reason."""
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def boolean(value: str) -> bool:
@@ -97,6 +107,24 @@ def parse_ignoring_sagemaker_keys(
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """`--model_dir`, `--output_data_dir`, `--checkpoint_dir` and `--failure_file`: where the job's
+    outputs go, from SageMaker's environment with the /opt/ml defaults."""
+    parser.add_argument("--model_dir", type=Path, default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
+    parser.add_argument(
+        "--output_data_dir",
+        type=Path,
+        default=env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"),
+    )
+    parser.add_argument("--checkpoint_dir", type=Path, default=Path("/opt/ml/checkpoints"))
+    parser.add_argument(
+        "--failure_file",
+        type=Path,
+        default=Path(env.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure",
+        help="where the failure reason goes; SageMaker shows it as the job's FailureReason",
+    )
 
 
 def write_failure(path: Path, message: str) -> None:

@@ -80,7 +80,10 @@ from dreambooth.prepare import (
 )
 from metric_lines import metric_line
 from sagemaker_job import (
+    TrainingError,
+    add_output_arguments,
     boolean,
+    configure_logging,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -121,10 +124,6 @@ GPU_MEMORY_HINT = (
     "turn on gradient_checkpointing and use_8bit_adam, lower batch_size or resolution, or use a "
     "24 GB GPU (ml.g5.2xlarge): prior preservation does not fit in 16 GB (ml.g4dn.2xlarge)"
 )
-
-
-class TrainingError(RuntimeError):
-    """A problem the job cannot continue past; its message becomes the job's failure reason."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,19 +208,7 @@ def parse_args(
         type=Path,
         default=env.get("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training"),
     )
-    parser.add_argument("--model_dir", type=Path, default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
-    parser.add_argument(
-        "--output_data_dir",
-        type=Path,
-        default=env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"),
-    )
-    parser.add_argument("--checkpoint_dir", type=Path, default=Path("/opt/ml/checkpoints"))
-    parser.add_argument(
-        "--failure_file",
-        type=Path,
-        default=Path(env.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure",
-        help="where the failure reason goes; SageMaker shows it as the job's FailureReason",
-    )
+    add_output_arguments(parser, env)
     args = parse_ignoring_sagemaker_keys(parser, argv)
     if args.base_model is None:
         args.base_model = DEFAULT_BASE_MODELS[args.mode]
@@ -1006,9 +993,7 @@ def build_summary(
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     return run_with_args(parse_args(argv))
 
 

@@ -46,6 +46,9 @@ from checkpoint_dirs import (
     restore_newest,
 )
 from sagemaker_job import (
+    TrainingError,
+    add_output_arguments,
+    configure_logging,
     fraction,
     non_negative_int,
     positive_float,
@@ -71,10 +74,6 @@ SUMMARY_FILE = "training_summary.json"
 PRECISIONS = ("auto", "fp32", "bf16", "8bit")
 _HERE = Path(__file__).resolve().parent
 SERVING_REQUIREMENTS = _HERE / "serving-requirements.txt"
-
-
-class TrainingError(RuntimeError):
-    """A problem the job cannot continue past; its message becomes the job's failure reason."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,19 +131,7 @@ def parse_args(
         type=Path,
         default=env.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"),
     )
-    parser.add_argument("--model_dir", type=Path, default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
-    parser.add_argument(
-        "--output_data_dir",
-        type=Path,
-        default=env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"),
-    )
-    parser.add_argument("--checkpoint_dir", type=Path, default=Path("/opt/ml/checkpoints"))
-    parser.add_argument(
-        "--failure_file",
-        type=Path,
-        default=Path(env.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure",
-        help="where the failure reason goes; SageMaker shows it as the job's FailureReason",
-    )
+    add_output_arguments(parser, env)
     args = parser.parse_args(argv)
     if args.lora_alpha < args.lora_r:
         parser.error(
@@ -722,9 +709,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     return run_with_args(parse_args(argv))
 
 
