@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.utils import logging as diffusers_logging
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000
@@ -38,6 +39,26 @@ def use_sdpa_attention(pipeline: Any) -> None:
     """
     for name in ("unet", "vae"):
         getattr(pipeline, name).set_attn_processor(AttnProcessor2_0())
+
+
+def load_pipeline(
+    pipeline_class: Any, model_dir: str, *, in_channels: int, wrong_unet: str
+) -> tuple[Any, torch.device]:
+    """The pipeline saved at the archive root, on the GPU in float16 when there is one: local
+    files only, nothing is downloaded. A UNet without `in_channels` inputs is the other endpoint's
+    model: refused with `wrong_unet` after the count it has."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    diffusers_logging.disable_progress_bar()
+    pipeline = pipeline_class.from_pretrained(
+        model_dir, torch_dtype=serving_dtype(device), local_files_only=True
+    )
+    found = pipeline.unet.config.in_channels
+    if found != in_channels:
+        raise ValueError(f"the UNet in {model_dir} takes {found} input channels{wrong_unet}")
+    use_sdpa_attention(pipeline)
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.to(device)
+    return pipeline, device
 
 
 def prompt_text(value: object, name: str, tokenizer: Any, *, required_hint: str = "") -> str:

@@ -17,6 +17,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from mms.service import PredictionException
 from PIL import Image
 
+import sd_serving
 from dreambooth import inference
 from dreambooth.export import export_archive
 from dreambooth.inference import LoadedPipeline
@@ -136,7 +137,7 @@ def test_model_fn_loads_on_cpu_in_float32_with_pytorch_sdpa_attention(
     processors = [*pipeline.unet.attn_processors.values(), *pipeline.vae.attn_processors.values()]
     assert processors
     assert all(isinstance(processor, AttnProcessor2_0) for processor in processors)
-    assert inference.serving_dtype(torch.device("cuda")) == torch.float16
+    assert sd_serving.serving_dtype(torch.device("cuda")) == torch.float16
 
 
 def test_an_inpainting_archive_is_refused(

@@ -24,6 +24,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from mms.service import PredictionException
 from PIL import Image
 
+import sd_serving
 from dreambooth.export import export_archive
 from styling import inference
 from styling.inference import LoadedStyling
@@ -299,7 +300,7 @@ def test_model_fn_loads_on_cpu_in_float32_with_pytorch_sdpa_attention(
     processors = [*pipeline.unet.attn_processors.values(), *pipeline.vae.attn_processors.values()]
     assert processors
     assert all(isinstance(processor, AttnProcessor2_0) for processor in processors)
-    assert inference.serving_dtype(torch.device("cuda")) == torch.float16
+    assert sd_serving.serving_dtype(torch.device("cuda")) == torch.float16
 
 
 def test_a_text_to_image_archive_is_refused(tiny_sd: Path, tmp_path: Path) -> None:

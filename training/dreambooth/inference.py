@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 from diffusers import StableDiffusionPipeline
-from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
 # What both Stable Diffusion handlers share (code/sd_serving.py in the archive). MAX_SEED and
@@ -51,11 +50,10 @@ from sd_serving import (
     JPEG_QUALITY,
     generators,
     integer,
+    load_pipeline,
     number,
     optional_prompt_text,
     seed_value,
-    serving_dtype,
-    use_sdpa_attention,
 )
 from sd_serving import JSON_MEDIA_TYPE as _JSON
 from sd_serving import MAX_SEED as MAX_SEED
@@ -116,20 +114,13 @@ class GenerationRequest:
 
 def model_fn(model_dir: str, context: Any = None) -> LoadedPipeline:
     """Load the pipeline saved at the archive root: local files only, nothing is downloaded."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    diffusers_logging.disable_progress_bar()
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        model_dir, torch_dtype=serving_dtype(device), local_files_only=True
+    pipeline, device = load_pipeline(
+        StableDiffusionPipeline,
+        model_dir,
+        in_channels=4,
+        wrong_unet=": an inpainting model belongs on the styling endpoint, this one serves "
+        "text-to-image models (4 channels)",
     )
-    in_channels = pipeline.unet.config.in_channels
-    if in_channels != 4:
-        raise ValueError(
-            f"the UNet in {model_dir} takes {in_channels} input channels: an inpainting model "
-            "belongs on the styling endpoint, this one serves text-to-image models (4 channels)"
-        )
-    use_sdpa_attention(pipeline)
-    pipeline.set_progress_bar_config(disable=True)
-    pipeline.to(device)
     return LoadedPipeline(pipeline=pipeline, device=device)
 
 

@@ -52,7 +52,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from diffusers import StableDiffusionInpaintPipeline
-from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
@@ -63,12 +62,11 @@ from sd_serving import (
     JPEG_QUALITY,
     generators,
     integer,
+    load_pipeline,
     number,
     optional_prompt_text,
     prompt_text,
     seed_value,
-    serving_dtype,
-    use_sdpa_attention,
 )
 from sd_serving import JSON_MEDIA_TYPE as _JSON
 from sd_serving import MAX_SEED as MAX_SEED
@@ -139,20 +137,13 @@ class StylingResult:
 
 def model_fn(model_dir: str, context: Any = None) -> LoadedStyling:
     """Load the inpainting pipeline (archive root) and CLIPSeg (`clipseg/`): local files only."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    diffusers_logging.disable_progress_bar()
-    pipeline = StableDiffusionInpaintPipeline.from_pretrained(
-        model_dir, torch_dtype=serving_dtype(device), local_files_only=True
+    pipeline, device = load_pipeline(
+        StableDiffusionInpaintPipeline,
+        model_dir,
+        in_channels=9,
+        wrong_unet="; the styling endpoint needs an inpainting model (9: latents, mask, masked "
+        "image)",
     )
-    in_channels = pipeline.unet.config.in_channels
-    if in_channels != 9:
-        raise ValueError(
-            f"the UNet in {model_dir} takes {in_channels} input channels; the styling endpoint "
-            "needs an inpainting model (9: latents, mask, masked image)"
-        )
-    use_sdpa_attention(pipeline)
-    pipeline.set_progress_bar_config(disable=True)
-    pipeline.to(device)
     clipseg_dir = os.path.join(model_dir, CLIPSEG_DIR)
     if not os.path.isdir(clipseg_dir):
         raise ValueError(f"{clipseg_dir} is missing: the styling archive holds CLIPSeg there")
