@@ -45,6 +45,18 @@ def assembly_artifacts(app: SynthesizedApp) -> dict[str, Any]:
     return artifacts
 
 
+def stack_dependencies(app: SynthesizedApp, stack_id: str) -> list[str]:
+    """The stacks `stack_id` depends on (its asset manifests left out)."""
+    dependencies: list[str] = assembly_artifacts(app)[stack_id]["dependencies"]
+    return [name for name in dependencies if not name.endswith(".assets")]
+
+
+def published_output_id(name: str) -> str:
+    """The stack output that publishes `name` beside its SSM parameter: `vqa-code-uri` →
+    `VqaCodeUri`."""
+    return "".join(part.capitalize() for part in name.split("-"))
+
+
 def exports(app: SynthesizedApp) -> dict[str, Any]:
     """Export name → exported value, over every stack of the app."""
     found = {}

@@ -26,10 +26,12 @@ from tests.templates import (
     exports,
     listed,
     one,
+    published_output_id,
     render,
     resources,
     role_statements,
     ssm_parameters,
+    stack_dependencies,
     state_machine_definition,
     statements_granting,
 )
@@ -609,8 +611,7 @@ def test_names_are_published(dev_app: SynthesizedApp, name: str) -> None:
     template = dev_app.template("-training")
     parameters = ssm_parameters(template)
     assert f"/atelier/dev/training/{name}" in parameters
-    output_id = "".join(part.capitalize() for part in name.split("-"))
-    assert output_id in template["Outputs"]
+    assert published_output_id(name) in template["Outputs"]
     assert parameters["/atelier/dev/training/vqa-model-data-url-parameter"]["Value"] == (
         "/atelier/dev/vqa/model-data-url"
     )
@@ -621,10 +622,8 @@ def test_the_training_stack_depends_on_data_only(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
     app = synthesized_apps[stage]
-    artifacts = assembly_artifacts(app)
-    training = artifacts[f"atelier-{stage}-training"]
-    stacks = [d for d in training["dependencies"] if not d.endswith(".assets")]
-    assert stacks == [f"atelier-{stage}-data"]
+    assert stack_dependencies(app, f"atelier-{stage}-training") == [f"atelier-{stage}-data"]
+    training = assembly_artifacts(app)[f"atelier-{stage}-training"]
     assert training["properties"]["terminationProtection"] is (stage == "prod")
     # The SSM parameter the workflow writes is not a stack resource: redeploying or destroying
     # the stack never reverts or deletes a recorded model.
