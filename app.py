@@ -14,6 +14,7 @@ from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage
 from infra.nag import attach_nag
 from infra.stacks.api import ApiStack
 from infra.stacks.bedrock import BedrockStack
+from infra.stacks.catalog import CatalogStack
 from infra.stacks.data import DataStack
 from infra.stacks.hosting import HostingStack
 from infra.stacks.training import TrainingStack
@@ -107,6 +108,20 @@ def build_app(app: App) -> App:
         tags=tags,
         description=f"Atelier ({config.stage}) api: REST API, upload queue and description "
         "functions",
+        termination_protection=config.is_production_like,
+    )
+    # Depends on the Data stack only: the VQA model comes from the training workflow's SSM
+    # parameter at run time and the online path's endpoint is granted by name.
+    CatalogStack(
+        app,
+        config.resource_name("catalog"),
+        config=config,
+        data=data,
+        env=env,
+        tags=tags,
+        description=f"Atelier ({config.stage}) catalog: describe-catalog workflow (Distributed "
+        f"Map, Batch Transform on {config.catalog.transform.instance_type}, Bedrock batch "
+        "inference) and its functions",
         termination_protection=config.is_production_like,
     )
 

@@ -120,6 +120,32 @@ MAX_TITAN_MODEL_UNITS = 100
 # A standard Step Functions execution keeps at most 25,000 history events and each poll of a job
 # or throughput (Wait, Task, Choice) adds about ten: stay well below with at most 2,000 polls.
 MAX_WORKFLOW_POLLS = 2_000
+# The catalog workflow (`describe-catalog`). SageMaker and Bedrock names take at most 63
+# characters; each run's are `<catalog prefix>-<runId>-<group>` with runId
+# `<YYYYMMDDHHMMSS>-<8 hex>` (23) and group `g0000` (5).
+MAX_SAGEMAKER_NAME_LENGTH = 63
+CATALOG_NAME_SUFFIX_LENGTH = len("-20260101000000-0123abcd-g0000")
+# CreateTransformJob: MaxPayloadInMB at most 100, and MaxConcurrentTransforms x MaxPayloadInMB
+# at most 100 (SageMaker API reference). SageMaker's MB is taken as 10^6 bytes, the smaller
+# reading, for the per-record check the functions make.
+MAX_TRANSFORM_PAYLOAD_MB = 100
+TRANSFORM_PAYLOAD_MB_BYTES = 1_000_000
+# ModelClientConfig: InvocationsTimeoutInSeconds 1-3600, InvocationsMaxRetries 0-3.
+MAX_TRANSFORM_INVOCATION_SECONDS = 3600
+MAX_TRANSFORM_INVOCATION_RETRIES = 3
+# Room in one Batch Transform request for the JSON around the base64 image (ids, questions).
+TRANSFORM_REQUEST_OVERHEAD_BYTES = 64 * 1024
+# CreateModelInvocationJob's timeoutDurationInHours.
+BEDROCK_BATCH_TIMEOUT_HOURS = (24, 168)
+# Quota sizes are in MB of 2^20 bytes (1024 MB = the 1 GB input file quota).
+BEDROCK_MB_BYTES = 1024 * 1024
+# A Distributed Map child receives at most 256 KiB: an S3 listing entry or manifest row is a few
+# hundred bytes, so at most 1,000 per batch.
+MAX_RECORDS_PER_PART = 1_000
+# The online route carries its products in the state (256 KiB), about 300 bytes each.
+MAX_ONLINE_THRESHOLD = 500
+# Distributed Map's MaxConcurrency ceiling.
+MAX_MAP_CONCURRENCY = 10_000
 _TITAN_BASE_MODEL = re.compile(r"^amazon\.titan-image-generator-v[1-9]:[0-9]+$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
@@ -465,6 +491,57 @@ class TitanConfig:
 
 
 @dataclass(frozen=True)
+class CatalogTransformConfig:
+    """The SageMaker Batch Transform job of each catalog group (the VQA attribute model)."""
+
+    instance_type: str
+    instance_count: int
+    # Requests in flight per instance; max_payload_mb times this may not exceed 100 MB.
+    max_concurrent_transforms: int
+    # One request: one JSON line with its base64 image (SageMaker's default is 6 MB).
+    max_payload_mb: int
+    invocation_timeout_seconds: int
+    invocation_max_retries: int
+
+
+@dataclass(frozen=True)
+class CatalogBedrockConfig:
+    """Bedrock batch inference quotas (Service Quotas, per model) and the job's polling."""
+
+    min_records_per_job: int
+    max_records_per_job: int
+    max_records_per_file: int
+    max_file_mb: int
+    max_job_mb: int
+    # CreateModelInvocationJob's timeoutDurationInHours (24-168).
+    timeout_hours: int
+    poll_seconds: int
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """The `describe-catalog` workflow: Distributed Map fan-out, Batch Transform, Bedrock batch
+    inference, and the online path for catalogs too small for a batch job."""
+
+    transform: CatalogTransformConfig
+    bedrock: CatalogBedrockConfig
+    # Products per Batch Transform input part (one Distributed Map child batch).
+    records_per_part: int
+    # Products per group: one Batch Transform job and one Bedrock job.
+    max_records_per_group: int
+    max_concurrent_groups: int
+    # MaxConcurrency of the Distributed Map children that build the transform input.
+    build_concurrency: int
+    # Fewer pending products than this take the online path (endpoint + Converse).
+    online_threshold: int
+    online_concurrency: int
+    # Threads for the many small S3/DynamoDB calls inside one function.
+    io_concurrency: int
+    # The state machine's timeout: a whole run, every group included.
+    max_run_hours: int
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """Everything that differs between deployments of Atelier."""
 
@@ -484,6 +561,7 @@ class StageConfig:
     dreambooth: DreamBoothConfig
     styling: StylingConfig
     diffusion: DiffusionConfig
+    catalog: CatalogConfig
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -529,6 +607,20 @@ class StageConfig:
     def styling_model_data_parameter(self) -> str:
         """Where each successful DreamBooth inpainting training run records its styling archive."""
         return f"{self.ssm_prefix}/styling/model-data-url"
+
+    @property
+    def catalog_job_name_prefix(self) -> str:
+        """What every catalog run's SageMaker model, transform jobs and Bedrock jobs are named
+        with: `<prefix>-<stage>-catalog`, shorter where the longest name would not fit in 63
+        characters (see CATALOG_NAME_SUFFIX_LENGTH)."""
+        for suffix in ("-catalog", "-cat", ""):
+            candidate = f"{self.name_prefix}-{self.stage}{suffix}"
+            if len(candidate) + CATALOG_NAME_SUFFIX_LENGTH <= MAX_SAGEMAKER_NAME_LENGTH:
+                return candidate
+        raise ConfigError(
+            f"name_prefix {self.name_prefix!r} and stage {self.stage!r} are too long for catalog "
+            f"job names ({MAX_SAGEMAKER_NAME_LENGTH} characters)"
+        )
 
     @property
     def titan_provisioned_model_parameter(self) -> str:
@@ -921,6 +1013,35 @@ DREAMBOOTH_LR_SCHEDULERS = (
     "constant_with_warmup",
 )
 DREAMBOOTH_MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+_CATALOG_KEYS = (
+    "transform",
+    "bedrock",
+    "records_per_part",
+    "max_records_per_group",
+    "max_concurrent_groups",
+    "build_concurrency",
+    "online_threshold",
+    "online_concurrency",
+    "io_concurrency",
+    "max_run_hours",
+)
+_CATALOG_TRANSFORM_KEYS = (
+    "instance_type",
+    "instance_count",
+    "max_concurrent_transforms",
+    "max_payload_mb",
+    "invocation_timeout_seconds",
+    "invocation_max_retries",
+)
+_CATALOG_BEDROCK_KEYS = (
+    "min_records_per_job",
+    "max_records_per_job",
+    "max_records_per_file",
+    "max_file_mb",
+    "max_job_mb",
+    "timeout_hours",
+    "poll_seconds",
+)
 _STAGE_KEYS = (
     "name_prefix",
     "account",
@@ -937,6 +1058,7 @@ _STAGE_KEYS = (
     "dreambooth",
     "styling",
     "diffusion",
+    "catalog",
     "tags",
 )
 
@@ -1548,6 +1670,116 @@ def _parse_titan(reader: _Reader) -> TitanConfig:
     return config
 
 
+def _parse_catalog_transform(reader: _Reader) -> CatalogTransformConfig:
+    config = CatalogTransformConfig(
+        instance_type=reader.get(
+            "instance_type", _matching(_ML_INSTANCE_TYPE, _INSTANCE_TYPE_TEXT)
+        ),
+        instance_count=reader.get("instance_count", _int_between(1, 100)),
+        max_concurrent_transforms=reader.get(
+            "max_concurrent_transforms", _int_between(1, MAX_TRANSFORM_PAYLOAD_MB)
+        ),
+        max_payload_mb=reader.get("max_payload_mb", _int_between(1, MAX_TRANSFORM_PAYLOAD_MB)),
+        invocation_timeout_seconds=reader.get(
+            "invocation_timeout_seconds", _int_between(1, MAX_TRANSFORM_INVOCATION_SECONDS)
+        ),
+        invocation_max_retries=reader.get(
+            "invocation_max_retries", _int_between(0, MAX_TRANSFORM_INVOCATION_RETRIES)
+        ),
+    )
+    product = config.max_payload_mb * config.max_concurrent_transforms
+    if product > MAX_TRANSFORM_PAYLOAD_MB:
+        raise ConfigError(
+            f"{reader.key('max_payload_mb')} = {config.max_payload_mb} times "
+            f"{reader.key('max_concurrent_transforms')} = {config.max_concurrent_transforms} is "
+            f"{product} MB; Batch Transform allows at most {MAX_TRANSFORM_PAYLOAD_MB} MB in flight "
+            "per instance: lower one of them"
+        )
+    return config
+
+
+def _parse_catalog_bedrock(reader: _Reader) -> CatalogBedrockConfig:
+    records = _int_between(1, 1_000_000)
+    megabytes = _int_between(1, 100 * 1024)
+    config = CatalogBedrockConfig(
+        min_records_per_job=reader.get("min_records_per_job", records),
+        max_records_per_job=reader.get("max_records_per_job", records),
+        max_records_per_file=reader.get("max_records_per_file", records),
+        max_file_mb=reader.get("max_file_mb", megabytes),
+        max_job_mb=reader.get("max_job_mb", megabytes),
+        timeout_hours=reader.get("timeout_hours", _int_between(*BEDROCK_BATCH_TIMEOUT_HOURS)),
+        poll_seconds=reader.get("poll_seconds", _int_between(60, 3600)),
+    )
+    for low, high in (
+        ("min_records_per_job", "max_records_per_job"),
+        ("max_records_per_file", "max_records_per_job"),
+        ("max_file_mb", "max_job_mb"),
+    ):
+        if getattr(config, low) > getattr(config, high):
+            raise ConfigError(
+                f"{reader.key(low)} = {getattr(config, low)} is larger than "
+                f"{reader.key(high)} = {getattr(config, high)}"
+            )
+    polls = config.timeout_hours * 3600 // config.poll_seconds
+    if polls > MAX_WORKFLOW_POLLS:
+        raise ConfigError(
+            f"{reader.key('timeout_hours')} = {config.timeout_hours} at "
+            f"{reader.key('poll_seconds')} = {config.poll_seconds} makes {polls} polls; at most "
+            f"{MAX_WORKFLOW_POLLS} fit in a Step Functions execution's history (25,000 events): "
+            "poll less often"
+        )
+    return config
+
+
+def _parse_catalog(reader: _Reader) -> CatalogConfig:
+    config = CatalogConfig(
+        transform=_parse_catalog_transform(reader.section("transform", _CATALOG_TRANSFORM_KEYS)),
+        bedrock=_parse_catalog_bedrock(reader.section("bedrock", _CATALOG_BEDROCK_KEYS)),
+        records_per_part=reader.get("records_per_part", _int_between(1, MAX_RECORDS_PER_PART)),
+        max_records_per_group=reader.get("max_records_per_group", _int_between(1, 1_000_000)),
+        max_concurrent_groups=reader.get("max_concurrent_groups", _int_between(1, 100)),
+        build_concurrency=reader.get("build_concurrency", _int_between(1, MAX_MAP_CONCURRENCY)),
+        online_threshold=reader.get("online_threshold", _int_between(0, MAX_ONLINE_THRESHOLD)),
+        online_concurrency=reader.get("online_concurrency", _int_between(1, 100)),
+        io_concurrency=reader.get("io_concurrency", _int_between(1, 64)),
+        # A standard execution runs at most a year; a week covers the longest Bedrock job.
+        max_run_hours=reader.get("max_run_hours", _int_between(1, 720)),
+    )
+    bedrock = reader.key("bedrock")
+    if config.max_records_per_group > config.bedrock.max_records_per_job:
+        raise ConfigError(
+            f"{reader.key('max_records_per_group')} = {config.max_records_per_group} is larger "
+            f"than {bedrock}.max_records_per_job = {config.bedrock.max_records_per_job}; a group "
+            "is one Bedrock job"
+        )
+    if config.online_threshold < config.bedrock.min_records_per_job:
+        raise ConfigError(
+            f"{reader.key('online_threshold')} = {config.online_threshold} is smaller than "
+            f"{bedrock}.min_records_per_job = {config.bedrock.min_records_per_job}; a catalog "
+            "too small for a Bedrock batch job must take the online path"
+        )
+    if config.max_run_hours <= config.bedrock.timeout_hours:
+        raise ConfigError(
+            f"{reader.key('max_run_hours')} = {config.max_run_hours} is not more than "
+            f"{bedrock}.timeout_hours = {config.bedrock.timeout_hours}; a run must outlast its "
+            "Bedrock jobs and the Batch Transform before them"
+        )
+    return config
+
+
+def _check_catalog_payload(config: StageConfig) -> None:
+    """The largest image the descriptions section accepts must fit one transform request."""
+    limit = config.catalog.transform.max_payload_mb * TRANSFORM_PAYLOAD_MB_BYTES
+    largest = (config.descriptions.image.max_bytes + 2) // 3 * 4 + TRANSFORM_REQUEST_OVERHEAD_BYTES
+    if largest > limit:
+        raise ConfigError(
+            f"catalog.transform.max_payload_mb = {config.catalog.transform.max_payload_mb} "
+            f"cannot carry the largest image descriptions.image.max_bytes allows "
+            f"({config.descriptions.image.max_bytes} bytes are {largest} bytes of request as "
+            "base64): raise max_payload_mb or lower descriptions.image.max_bytes"
+        )
+
+
 def _merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in overrides.items():
@@ -1591,8 +1823,12 @@ def parse_stage_config(stage: str, values: Mapping[str, Any]) -> StageConfig:
         dreambooth=_parse_dreambooth(reader.section("dreambooth", _DREAMBOOTH_KEYS)),
         styling=_parse_styling(reader.section("styling", _STYLING_KEYS)),
         diffusion=_parse_diffusion(reader.section("diffusion", _DIFFUSION_KEYS)),
+        catalog=_parse_catalog(reader.section("catalog", _CATALOG_KEYS)),
         tags=reader.get("tags", _tags, optional=True),
     )
+    _check_catalog_payload(config)
+    # Raises if no name fits (it always does for the allowed prefix and stage lengths).
+    _ = config.catalog_job_name_prefix
     if (config.account is None) != (config.region is None):
         raise ConfigError(
             "account and region must be set together (both null means an environment-agnostic "

@@ -1,9 +1,14 @@
 """A small interpreter for the synthesized JSONata state machines, for tests.
 
 Step Functions has no local runtime we can use without Docker, so this walks a definition the
-way the service does for the parts Atelier uses: Pass, Task, Choice, Wait, Succeed and Fail
+way the service does for the parts Atelier uses: Pass, Task, Choice, Wait, Succeed, Fail and Map
 states in JSONata mode, with `Assign` (all expressions see the variables as they were before the
 state), `Output`, `Retry` (attempt counting, no sleeping) and `Catch` (with `$states.errorOutput`).
+Map states run their iterations one after another: inline ones with `Items`/`ItemSelector` (the
+outer variables readable), Distributed ones as child executions (no outer variables) fed by an S3
+`ItemReader` (listObjectsV2, or getObject of CSV with a header row or of JSON Lines, read through
+the `s3` client given to the interpreter), `ItemBatcher` and `ToleratedFailurePercentage`; a
+`ResultWriter` is recorded as a call, not written.
 Expressions are evaluated by jsonata-python, a port of the JSONata reference implementation, with
 the Step Functions extensions the workflows use ($uuid) and a controllable clock ($millis, $now).
 
@@ -16,6 +21,8 @@ model, as Step Functions does, and the response back to PascalCase.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import uuid
@@ -71,6 +78,7 @@ class Interpreter:
         clock: Clock | None = None,
         uuids: Iterator[str] | None = None,
         max_steps: int = 500,
+        s3: Any = None,
     ) -> None:
         assert definition.get("QueryLanguage") == "JSONata"
         self.definition = definition
@@ -78,6 +86,10 @@ class Interpreter:
         self.clock = clock or Clock()
         self._uuids = uuids or (str(uuid.UUID(int=n)) for n in range(1, 1_000_000))
         self.max_steps = max_steps
+        # The S3 client a Distributed Map's ItemReader reads through (moto in tests).
+        self.s3 = s3
+        # $states.context.Execution.StartTime: when the execution began, on the test clock.
+        self._start_time = self.clock.now().isoformat().replace("+00:00", "Z")
         self._compiled: dict[str, Any] = {}
 
     # --- expressions ---------------------------------------------------------------------------
@@ -125,23 +137,46 @@ class Interpreter:
     def run(self, execution_input: Any) -> Outcome:
         outcome = Outcome(status="RUNNING")
         variables: dict[str, Any] = {}
-        name = self.definition["StartAt"]
+        self._execute(self.definition, execution_input, variables, outcome, prefix="")
+        outcome.variables = variables
+        return outcome
+
+    def _context(self, state_input: Any, item: Mapping[str, Any] | None) -> dict[str, Any]:
+        context: dict[str, Any] = {
+            "Execution": {"Name": "test", "StartTime": self._start_time},
+        }
+        if item is not None:
+            context["Map"] = {"Item": dict(item)}
+        return {"input": state_input, "context": context}
+
+    def _execute(
+        self,
+        machine: Mapping[str, Any],
+        execution_input: Any,
+        variables: dict[str, Any],
+        outcome: Outcome,
+        *,
+        prefix: str,
+        item: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Run `machine` (StartAt + States) to its end; the result lands in `outcome`."""
+        name = machine["StartAt"]
         state_input = execution_input
         attempts: dict[str, int] = {}
         for _ in range(self.max_steps):
-            outcome.path.append(name)
-            state = self.definition["States"][name]
+            outcome.path.append(f"{prefix}{name}")
+            state = machine["States"][name]
             kind = state["Type"]
-            context = {"input": state_input, "context": {"Execution": {"Name": "test"}}}
+            context = self._context(state_input, item)
             if kind == "Fail":
                 outcome.status = "FAILED"
                 outcome.error = self.evaluate(state.get("Error"), variables, context)
                 outcome.cause = self.evaluate(state.get("Cause"), variables, context)
-                break
+                return
             if kind == "Succeed":
                 outcome.status = "SUCCEEDED"
                 outcome.output = self.evaluate(state.get("Output", state_input), variables, context)
-                break
+                return
             if kind == "Choice":
                 name = self._choose(state, variables, context)
                 continue
@@ -153,22 +188,25 @@ class Interpreter:
             elif kind == "Pass":
                 output = self.evaluate(state.get("Output", state_input), variables, context)
                 states = context
-            elif kind == "Task":
-                arguments = self.evaluate(state.get("Arguments", {}), variables, context)
-                outcome.calls.append((state["Resource"], arguments))
+            elif kind in ("Task", "Map"):
                 try:
-                    result = self.tasks(state["Resource"], arguments)
+                    if kind == "Task":
+                        arguments = self.evaluate(state.get("Arguments", {}), variables, context)
+                        outcome.calls.append((state["Resource"], arguments))
+                        result = self.tasks(state["Resource"], arguments)
+                    else:
+                        result = self._map(name, state, variables, context, outcome, prefix)
                 except TaskFailedError as failure:
                     attempts[name] = attempts.get(name, 0) + 1
                     if self._retries(state, failure.error, attempts[name]):
-                        outcome.path.append(f"(retry {name})")
+                        outcome.path.append(f"{prefix}(retry {name})")
                         continue
                     attempts.pop(name, None)
                     catcher = self._catcher(state, failure.error)
                     if catcher is None:
                         outcome.status = "FAILED"
                         outcome.error, outcome.cause = failure.error, failure.cause
-                        break
+                        return
                     error_output = {"Error": failure.error, "Cause": failure.cause}
                     states = {**context, "errorOutput": error_output}
                     assigned = self.evaluate(catcher.get("Assign", {}), variables, states)
@@ -187,13 +225,143 @@ class Interpreter:
             if state.get("End"):
                 outcome.status = "SUCCEEDED"
                 outcome.output = output
-                break
+                return
             state_input = output
             name = state["Next"]
+        raise AssertionError(f"no end after {self.max_steps} states: {outcome.path[-20:]}")
+
+    # --- Map states ----------------------------------------------------------------------------
+
+    def _map(
+        self,
+        name: str,
+        state: Mapping[str, Any],
+        variables: dict[str, Any],
+        context: Mapping[str, Any],
+        outcome: Outcome,
+        prefix: str,
+    ) -> Any:
+        """An inline or Distributed Map, its iterations one after the other (MaxConcurrency only
+        bounds parallelism, which a sequential run does not have)."""
+        processor = state["ItemProcessor"]
+        distributed = processor.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+        if "ItemReader" in state:
+            items = self._read_items(state["ItemReader"], variables, context, outcome)
+        elif "Items" in state:
+            items = self.evaluate(state["Items"], variables, context)
         else:
-            raise AssertionError(f"no end after {self.max_steps} states: {outcome.path[-20:]}")
-        outcome.variables = variables
-        return outcome
+            items = context["input"]
+        if not isinstance(items, list):
+            raise TaskFailedError("States.Runtime", f"{name}: the items are not an array")
+        selected = [
+            self.evaluate(
+                state["ItemSelector"],
+                variables,
+                {
+                    **context,
+                    "context": {**context["context"], "Map": {"Item": {"Index": i, "Value": v}}},
+                },
+            )
+            if "ItemSelector" in state
+            else v
+            for i, v in enumerate(items)
+        ]
+        batcher = state.get("ItemBatcher")
+        if batcher is not None:
+            size = int(batcher.get("MaxItemsPerBatch", len(selected) or 1))
+            batch_input = self.evaluate(batcher.get("BatchInput"), variables, context)
+            inputs: list[Any] = []
+            for start in range(0, len(selected), size):
+                batch: dict[str, Any] = {"Items": selected[start : start + size]}
+                if batch_input is not None:
+                    batch["BatchInput"] = batch_input
+                inputs.append(batch)
+        else:
+            inputs = selected
+        results: list[Any] = []
+        failures: list[Outcome] = []
+        for index, item_input in enumerate(inputs):
+            # Inline iterations read the outer variables; a Distributed Map's children are
+            # executions of their own and see none.
+            scope = {} if distributed else dict(variables)
+            child = Outcome(status="RUNNING", calls=outcome.calls)
+            self._execute(
+                processor,
+                item_input,
+                scope,
+                child,
+                prefix=f"{prefix}{name}[{index}]/",
+                item={"Index": index, "Value": item_input},
+            )
+            outcome.path.extend(child.path)
+            if child.status != "SUCCEEDED":
+                failures.append(child)
+                if not distributed:
+                    raise TaskFailedError(str(child.error), str(child.cause))
+            results.append(child.output)
+        if failures:
+            tolerated = float(state.get("ToleratedFailurePercentage", 0))
+            if 100 * len(failures) / len(inputs) > tolerated:
+                first = failures[0]
+                raise TaskFailedError(
+                    "States.ExceedToleratedFailureThreshold",
+                    f"{len(failures)} of {len(inputs)} child executions failed; the first: "
+                    f"{first.error}: {first.cause}",
+                )
+        writer = state.get("ResultWriter")
+        if writer is None:
+            return results
+        arguments = self.evaluate(writer.get("Arguments", {}), variables, context)
+        outcome.calls.append((writer["Resource"], arguments))
+        return {
+            "ResultWriterDetails": {
+                "Bucket": arguments.get("Bucket"),
+                "Key": f"{arguments.get('Prefix', '')}manifest.json",
+            }
+        }
+
+    def _read_items(
+        self,
+        reader: Mapping[str, Any],
+        variables: dict[str, Any],
+        context: Mapping[str, Any],
+        outcome: Outcome,
+    ) -> list[Any]:
+        """A Distributed Map's ItemReader over S3: object listings, CSV (header in the first row)
+        or JSON Lines, read through the S3 client the interpreter was given."""
+        assert self.s3 is not None, "an ItemReader needs Interpreter(..., s3=client)"
+        resource = str(reader["Resource"])
+        arguments = self.evaluate(reader.get("Arguments", {}), variables, context)
+        outcome.calls.append((resource, arguments))
+        if resource.endswith(":s3:listObjectsV2"):
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=arguments["Bucket"], Prefix=arguments.get("Prefix", "")
+            )
+            return [
+                {
+                    "Key": entry["Key"],
+                    "Size": entry["Size"],
+                    "Etag": entry["ETag"],
+                    "LastModified": entry["LastModified"].isoformat(),
+                    "StorageClass": entry.get("StorageClass", "STANDARD"),
+                }
+                for page in pages
+                for entry in page.get("Contents", [])
+            ]
+        assert resource.endswith(":s3:getObject"), f"ItemReader {resource} not supported"
+        try:
+            body = self.s3.get_object(Bucket=arguments["Bucket"], Key=arguments["Key"])["Body"]
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+            raise TaskFailedError("States.ItemReaderFailed", f"S3 {code}: {error}") from None
+        text = body.read().decode("utf-8")
+        config = reader.get("ReaderConfig", {})
+        input_type = config.get("InputType")
+        if input_type == "CSV":
+            assert config.get("CSVHeaderLocation") == "FIRST_ROW", "only a header row is supported"
+            return [dict(row) for row in csv.DictReader(io.StringIO(text))]
+        assert input_type == "JSONL", f"ReaderConfig {config} not supported"
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def _choose(self, state: Mapping[str, Any], variables: dict[str, Any], context: Any) -> str:
         for rule in state.get("Choices", []):

@@ -198,7 +198,107 @@ _TITAN_MODELS = (
     "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
     "ExportsOutputFnGetAttModelsC55D3500ArnC820EBA0/titan/*]"
 )
+# Catalog stack (describe-catalog): run files live under catalog/<runId>/ of the results bucket,
+# images and manifests anywhere in the buckets a run may read (uploads, datasets, results'
+# catalog/ for a failures report used as a manifest).
+_DATA_OBJECTS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{{stage}}-data:"
+    "ExportsOutputFnGetAtt{bucket}/{pattern}]"
+)
+_RESULTS_ARN = "Results25575328Arn5DD4F5AA"
+_UPLOADS_ARN = "Uploads4F6EB0FDArn5513CBEA"
+_DATASETS_ARN = "Datasets0030EE04Arn3BA423B5"
+_MODELS_ARN = "ModelsC55D3500ArnC820EBA0"
+
+
+def _objects(bucket: str, pattern: str) -> str:
+    return _DATA_OBJECTS.format(bucket=bucket, pattern=pattern)
+
+
+_CATALOG_RUN = _objects(_RESULTS_ARN, "catalog/*")
+_CATALOG_SOURCES = (_objects(_UPLOADS_ARN, "*"), _objects(_DATASETS_ARN, "*"), _CATALOG_RUN)
+_CATALOG_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
+    # Every function's X-Ray policy.
+    *(
+        (f"/atelier-{{stage}}-catalog/{function}Function/TracingPolicy", _XRAY)
+        for function in (
+            "Start",
+            "TransformInput",
+            "Plan",
+            "BedrockInput",
+            "Results",
+            "Online",
+            "Finalize",
+        )
+    ),
+    # The functions that read images and manifests a run names, and write its files.
+    *(
+        (f"/atelier-{{stage}}-catalog/{function}Function/Role/DefaultPolicy", source)
+        for function in ("Start", "TransformInput", "Online")
+        for source in _CATALOG_SOURCES
+    ),
+    (
+        "/atelier-{stage}-catalog/StartFunction/Role/DefaultPolicy",
+        _objects(_RESULTS_ARN, "catalog/*/request.json"),
+    ),
+    *(
+        (f"/atelier-{{stage}}-catalog/{function}Function/Role/DefaultPolicy", _CATALOG_RUN)
+        for function in ("Plan", "BedrockInput", "Results", "Finalize")
+    ),
+    *(
+        (f"/atelier-{{stage}}-catalog/{function}Function/Role/DefaultPolicy", objects)
+        for function, objects in (
+            ("Results", _objects(_RESULTS_ARN, "descriptions/*")),
+            ("Online", _objects(_RESULTS_ARN, "descriptions/*")),
+            ("Online", _objects(_RESULTS_ARN, "catalog/*/failures/*")),
+        )
+    ),
+    # The Batch Transform model's role.
+    ("/atelier-{stage}-catalog/TransformEcrAuthPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-catalog/TransformMetricsPolicy", _ANY_RESOURCE),
+    *(
+        ("/atelier-{stage}-catalog/TransformModelRole/DefaultPolicy", objects)
+        for objects in (
+            _objects(_MODELS_ARN, "vqa/training/*"),
+            _objects(_RESULTS_ARN, "catalog/*/transform-input/*"),
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/transform-manifest.json"),
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/transform-output/*"),
+            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            "<AWS::AccountId>:log-group:/aws/sagemaker/TransformJobs:*]",
+        )
+    ),
+    # The Bedrock batch inference service role.
+    *(
+        ("/atelier-{stage}-catalog/BedrockBatchRole/DefaultPolicy", objects)
+        for objects in (
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/bedrock-input/*"),
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/bedrock-output/*"),
+        )
+    ),
+    # The workflow: its child executions, per-run models and jobs, ItemReader and ResultWriter.
+    ("/atelier-{stage}-catalog/WorkflowLoggingPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-catalog/WorkflowTracingPolicy", _ANY_RESOURCE),
+    *(
+        ("/atelier-{stage}-catalog/WorkflowPolicy", resource)
+        for resource in (
+            *_CATALOG_SOURCES,
+            _objects(_RESULTS_ARN, "catalog/*/map-results/*"),
+            *(
+                "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
+                f"{service}:<AWS::Region>:<AWS::AccountId>:{resource}]"
+                for service, resource in (
+                    ("states", "execution:atelier-{stage}-describe-catalog/*"),
+                    ("states", "execution:atelier-{stage}-describe-catalog:*"),
+                    ("sagemaker", "model/atelier-{stage}-catalog-*"),
+                    ("sagemaker", "transform-job/atelier-{stage}-catalog-*"),
+                    ("bedrock", "model-invocation-job/*"),
+                )
+            ),
+        )
+    ),
+}
 EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
+    *_CATALOG_ACKNOWLEDGMENTS,
     ("/atelier-{stage}-api/ApiFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/UploadsFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/ApiFunction/Role/DefaultPolicy", _RESULTS_OBJECTS),

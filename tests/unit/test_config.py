@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -353,3 +354,105 @@ def test_a_model_archive_and_an_image_can_be_configured(context: dict[str, Any])
     }
     hosting = load_stage_config(context, "dev").vqa.hosting
     assert (hosting.model_data_url, hosting.image_uri) == (url, image)
+
+
+# ---------------------------------------------------------------------------------------------
+# catalog (describe-catalog)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_catalog_defaults_follow_the_services_limits(context: dict[str, Any]) -> None:
+    catalog = load_stage_config(context, "dev").catalog
+    # Batch Transform like the VQA endpoint, SageMaker's default 6 MB payload.
+    assert catalog.transform.instance_type == "ml.g5.2xlarge"
+    assert (catalog.transform.max_payload_mb, catalog.transform.max_concurrent_transforms) == (6, 1)
+    # Bedrock batch inference quotas (defaults): 100 to 50,000 records, 1 GB a file, 5 GB a job.
+    bedrock = catalog.bedrock
+    assert (bedrock.min_records_per_job, bedrock.max_records_per_job) == (100, 50_000)
+    assert (bedrock.max_file_mb, bedrock.max_job_mb) == (1024, 5120)
+    assert bedrock.timeout_hours == 24
+    assert catalog.online_threshold >= bedrock.min_records_per_job
+    assert catalog.max_records_per_group <= bedrock.max_records_per_job
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"transform": {"max_payload_mb": 20, "max_concurrent_transforms": 6}},
+            "catalog.transform.max_payload_mb = 20 times catalog.transform."
+            "max_concurrent_transforms = 6 is 120 MB; Batch Transform allows at most 100 MB",
+        ),
+        ({"transform": {"max_payload_mb": 101}}, "expected a whole number from 1 to 100"),
+        ({"transform": {"max_payload_mb": 0}}, "catalog.transform.max_payload_mb = 0"),
+        ({"transform": {"invocation_max_retries": 4}}, "from 0 to 3"),
+        ({"transform": {"invocation_timeout_seconds": 3601}}, "from 1 to 3600"),
+        ({"transform": {"instance_type": "g5.2xlarge"}}, "a SageMaker instance type"),
+        ({"transform": {"instancetype": "ml.g5.xlarge"}}, "is not a known key"),
+        (
+            {"max_records_per_group": 60_000},
+            "catalog.max_records_per_group = 60000 is larger than "
+            "catalog.bedrock.max_records_per_job = 50000",
+        ),
+        (
+            {"online_threshold": 50},
+            "catalog.online_threshold = 50 is smaller than catalog.bedrock.min_records_per_job",
+        ),
+        ({"online_threshold": 501}, "from 0 to 500"),
+        ({"records_per_part": 1001}, "from 1 to 1000"),
+        ({"build_concurrency": 10_001}, "from 1 to 10000"),
+        ({"bedrock": {"timeout_hours": 23}}, "from 24 to 168"),
+        ({"bedrock": {"timeout_hours": 169}}, "from 24 to 168"),
+        (
+            {"bedrock": {"timeout_hours": 168, "poll_seconds": 60}, "max_run_hours": 200},
+            "makes 10080 polls",
+        ),
+        (
+            {"bedrock": {"min_records_per_job": 60_000}},
+            "catalog.bedrock.min_records_per_job = 60000 is larger than",
+        ),
+        (
+            {"bedrock": {"max_file_mb": 6000}},
+            "catalog.bedrock.max_file_mb = 6000 is larger than catalog.bedrock.max_job_mb",
+        ),
+        (
+            {"max_run_hours": 24},
+            "catalog.max_run_hours = 24 is not more than catalog.bedrock.timeout_hours = 24",
+        ),
+        (
+            {"transform": {"max_payload_mb": 5}},
+            "catalog.transform.max_payload_mb = 5 cannot carry the largest image",
+        ),
+    ],
+)
+def test_catalog_settings_are_validated(
+    context: dict[str, Any], overrides: dict[str, Any], expected: str
+) -> None:
+    context["atelier"]["stages"]["dev"]["catalog"] = overrides
+
+    message = _error(context)
+
+    assert message.startswith("stage 'dev': "), message
+    assert expected in message
+
+
+def test_smaller_images_fit_a_smaller_transform_payload(context: dict[str, Any]) -> None:
+    context["atelier"]["stages"]["dev"]["catalog"] = {"transform": {"max_payload_mb": 2}}
+    context["atelier"]["stages"]["dev"]["descriptions"] = {"image": {"max_bytes": 1_000_000}}
+    assert load_stage_config(context, "dev").catalog.transform.max_payload_mb == 2
+
+
+def test_catalog_job_names_fit_63_characters_for_every_prefix_and_stage(
+    context: dict[str, Any],
+) -> None:
+    # The shipped stages get the readable name.
+    assert load_stage_config(context, "prod").catalog_job_name_prefix == "atelier-prod-catalog"
+    # The longest prefix (20) and stage (12) still fit the model, transform and Bedrock job names.
+    _defaults(context)["name_prefix"] = "a" * 20
+    context["atelier"]["stages"]["longeststage"] = {}
+    for stage in ("dev", "longeststage"):
+        prefix = load_stage_config(context, stage).catalog_job_name_prefix
+        longest = f"{prefix}-20260101000000-0123abcd-g9999"
+        assert len(longest) <= 63, longest
+        assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", longest)
+    assert load_stage_config(context, "dev").catalog_job_name_prefix == f"{'a' * 20}-dev-catalog"

@@ -88,8 +88,8 @@ def test_counts_resources_and_lists_gpu_endpoints(tmp_path: Path) -> None:
 def test_the_shipped_config_runs_no_endpoint(dev_app: SynthesizedApp) -> None:
     # vqa.hosting.model_data_url is null until a model has been trained
     text = render(dev_app.assembly_dir)
-    assert "Synthesized 5 stack(s)" in text
-    for stack in ("data", "training", "hosting", "bedrock", "api"):
+    assert "Synthesized 6 stack(s)" in text
+    for stack in ("data", "training", "hosting", "bedrock", "api", "catalog"):
         assert f"atelier-dev-{stack}:" in text
     assert "SageMaker endpoints that would run: none in this assembly" in text
     # tests/infra/test_nag.py reviews each one

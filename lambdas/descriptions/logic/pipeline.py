@@ -17,8 +17,13 @@ from typing import Any
 from descriptions.logic.grounding import check_grounding
 from descriptions.logic.images import ImageLimits, ImageProblem, InvalidImageError, inspect_image
 from descriptions.logic.ports import AttributeModel, DescriptionTable, ResultsArchive, TextModel
-from descriptions.logic.prompt import MalformedAnswerError, converse_request, parse_descriptions
-from descriptions.logic.requests import Question, languages_for, questions_for
+from descriptions.logic.prompt import (
+    MalformedAnswerError,
+    converse_request,
+    parse_descriptions,
+    token_limit_advice,
+)
+from descriptions.logic.requests import Question, answered, languages_for, questions_for
 from shared.models.descriptions import (
     PIPELINE_VERSION,
     GroundingReport,
@@ -84,7 +89,7 @@ class DescriptionPipeline:
         attributes = self._retrying(
             lambda: self.attribute_model.extract(job.image, questions), deadline
         )
-        attributes = {q.name: attributes[q.name] for q in questions if attributes.get(q.name)}
+        attributes = answered(attributes, questions)
         if not attributes:
             raise DependencyError(
                 "attribute_model_empty",
@@ -118,7 +123,7 @@ class DescriptionPipeline:
         )
         # The archive first: a table row must never point at a JSON document that is not there.
         self._retrying(
-            lambda: self.archive.put_json(stored.result_key, _document(stored)), deadline
+            lambda: self.archive.put_json(stored.result_key, result_document(stored)), deadline
         )
         self._retrying(lambda: self.table.put(stored), deadline)
         # The stored timings end where storing starts; the caller also learns the store's share.
@@ -153,11 +158,7 @@ class DescriptionPipeline:
             except MalformedAnswerError as error:
                 problem = str(error)
                 if reply.stop_reason == "max_tokens":
-                    problem = (
-                        "the text model stopped at the token limit "
-                        f"({self.settings.max_tokens_per_language} per language); raise "
-                        "descriptions.max_tokens_per_language"
-                    )
+                    problem = token_limit_advice(self.settings.max_tokens_per_language)
                 if attempt == attempts:
                     raise DependencyError(
                         "description_malformed", problem, retryable=False
@@ -183,7 +184,8 @@ class DescriptionPipeline:
         )
 
 
-def _document(stored: StoredDescription) -> dict[str, Any]:
+def result_document(stored: StoredDescription) -> dict[str, Any]:
+    """The results-bucket JSON of a description (the API's answer shape)."""
     return stored.model_dump(mode="json", by_alias=True)
 
 

@@ -122,6 +122,15 @@ def converse_request(
     }
 
 
+def token_limit_advice(max_tokens_per_language: int) -> str:
+    """What to say when an answer was cut off at the token limit (stop reason `max_tokens`)."""
+    return (
+        "the text model stopped at the token limit "
+        f"({max_tokens_per_language} per language); raise "
+        "descriptions.max_tokens_per_language"
+    )
+
+
 class MalformedAnswerError(ValueError):
     """The model's tool input does not have the promised shape."""
 

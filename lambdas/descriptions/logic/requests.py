@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.models.descriptions import PipelineSettings
@@ -52,3 +52,12 @@ def languages_for(settings: PipelineSettings, languages: Sequence[str] | None) -
             "per request",
         )
     return chosen
+
+
+def answered(attributes: Mapping[str, str], questions: Sequence[Question]) -> dict[str, str]:
+    """The non-empty answers to `questions`, stripped, in question order; other names dropped."""
+    return {
+        question.name: attributes[question.name].strip()
+        for question in questions
+        if isinstance(attributes.get(question.name), str) and attributes[question.name].strip()
+    }

@@ -36,17 +36,7 @@ class BedrockTextModel:
             response = self._client.converse(**request)
         except (ClientError, BotoCoreError) as error:
             raise as_dependency_error(error, code_prefix="text_model", what=what) from error
-        content = response.get("output", {}).get("message", {}).get("content", [])
-        tool_input = next(
-            (block["toolUse"].get("input") for block in content if "toolUse" in block), None
-        )
-        usage = response.get("usage", {})
-        return TextModelReply(
-            tool_input=tool_input,
-            stop_reason=str(response.get("stopReason", "")),
-            input_tokens=int(usage.get("inputTokens", 0)),
-            output_tokens=int(usage.get("outputTokens", 0)),
-        )
+        return TextModelReply.from_converse(response)
 
 
 class BedrockImageModel:

@@ -28,6 +28,13 @@ def product_key(product_id: str) -> dict[str, dict[str, str]]:
     return {"pk": {"S": f"PRODUCT#{product_id}"}, "sk": {"S": DESCRIPTION_SORT_KEY}}
 
 
+def description_item(description: StoredDescription) -> dict[str, Any]:
+    """The table item of a product's current description: its key plus every field, typed."""
+    document = description.model_dump(mode="json", by_alias=True)
+    item = {name: _SERIALIZER.serialize(value) for name, value in document.items()}
+    return {**product_key(description.product_id), **item}
+
+
 class S3ResultsArchive:
     def __init__(self, bucket: str, *, s3: Any | None = None) -> None:
         self.bucket = bucket
@@ -53,13 +60,8 @@ class DynamoDescriptionTable:
         self._client = dynamodb or client("dynamodb")
 
     def put(self, description: StoredDescription) -> None:
-        document = description.model_dump(mode="json", by_alias=True)
-        item = {name: _SERIALIZER.serialize(value) for name, value in document.items()}
         try:
-            self._client.put_item(
-                TableName=self.table_name,
-                Item={**product_key(description.product_id), **item},
-            )
+            self._client.put_item(TableName=self.table_name, Item=description_item(description))
         except (ClientError, BotoCoreError) as error:
             raise self._error(error) from error
 

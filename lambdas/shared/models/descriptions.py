@@ -133,3 +133,29 @@ class TextModelReply:
     stop_reason: str
     input_tokens: int
     output_tokens: int
+
+    @classmethod
+    def from_converse(cls, response: Mapping[str, Any]) -> TextModelReply:
+        """Read a Converse response: the forced tool call's input, stop reason and token counts.
+
+        Online answers and Bedrock batch outputs (whose `modelOutput` is a Converse response) are
+        read by this one method, so both paths see the same reply."""
+        output = response.get("output")
+        message = output.get("message") if isinstance(output, Mapping) else None
+        content = message.get("content") if isinstance(message, Mapping) else None
+        tool_input = next(
+            (
+                block["toolUse"].get("input")
+                for block in (content if isinstance(content, list) else [])
+                if isinstance(block, Mapping) and isinstance(block.get("toolUse"), Mapping)
+            ),
+            None,
+        )
+        usage = response.get("usage")
+        counts: Mapping[str, Any] = usage if isinstance(usage, Mapping) else {}
+        return cls(
+            tool_input=tool_input,
+            stop_reason=str(response.get("stopReason", "")),
+            input_tokens=int(counts.get("inputTokens", 0)),
+            output_tokens=int(counts.get("outputTokens", 0)),
+        )

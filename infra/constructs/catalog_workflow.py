@@ -1,0 +1,717 @@
+"""The `describe-catalog` state machine (JSONata): fan out over a catalog with Distributed Map,
+run the attribute model as SageMaker Batch Transform and the text model as Bedrock batch
+inference, one group of products at a time, or take the online path for small catalogs.
+
+    start → (kind) Distributed Map over the S3 prefix / CSV manifest / JSONL manifest
+          → plan → (route) none | online: inline Map → online function
+                         | batch: read the VQA archive (SSM) → create the model
+                                  → Distributed Map over groups:
+                                      Batch Transform (.sync) → bedrock input → Bedrock job
+                                      (poll) → results
+                                  → delete the model (also when a group fails)
+          → finalize → Succeed
+
+The groups run as child executions of a Distributed Map, not as an inline Map: each group polls
+its Bedrock job for up to `bedrock.timeout_hours`, and a catalog of many groups polling inside
+one execution would exhaust its 25,000-event history. Every state's error ends in a Fail state
+that names what happened, and a model created by the run is deleted on the way out.
+
+The functions and roles are made by `infra/stacks/catalog.py`; this module only wires states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.hf_images import ContainerImage
+from infra.constructs.ml_instances import has_instance_storage
+
+# Where each run keeps its files in the results bucket (lambdas/catalog/logic/layout.py).
+CATALOG_PREFIX = "catalog/"
+MAP_RESULTS = "map-results/"
+# What the source kinds are called in the start function's answer.
+SOURCE_KINDS = ("prefix", "csv", "jsonl")
+# The contracts' DataProcessing: the model sees the image and the questions (the endpoint's
+# request, training/vqa/inference.py); each output line keeps the product's identity.
+INPUT_FILTER = "$['image','questions']"
+OUTPUT_FILTER = "$['product_id','image_key','category','SageMakerOutput']"
+# GetModelInvocationJob statuses after which a job does no more work.
+TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+# The start function's error for a request the caller must fix (its class name).
+INPUT_ERROR = "CatalogInputError"
+
+LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+BEDROCK_TRANSIENT_ERRORS = [
+    "Bedrock.ThrottlingException",
+    "Bedrock.InternalServerException",
+    "Bedrock.ServiceQuotaExceededException",
+]
+SAGEMAKER_TRANSIENT_ERRORS = ["SageMaker.ThrottlingException", "SageMaker.InternalFailure"]
+SSM_TRANSIENT_ERRORS = ["Ssm.ThrottlingException", "Ssm.InternalServerErrorException"]
+# A Lambda function's error arrives as a JSON string in Cause: show its message.
+ERROR_MESSAGE = """(
+  $c := $states.input.Cause;
+  $type($c) = 'string' and $contains($c, '"errorMessage"') ? $parse($c).errorMessage : $string($c)
+)"""
+
+
+def jsonata(expression: str) -> str:
+    """A JSONata field value: `{% ... %}`, on one line."""
+    return "{% " + " ".join(expression.split()) + " %}"
+
+
+def quoted(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
+
+
+def _retry(*, max_attempts: int = 6) -> dict[str, Any]:
+    """Exponential backoff with full jitter, as in the other workflows."""
+    return {
+        "interval": Duration.seconds(5),
+        "max_attempts": max_attempts,
+        "backoff_rate": 2,
+        "max_delay": Duration.minutes(2),
+        "jitter_strategy": sfn.JitterType.FULL,
+    }
+
+
+def _retry_json(errors: list[str], *, max_attempts: int = 6) -> dict[str, Any]:
+    """The same retrier written out, for states given as JSON."""
+    return {
+        "ErrorEquals": errors,
+        "IntervalSeconds": 5,
+        "MaxAttempts": max_attempts,
+        "BackoffRate": 2,
+        "MaxDelaySeconds": 120,
+        "JitterStrategy": "FULL",
+    }
+
+
+@dataclass(frozen=True)
+class CatalogFunctions:
+    start: lambda_.IFunction
+    transform_input: lambda_.IFunction
+    plan: lambda_.IFunction
+    bedrock_input: lambda_.IFunction
+    results: lambda_.IFunction
+    online: lambda_.IFunction
+    finalize: lambda_.IFunction
+
+
+@dataclass(frozen=True)
+class CatalogResources:
+    """What the states name: buckets, key, roles, image and the recorded model parameter."""
+
+    results_bucket: str
+    key: kms.IKey
+    transform_role: iam.IRole
+    bedrock_role: iam.IRole
+    image: ContainerImage
+    job_name_prefix: str
+    model_data_parameter: str
+    inference_environment: Mapping[str, str]
+
+
+def lambda_task(
+    scope: Construct,
+    construct_id: str,
+    *,
+    state_name: str,
+    function: lambda_.IFunction,
+    payload: Mapping[str, Any] | str,
+    assign: Mapping[str, Any] | None = None,
+    outputs: Any = None,
+) -> tasks.LambdaInvoke:
+    task_input = (
+        sfn.TaskInput.from_text(payload)
+        if isinstance(payload, str)
+        else sfn.TaskInput.from_object(dict(payload))
+    )
+    task = tasks.LambdaInvoke.jsonata(
+        scope,
+        construct_id,
+        state_name=state_name,
+        lambda_function=function,
+        payload=task_input,
+        # Our own retrier below (throttles included), not CDK's default one.
+        retry_on_service_exceptions=False,
+        assign=dict(assign) if assign else None,
+        outputs=outputs,
+    )
+    task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, **_retry())
+    return task
+
+
+class CatalogWorkflow(Construct):
+    """The states of the describe-catalog workflow; `definition` is their first state."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        functions: CatalogFunctions,
+        resources: CatalogResources,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._functions = functions
+        self._resources = resources
+        self.definition = self._build()
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _fail(self, construct_id: str, *, error: str, cause: str) -> sfn.Fail:
+        return sfn.Fail.jsonata(self, construct_id, error=error, cause=cause)
+
+    def _lambda_state_json(self, function: lambda_.IFunction, comment: str) -> dict[str, Any]:
+        """A Lambda task written out, for the Distributed Map children given as JSON."""
+        return {
+            "Type": "Task",
+            "Comment": comment,
+            "Resource": f"arn:{Aws.PARTITION}:states:::lambda:invoke",
+            "Arguments": {
+                "FunctionName": function.function_arn,
+                "Payload": jsonata("$states.input"),
+            },
+            "Output": jsonata("$states.result.Payload"),
+            "Retry": [_retry_json(LAMBDA_TRANSIENT_ERRORS)],
+            "End": True,
+        }
+
+    # --- the build step: one Distributed Map per source kind ---------------------------------
+
+    def _reader(self, kind: str) -> dict[str, Any]:
+        bucket = jsonata("$request.bucket")
+        if kind == "prefix":
+            return {
+                "Resource": f"arn:{Aws.PARTITION}:states:::s3:listObjectsV2",
+                "Arguments": {"Bucket": bucket, "Prefix": jsonata("$request.prefix")},
+            }
+        reader_config = (
+            {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}
+            if kind == "csv"
+            else {"InputType": "JSONL"}
+        )
+        return {
+            "Resource": f"arn:{Aws.PARTITION}:states:::s3:getObject",
+            "ReaderConfig": reader_config,
+            "Arguments": {"Bucket": bucket, "Key": jsonata("$request.key")},
+        }
+
+    def _build_map(self, kind: str) -> sfn.CustomState:
+        catalog = self._config.catalog
+        return sfn.CustomState(
+            self,
+            f"Build{kind.capitalize()}",
+            state_json={
+                "Type": "Map",
+                "Comment": f"One child per {catalog.records_per_part} products of the {kind} "
+                "source: validate, skip the described, write transform input parts",
+                "ItemReader": self._reader(kind),
+                "ItemBatcher": {
+                    "MaxItemsPerBatch": catalog.records_per_part,
+                    "BatchInput": {
+                        name: jsonata(f"$request.{name}")
+                        for name in ("kind", "bucket", "languages", "attributeSet", "force")
+                    }
+                    | {"runId": jsonata("$runId")},
+                },
+                "MaxConcurrency": catalog.build_concurrency,
+                "ToleratedFailurePercentage": 0,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Build transform input part",
+                    "States": {
+                        "Build transform input part": self._lambda_state_json(
+                            self._functions.transform_input,
+                            "Writes one transform input part and its index",
+                        )
+                    },
+                },
+                "ResultWriter": {
+                    "Resource": f"arn:{Aws.PARTITION}:states:::s3:putObject",
+                    "Arguments": {
+                        "Bucket": self._resources.results_bucket,
+                        "Prefix": jsonata(f"'{CATALOG_PREFIX}' & $runId & '/{MAP_RESULTS}'"),
+                    },
+                },
+                "Output": jsonata("$request"),
+            },
+        )
+
+    # --- the batch route's group: one child execution per group -------------------------------
+
+    def _transform_arguments(self) -> dict[str, Any]:
+        config, resources = self._config, self._resources
+        transform = config.catalog.transform
+        transform_resources: dict[str, Any] = {
+            "InstanceType": transform.instance_type,
+            "InstanceCount": transform.instance_count,
+        }
+        # NVMe instance types (ml.g5 included) encrypt their storage in hardware and refuse a key.
+        if not has_instance_storage(transform.instance_type):
+            transform_resources["VolumeKmsKeyId"] = resources.key.key_arn
+        return {
+            "TransformJobName": jsonata("$item.jobName"),
+            "ModelName": jsonata("$item.modelName"),
+            "MaxConcurrentTransforms": transform.max_concurrent_transforms,
+            "MaxPayloadInMB": transform.max_payload_mb,
+            "BatchStrategy": "SingleRecord",
+            "ModelClientConfig": {
+                "InvocationsTimeoutInSeconds": transform.invocation_timeout_seconds,
+                "InvocationsMaxRetries": transform.invocation_max_retries,
+            },
+            "TransformInput": {
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "ManifestFile",
+                        "S3Uri": jsonata("$item.group.manifestUri"),
+                    }
+                },
+                "ContentType": "application/json",
+                "SplitType": "Line",
+                "CompressionType": "None",
+            },
+            "TransformOutput": {
+                "S3OutputPath": jsonata("$item.group.outputUri"),
+                "Accept": "application/json",
+                "AssembleWith": "Line",
+                "KmsKeyId": resources.key.key_arn,
+            },
+            "TransformResources": transform_resources,
+            "DataProcessing": {
+                "InputFilter": INPUT_FILTER,
+                "JoinSource": "Input",
+                "OutputFilter": OUTPUT_FILTER,
+            },
+            "Tags": self._tags(key="Key", value="Value"),
+        }
+
+    def _tags(self, *, key: str, value: str) -> list[dict[str, str]]:
+        config = self._config
+        tags = {**config.tags, "atelier:stage": config.stage, "atelier:workflow": "catalog"}
+        return [{key: k, value: v} for k, v in tags.items()]
+
+    def _group(self) -> sfn.IChainable:
+        """The states of one group's child execution (input: the Map's ItemSelector)."""
+        config, resources, functions = self._config, self._resources, self._functions
+        bedrock = config.catalog.bedrock
+        prepare = sfn.Pass.jsonata(
+            self,
+            "PrepareGroup",
+            state_name="Prepare group",
+            # (CDK drops None values from a definition: nulls are written as JSONata.)
+            assign={"item": jsonata("$states.input"), "transformError": jsonata("null")},
+        )
+        # CallAwsService cannot wait for a job: the optimized .sync integration written out.
+        transform = sfn.CustomState(
+            self,
+            "Transform",
+            state_json={
+                "Type": "Task",
+                "Comment": "Runs the attribute model over the group's transform input parts",
+                "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createTransformJob.sync",
+                "Arguments": self._transform_arguments(),
+            },
+        )
+        bedrock_input = lambda_task(
+            self,
+            "BedrockInput",
+            state_name="Build Bedrock input",
+            function=functions.bedrock_input,
+            payload={
+                "runId": jsonata("$item.runId"),
+                "group": jsonata("$item.group"),
+                "languages": jsonata("$item.languages"),
+                "transformJob": jsonata("$item.jobName"),
+                "transformError": jsonata("$transformError"),
+            },
+            assign={"bedrockInput": jsonata("$states.result.Payload")},
+        )
+        # A failed transform still leaves the products it did describe, and the rest must be
+        # reported: bedrock input reads what is there and is told why the job ended.
+        transform.add_catch(
+            bedrock_input,
+            errors=["States.ALL"],
+            assign={
+                "transformError": {
+                    "Error": jsonata("$states.errorOutput.Error"),
+                    "Cause": jsonata("$states.errorOutput.Cause"),
+                }
+            },
+        )
+        results = lambda_task(
+            self,
+            "Results",
+            state_name="Store descriptions",
+            function=functions.results,
+            payload={
+                "runId": jsonata("$item.runId"),
+                "group": jsonata("$item.group"),
+                "languages": jsonata("$item.languages"),
+                "job": jsonata("$job"),
+            },
+            outputs=jsonata("$states.result.Payload"),
+        )
+        no_job = sfn.Pass.jsonata(
+            self,
+            "NoBedrockJob",
+            state_name="No Bedrock job",
+            comment="No product of the group reached the description step",
+            assign={"job": jsonata("{'arn': null, 'status': null, 'message': null}")},
+        )
+        create_job = tasks.CallAwsService.jsonata(
+            self,
+            "CreateBedrockJob",
+            state_name="Start Bedrock batch job",
+            service="bedrock",
+            action="createModelInvocationJob",
+            # The workflow role's policy is written by the stack (the role takes no updates).
+            iam_resources=["*"],
+            parameters={
+                "JobName": jsonata("$item.jobName"),
+                "RoleArn": resources.bedrock_role.role_arn,
+                "ModelId": config.descriptions.model_id,
+                "ModelInvocationType": "Converse",
+                "InputDataConfig": {
+                    "S3InputDataConfig": {
+                        "S3Uri": jsonata("$item.group.bedrockInputUri"),
+                        "S3InputFormat": "JSONL",
+                    }
+                },
+                "OutputDataConfig": {
+                    "S3OutputDataConfig": {
+                        "S3Uri": jsonata("$item.group.bedrockOutputUri"),
+                        "S3EncryptionKeyId": resources.key.key_arn,
+                    }
+                },
+                "TimeoutDurationInHours": bedrock.timeout_hours,
+                "Tags": self._tags(key="Key", value="Value"),
+            },
+            assign={"jobArn": jsonata("$states.result.JobArn")},
+        )
+        create_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **_retry())
+        # A job Bedrock refuses is reported like one that failed: every product of the group
+        # goes into the failures report with Bedrock's reason.
+        create_job.add_catch(
+            results,
+            errors=["States.ALL"],
+            assign={
+                "job": jsonata(
+                    "{'arn': null, 'status': 'Failed', 'message': 'the Bedrock batch job could "
+                    "not be created: ' & $states.errorOutput.Error & ': ' & "
+                    "$string($states.errorOutput.Cause)}"
+                )
+            },
+        )
+        wait = sfn.Wait.jsonata(
+            self,
+            "WaitForJob",
+            state_name="Wait for Bedrock job",
+            time=sfn.WaitTime.duration(Duration.seconds(bedrock.poll_seconds)),
+        )
+        get_job = tasks.CallAwsService.jsonata(
+            self,
+            "GetBedrockJob",
+            state_name="Get Bedrock job",
+            service="bedrock",
+            action="getModelInvocationJob",
+            iam_resources=["*"],
+            parameters={"JobIdentifier": jsonata("$jobArn")},
+            assign={
+                "job": {
+                    "arn": jsonata("$jobArn"),
+                    "status": jsonata("$states.result.Status"),
+                    "message": jsonata(
+                        "$exists($states.result.Message) ? $states.result.Message : null"
+                    ),
+                }
+            },
+        )
+        get_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **_retry())
+        job_ended = (
+            sfn.Choice.jsonata(self, "JobEnded", state_name="Bedrock job ended?")
+            .when(
+                sfn.Condition.jsonata(jsonata(f"$job.status in {quoted(TERMINAL_JOB_STATUSES)}")),
+                results,
+            )
+            .otherwise(wait)
+        )
+        has_records = (
+            sfn.Choice.jsonata(self, "HasRecords", state_name="Anything to describe?")
+            .when(
+                sfn.Condition.jsonata(jsonata("$bedrockInput.records > 0")),
+                create_job.next(wait).next(get_job).next(job_ended),
+            )
+            .otherwise(no_job.next(results))
+        )
+        return prepare.next(transform).next(bedrock_input).next(has_records)
+
+    def _groups_map(self) -> sfn.DistributedMap:
+        config = self._config
+        groups = sfn.DistributedMap.jsonata(
+            self,
+            "Groups",
+            state_name="Describe groups",
+            comment="One child execution per group: Batch Transform, then Bedrock batch inference",
+            items=sfn.ProvideItems.jsonata(jsonata("$plan.groups")),
+            item_selector={
+                "runId": jsonata("$runId"),
+                "group": jsonata("$states.context.Map.Item.Value"),
+                "languages": jsonata("$request.languages"),
+                "modelName": jsonata("$modelName"),
+                "jobName": jsonata(
+                    f"'{self._resources.job_name_prefix}-' & $runId & '-' & "
+                    "$states.context.Map.Item.Value.group"
+                ),
+            },
+            max_concurrency=config.catalog.max_concurrent_groups,
+            tolerated_failure_percentage=0,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+        )
+        groups.item_processor(self._group())
+        return groups
+
+    # --- the whole run ------------------------------------------------------------------------
+
+    def _build(self) -> sfn.IChainable:
+        config, resources, functions = self._config, self._resources, self._functions
+        parameter = resources.model_data_parameter
+        parameter_arn = (
+            f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter{parameter}"
+        )
+
+        start = lambda_task(
+            self,
+            "Start",
+            state_name="Check request",
+            function=functions.start,
+            payload={
+                "input": jsonata("$states.input"),
+                "executionName": jsonata("$states.context.Execution.Name"),
+                "startTime": jsonata("$states.context.Execution.StartTime"),
+            },
+            assign={
+                "request": jsonata("$states.result.Payload"),
+                "runId": jsonata("$states.result.Payload.runId"),
+            },
+        )
+        start.add_catch(
+            self._fail("InvalidInput", error=INPUT_ERROR, cause=jsonata(ERROR_MESSAGE)),
+            errors=[INPUT_ERROR],
+        )
+        start.add_catch(
+            self._fail(
+                "StartFailed",
+                error=jsonata("$states.input.Error"),
+                cause=jsonata(f"'the request could not be checked: ' & {ERROR_MESSAGE}"),
+            ),
+            errors=["States.ALL"],
+        )
+
+        build_failed = self._fail(
+            "BuildFailed",
+            error=jsonata("$states.input.Error"),
+            cause=jsonata(
+                "'building the Batch Transform input of run ' & $runId & ' failed: ' & "
+                "$string($states.input.Cause)"
+            ),
+        )
+        plan = lambda_task(
+            self,
+            "Plan",
+            state_name="Plan run",
+            function=functions.plan,
+            payload=jsonata("$request"),
+            assign={"plan": jsonata("$states.result.Payload")},
+        )
+        builds = {kind: self._build_map(kind) for kind in SOURCE_KINDS}
+        for build in builds.values():
+            build.add_catch(build_failed, errors=["States.ALL"])
+            build.next(plan)
+        choose_kind = sfn.Choice.jsonata(self, "ChooseKind", state_name="Source kind?")
+        for kind, build in builds.items():
+            choose_kind.when(sfn.Condition.jsonata(jsonata(f"$request.kind = '{kind}'")), build)
+        choose_kind.otherwise(
+            self._fail(
+                "UnknownKind",
+                error="UnknownSourceKind",
+                cause=jsonata("'the start step returned kind ' & $string($request.kind)"),
+            )
+        )
+
+        finalize = lambda_task(
+            self,
+            "Finalize",
+            state_name="Write report",
+            function=functions.finalize,
+            payload={
+                "runId": jsonata("$runId"),
+                "route": jsonata("$plan.route"),
+                "plan": {
+                    name: jsonata(f"$plan.{name}") for name in ("records", "skipped", "failed")
+                },
+            },
+            assign={"summary": jsonata("$states.result.Payload")},
+        )
+        done = sfn.Succeed.jsonata(self, "Done", state_name="Done", outputs=jsonata("$summary"))
+        finalize.next(done)
+
+        online = sfn.Map.jsonata(
+            self,
+            "Online",
+            state_name="Describe online",
+            items=sfn.ProvideItems.jsonata(jsonata("$plan.products")),
+            item_selector={
+                "runId": jsonata("$runId"),
+                "product": jsonata("$states.context.Map.Item.Value"),
+                "languages": jsonata("$request.languages"),
+            },
+            max_concurrency=config.catalog.online_concurrency,
+        )
+        online.item_processor(
+            lambda_task(
+                self,
+                "OnlineProduct",
+                state_name="Describe product",
+                function=functions.online,
+                payload=jsonata("$states.input"),
+                outputs=jsonata("$states.result.Payload"),
+            )
+        )
+        online.next(finalize)
+
+        read_model = tasks.CallAwsService.jsonata(
+            self,
+            "ReadModel",
+            state_name="Read VQA model archive",
+            service="ssm",
+            action="getParameter",
+            iam_resources=[parameter_arn],
+            parameters={"Name": parameter},
+            assign={"modelDataUrl": jsonata("$states.result.Parameter.Value")},
+        )
+        read_model.add_retry(errors=SSM_TRANSIENT_ERRORS, **_retry())
+        read_model.add_catch(
+            self._fail(
+                "ModelNotTrained",
+                error="VqaModelNotTrained",
+                cause=f"SSM parameter {parameter} holds no VQA model archive: run the VQA "
+                f"training workflow ({config.resource_name('vqa-training')}) first; it records "
+                "the archive there",
+            ),
+            errors=["Ssm.ParameterNotFoundException"],
+        )
+        read_model.add_catch(
+            self._fail(
+                "ReadModelFailed",
+                error=jsonata("$states.input.Error"),
+                cause=jsonata(f"'could not read {parameter}: ' & $string($states.input.Cause)"),
+            ),
+            errors=["States.ALL"],
+        )
+        create_model = tasks.CallAwsService.jsonata(
+            self,
+            "CreateModel",
+            state_name="Create transform model",
+            service="sagemaker",
+            action="createModel",
+            iam_resources=["*"],
+            parameters={
+                "ModelName": jsonata(f"'{resources.job_name_prefix}-' & $runId"),
+                "PrimaryContainer": {
+                    "Image": resources.image.uri,
+                    "ModelDataUrl": jsonata("$modelDataUrl"),
+                    "Environment": dict(resources.inference_environment),
+                },
+                "ExecutionRoleArn": resources.transform_role.role_arn,
+                # The archive carries the model and its code: the container needs no network.
+                "EnableNetworkIsolation": True,
+                "Tags": self._tags(key="Key", value="Value"),
+            },
+            assign={"modelName": jsonata(f"'{resources.job_name_prefix}-' & $runId")},
+        )
+        create_model.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **_retry())
+        create_model.add_catch(
+            self._fail(
+                "CreateModelFailed",
+                error=jsonata("$states.input.Error"),
+                cause=jsonata(
+                    "'could not create the transform model from ' & $modelDataUrl & ': ' & "
+                    "$string($states.input.Cause)"
+                ),
+            ),
+            errors=["States.ALL"],
+        )
+
+        def delete_model(construct_id: str, state_name: str) -> tasks.CallAwsService:
+            task = tasks.CallAwsService.jsonata(
+                self,
+                construct_id,
+                state_name=state_name,
+                service="sagemaker",
+                action="deleteModel",
+                iam_resources=["*"],
+                parameters={"ModelName": jsonata("$modelName")},
+            )
+            task.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **_retry())
+            return task
+
+        groups_failed = self._fail(
+            "GroupsFailed",
+            error=jsonata("$groupsError.Error"),
+            cause=jsonata("'a group of run ' & $runId & ' failed: ' & $string($groupsError.Cause)"),
+        )
+        cleanup = delete_model("DeleteModelAfterFailure", "Delete model (failed run)")
+        cleanup.add_catch(groups_failed, errors=["States.ALL"])
+        cleanup.next(groups_failed)
+        groups = self._groups_map()
+        groups.add_catch(
+            cleanup,
+            errors=["States.ALL"],
+            assign={
+                "groupsError": {
+                    "Error": jsonata("$states.errorOutput.Error"),
+                    "Cause": jsonata("$states.errorOutput.Cause"),
+                }
+            },
+        )
+        # A model bills nothing while no job uses it: a failed delete does not fail the run.
+        delete = delete_model("DeleteModel", "Delete model")
+        delete.add_catch(finalize, errors=["States.ALL"])
+        batch = read_model.next(create_model).next(groups).next(delete).next(finalize)
+
+        route = (
+            sfn.Choice.jsonata(self, "Route", state_name="Route?")
+            .when(sfn.Condition.jsonata(jsonata("$plan.route = 'none'")), finalize)
+            .when(sfn.Condition.jsonata(jsonata("$plan.route = 'online'")), online)
+            .when(sfn.Condition.jsonata(jsonata("$plan.route = 'batch'")), batch)
+            .otherwise(
+                self._fail(
+                    "UnknownRoute",
+                    error="UnknownRoute",
+                    cause=jsonata("'the plan step returned route ' & $string($plan.route)"),
+                )
+            )
+        )
+        plan.next(route)
+        return start.next(choose_kind)

@@ -1,0 +1,221 @@
+"""Step 4b of `describe-catalog`: one group's Batch Transform output → Bedrock batch input.
+
+For every part of the group (in manifest order) the transform index and output are zipped; each
+product with attributes becomes a Bedrock input record (rotated into files by the per-file record
+and byte quotas) plus a ledger line, every other product a failure at stage `attributes`. A group
+left with fewer records than a Bedrock job accepts is not sent: its products are written as
+failures at stage `description`, and a re-run with the failures report takes the online path.
+
+Everything streams: input lines go to spool files on local disk, uploaded when complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from catalog.handlers.environment import CatalogEnvironment
+from catalog.logic import layout
+from catalog.logic.bedrock_records import (
+    BedrockRecord,
+    FileRotation,
+    build_bedrock_lines,
+)
+from catalog.logic.transform_output import TransformJob, TransformStats
+from shared.adapters.aws import client
+from shared.adapters.run_files import RunFiles
+from shared.adapters.s3_lines import JsonLinesWriter
+from shared.models.catalog import CatalogSettings, FailureRecord, LedgerRecord, Stage
+from shared.models.descriptions import PipelineSettings
+
+logger = Logger()
+
+STEP = "bedrock-input"
+# S3 user metadata on ledger.jsonl: the results step names the attribute model after it.
+TRANSFORM_JOB_METADATA = "transform-job"
+
+
+@dataclass
+class _Output:
+    """The group's open files while records stream in."""
+
+    files: RunFiles
+    run_id: str
+    group: str
+    writers: list[JsonLinesWriter] = field(default_factory=list)
+    uploaded: int = 0
+
+    def writer(self, index: int) -> JsonLinesWriter:
+        while len(self.writers) <= index:
+            key = layout.bedrock_input_key(self.run_id, self.group, len(self.writers))
+            self.writers.append(JsonLinesWriter(self.files.bucket, key, s3=self.files.s3))
+        return self.writers[index]
+
+    def upload_finished(self) -> None:
+        """Upload every file before the one being written (they are complete)."""
+        while self.uploaded < len(self.writers) - 1:
+            self.writers[self.uploaded].close()
+            self.uploaded += 1
+
+    def upload_all(self) -> None:
+        for writer in self.writers[self.uploaded :]:
+            writer.close()
+        self.uploaded = len(self.writers)
+
+    def discard(self) -> None:
+        for writer in self.writers[self.uploaded :]:
+            writer.discard()
+
+
+@dataclass
+class BedrockInputStep:
+    settings: CatalogSettings
+    descriptions: PipelineSettings
+    files: RunFiles
+
+    def run(self, event: dict[str, Any]) -> dict[str, Any]:
+        run_id = str(event["runId"])
+        group = str(event["group"]["group"])
+        languages = [str(code) for code in event["languages"]]
+        job = TransformJob(
+            name=str(event.get("transformJob") or "unknown"), error=event.get("transformError")
+        )
+        limits = self.settings.bedrock
+        rotation = FileRotation(limits)
+        output = _Output(self.files, run_id, group)
+        stats = TransformStats()
+        # Kept only until the job minimum is reached: these become failures if it never is.
+        held: list[LedgerRecord] = []
+        failures = JsonLinesWriter(
+            self.files.bucket, layout.failures_key(run_id, STEP, group), s3=self.files.s3
+        )
+        ledger = JsonLinesWriter(
+            self.files.bucket,
+            layout.ledger_key(run_id, group),
+            s3=self.files.s3,
+            metadata={TRANSFORM_JOB_METADATA: job.name},
+        )
+        # A retried invocation must not leave an earlier attempt's extra files for the job.
+        self.files.delete_prefix(layout.bedrock_input_prefix(run_id, group))
+        try:
+            for batch_id in self._batch_ids(run_id, group):
+                index_lines = self.files.lines(layout.transform_index_key(run_id, batch_id))
+                output_lines = self.files.lines_if_exists(
+                    layout.transform_output_key(run_id, group, batch_id)
+                )
+                for item in build_bedrock_lines(
+                    index_lines,
+                    output_lines,
+                    settings=self.descriptions,
+                    languages=languages,
+                    job=job,
+                    part=f"{batch_id}.jsonl",
+                    first_sequence=rotation.records,
+                    stats=stats,
+                ):
+                    if isinstance(item, FailureRecord):
+                        failures.write_raw(item.model_dump_json())
+                        continue
+                    self._add(item, rotation, output, ledger, held)
+            records = rotation.records
+            if records < limits.min_records_per_job:
+                output.discard()
+                ledger.discard()
+                ledger = JsonLinesWriter(
+                    self.files.bucket,
+                    layout.ledger_key(run_id, group),
+                    s3=self.files.s3,
+                    metadata={TRANSFORM_JOB_METADATA: job.name},
+                )
+                for record in held:
+                    failures.write_raw(_below_minimum(record, records, limits.min_records_per_job))
+                records = 0
+            else:
+                output.upload_all()
+            ledger.close()
+        except BaseException:
+            output.discard()
+            ledger.discard()
+            failures.discard()
+            # Files already uploaded (rotated out) must not be mistaken for a complete input.
+            self.files.delete_prefix(layout.bedrock_input_prefix(run_id, group))
+            raise
+        failed = failures.lines
+        if failed:
+            failures.close()
+        else:
+            failures.discard()
+        logger.info(
+            "bedrock input written",
+            run_id=run_id,
+            group=group,
+            records=records,
+            files=rotation.files if records else 0,
+            bytes=rotation.bytes if records else 0,
+            failed=failed,
+            extra_output_lines=stats.extra_output_lines,
+            transform_job=job.name,
+            transform_failed=job.error is not None,
+        )
+        if stats.extra_output_lines:
+            logger.warning(
+                "Batch Transform output has more lines than the transform index",
+                extra_output_lines=stats.extra_output_lines,
+            )
+        return {"group": group, "records": records, "failed": failed}
+
+    def _add(
+        self,
+        item: BedrockRecord,
+        rotation: FileRotation,
+        output: _Output,
+        ledger: JsonLinesWriter,
+        held: list[LedgerRecord],
+    ) -> None:
+        index = rotation.place(len(item.input_line) + 1)
+        output.writer(index).write_raw(item.input_line)
+        ledger.write_raw(item.ledger_line)
+        if rotation.records < self.settings.bedrock.min_records_per_job:
+            held.append(LedgerRecord.model_validate_json(item.ledger_line))
+        else:
+            held.clear()
+            output.upload_finished()
+
+    def _batch_ids(self, run_id: str, group: str) -> list[str]:
+        """The group's parts from its SageMaker manifest: `[{"prefix": ...}, "<id>.jsonl", ...]`."""
+        manifest = self.files.get_json(layout.transform_manifest_key(run_id, group))
+        if not isinstance(manifest, list) or not manifest:
+            raise ValueError(f"group {group} of run {run_id} has no transform manifest")
+        return [str(name).removesuffix(".jsonl") for name in manifest[1:]]
+
+
+def _below_minimum(record: LedgerRecord, records: int, minimum: int) -> str:
+    return FailureRecord(
+        product_id=record.product_id,
+        image_key=record.image_key,
+        category=record.category,
+        stage=Stage.DESCRIPTION,
+        reason=f"the group had {records} products for Bedrock, fewer than a batch inference "
+        f"job accepts ({minimum}); re-run with the failures report as manifest: a catalog that "
+        "small takes the online path",
+    ).model_dump_json()
+
+
+@cache
+def step() -> BedrockInputStep:
+    """Built on first use, so importing this module stays cheap and tests can swap it."""
+    environment = CatalogEnvironment.load()
+    return BedrockInputStep(
+        settings=environment.catalog,
+        descriptions=environment.descriptions,
+        files=RunFiles(environment.catalog.results_bucket, s3=client("s3")),
+    )
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return step().run(event)

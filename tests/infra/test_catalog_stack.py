@@ -1,0 +1,436 @@
+"""The Catalog stack (describe-catalog): its functions' settings and grants, the service roles,
+the workflow's shape and grants, asserted on the synthesized templates."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from infra.config import StageConfig, load_stage_config
+from infra.constructs.bedrock_models import invoke_model_arns
+from infra.nag import attach_nag
+from infra.stacks.catalog import PUBLISHED_NAMES, CatalogStack, catalog_settings
+from infra.stacks.data import DataStack
+from shared.models.catalog import CatalogSettings
+from shared.models.descriptions import PipelineSettings
+from tests.support import SynthesizedApp, cdk_json_context
+from tests.templates import (
+    assembly_artifacts,
+    exports,
+    listed,
+    one,
+    published_output_id,
+    render,
+    resources,
+    role_statements,
+    ssm_parameters,
+    stack_dependencies,
+    state_machine_definition,
+    statements_granting,
+)
+
+pytestmark = pytest.mark.infra
+
+STAGES = ("dev", "prod")
+FUNCTIONS = {
+    "StartFunction": "start",
+    "TransformInputFunction": "transform_input",
+    "PlanFunction": "plan",
+    "BedrockInputFunction": "bedrock_input",
+    "ResultsFunction": "results",
+    "OnlineFunction": "online",
+    "FinalizeFunction": "finalize",
+}
+GLOBAL_PROFILE = "global.anthropic.claude-sonnet-4-20250514-v1:0"
+ACCOUNT_PREFIX = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:"
+
+
+def _config(stage: str) -> StageConfig:
+    return load_stage_config(cdk_json_context(), stage)
+
+
+def _arn(service: str, resource: str) -> str:
+    return ACCOUNT_PREFIX.replace("{service}", service) + resource
+
+
+def _function(app: SynthesizedApp, construct: str) -> dict[str, Any]:
+    _, function = one(app.template("-catalog"), "AWS::Lambda::Function", construct)
+    return dict(function)
+
+
+def _rendered(app: SynthesizedApp, statement: dict[str, Any]) -> list[str]:
+    exported = exports(app)
+    return [render(resource, exported) for resource in listed(statement["Resource"])]
+
+
+# ---------------------------------------------------------------------------------------------
+# The stack's place in the app
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_catalog_stack_depends_on_data_only(
+    synthesized_apps: dict[str, SynthesizedApp], stage: str
+) -> None:
+    app = synthesized_apps[stage]
+    assert stack_dependencies(app, f"atelier-{stage}-catalog") == [f"atelier-{stage}-data"]
+    artifacts = assembly_artifacts(app)
+    assert artifacts[f"atelier-{stage}-catalog"]["properties"]["terminationProtection"] is (
+        stage == "prod"
+    )
+    for name, artifact in artifacts.items():
+        assert f"atelier-{stage}-catalog" not in artifact.get("dependencies", []), name
+
+
+@pytest.mark.parametrize("name", PUBLISHED_NAMES)
+def test_the_state_machine_arn_is_published(dev_app: SynthesizedApp, name: str) -> None:
+    template = dev_app.template("-catalog")
+    parameter = ssm_parameters(template)[f"/atelier/dev/catalog/{name}"]
+    machine_id, _ = one(template, "AWS::StepFunctions::StateMachine", "DescribeCatalog")
+    assert parameter["Value"] == {"Ref": machine_id}
+    assert template["Outputs"][published_output_id(name)]["Value"] == {"Ref": machine_id}
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions: handlers and settings
+# ---------------------------------------------------------------------------------------------
+
+
+def test_catalog_settings_are_what_the_functions_read() -> None:
+    config = _config("dev")
+    settings = catalog_settings(
+        config, results_bucket="results", table_name="products", source_buckets=["a", "b"]
+    )
+    parsed = CatalogSettings.model_validate(settings)
+    assert parsed.records_per_part == config.catalog.records_per_part == 500
+    assert parsed.online_threshold == 100
+    assert parsed.transform_max_payload_bytes == 6_000_000
+    assert parsed.bedrock.min_records_per_job == 100
+    assert parsed.bedrock.max_file_bytes == 1024 * 1024 * 1024
+    assert parsed.bedrock.max_job_bytes == 5 * 1024 * 1024 * 1024
+    assert parsed.source_buckets == ("a", "b")
+
+
+@pytest.mark.parametrize("construct", list(FUNCTIONS))
+def test_every_function_runs_its_handler_with_both_settings(
+    dev_app: SynthesizedApp, construct: str
+) -> None:
+    function = _function(dev_app, construct)
+    module = f"catalog.handlers.{FUNCTIONS[construct]}"
+    assert function["Handler"] == f"{module}.handler"
+    assert importlib.util.find_spec(module) is not None, f"{module} is missing"
+    variables = function["Environment"]["Variables"]
+    exported = exports(dev_app)
+    settings = CatalogSettings.model_validate(
+        json.loads(render(variables["CATALOG_SETTINGS"], exported))
+    )
+    # The results bucket and table come from the Data stack (as rendered logical ids here).
+    assert settings.results_bucket.startswith("Results")
+    assert settings.table_name.startswith("Products")
+    assert [name[:7] for name in settings.source_buckets] == ["Uploads", "Dataset", "Results"]
+    PipelineSettings.model_validate_json(variables["DESCRIPTIONS_SETTINGS"])
+    environment_bytes = sum(
+        len(name) + len(render(value, exported)) for name, value in variables.items()
+    )
+    assert environment_bytes < 4096
+
+
+# ---------------------------------------------------------------------------------------------
+# Least privilege
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_only_acknowledged_policies_grant_on_every_resource(
+    synthesized_apps: dict[str, SynthesizedApp], stage: str
+) -> None:
+    template = synthesized_apps[stage].template("-catalog")
+    wildcard_actions: dict[str, list[str]] = {}
+    for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert not [a for a in listed(statement["Action"]) if "*" in a], statement
+            if "*" in listed(statement["Resource"]):
+                wildcard_actions[logical_id.rstrip("0123456789ABCDEF")] = listed(
+                    statement["Action"]
+                )
+    xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    assert wildcard_actions == {
+        **{f"{construct}TracingPolicy": xray for construct in FUNCTIONS},
+        "TransformEcrAuthPolicy": ["ecr:GetAuthorizationToken"],
+        "TransformMetricsPolicy": ["cloudwatch:PutMetricData"],
+        "WorkflowLoggingPolicy": [
+            "logs:CreateLogDelivery",
+            "logs:DeleteLogDelivery",
+            "logs:DescribeLogGroups",
+            "logs:DescribeResourcePolicies",
+            "logs:GetLogDelivery",
+            "logs:ListLogDeliveries",
+            "logs:PutResourcePolicy",
+            "logs:UpdateLogDelivery",
+        ],
+        "WorkflowTracingPolicy": [
+            "xray:GetSamplingRules",
+            "xray:GetSamplingTargets",
+            "xray:PutTelemetryRecords",
+            "xray:PutTraceSegments",
+        ],
+    }
+
+
+def _actions(app: SynthesizedApp, role: str) -> set[str]:
+    return {
+        action
+        for statements in role_statements(app.template("-catalog"), role).values()
+        for statement in statements
+        for action in listed(statement["Action"])
+    }
+
+
+def test_each_function_may_do_only_what_its_step_needs(dev_app: SynthesizedApp) -> None:
+    common = {
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTelemetryRecords",
+        "xray:PutTraceSegments",
+    }
+    expected = {
+        "StartFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
+        "TransformInputFunction": {"s3:GetObject", "s3:PutObject", "dynamodb:BatchGetItem"},
+        "PlanFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
+        "BedrockInputFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
+        "ResultsFunction": {
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:PutObject",
+            "dynamodb:BatchWriteItem",
+        },
+        "OnlineFunction": {
+            "s3:GetObject",
+            "s3:PutObject",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "bedrock:InvokeModel",
+            "sagemaker:InvokeEndpoint",
+        },
+        "FinalizeFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+    }
+    for construct, actions in expected.items():
+        assert _actions(dev_app, f"{construct}Role") == actions | common, construct
+
+
+def test_the_online_function_invokes_exactly_the_vqa_endpoint_and_the_text_model(
+    dev_app: SynthesizedApp,
+) -> None:
+    template = dev_app.template("-catalog")
+    (endpoint,) = statements_granting(template, "OnlineFunctionRole", "sagemaker:InvokeEndpoint")
+    assert _rendered(dev_app, endpoint) == [_arn("sagemaker", "endpoint/atelier-dev-vqa")]
+    (model,) = statements_granting(template, "OnlineFunctionRole", "bedrock:InvokeModel")
+    assert _rendered(dev_app, model) == [
+        "arn:aws:bedrock:${AWS::Region}::foundation-model/anthropic.claude-3-sonnet-20240229-v1:0"
+    ]
+
+
+def test_the_functions_write_only_below_their_prefixes(dev_app: SynthesizedApp) -> None:
+    template = dev_app.template("-catalog")
+    for construct in FUNCTIONS:
+        for statement in statements_granting(template, f"{construct}Role", "s3:PutObject"):
+            for resource in _rendered(dev_app, statement):
+                assert resource.startswith("Results25575328.Arn/"), (construct, resource)
+                assert resource.split("/", 1)[1].startswith(("catalog/", "descriptions/"))
+
+
+def test_the_bedrock_role_is_for_batch_jobs_of_this_account_only(
+    dev_app: SynthesizedApp,
+) -> None:
+    template = dev_app.template("-catalog")
+    _, role = one(template, "AWS::IAM::Role", "BedrockBatchRole")
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "bedrock.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert render(trust["Condition"]["ArnLike"]["aws:SourceArn"]) == _arn(
+        "bedrock", "model-invocation-job/*"
+    )
+    reads = statements_granting(template, "BedrockBatchRole", "s3:GetObject")
+    writes = statements_granting(template, "BedrockBatchRole", "s3:PutObject")
+    assert [_rendered(dev_app, s) for s in reads] == [
+        ["Results25575328.Arn/catalog/*/groups/*/bedrock-input/*"]
+    ]
+    assert [_rendered(dev_app, s) for s in writes] == [
+        ["Results25575328.Arn/catalog/*/groups/*/bedrock-output/*"]
+    ]
+    # A foundation model id needs no InvokeModel on the role (only an inference profile does).
+    assert statements_granting(template, "BedrockBatchRole", "bedrock:InvokeModel") == []
+
+
+def test_the_transform_model_role_reads_the_archive_and_its_inputs_writes_its_outputs(
+    dev_app: SynthesizedApp,
+) -> None:
+    template = dev_app.template("-catalog")
+    _, role = one(template, "AWS::IAM::Role", "TransformModelRole")
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    (reads,) = statements_granting(template, "TransformModelRole", "s3:GetObject")
+    assert set(_rendered(dev_app, reads)) == {
+        "ModelsC55D3500.Arn/vqa/training/*",
+        "Results25575328.Arn/catalog/*/transform-input/*",
+        "Results25575328.Arn/catalog/*/groups/*/transform-manifest.json",
+    }
+    (writes,) = statements_granting(template, "TransformModelRole", "s3:PutObject")
+    assert _rendered(dev_app, writes) == [
+        "Results25575328.Arn/catalog/*/groups/*/transform-output/*"
+    ]
+    (pull,) = statements_granting(template, "TransformModelRole", "ecr:BatchGetImage")
+    assert _rendered(dev_app, pull)[0].endswith(":repository/huggingface-pytorch-inference")
+
+
+def test_the_workflow_may_touch_exactly_its_resources(dev_app: SynthesizedApp) -> None:
+    template = dev_app.template("-catalog")
+    granted = {
+        action: _rendered(dev_app, statement)
+        for statement in role_statements(template, "WorkflowRole")[
+            next(
+                logical_id
+                for logical_id in role_statements(template, "WorkflowRole")
+                if logical_id.startswith("WorkflowPolicy")
+            )
+        ]
+        for action in listed(statement["Action"])
+    }
+    machine = "atelier-dev-describe-catalog"
+    # Built from the name: no reference from the role's policy back to the state machine.
+    assert granted["states:StartExecution"] == [_arn("states", f"stateMachine:{machine}")]
+    assert set(granted["states:DescribeExecution"]) == {
+        _arn("states", f"execution:{machine}/*"),
+        _arn("states", f"execution:{machine}:*"),
+    }
+    assert len(granted["lambda:InvokeFunction"]) == len(FUNCTIONS)
+    assert granted["ssm:GetParameter"] == [_arn("ssm", "parameter/atelier/dev/vqa/model-data-url")]
+    assert granted["sagemaker:CreateModel"] == [_arn("sagemaker", "model/atelier-dev-catalog-*")]
+    assert granted["sagemaker:CreateTransformJob"] == [
+        _arn("sagemaker", "transform-job/atelier-dev-catalog-*")
+    ]
+    assert set(granted["bedrock:CreateModelInvocationJob"]) == {
+        "arn:aws:bedrock:${AWS::Region}::foundation-model/anthropic.claude-3-sonnet-20240229-v1:0",
+        _arn("bedrock", "model-invocation-job/*"),
+    }
+    assert granted["bedrock:GetModelInvocationJob"] == [_arn("bedrock", "model-invocation-job/*")]
+    assert granted["s3:ListMultipartUploadParts"] == ["Results25575328.Arn/catalog/*/map-results/*"]
+    passes = statements_granting(template, "WorkflowRole", "iam:PassRole")
+    assert {
+        (render(s["Resource"]), s["Condition"]["StringEquals"]["iam:PassedToService"])
+        for s in passes
+    } == {
+        (
+            f"{one(template, 'AWS::IAM::Role', 'TransformModelRole')[0]}.Arn",
+            "sagemaker.amazonaws.com",
+        ),
+        (
+            f"{one(template, 'AWS::IAM::Role', 'BedrockBatchRole')[0]}.Arn",
+            "bedrock.amazonaws.com",
+        ),
+    }
+    # CDK's own Distributed Map policy (by the machine's ARN) is replaced by the reviewed one.
+    assert not [p for p in resources(template, "AWS::IAM::Policy") if "DistributedMap" in p]
+
+
+# ---------------------------------------------------------------------------------------------
+# The workflow's shape
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_workflow_fans_out_with_bounded_concurrency(dev_app: SynthesizedApp) -> None:
+    definition = state_machine_definition(dev_app.template("-catalog"), "DescribeCatalog")
+    config = _config("dev").catalog
+    assert definition["TimeoutSeconds"] == config.max_run_hours * 3600
+    readers = {}
+    for kind in ("Prefix", "Csv", "Jsonl"):
+        build = definition["States"][f"Build{kind}"]
+        assert build["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+        assert build["ItemBatcher"]["MaxItemsPerBatch"] == config.records_per_part
+        assert build["MaxConcurrency"] == config.build_concurrency
+        assert build["ToleratedFailurePercentage"] == 0
+        assert build["ResultWriter"]["Arguments"]["Prefix"] == (
+            "{% 'catalog/' & $runId & '/map-results/' %}"
+        )
+        readers[kind] = (build["ItemReader"]["Resource"], build["ItemReader"].get("ReaderConfig"))
+    assert readers == {
+        "Prefix": ("arn:${AWS::Partition}:states:::s3:listObjectsV2", None),
+        "Csv": (
+            "arn:${AWS::Partition}:states:::s3:getObject",
+            {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"},
+        ),
+        "Jsonl": ("arn:${AWS::Partition}:states:::s3:getObject", {"InputType": "JSONL"}),
+    }
+    groups = definition["States"]["Describe groups"]
+    assert groups["MaxConcurrency"] == config.max_concurrent_groups
+    assert groups["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert definition["States"]["Describe online"]["MaxConcurrency"] == config.online_concurrency
+    wait = groups["ItemProcessor"]["States"]["Wait for Bedrock job"]
+    assert wait["Seconds"] == config.bedrock.poll_seconds
+
+
+def test_every_lambda_task_retries_lambda_service_errors(dev_app: SynthesizedApp) -> None:
+    definition = state_machine_definition(dev_app.template("-catalog"), "DescribeCatalog")
+
+    def states(machine: dict[str, Any]) -> list[dict[str, Any]]:
+        found = []
+        for state in machine["States"].values():
+            found.append(state)
+            if "ItemProcessor" in state:
+                found.extend(states(state["ItemProcessor"]))
+        return found
+
+    tasks = [s for s in states(definition) if str(s.get("Resource", "")).endswith("lambda:invoke")]
+    # One per function, and the build step's child in each of the three Distributed Maps.
+    assert len(tasks) == len(FUNCTIONS) + 2
+    names = {
+        re.sub(r"[0-9A-F]{8}\.Arn\}$", "", task["Arguments"]["FunctionName"].removeprefix("${"))
+        for task in tasks
+    }
+    assert names == set(FUNCTIONS)
+    for task in tasks:
+        (retry,) = task["Retry"]
+        assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"]
+        assert "Lambda.ServiceException" in retry["ErrorEquals"]
+
+
+def test_an_inference_profile_is_granted_to_the_batch_role_with_its_models(
+    tmp_path: Path,
+) -> None:
+    # Given the catalog stack alone with a global cross-region inference profile as text model
+    base = _config("dev")
+    config = replace(base, descriptions=replace(base.descriptions, model_id=GLOBAL_PROFILE))
+    # (cdk.json's context: the feature flags the real app synthesizes with)
+    app = App(context=cdk_json_context(), outdir=str(tmp_path))
+    data = DataStack(app, "atelier-dev-data", config=config)
+    CatalogStack(app, "atelier-dev-catalog", config=config, data=data)
+    attach_nag(app)
+    # When it synthesizes (cdk-nag raises on an unacknowledged wildcard)
+    template = app.synth().get_stack_by_name("atelier-dev-catalog").template
+    # Then the Bedrock service role may invoke the profile and its model wherever it routes
+    (invoke,) = statements_granting(template, "BedrockBatchRole", "bedrock:InvokeModel")
+    expected = invoke_model_arns(
+        GLOBAL_PROFILE, region="${AWS::Region}", account="${AWS::AccountId}"
+    )
+    assert sorted(render(arn) for arn in listed(invoke["Resource"])) == sorted(expected)
+    assert "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0" in expected
+    # And the workflow may create jobs on the profile
+    created = [
+        render(arn)
+        for statement in statements_granting(
+            template, "WorkflowRole", "bedrock:CreateModelInvocationJob"
+        )
+        for arn in listed(statement["Resource"])
+    ]
+    assert set(expected) <= set(created)
