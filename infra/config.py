@@ -1758,6 +1758,17 @@ def _parse_catalog(reader: _Reader) -> CatalogConfig:
             f"{bedrock}.min_records_per_job = {config.bedrock.min_records_per_job}; a catalog "
             "too small for a Bedrock batch job must take the online path"
         )
+    # Groups are cut at part boundaries (lambdas/catalog/logic/groups.py): each group then holds
+    # at least Bedrock's minimum whenever the run holds it, if a group has room for three parts
+    # and two minimums.
+    smallest_group = 3 * config.records_per_part + 2 * config.bedrock.min_records_per_job
+    if config.max_records_per_group < smallest_group:
+        raise ConfigError(
+            f"{reader.key('max_records_per_group')} = {config.max_records_per_group} is smaller "
+            f"than 3 x {reader.key('records_per_part')} + 2 x {bedrock}.min_records_per_job = "
+            f"{smallest_group}; groups cut at part boundaries could then fall below the Bedrock "
+            "job minimum: raise max_records_per_group or lower records_per_part"
+        )
     if config.max_run_hours <= config.bedrock.timeout_hours:
         raise ConfigError(
             f"{reader.key('max_run_hours')} = {config.max_run_hours} is not more than "

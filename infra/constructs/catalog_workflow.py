@@ -42,9 +42,10 @@ CATALOG_PREFIX = "catalog/"
 MAP_RESULTS = "map-results/"
 # What the source kinds are called in the start function's answer.
 SOURCE_KINDS = ("prefix", "csv", "jsonl")
-# The contracts' DataProcessing: the model sees the image and the questions (the endpoint's
-# request, training/vqa/inference.py); each output line keeps the product's identity.
-INPUT_FILTER = "$['image','questions']"
+# The contracts' DataProcessing: the model sees the image, the questions and `errors: inline`
+# (the endpoint's request, training/vqa/inference.py: a record it cannot read is answered with an
+# error instead of failing its whole part); each output line keeps the product's identity.
+INPUT_FILTER = "$['image','questions','errors']"
 OUTPUT_FILTER = "$['product_id','image_key','category','SageMakerOutput']"
 # GetModelInvocationJob statuses after which a job does no more work.
 TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
@@ -65,6 +66,14 @@ BEDROCK_TRANSIENT_ERRORS = [
 ]
 SAGEMAKER_TRANSIENT_ERRORS = ["SageMaker.ThrottlingException", "SageMaker.InternalFailure"]
 SSM_TRANSIENT_ERRORS = ["Ssm.ThrottlingException", "Ssm.InternalServerErrorException"]
+# What the catalog functions raise when S3 or DynamoDB kept failing after their own retries
+# (shared/models/errors.py): worth another attempt a little later.
+FUNCTION_DEPENDENCY_ERRORS = ["DependencyError"]
+# Step Functions refuses a child execution's input above 256 KiB; a batch of manifest rows stays
+# below this (the batch input and the execution's own fields take the rest).
+MAX_INPUT_BYTES_PER_BATCH = 200_000
+# Manifest columns a child needs (a failures report used as a manifest also has stage and reason).
+MANIFEST_COLUMNS = ("product_id", "image_key", "category")
 # A Lambda function's error arrives as a JSON string in Cause: show its message.
 ERROR_MESSAGE = """(
   $c := $states.input.Cause;
@@ -92,14 +101,25 @@ def _retry(*, max_attempts: int = 6) -> dict[str, Any]:
     }
 
 
-def _retry_json(errors: list[str], *, max_attempts: int = 6) -> dict[str, Any]:
-    """The same retrier written out, for states given as JSON."""
+def _dependency_retry() -> dict[str, Any]:
+    """For a function whose S3 or DynamoDB calls kept failing: 15 s, 30 s, 60 s later."""
+    return {
+        "interval": Duration.seconds(15),
+        "max_attempts": 3,
+        "backoff_rate": 2,
+        "max_delay": Duration.minutes(2),
+        "jitter_strategy": sfn.JitterType.FULL,
+    }
+
+
+def _retry_json(errors: list[str], retry: Mapping[str, Any]) -> dict[str, Any]:
+    """A retrier written out, for states given as JSON."""
     return {
         "ErrorEquals": errors,
-        "IntervalSeconds": 5,
-        "MaxAttempts": max_attempts,
-        "BackoffRate": 2,
-        "MaxDelaySeconds": 120,
+        "IntervalSeconds": int(retry["interval"].to_seconds()),
+        "MaxAttempts": retry["max_attempts"],
+        "BackoffRate": retry["backoff_rate"],
+        "MaxDelaySeconds": int(retry["max_delay"].to_seconds()),
         "JitterStrategy": "FULL",
     }
 
@@ -156,6 +176,7 @@ def lambda_task(
         outputs=outputs,
     )
     task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, **_retry())
+    task.add_retry(errors=FUNCTION_DEPENDENCY_ERRORS, **_dependency_retry())
     return task
 
 
@@ -193,7 +214,10 @@ class CatalogWorkflow(Construct):
                 "Payload": jsonata("$states.input"),
             },
             "Output": jsonata("$states.result.Payload"),
-            "Retry": [_retry_json(LAMBDA_TRANSIENT_ERRORS)],
+            "Retry": [
+                _retry_json(LAMBDA_TRANSIENT_ERRORS, _retry()),
+                _retry_json(FUNCTION_DEPENDENCY_ERRORS, _dependency_retry()),
+            ],
             "End": True,
         }
 
@@ -219,6 +243,18 @@ class CatalogWorkflow(Construct):
 
     def _build_map(self, kind: str) -> sfn.CustomState:
         catalog = self._config.catalog
+        # Rows keep only the columns a child reads, so their size (and the batch's) does not
+        # depend on what else a manifest carries, such as a failures report's reasons.
+        item_selector = (
+            {}
+            if kind == "prefix"
+            else {
+                "ItemSelector": {
+                    name: jsonata(f"$states.context.Map.Item.Value.{name}")
+                    for name in MANIFEST_COLUMNS
+                }
+            }
+        )
         return sfn.CustomState(
             self,
             f"Build{kind.capitalize()}",
@@ -227,8 +263,10 @@ class CatalogWorkflow(Construct):
                 "Comment": f"One child per {catalog.records_per_part} products of the {kind} "
                 "source: validate, skip the described, write transform input parts",
                 "ItemReader": self._reader(kind),
+                **item_selector,
                 "ItemBatcher": {
                     "MaxItemsPerBatch": catalog.records_per_part,
+                    "MaxInputBytesPerBatch": MAX_INPUT_BYTES_PER_BATCH,
                     "BatchInput": {
                         name: jsonata(f"$request.{name}")
                         for name in ("kind", "bucket", "languages", "attributeSet", "force")
@@ -389,6 +427,8 @@ class CatalogWorkflow(Construct):
             iam_resources=["*"],
             parameters={
                 "JobName": jsonata("$item.jobName"),
+                # A retried create whose first attempt did start the job gets that job back.
+                "ClientRequestToken": jsonata("$item.jobName"),
                 "RoleArn": resources.bedrock_role.role_arn,
                 "ModelId": config.descriptions.model_id,
                 "ModelInvocationType": "Converse",
@@ -493,6 +533,25 @@ class CatalogWorkflow(Construct):
 
     # --- the whole run ------------------------------------------------------------------------
 
+    def _report_failed_run(
+        self, construct_id: str, *, route: str, then: sfn.Fail
+    ) -> sfn.IChainable:
+        """Finalize for a run that is about to fail; the run fails whatever finalize does."""
+        # A build fails before the plan exists: its counts are then unknown, written as 0.
+        plan = {
+            name: 0 if route == "none" else jsonata(f"$plan.{name}")
+            for name in ("records", "skipped", "failed")
+        }
+        report = lambda_task(
+            self,
+            construct_id,
+            state_name=f"Write report ({'failed build' if route == 'none' else 'failed groups'})",
+            function=self._functions.finalize,
+            payload={"runId": jsonata("$runId"), "route": route, "plan": plan},
+        )
+        report.add_catch(then, errors=["States.ALL"])
+        return report.next(then)
+
     def _build(self) -> sfn.IChainable:
         config, resources, functions = self._config, self._resources, self._functions
         parameter = resources.model_data_parameter
@@ -530,10 +589,10 @@ class CatalogWorkflow(Construct):
 
         build_failed = self._fail(
             "BuildFailed",
-            error=jsonata("$states.input.Error"),
+            error=jsonata("$buildError.Error"),
             cause=jsonata(
                 "'building the Batch Transform input of run ' & $runId & ' failed: ' & "
-                "$string($states.input.Cause)"
+                "$string($buildError.Cause)"
             ),
         )
         plan = lambda_task(
@@ -545,8 +604,20 @@ class CatalogWorkflow(Construct):
             assign={"plan": jsonata("$states.result.Payload")},
         )
         builds = {kind: self._build_map(kind) for kind in SOURCE_KINDS}
+        # A failed build still reports the products it refused and deletes the image copies of
+        # the parts it wrote, before the run fails.
+        report_build = self._report_failed_run("ReportFailedBuild", route="none", then=build_failed)
         for build in builds.values():
-            build.add_catch(build_failed, errors=["States.ALL"])
+            build.add_catch(
+                report_build,
+                errors=["States.ALL"],
+                assign={
+                    "buildError": {
+                        "Error": jsonata("$states.errorOutput.Error"),
+                        "Cause": jsonata("$states.errorOutput.Cause"),
+                    }
+                },
+            )
             build.next(plan)
         choose_kind = sfn.Choice.jsonata(self, "ChooseKind", state_name="Source kind?")
         for kind, build in builds.items():
@@ -681,9 +752,14 @@ class CatalogWorkflow(Construct):
             error=jsonata("$groupsError.Error"),
             cause=jsonata("'a group of run ' & $runId & ' failed: ' & $string($groupsError.Cause)"),
         )
+        # The groups that finished keep their descriptions: the report and summary say what
+        # they did (and the image copies go) before the run fails.
+        report_groups = self._report_failed_run(
+            "ReportFailedGroups", route="batch", then=groups_failed
+        )
         cleanup = delete_model("DeleteModelAfterFailure", "Delete model (failed run)")
-        cleanup.add_catch(groups_failed, errors=["States.ALL"])
-        cleanup.next(groups_failed)
+        cleanup.add_catch(report_groups, errors=["States.ALL"])
+        cleanup.next(report_groups)
         groups = self._groups_map()
         groups.add_catch(
             cleanup,

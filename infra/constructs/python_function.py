@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import BundlingOptions, DockerImage, Duration, Stack
+from aws_cdk import BundlingOptions, DockerImage, Duration, Size, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -97,6 +97,7 @@ class PythonFunction(Construct):
         service_name: str,
         environment: Mapping[str, str] | None = None,
         memory_size: int = 256,
+        ephemeral_storage_mb: int | None = None,
         timeout: Duration | None = None,
         reserved_concurrent_executions: int | None = None,
         requirements: str | None = None,
@@ -133,6 +134,10 @@ class PythonFunction(Construct):
             role=self.role,
             layers=[layer],
             memory_size=memory_size,
+            # /tmp beyond Lambda's 512 MB default, for functions that spool files to local disk.
+            ephemeral_storage_size=(
+                Size.mebibytes(ephemeral_storage_mb) if ephemeral_storage_mb is not None else None
+            ),
             timeout=timeout or Duration.seconds(30),
             reserved_concurrent_executions=reserved_concurrent_executions,
             log_group=self.log_group,

@@ -21,6 +21,7 @@ Every grant is written into this stack's roles by name or ARN built from the con
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,33 @@ class FunctionSpec:
     description: str
     memory_size: int
     timeout: Duration
+    # Lambda's /tmp, for steps that spool files to local disk before uploading them.
+    ephemeral_storage_mb: int = 512
+
+
+# Lambda's largest /tmp.
+MAX_EPHEMERAL_STORAGE_MB = 10_240
+# A group's Bedrock input is a few KB per product (prompt and tool schema, ~2.3 KB for one
+# language), its ledger about as much: 50,000 products spool ~300 MB. 2 GB leaves room for
+# longer prompts and more languages.
+GROUP_SPOOL_MB = 2048
+
+
+def transform_part_spool_mb(config: StageConfig) -> int:
+    """Lambda disk (MB) for one Batch Transform input part: `records_per_part` lines, each at
+    most one transform payload (its base64 image and questions), with 10% and 64 MB of headroom."""
+    catalog = config.catalog
+    line_bytes = catalog.transform.max_payload_mb * TRANSFORM_PAYLOAD_MB_BYTES
+    needed = catalog.records_per_part * line_bytes * 1.1 / 2**20 + 64
+    megabytes = max(512, math.ceil(needed))
+    if megabytes > MAX_EPHEMERAL_STORAGE_MB:
+        raise ConfigError(
+            f"catalog.records_per_part ({catalog.records_per_part}) lines of up to "
+            f"catalog.transform.max_payload_mb ({catalog.transform.max_payload_mb} MB) need "
+            f"{megabytes} MB of Lambda /tmp, more than its {MAX_EPHEMERAL_STORAGE_MB} MB; "
+            "lower one of them"
+        )
+    return megabytes
 
 
 def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
@@ -98,8 +126,10 @@ def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
             "TransformInputFunction",
             "transform_input",
             "Builds one Batch Transform input part of a catalog run",
-            1024,
+            # io_concurrency images in flight, each as bytes, base64 and JSON line at once.
+            2048,
             long,
+            transform_part_spool_mb(config),
         ),
         "plan": FunctionSpec(
             "PlanFunction", "plan", "Plans a catalog run's route and groups", 512, long
@@ -110,6 +140,7 @@ def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
             "Builds a catalog group's Bedrock batch input from its transform output",
             1024,
             long,
+            GROUP_SPOOL_MB,
         ),
         "results": FunctionSpec(
             "ResultsFunction",
@@ -117,6 +148,7 @@ def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
             "Stores a catalog group's descriptions from its Bedrock batch output",
             1024,
             long,
+            GROUP_SPOOL_MB,
         ),
         "online": FunctionSpec(
             "OnlineFunction",
@@ -131,6 +163,8 @@ def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
             "Writes a catalog run's failures report and summary",
             1024,
             long,
+            # The report is spooled whole: ~550 bytes a failure, 1M failed products ~550 MB.
+            GROUP_SPOOL_MB,
         ),
     }
 
@@ -217,6 +251,7 @@ class CatalogStack(Stack):
                 environment=environment,
                 memory_size=spec.memory_size,
                 timeout=spec.timeout,
+                ephemeral_storage_mb=spec.ephemeral_storage_mb,
             )
             for key, spec in function_specs(config).items()
         }
@@ -343,6 +378,12 @@ class CatalogStack(Stack):
             resources=[results.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [RUN_OBJECTS]}},
         )
+        # Without ListBucket, S3 answers a missing image with 403, and the failures report
+        # would say "access denied" where the image simply is not there.
+        list_sources = iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn for bucket in self.source_buckets],
+        )
         key_via_s3 = iam.PolicyStatement(
             actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
             resources=[data.key.key_arn],
@@ -387,8 +428,12 @@ class CatalogStack(Stack):
             ),
             "transform_input": (
                 [
+                    list_sources,
                     iam.PolicyStatement(actions=["s3:GetObject"], resources=objects(*sources)),
-                    iam.PolicyStatement(actions=["s3:PutObject"], resources=[run_objects[0]]),
+                    # A retried batch replaces its parts and removes a stale failures file.
+                    iam.PolicyStatement(
+                        actions=["s3:PutObject", "s3:DeleteObject"], resources=[run_objects[0]]
+                    ),
                     iam.PolicyStatement(actions=["dynamodb:BatchGetItem"], resources=[table]),
                 ],
                 [
@@ -408,8 +453,10 @@ class CatalogStack(Stack):
             "bedrock_input": (
                 [
                     list_run,
+                    # A retry first deletes the group's Bedrock input of the earlier attempt.
                     iam.PolicyStatement(
-                        actions=["s3:GetObject", "s3:PutObject"], resources=[run_objects[0]]
+                        actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        resources=[run_objects[0]],
                     ),
                 ],
                 [(run_objects, "reads and writes the files of its run")],
@@ -430,6 +477,7 @@ class CatalogStack(Stack):
             ),
             "online": (
                 [
+                    list_sources,
                     iam.PolicyStatement(actions=["s3:GetObject"], resources=objects(*sources)),
                     iam.PolicyStatement(
                         actions=["s3:PutObject"],
@@ -696,8 +744,13 @@ class CatalogStack(Stack):
                 iam.PolicyStatement(
                     actions=["states:StartExecution"], resources=[state_machine_arn]
                 ),
+                # Redrive: a redriven run redrives its Map Runs' failed children.
                 iam.PolicyStatement(
-                    actions=["states:DescribeExecution", "states:StopExecution"],
+                    actions=[
+                        "states:DescribeExecution",
+                        "states:StopExecution",
+                        "states:RedriveExecution",
+                    ],
                     resources=executions,
                 ),
                 # ItemReader: list a prefix, read a manifest.

@@ -13,10 +13,15 @@ from typing import Any
 import pytest
 from aws_cdk import App
 
-from infra.config import StageConfig, load_stage_config
+from infra.config import ConfigError, StageConfig, load_stage_config
 from infra.constructs.bedrock_models import invoke_model_arns
 from infra.nag import attach_nag
-from infra.stacks.catalog import PUBLISHED_NAMES, CatalogStack, catalog_settings
+from infra.stacks.catalog import (
+    PUBLISHED_NAMES,
+    CatalogStack,
+    catalog_settings,
+    transform_part_spool_mb,
+)
 from infra.stacks.data import DataStack
 from shared.models.catalog import CatalogSettings
 from shared.models.descriptions import PipelineSettings
@@ -142,6 +147,26 @@ def test_every_function_runs_its_handler_with_both_settings(
     assert environment_bytes < 4096
 
 
+def test_the_spooling_steps_get_the_local_disk_their_files_need(dev_app: SynthesizedApp) -> None:
+    config = _config("dev")
+    # Given 500 lines per part of at most 6 MB each: 3 GB of part, plus headroom
+    part_bytes = config.catalog.records_per_part * 6_000_000
+    storage = {
+        construct: _function(dev_app, construct).get("EphemeralStorage", {}).get("Size", 512)
+        for construct in FUNCTIONS
+    }
+    assert part_bytes <= storage["TransformInputFunction"] * 2**20 <= part_bytes * 1.2
+    assert storage["BedrockInputFunction"] == storage["ResultsFunction"] == 2048
+    assert storage["StartFunction"] == storage["OnlineFunction"] == 512
+
+
+def test_parts_too_large_for_lambda_disk_are_refused() -> None:
+    config = _config("dev")
+    catalog = replace(config.catalog, records_per_part=2000)
+    with pytest.raises(ConfigError, match=r"catalog.records_per_part \(2000\).*lower one"):
+        transform_part_spool_mb(replace(config, catalog=catalog))
+
+
 # ---------------------------------------------------------------------------------------------
 # Least privilege
 # ---------------------------------------------------------------------------------------------
@@ -206,9 +231,21 @@ def test_each_function_may_do_only_what_its_step_needs(dev_app: SynthesizedApp) 
     }
     expected = {
         "StartFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
-        "TransformInputFunction": {"s3:GetObject", "s3:PutObject", "dynamodb:BatchGetItem"},
+        # Deletes: a retried batch replaces its own files (a missing delete right fails it).
+        "TransformInputFunction": {
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "dynamodb:BatchGetItem",
+        },
         "PlanFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
-        "BedrockInputFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
+        "BedrockInputFunction": {
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+        },
         "ResultsFunction": {
             "s3:ListBucket",
             "s3:GetObject",
@@ -216,6 +253,7 @@ def test_each_function_may_do_only_what_its_step_needs(dev_app: SynthesizedApp) 
             "dynamodb:BatchWriteItem",
         },
         "OnlineFunction": {
+            "s3:ListBucket",
             "s3:GetObject",
             "s3:PutObject",
             "dynamodb:GetItem",
@@ -392,17 +430,22 @@ def test_every_lambda_task_retries_lambda_service_errors(dev_app: SynthesizedApp
         return found
 
     tasks = [s for s in states(definition) if str(s.get("Resource", "")).endswith("lambda:invoke")]
-    # One per function, and the build step's child in each of the three Distributed Maps.
-    assert len(tasks) == len(FUNCTIONS) + 2
+    # One per function, the build step's child in each of the three Distributed Maps, and the
+    # reports of a failed build and of failed groups.
+    assert len(tasks) == len(FUNCTIONS) + 2 + 2
     names = {
         re.sub(r"[0-9A-F]{8}\.Arn\}$", "", task["Arguments"]["FunctionName"].removeprefix("${"))
         for task in tasks
     }
     assert names == set(FUNCTIONS)
     for task in tasks:
-        (retry,) = task["Retry"]
-        assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"]
-        assert "Lambda.ServiceException" in retry["ErrorEquals"]
+        service, dependency = task["Retry"]
+        assert "Lambda.TooManyRequestsException" in service["ErrorEquals"]
+        assert "Lambda.ServiceException" in service["ErrorEquals"]
+        # S3 or DynamoDB failing after the functions' own retries: a few more, later
+        assert dependency["ErrorEquals"] == ["DependencyError"]
+        assert dependency["IntervalSeconds"] >= 10
+        assert dependency["MaxAttempts"] == 3
 
 
 def test_an_inference_profile_is_granted_to_the_batch_role_with_its_models(

@@ -24,6 +24,7 @@ from botocore.model import ListShape, MapShape, Shape, StructureShape
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from catalog.logic.transform_records import INPUT_FILTER, OUTPUT_FILTER
 from tests.sfn_support import (
     Clock,
     Interpreter,
@@ -315,11 +316,13 @@ def test_a_csv_manifest_is_read_with_its_header_and_batched_by_records_per_part(
 def test_a_jsonl_manifest_is_read_line_by_line(
     definition: dict[str, Any], aws: dict[str, Any]
 ) -> None:
+    # Given a failures report as the manifest: its stage and reason are not for the children
     lines = [
         {"product_id": "a", "image_key": f"s3://{UPLOADS}/a.jpg", "category": None},
         {"product_id": "b", "image_key": "b.jpg", "category": "Shirts"},
     ]
-    body = "\n".join(json.dumps(line) for line in lines) + "\n"
+    reasons = {"stage": "attributes", "reason": "the model could not read the image " * 20}
+    body = "\n".join(json.dumps({**line, **reasons}) for line in lines) + "\n"
     aws["s3"].put_object(Bucket=UPLOADS, Key="m.jsonl", Body=body.encode())
     fake = catalog(aws, NONE_PLAN)
     outcome = fake.run(definition, {"source": f"s3://{UPLOADS}/m.jsonl"})
@@ -327,6 +330,24 @@ def test_a_jsonl_manifest_is_read_line_by_line(
     (batch,) = fake.events["TransformInput"]
     assert batch["Items"] == lines
     assert batch["BatchInput"]["kind"] == "jsonl"
+
+
+def test_a_batch_of_manifest_rows_stays_under_the_child_input_limit(
+    definition: dict[str, Any],
+) -> None:
+    readers = [
+        state
+        for state in definition["States"].values()
+        if "ReaderConfig" in state.get("ItemReader", {})
+    ]
+    assert {state["ItemReader"]["ReaderConfig"]["InputType"] for state in readers} == {
+        "CSV",
+        "JSONL",
+    }
+    for state in readers:
+        # Step Functions refuses a child's input over 256 KiB; the batch input needs some room
+        assert state["ItemBatcher"]["MaxInputBytesPerBatch"] <= 256 * 1024 - 16 * 1024
+        assert set(state["ItemSelector"]) == {"product_id", "image_key", "category"}
 
 
 def test_a_failing_child_fails_the_build_and_the_run(
@@ -338,10 +359,15 @@ def test_a_failing_child_fails_the_build_and_the_run(
     )
     outcome = fake.run(definition, {"source": f"s3://{UPLOADS}/m.jsonl"})
     assert outcome.status == "FAILED"
-    assert outcome.path[-1] == "BuildFailed"
+    assert outcome.path[-2:] == ["Write report (failed build)", "BuildFailed"]
     assert outcome.error == "States.ExceedToleratedFailureThreshold"
     assert "DependencyError" in outcome.cause
     assert "Plan" not in fake.events
+    # S3 or DynamoDB that kept failing gets three more attempts before the child gives up
+    assert len(fake.events["TransformInput"]) == 4
+    # and what the build refused is still reported, its image copies deleted
+    (report,) = fake.events["Finalize"]
+    assert report["route"] == "none"
 
 
 def test_invalid_input_ends_in_its_fail_state_with_the_functions_message(
@@ -529,10 +555,11 @@ def test_the_batch_route_runs_a_transform_and_a_bedrock_job_per_group(
         "AssembleWith": "Line",
         "KmsKeyId": KEY_ARN,
     }
+    # The filters the transform input lines are written for (one definition of the contract).
     assert transform["DataProcessing"] == {
-        "InputFilter": "$['image','questions']",
+        "InputFilter": INPUT_FILTER,
         "JoinSource": "Input",
-        "OutputFilter": "$['product_id','image_key','category','SageMakerOutput']",
+        "OutputFilter": OUTPUT_FILTER,
     }
     assert transform["MaxPayloadInMB"] * transform["MaxConcurrentTransforms"] <= 100
     jobs = [a for r, a in outcome.calls if r.endswith("bedrock:createModelInvocationJob")]
@@ -662,11 +689,18 @@ def test_a_failing_group_deletes_the_model_and_fails_the_run(
     outcome = fake.run(definition, _prefix_source(aws))
 
     assert outcome.status == "FAILED"
-    assert outcome.path[-2:] == ["Delete model (failed run)", "GroupsFailed"]
+    assert outcome.path[-3:] == [
+        "Delete model (failed run)",
+        "Write report (failed groups)",
+        "GroupsFailed",
+    ]
     assert outcome.error == "States.ExceedToleratedFailureThreshold"
     assert "group g0000 exceeds the job maximum" in outcome.cause
     sagemaker_stub.assert_no_pending_responses()
-    assert "Finalize" not in fake.events
+    # What the finished groups did is reported before the run fails.
+    (report,) = fake.events["Finalize"]
+    assert report["route"] == "batch"
+    assert report["plan"]["records"] == plan["records"]
 
 
 def test_without_a_trained_model_the_run_says_to_train_one_first(

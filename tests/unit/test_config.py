@@ -398,6 +398,11 @@ def test_catalog_defaults_follow_the_services_limits(context: dict[str, Any]) ->
             {"online_threshold": 50},
             "catalog.online_threshold = 50 is smaller than catalog.bedrock.min_records_per_job",
         ),
+        (
+            {"max_records_per_group": 1500},
+            "catalog.max_records_per_group = 1500 is smaller than 3 x catalog.records_per_part "
+            "+ 2 x catalog.bedrock.min_records_per_job = 1700",
+        ),
         ({"online_threshold": 501}, "from 0 to 500"),
         ({"records_per_part": 1001}, "from 1 to 1000"),
         ({"build_concurrency": 10_001}, "from 1 to 10000"),

@@ -47,10 +47,15 @@ class BedrockJob:
     message: str | None = None
 
     def ended_text(self) -> str:
-        if self.arn is None:
-            return "no Bedrock job ran for this group"
-        text = f"Bedrock job {self.arn} ended {self.status or 'in an unknown state'}"
         message = " ".join((self.message or "").split())[:300]
+        if self.arn is None:
+            # A job Bedrock refused to create has no ARN, but the refusal is the reason.
+            return (
+                f"no Bedrock job ran for this group: {message}"
+                if message
+                else ("no Bedrock job ran for this group")
+            )
+        text = f"Bedrock job {self.arn} ended {self.status or 'in an unknown state'}"
         return f"{text}: {message}" if message else text
 
 

@@ -24,7 +24,12 @@ _MODEL_CALL = Config(
     tcp_keepalive=True,
 )
 _DATA_CALL = Config(
-    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
+    connect_timeout=3,
+    read_timeout=10,
+    retries={"mode": "standard", "total_max_attempts": 3},
+    # Catalog steps share one client among up to `catalog.io_concurrency` (at most 64) threads;
+    # botocore's default pool of 10 connections would make the rest wait and log warnings.
+    max_pool_connections=64,
 )
 _MODEL_SERVICES = frozenset({"sagemaker-runtime", "bedrock-runtime"})
 

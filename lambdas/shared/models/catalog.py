@@ -12,7 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+    # cache_strings="keys": a run parses millions of lines whose values (ids, keys, hashes) never
+    # repeat; caching them as pydantic does by default fills its process-wide cache for nothing.
+    model_config = ConfigDict(
+        populate_by_name=True, frozen=True, extra="forbid", cache_strings="keys"
+    )
 
 
 class BedrockBatchLimits(_Model):

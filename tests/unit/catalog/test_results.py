@@ -189,6 +189,32 @@ def test_with_no_job_every_record_is_unanswered(tmp_path: Path) -> None:
     assert "no Bedrock job ran for this group" in failure.reason
 
 
+def test_a_job_bedrock_refused_reports_the_refusal(tmp_path: Path) -> None:
+    # Given the state machine's answer when CreateModelInvocationJob was refused
+    refused = BedrockJob(
+        arn=None,
+        status="Failed",
+        message="the Bedrock batch job could not be created: Bedrock.ServiceQuotaExceededException:"
+        " too many jobs",
+    )
+    with Ledger(str(tmp_path)) as ledger:
+        ledger.load([ledger_record(1).model_dump_json().encode()])
+        [failure] = describe_outputs(
+            [],
+            ledger,
+            settings=SETTINGS,
+            attribute_model="job",
+            job=refused,
+            now=lambda: NOW,
+            counts=ResultCounts(),
+        )
+
+    assert isinstance(failure, FailureRecord)
+    assert "could not be created: Bedrock.ServiceQuotaExceededException: too many jobs" in (
+        failure.reason
+    )
+
+
 @dataclass
 class FlakyArchive:
     broken: set[str]
