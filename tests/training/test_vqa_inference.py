@@ -187,6 +187,40 @@ def test_the_toolkit_turns_a_bad_payload_into_a_400_with_the_message(archive: Pa
     assert "unsupported content type 'image/jpeg'" in wrong_type.value.message
 
 
+def corrupt_jpeg_b64() -> str:
+    """A JPEG whose header is intact and whose image data is cut off and garbled."""
+    whole = base64.b64decode(image_b64(size=(64, 48)))
+    return base64.b64encode(whole[: len(whole) // 2] + b"\x00" * 64).decode("ascii")
+
+
+def test_with_inline_errors_an_unreadable_image_is_answered_not_refused(archive: Path) -> None:
+    # Given a Batch Transform line's request whose image cannot be decoded
+    body = json.dumps({"image": corrupt_jpeg_b64(), "questions": QUESTIONS, "errors": "inline"})
+    with served(archive) as service:
+        # When the toolkit serves it
+        answer = json.loads(invoke(service, body.encode()))
+        # Then the record gets an answer naming the problem (status 200), not a 400 that would
+        # fail the job's whole input file
+        assert set(answer) == {"error"}
+        assert '"image"' in answer["error"]
+        # and the same request without the flag is still a 400, as the online endpoint expects
+        with pytest.raises(PredictionException) as refused:
+            invoke(
+                service, json.dumps({"image": corrupt_jpeg_b64(), "questions": QUESTIONS}).encode()
+            )
+        assert refused.value.error_code == 400
+        assert answer["error"] in refused.value.message
+        # and a good request with the flag is answered as usual
+        good = json.loads(invoke(service, request(questions=QUESTIONS, errors="inline").encode()))
+        assert set(good["attributes"]) == {q["name"] for q in QUESTIONS}
+
+
+@pytest.mark.parametrize("value", ["raise", "", True, {"mode": "inline"}])
+def test_the_errors_field_takes_only_inline(value: Any) -> None:
+    with pytest.raises(ValueError, match='"errors" must be "inline"'):
+        inference.input_fn(request(questions=QUESTIONS, errors=value), "application/json")
+
+
 def test_the_content_type_may_carry_a_charset(loaded: LoadedModel) -> None:
     parsed = inference.input_fn(request(question="x?"), "application/json; charset=utf-8")
     assert parsed.single

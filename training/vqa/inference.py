@@ -13,7 +13,10 @@ Contract (the description pipeline's `SageMakerAttributeModel` calls it):
 - optional `"max_new_tokens"` (1 to 64) in either form.
 
 Bad payloads raise `ValueError` with a message naming the problem; the toolkit returns it to the
-caller as a 400 response.
+caller as a 400 response. With `"errors": "inline"` (what the catalog's Batch Transform lines
+send) a bad payload is answered `{"error": <the same message>}` with status 200 instead: Batch
+Transform fails a whole input file, hundreds of products, on one record's 4xx, while an inline
+error fails only that product.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ DEFAULT_MAX_NEW_TOKENS = int(os.environ.get("VQA_MAX_NEW_TOKENS", "16"))
 MAX_NEW_TOKENS_LIMIT = 64
 _IMAGE_FORMATS = {"JPEG", "PNG", "WEBP"}
 _JSON = "application/json"
+INLINE_ERRORS = "inline"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,13 @@ class VqaRequest:
     # Prompts used verbatim (the single-prompt form's "prompt"); None means PROMPT_TEMPLATE.
     raw_prompt: str | None = None
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+
+
+@dataclass(frozen=True)
+class RefusedRequest:
+    """A request with `"errors": "inline"` that could not be served: answered `{"error"}`."""
+
+    message: str
 
 
 def build_prompt(question: str) -> str:
@@ -116,7 +127,9 @@ def check_image_placeholders(
         )
 
 
-def input_fn(input_data: str | bytes, content_type: str, context: Any = None) -> VqaRequest:
+def input_fn(
+    input_data: str | bytes, content_type: str, context: Any = None
+) -> VqaRequest | RefusedRequest:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != _JSON:
         raise ValueError(f"unsupported content type {content_type!r}: send {_JSON}")
@@ -126,7 +139,15 @@ def input_fn(input_data: str | bytes, content_type: str, context: Any = None) ->
         raise ValueError(f"the request body is not valid JSON: {error}") from error
     if not isinstance(document, Mapping):
         raise ValueError('the request body must be a JSON object with "image" and "questions"')
-    return parse_request(document)
+    errors = document.get("errors")
+    if errors is not None and errors != INLINE_ERRORS:
+        raise ValueError(f'"errors" must be "{INLINE_ERRORS}" (or absent); got {errors!r}')
+    try:
+        return parse_request(document)
+    except ValueError as error:
+        if errors == INLINE_ERRORS:
+            return RefusedRequest(str(error))
+        raise
 
 
 def parse_request(document: Mapping[str, Any]) -> VqaRequest:
@@ -212,7 +233,11 @@ def _max_new_tokens(value: object) -> int:
     return value
 
 
-def predict_fn(data: VqaRequest, model: LoadedModel, context: Any = None) -> dict[str, Any]:
+def predict_fn(
+    data: VqaRequest | RefusedRequest, model: LoadedModel, context: Any = None
+) -> dict[str, Any]:
+    if isinstance(data, RefusedRequest):
+        return {"error": data.message}
     prompts = (
         [data.raw_prompt]
         if data.raw_prompt is not None

@@ -2,11 +2,13 @@
 
 The request is the attribute model's endpoint contract, the one `training/vqa/inference.py`
 serves and `shared.adapters.sagemaker_runtime` sends in real time:
-`{"image": <base64>, "questions": [{"name", "text"}]}`. It is restated here, not imported: the
-serving code ships inside the model archive, not in the Lambda asset. Each line also carries
-product_id, image_key and category: the job's InputFilter sends only `image` and `questions` to
-the model, and JoinSource=Input joins the answer back onto the line, so every output line names
-its product (the OutputFilter then drops the image).
+`{"image": <base64>, "questions": [{"name", "text"}]}`, plus `"errors": "inline"`: a record the
+model cannot serve (an image whose body is corrupt behind a valid header) is answered
+`{"error": ...}` instead of failing the job's whole input file. It is restated here, not
+imported: the serving code ships inside the model archive, not in the Lambda asset. Each line also
+carries product_id, image_key and category: the job's InputFilter sends only `image`, `questions`
+and `errors` to the model, and JoinSource=Input joins the answer back onto the line, so every
+output line names its product (the OutputFilter then drops the image).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Protocol
 
 from shared.models.catalog import IndexRecord
 
-TRANSFORM_LINE_KEYS = ("product_id", "image_key", "category", "image", "questions")
+TRANSFORM_LINE_KEYS = ("product_id", "image_key", "category", "image", "questions", "errors")
 # What Batch Transform sends to the model and keeps of each joined output line.
-INPUT_FILTER = "$['image','questions']"
+INPUT_FILTER = "$['image','questions','errors']"
 OUTPUT_FILTER = "$['product_id','image_key','category','SageMakerOutput']"
 # The cdk.json key behind transform_max_payload_bytes.
 PAYLOAD_SETTING = "catalog.transform.max_payload_mb"
@@ -59,6 +61,7 @@ def build_transform_record(
         "category": category,
         "image": base64.b64encode(image).decode("ascii"),
         "questions": [{"name": q.name, "text": q.text} for q in questions],
+        "errors": "inline",
     }
     line = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
     index = IndexRecord(

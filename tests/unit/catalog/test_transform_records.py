@@ -70,7 +70,7 @@ def test_the_index_record_matches_the_line() -> None:
 
 @pytest.mark.slow  # imports the serving code, hence torch and transformers (~8 s)
 def test_what_the_input_filter_passes_is_a_request_the_model_accepts() -> None:
-    from vqa.inference import input_fn
+    from vqa.inference import RefusedRequest, VqaRequest, input_fn
 
     # Given a line as Batch Transform reads it
     image = make_jpeg(128, 96)
@@ -79,9 +79,18 @@ def test_what_the_input_filter_passes_is_a_request_the_model_accepts() -> None:
     model_input = _select(INPUT_FILTER, line)
     # Then the serving code's own parser takes it, with every question
     request = input_fn(json.dumps(model_input), "application/json")
-    assert set(model_input) == {"image", "questions"}
+    assert set(model_input) == {"image", "questions", "errors"}
+    assert isinstance(request, VqaRequest)
     assert [q.name for q in request.questions] == list(DESCRIPTIONS.categories["default"])
     assert request.image.size == (128, 96)
+
+    # And an image whose header passed the Lambda's check but whose body is corrupt is refused
+    # for that record alone: an answer, not an exception that fails the whole input file
+    whole = make_jpeg(128, 96)
+    corrupt = json.loads(_record(whole[: len(whole) // 2] + b"\x00" * 32).line)
+    refused = input_fn(json.dumps(_select(INPUT_FILTER, corrupt)), "application/json")
+    assert isinstance(refused, RefusedRequest)
+    assert '"image"' in refused.message
 
 
 def test_the_output_filter_keeps_the_join_keys_and_drops_the_image() -> None:
