@@ -35,6 +35,14 @@ class Deadline:
         return max(0.0, self._expires_at - self._clock())
 
 
+def full_jitter_delay(
+    attempt: int, *, base_delay: float, max_delay: float, rng: Callable[[], float]
+) -> float:
+    """The wait after failed attempt `attempt` (from 1): random, up to an exponentially growing
+    cap, so many callers that failed together do not retry together."""
+    return float(rng() * min(max_delay, base_delay * 2 ** (attempt - 1)))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 4
@@ -60,7 +68,9 @@ def call_with_retries(
         except DependencyError as error:
             if not error.retryable or attempt >= policy.attempts:
                 raise
-            delay = rng() * min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+            delay = full_jitter_delay(
+                attempt, base_delay=policy.base_delay, max_delay=policy.max_delay, rng=rng
+            )
             if deadline.remaining() < delay + policy.min_attempt_seconds:
                 raise
             sleep(delay)

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.adapters.aws import as_dependency_error, client, error_code
 from shared.adapters.storage import product_key
 from shared.models.errors import DependencyError, RequestError
+from shared.retry import full_jitter_delay
 
 # BatchGetItem reads at most 100 keys per call.
 BATCH_GET_MAX_KEYS = 100
@@ -178,8 +179,14 @@ class StoredLanguages:
                 return items
             request = unprocessed
             if attempt < self._max_attempts:
-                ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
-                self._sleep(self._rng() * ceiling)
+                self._sleep(
+                    full_jitter_delay(
+                        attempt,
+                        base_delay=self._base_delay,
+                        max_delay=self._max_delay,
+                        rng=self._rng,
+                    )
+                )
         left = len(request[self.table_name]["Keys"])
         raise DependencyError(
             "table_unavailable",

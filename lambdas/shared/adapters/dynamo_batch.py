@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.adapters.aws import RETRYABLE_CODES, as_dependency_error, client, error_code
 from shared.adapters.storage import description_item
 from shared.models.descriptions import StoredDescription
+from shared.retry import full_jitter_delay
 
 MAX_ITEMS_PER_CALL = 25
 
@@ -78,8 +79,9 @@ class DynamoBatchWriter:
         return [request["PutRequest"]["Item"]["productId"]["S"] for request in pending]
 
     def _delay(self, attempt: int) -> float:
-        """Full jitter: a random wait up to an exponentially growing cap."""
-        return float(self._rng() * min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return full_jitter_delay(
+            attempt, base_delay=self.base_delay, max_delay=self.max_delay, rng=self._rng
+        )
 
     def _error(self, error: ClientError | BotoCoreError) -> Exception:
         return as_dependency_error(
