@@ -39,6 +39,7 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.constructs.hf_images import ContainerImage, huggingface_image
 from infra.constructs.ml_instances import has_instance_storage
+from infra.constructs.sagemaker_roles import job_container_statements
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
 
@@ -306,40 +307,12 @@ class TrainingWorkflow:
                 actions=["s3:GetObject"],
                 resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)],
             ),
-            # Datasets, checkpoints and the model archive are under the data key, through S3;
-            # SageMaker itself checks the key named for the output.
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
-                resources=[self.key.key_arn],
-                conditions={
-                    "StringEquals": {
-                        "kms:ViaService": [
-                            f"s3.{stack.region}.amazonaws.com",
-                            f"sagemaker.{stack.region}.amazonaws.com",
-                        ]
-                    }
-                },
-            ),
-            # Volume encryption on instance types with EBS storage: a grant to the AWS resource.
-            iam.PolicyStatement(
-                actions=["kms:CreateGrant"],
-                resources=[self.key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            ),
-            iam.PolicyStatement(
-                actions=[
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                ],
-                resources=[self.image.repository_arn],
-            ),
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup"], resources=[f"{log_group}{TRAINING_LOG_GROUP}"]
-            ),
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                resources=[f"{log_group}{TRAINING_LOG_GROUP}:*"],
+            # Datasets, checkpoints and the model archive are under the data key.
+            *job_container_statements(
+                key_arn=self.key.key_arn,
+                region=stack.region,
+                repository_arn=self.image.repository_arn,
+                log_group_arn=f"{log_group}{TRAINING_LOG_GROUP}",
             ),
         ]
         for statement in statements:

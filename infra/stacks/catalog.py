@@ -48,6 +48,7 @@ from infra.constructs.hf_images import huggingface_image
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
 from infra.constructs.sagemaker_endpoint import grant_invoke_endpoint
+from infra.constructs.sagemaker_roles import job_container_statements
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
 from infra.stacks.api import RESULTS_PREFIX, descriptions_settings_json
@@ -561,35 +562,11 @@ class CatalogStack(Stack):
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[outputs[0]]
             ),
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
-                resources=[data.key.key_arn],
-                conditions={
-                    "StringEquals": {
-                        "kms:ViaService": [
-                            f"s3.{self.region}.amazonaws.com",
-                            f"sagemaker.{self.region}.amazonaws.com",
-                        ]
-                    }
-                },
-            ),
-            iam.PolicyStatement(
-                actions=["kms:CreateGrant"],
-                resources=[data.key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            ),
-            iam.PolicyStatement(
-                actions=[
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                ],
-                resources=[image.repository_arn],
-            ),
-            iam.PolicyStatement(actions=["logs:CreateLogGroup"], resources=[log_group]),
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                resources=[f"{log_group}:*"],
+            *job_container_statements(
+                key_arn=data.key.key_arn,
+                region=self.region,
+                repository_arn=image.repository_arn,
+                log_group_arn=log_group,
             ),
         ):
             role.add_to_principal_policy(statement)

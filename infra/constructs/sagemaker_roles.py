@@ -1,0 +1,51 @@
+"""What every SageMaker job's execution role needs besides its own data.
+
+A training or transform job reads and writes S3 objects under the data key, pulls its container
+image from the Deep Learning Containers registry and writes its logs: the same five statements for
+every such role, scoped to the key, the image's repository and the job kind's log group.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_iam as iam
+
+
+def job_container_statements(
+    *, key_arn: str, region: str, repository_arn: str, log_group_arn: str
+) -> list[iam.PolicyStatement]:
+    """The data key through S3 and SageMaker, volume-encryption grants, the image, the logs."""
+    return [
+        # Objects are under the data key, through S3; SageMaker itself checks the key named for
+        # the output.
+        iam.PolicyStatement(
+            actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+            resources=[key_arn],
+            conditions={
+                "StringEquals": {
+                    "kms:ViaService": [
+                        f"s3.{region}.amazonaws.com",
+                        f"sagemaker.{region}.amazonaws.com",
+                    ]
+                }
+            },
+        ),
+        # Volume encryption on instance types with EBS storage: a grant to the AWS resource.
+        iam.PolicyStatement(
+            actions=["kms:CreateGrant"],
+            resources=[key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        iam.PolicyStatement(
+            actions=[
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ],
+            resources=[repository_arn],
+        ),
+        iam.PolicyStatement(actions=["logs:CreateLogGroup"], resources=[log_group_arn]),
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            resources=[f"{log_group_arn}:*"],
+        ),
+    ]
