@@ -1,0 +1,1 @@
+"""The command groups of `atelier`, one module each."""
