@@ -9,7 +9,7 @@ STAGE ?= dev
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 PIP_VERSION := 26.3
-PIP_GROUPS := --group infra --group lambdas --group training --group dev
+PIP_GROUPS := --group infra --group lambdas --group training --group cli --group dev
 TOOLKIT := requirements/inference-toolkit.txt
 # The venv's bin first: its node (24) runs jsii and the CDK CLI, not the machine's Node 20.
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
@@ -43,6 +43,9 @@ $(VENV_STAMP): pyproject.toml requirements/lock.txt $(TOOLKIT) Makefile
 		--constraint requirements/lock.txt $(PIP_GROUPS)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
 		--requirement $(TOOLKIT)
+	@# The `atelier` console script, editable: it runs the checkout's code (its dependencies
+	@# came with the cli group above).
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --editable .
 	@touch $@
 
 $(DLC_STAMP): requirements/inference-dlc.txt $(TOOLKIT) Makefile

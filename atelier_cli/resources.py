@@ -9,6 +9,7 @@ names the stack to deploy, or the workflow that records it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,7 @@ class Resources:
                 fix=self.stage.deploy_fix(section),
                 code="stack_not_deployed",
             )
-        value = outputs.get(output_key(name))
+        value = outputs.get(self.stage.parameter(section, name))
         if value is None:
             raise NotDeployedError(
                 f"stack {stack} has no output {output_key(name)} and SSM has no parameter "
@@ -110,7 +111,11 @@ class Resources:
         }
         if values or self._ssm_denied is None:
             return values
-        return dict(self._stack_outputs(section) or {})
+        return {
+            name[len(root) :]: value
+            for name, value in (self._stack_outputs(section) or {}).items()
+            if name.startswith(root)
+        }
 
     # --- recorded by workflows (not stack resources) -----------------------------------------
 
@@ -150,7 +155,7 @@ class Resources:
         return self._parameters
 
     def _stack_outputs(self, section: str) -> dict[str, str] | None:
-        """The stack's outputs, or None when the stack does not exist."""
+        """The stack's published outputs by parameter name, or None when it does not exist."""
         if section not in self._outputs:
             stack = self.stage.stack_name(section)
             cloudformation = self._aws.client("cloudformation")
@@ -179,13 +184,22 @@ class Resources:
                     "pass --profile with a role that has it",
                 ) from error
             live = [s for s in stacks if s.get("StackStatus") not in DEAD_STATUSES]
-            self._outputs[section] = (
-                {o["OutputKey"]: o["OutputValue"] for o in live[0].get("Outputs", [])}
-                if live
-                else None
-            )
+            self._outputs[section] = published_outputs(live[0]) if live else None
         return self._outputs[section]
 
 
+def published_outputs(stack: Mapping[str, Any]) -> dict[str, str]:
+    """{SSM parameter name: value} of a stack's outputs: each published output's description
+    names its parameter (`Also in SSM parameter /atelier/dev/api/api-url`)."""
+    values: dict[str, str] = {}
+    for output in stack.get("Outputs", []):
+        description = output.get("Description", "")
+        if description.startswith(OUTPUT_DESCRIPTION):
+            values[description.removeprefix(OUTPUT_DESCRIPTION)] = output["OutputValue"]
+    return values
+
+
+# What infra/constructs/publishing.py writes before the parameter name in each output.
+OUTPUT_DESCRIPTION = "Also in SSM parameter "
 # A stack in these states has no usable resources: it is as good as not deployed.
 DEAD_STATUSES = frozenset({"DELETE_COMPLETE", "ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"})

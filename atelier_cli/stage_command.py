@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from atelier_cli.errors import AccessError
+from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, command
 
 # The stacks in deployment order, by the section their names are published under.
@@ -41,15 +43,23 @@ def status(ctx: typer.Context, json_output: JsonFlag = False) -> None:
                     "published": names,
                 }
             )
-        recorded = {
-            f"{section}/{name}": resources.recorded(section, name) for section, name, _ in RECORDED
-        }
+        warnings: list[str] = []
+        try:
+            recorded = {
+                f"{section}/{name}": resources.recorded(section, name)
+                for section, name, _ in RECORDED
+            }
+        except AccessError as error:
+            # The stacks' names came from their outputs; only SSM holds what workflows record.
+            recorded = {f"{section}/{name}": None for section, name, _ in RECORDED}
+            warnings.append(f"{error.message} ({error.fix})")
         result = {
             "prefix": stage.prefix,
             "stage": stage.name,
             "region": stage.region,
             "stacks": stacks,
             "recorded": recorded,
+            "warnings": warnings,
         }
 
         def human(console: Console) -> None:
@@ -67,5 +77,7 @@ def status(ctx: typer.Context, json_output: JsonFlag = False) -> None:
             for (section, name, how), value in zip(RECORDED, recorded.values(), strict=True):
                 shown = value or f"[dim]none yet ({how})[/]"
                 console.print(f"{section}/{name}: {shown}")
+            for warning in warnings:
+                console.print(f"[yellow]Warning:[/] {escape(warning)}")
 
         run.done(result, human)
