@@ -15,6 +15,7 @@ from atelier_cli.commands import (
     catalog,
     dataset,
     describe,
+    endpoint,
     images,
     jobs,
     throughput,
@@ -75,6 +76,7 @@ def root(
 stage_command.register(app)
 dataset.register(app)
 upload.register(app)
+endpoint.register(app)
 train.register(app)
 jobs.register(app)
 throughput.register(app)
