@@ -384,3 +384,33 @@ def test_every_published_parameter_has_the_stack_output_the_cli_falls_back_to(
                 f"Also in SSM parameter {name}"
             )
     assert sections == set(SECTIONS)
+
+
+def leaf_commands() -> dict[str, Any]:
+    """Every runnable command of the tree, by its path (`train vqa`)."""
+    import typer
+
+    from atelier_cli.main import app
+
+    leaves: dict[str, Any] = {}
+
+    def walk(command: Any, path: str) -> None:
+        children = getattr(command, "commands", None)
+        if children:
+            for name, child in children.items():
+                walk(child, f"{path} {name}".strip())
+        else:
+            leaves[path] = command
+
+    walk(typer.main.get_command(app), "")
+    return leaves
+
+
+def test_every_command_takes_json() -> None:
+    leaves = leaf_commands()
+
+    assert "status" in leaves
+    for path, leaf in leaves.items():
+        options = {option for param in leaf.params for option in param.opts}
+        assert "--json" in options, f"atelier {path} has no --json"
+        assert leaf.help, f"atelier {path} has no help text"
