@@ -24,7 +24,8 @@ from botocore.exceptions import (
 
 from atelier_cli.errors import AccessError, CliError, NotDeployedError, ServiceError, UsageError
 
-ClientFactory = Callable[[str], Any]
+# (service, region) -> client
+ClientFactory = Callable[[str, str], Any]
 
 # Standard retry mode: throttling and transient errors are retried by botocore before a command
 # reports a service error (exit 5).
@@ -112,7 +113,7 @@ class Aws:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             if self._factory is not None:
-                self._clients[service] = self._factory(service)
+                self._clients[service] = self._factory(service, self.region)
             else:
                 with translated_errors():
                     self._clients[service] = self.session.client(

@@ -4,10 +4,11 @@ names in moto's SSM."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
+from botocore.stub import Stubber
 from typer.testing import CliRunner, Result
 
 from atelier_cli.main import app
@@ -23,9 +24,10 @@ def no_sleep(seconds: float) -> None:
 
 
 def invoke(args: Sequence[str], *, hooks: Hooks | None = None, input: str | None = None) -> Result:
-    """`atelier <args>` in-process; polling commands never really sleep."""
+    """`atelier <args>` in-process; polling commands never really sleep, and CloudFormation
+    knows no stack unless `hooks` say otherwise."""
     return CliRunner().invoke(
-        app, list(args), obj=hooks or Hooks(sleep=no_sleep), input=input, catch_exceptions=False
+        app, list(args), obj=hooks or default_hooks(), input=input, catch_exceptions=False
     )
 
 
@@ -50,3 +52,36 @@ def publish(section: str, name: str, value: str, *, stage: str = STAGE) -> None:
     boto3.client("ssm", region_name=REGION).put_parameter(
         Name=f"/{PREFIX}/{stage}/{section}/{name}", Value=value, Type="String", Overwrite=True
     )
+
+
+def client_factory(**stubbed: Any) -> Callable[[str, str], Any]:
+    """For `Hooks.client_factory`: the given clients by service (stubbed ones), moto-backed
+    boto3 clients for every other service."""
+
+    def factory(service: str, region: str) -> Any:
+        return stubbed.get(service) or boto3.client(service, region_name=region)
+
+    return factory
+
+
+def cloudformation_without_stacks(calls: int = 6) -> Any:
+    """A CloudFormation client that knows no stack, for `calls` DescribeStacks calls (moto's
+    CloudFormation needs packages this project does not install)."""
+    client = boto3.client("cloudformation", region_name=REGION)
+    stubber = Stubber(client)
+    for _ in range(calls):
+        stubber.add_client_error(
+            "describe_stacks",
+            service_error_code="ValidationError",
+            service_message="Stack with id x does not exist",
+            http_status_code=400,
+        )
+    stubber.activate()
+    return client
+
+
+def default_hooks(**stubbed: Any) -> Hooks:
+    """Hooks whose clients are `stubbed` by service, moto's otherwise; CloudFormation knows no
+    stack unless given."""
+    stubbed.setdefault("cloudformation", cloudformation_without_stacks())
+    return Hooks(client_factory=client_factory(**stubbed), sleep=no_sleep)

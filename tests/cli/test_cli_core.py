@@ -18,19 +18,10 @@ from atelier_cli.main import main
 from atelier_cli.resources import Resources, Stage, output_key
 from atelier_cli.runtime import Hooks
 from atelier_cli.stage_command import SECTIONS
-from tests.cli_support import REGION, invoke, json_document, no_sleep, publish
+from tests.cli_support import REGION, client_factory, invoke, json_document, no_sleep, publish
 from tests.support import SynthesizedApp
 
 pytestmark = pytest.mark.integration
-
-
-def stubbed_factory(**stubbed: Any) -> Any:
-    """Clients for `Hooks.client_factory`: the stubbed ones by service, moto's otherwise."""
-
-    def factory(service: str) -> Any:
-        return stubbed.get(service) or boto3.client(service, region_name=REGION)
-
-    return factory
 
 
 def denied(operation: str) -> dict[str, Any]:
@@ -152,7 +143,7 @@ def test_stack_outputs_serve_when_ssm_is_refused() -> None:
                 expected_params={"StackName": f"atelier-dev-{section}"},
             )
         hooks = Hooks(
-            client_factory=stubbed_factory(ssm=ssm, cloudformation=cloudformation),
+            client_factory=client_factory(ssm=ssm, cloudformation=cloudformation),
             sleep=no_sleep,
         )
 
@@ -201,7 +192,7 @@ def test_published_name_comes_from_the_stack_output_when_ssm_is_refused() -> Non
             {"StackName": "atelier-dev-api"},
         )
         aws = Aws(
-            region=REGION, client_factory=stubbed_factory(ssm=ssm, cloudformation=cloudformation)
+            region=REGION, client_factory=client_factory(ssm=ssm, cloudformation=cloudformation)
         )
         resources = Resources(aws, Stage(prefix="atelier", name="dev", region=REGION))
 
@@ -224,7 +215,7 @@ def test_a_missing_stack_is_named_with_the_command_that_deploys_it() -> None:
             service_error_code="ValidationError",
             service_message="Stack with id atelier-dev-bedrock does not exist",
         )
-        aws = Aws(region=REGION, client_factory=stubbed_factory(cloudformation=cloudformation))
+        aws = Aws(region=REGION, client_factory=client_factory(cloudformation=cloudformation))
         resources = Resources(aws, Stage(prefix="atelier", name="dev", region=REGION))
 
         # When / Then
@@ -254,7 +245,7 @@ def test_a_parameter_missing_from_a_deployed_stack_asks_for_an_update() -> None:
                 ]
             },
         )
-        aws = Aws(region=REGION, client_factory=stubbed_factory(cloudformation=cloudformation))
+        aws = Aws(region=REGION, client_factory=client_factory(cloudformation=cloudformation))
         resources = Resources(aws, Stage(prefix="atelier", name="dev", region=REGION))
         with pytest.raises(NotDeployedError, match="older Atelier") as raised:
             resources.published("catalog", "describe-catalog-state-machine-arn")
@@ -271,8 +262,8 @@ def test_no_credentials_is_an_access_error_with_a_fix(monkeypatch: pytest.Monkey
     ):
         monkeypatch.delenv(name, raising=False)
 
-    # When
-    result = invoke(["--json", "status"])
+    # When (real sessions: no client handed in)
+    result = invoke(["--json", "status"], hooks=Hooks())
 
     # Then
     assert result.exit_code == ExitCode.ACCESS
@@ -285,7 +276,7 @@ def test_no_region_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
 
-    result = invoke(["status"])
+    result = invoke(["status"], hooks=Hooks())
 
     assert result.exit_code == ExitCode.USAGE
     assert "no AWS region given" in result.stderr
@@ -293,7 +284,7 @@ def test_no_region_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_an_unknown_profile_is_a_usage_error() -> None:
-    result = invoke(["--profile", "nope", "--json", "status"])
+    result = invoke(["--profile", "nope", "--json", "status"], hooks=Hooks())
 
     assert result.exit_code == ExitCode.USAGE
     assert json_document(result)["error"]["code"] == "profile_not_found"
@@ -306,7 +297,7 @@ def test_access_denied_names_the_operation() -> None:
         ssm_stub.add_client_error("get_parameters_by_path", **denied("ssm:GetParametersByPath"))
         for _ in SECTIONS:
             cfn_stub.add_client_error("describe_stacks", **denied("cloudformation:DescribeStacks"))
-        hooks = Hooks(client_factory=stubbed_factory(ssm=ssm, cloudformation=cloudformation))
+        hooks = Hooks(client_factory=client_factory(ssm=ssm, cloudformation=cloudformation))
         result = invoke(["--json", "status"], hooks=hooks)
 
     assert result.exit_code == ExitCode.ACCESS
