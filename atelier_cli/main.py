@@ -12,14 +12,14 @@ from typer._click.exceptions import ClickException, UsageError
 
 from atelier_cli import stage_command
 from atelier_cli.commands import (
-    catalog,
+    catalog_run,
     dataset,
     describe,
     endpoint,
     images,
-    jobs,
+    runs,
     throughput,
-    train,
+    training,
     upload,
 )
 from atelier_cli.errors import ExitCode
@@ -77,11 +77,11 @@ stage_command.register(app)
 dataset.register(app)
 upload.register(app)
 endpoint.register(app)
-train.register(app)
-jobs.register(app)
+training.register(app)
+runs.register(app)
 throughput.register(app)
 describe.register(app)
-catalog.register(app)
+catalog_run.register(app)
 images.register(app)
 
 

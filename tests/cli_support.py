@@ -85,3 +85,24 @@ def default_hooks(**stubbed: Any) -> Hooks:
     stack unless given."""
     stubbed.setdefault("cloudformation", cloudformation_without_stacks())
     return Hooks(client_factory=client_factory(**stubbed), sleep=no_sleep)
+
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/workflow"
+WORKFLOW_DEFINITION = '{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}'
+
+
+def deploy_workflow(section: str, name: str, state_machine: str) -> str:
+    """A state machine in moto, published under `/<prefix>/<stage>/<section>/<name>` as the
+    stack does (moto does not run definitions: executions stay RUNNING)."""
+    arn: str = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+        name=state_machine, definition=WORKFLOW_DEFINITION, roleArn=ROLE_ARN
+    )["stateMachineArn"]
+    publish(section, name, arn)
+    return arn
+
+
+def execution_input(execution_arn: str) -> Any:
+    description = boto3.client("stepfunctions", region_name=REGION).describe_execution(
+        executionArn=execution_arn
+    )
+    return json.loads(description["input"])

@@ -1,0 +1,371 @@
+"""`atelier train vqa|dreambooth|inpainting` and `atelier customize titan`: start the stage's
+training and customization workflows with the input they accept, and optionally follow them.
+
+Inputs are checked here with the workflows' own rules (tests compare them with infra's), so a
+typo is refused in a second rather than as a failed execution; the workflows check again.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from atelier_cli.errors import UsageError
+from atelier_cli.executions import watch_and_report
+from atelier_cli.output import escape
+from atelier_cli.runtime import JsonFlag, Run, command
+from atelier_cli.workflows import start_execution
+
+# The workflows' hyperparameter names (infra/config.py VqaHyperparameters and
+# DreamBoothHyperparameters; a test keeps these in step).
+VQA_HYPERPARAMETERS = (
+    "epochs", "batch_size", "eval_batch_size", "learning_rate", "weight_decay",
+    "gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+    "seed", "precision", "max_answer_tokens", "max_grad_norm", "checkpoint_steps",
+)  # fmt: skip
+DREAMBOOTH_HYPERPARAMETERS = (
+    "with_prior_preservation", "num_class_images", "epochs", "max_steps", "batch_size",
+    "learning_rate", "prior_loss_weight", "center_crop", "lr_scheduler", "adam_weight_decay",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "gradient_accumulation_steps", "max_grad_norm",
+    "seed", "train_text_encoder", "resolution", "gradient_checkpointing", "use_8bit_adam",
+    "mixed_precision", "lr_warmup_steps", "checkpoint_steps", "class_image_inference_steps",
+    "class_image_batch_size",
+)  # fmt: skip
+# infra/constructs/training_workflow.py dataset_is_valid and BASE_MODEL_IS_VALID.
+DATASET_FOLDERS = r"([A-Za-z0-9][A-Za-z0-9._-]*/)+"
+BASE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+MAX_DATASET_LENGTH = 512
+# infra/stacks/bedrock.py MANIFEST_IS_VALID, CUSTOM_MODEL_NAME_IS_VALID and SPEC's ranges.
+TITAN_MANIFEST = re.compile(
+    r"^titan/([A-Za-z0-9][A-Za-z0-9._-]*/)+[A-Za-z0-9][A-Za-z0-9._-]*\.jsonl$"
+)
+MAX_MANIFEST_LENGTH = 900
+CUSTOM_MODEL_NAME = re.compile(r"^([0-9a-zA-Z][_-]?)+$")
+MAX_CUSTOM_MODEL_NAME = 63
+
+
+class Trainable(StrEnum):
+    vqa = "vqa"
+    dreambooth = "dreambooth"
+    inpainting = "inpainting"
+
+
+# What each workflow trains: its datasets folder, hyperparameter names, and the endpoint its
+# archive is for (`atelier endpoint use <model>`).
+TRAINING = {
+    Trainable.vqa: ("vqa/", VQA_HYPERPARAMETERS, "vqa"),
+    Trainable.dreambooth: ("dreambooth/", DREAMBOOTH_HYPERPARAMETERS, "dreambooth"),
+    Trainable.inpainting: ("dreambooth/", DREAMBOOTH_HYPERPARAMETERS, "styling"),
+}
+
+
+class Commitment(StrEnum):
+    none = "none"
+    one_month = "OneMonth"
+    six_months = "SixMonths"
+
+
+train_app = typer.Typer(help="Start a SageMaker training workflow.", no_args_is_help=True)
+customize_app = typer.Typer(help="Start a Bedrock model customization.", no_args_is_help=True)
+
+WaitFlag = Annotated[
+    bool, typer.Option("--wait", help="Follow the run until it ends (exit 6 if it fails).")
+]
+IntervalOption = Annotated[
+    float, typer.Option("--interval", min=1, help="Seconds between looks with --wait.")
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option("--timeout", min=1, help="Stop watching after this many seconds (exit 5)."),
+]
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(train_app, name="train")
+    root.add_typer(customize_app, name="customize")
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def check_dataset(dataset: str, folder: str) -> str:
+    if len(dataset) > MAX_DATASET_LENGTH or not re.fullmatch(
+        re.escape(folder) + DATASET_FOLDERS, dataset
+    ):
+        raise UsageError(
+            f"--dataset {dataset!r} is not a folder under {folder} of the datasets bucket",
+            fix=f"pass the prefix the dataset was uploaded to, ending in '/': {folder}<name>/ "
+            f"(atelier dataset ... --upload <name> prints it)",
+        )
+    return dataset
+
+
+def parse_value(text: str) -> Any:
+    """`--hp` values as the workflows take them: numbers and booleans typed, the rest strings."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def parse_hyperparameters(pairs: list[str], allowed: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, separator, text = pair.partition("=")
+        name = name.strip()
+        if not separator or not name or not text.strip():
+            raise UsageError(f"--hp {pair!r} is not name=value", fix="e.g. --hp epochs=3")
+        if name not in allowed:
+            raise UsageError(
+                f"--hp {name} is not a hyperparameter of this workflow",
+                fix=f"use one of: {', '.join(allowed)}",
+                code="unknown_hyperparameter",
+            )
+        if name in values:
+            raise UsageError(f"--hp {name} is given twice", fix="give each name once")
+        values[name] = parse_value(text.strip())
+    return values
+
+
+def training_input(
+    model: Trainable, dataset: str, hyperparameters: list[str], base_model: str | None
+) -> dict[str, Any]:
+    folder, allowed, _ = TRAINING[model]
+    document: dict[str, Any] = {"dataset": check_dataset(dataset, folder)}
+    parsed = parse_hyperparameters(hyperparameters, allowed)
+    if parsed:
+        document["hyperparameters"] = parsed
+    if base_model is not None:
+        if not BASE_MODEL.fullmatch(base_model):
+            raise UsageError(
+                f"--base-model {base_model!r} is not a Hugging Face model id (org/name)",
+                fix="e.g. --base-model Salesforce/blip2-flan-t5-xl",
+            )
+        document["baseModel"] = base_model
+    return document
+
+
+def titan_input(
+    *,
+    manifest: str,
+    model_name: str | None,
+    steps: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    model_units: int | None,
+    commitment: Commitment | None,
+    ttl_hours: int | None,
+) -> dict[str, Any]:
+    if len(manifest) > MAX_MANIFEST_LENGTH or not TITAN_MANIFEST.fullmatch(manifest):
+        raise UsageError(
+            f"--manifest {manifest!r} is not a .jsonl key in a folder under titan/ of the "
+            "datasets bucket",
+            fix="pass the key atelier dataset titan --upload printed, e.g. "
+            "titan/pets/manifest.jsonl",
+        )
+    document: dict[str, Any] = {"manifest": manifest}
+    if model_name is not None:
+        if len(model_name) > MAX_CUSTOM_MODEL_NAME or not CUSTOM_MODEL_NAME.fullmatch(model_name):
+            raise UsageError(
+                f"--model-name {model_name!r}: use 1-63 letters and digits, single '-' or '_' "
+                "between them",
+                fix="e.g. --model-name pets-v1",
+            )
+        document["customModelName"] = model_name
+    hyperparameters = {
+        key: value
+        for key, value in (
+            ("stepCount", steps),
+            ("batchSize", batch_size),
+            ("learningRate", learning_rate),
+        )
+        if value is not None
+    }
+    if hyperparameters:
+        document["hyperparameters"] = hyperparameters
+    if model_units is not None:
+        document["modelUnits"] = model_units
+    if commitment is not None:
+        document["commitment"] = None if commitment is Commitment.none else commitment.value
+    if ttl_hours is not None:
+        document["ttlHours"] = ttl_hours
+    return document
+
+
+# --- start ---------------------------------------------------------------------------------------
+
+
+def start_and_report(
+    run: Run,
+    *,
+    state_machine_arn: str,
+    document: dict[str, Any],
+    kind: str,
+    what: str,
+    wait: bool,
+    interval: float,
+    timeout: float | None,
+    after: str | None,
+) -> None:
+    started = start_execution(
+        run, state_machine_arn=state_machine_arn, document=document, kind=kind, what=what
+    )
+    result: dict[str, Any] = {**started, "next": after}
+    run.note(f"Started {started['executionArn']}\n  {started['consoleUrl']}")
+    if wait:
+        snapshot = watch_and_report(
+            run, started["executionArn"], interval=interval, timeout=timeout
+        )
+        result["execution"] = snapshot.to_dict()
+
+    def human(console: Console) -> None:
+        console.print(f"Execution: {escape(started['executionArn'])}")
+        console.print(f"Console:   {escape(started['consoleUrl'])}")
+        if not wait:
+            console.print(f"Follow it: [bold]{escape(started['watch'])}[/]")
+        else:
+            console.print(f"[green]{result['execution']['status']}[/]")
+        if after:
+            console.print(f"Then:      [bold]{escape(after)}[/]")
+
+    run.done(result, human)
+
+
+@train_app.command("vqa")
+def train_vqa(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="vqa/<name>/ in the datasets bucket.")],
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="name=value, repeatable.")] = None,
+    base_model: Annotated[str | None, typer.Option("--base-model")] = None,
+    wait: WaitFlag = False,
+    interval: IntervalOption = 60,
+    timeout: TimeoutOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Fine-tune the BLIP-2 attribute model on a `vqa/` dataset."""
+    _train(ctx, Trainable.vqa, dataset, hp, base_model, wait, interval, timeout, json_output)
+
+
+@train_app.command("dreambooth")
+def train_dreambooth(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="dreambooth/<name>/ in the datasets bucket.")
+    ],
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="name=value, repeatable.")] = None,
+    base_model: Annotated[str | None, typer.Option("--base-model")] = None,
+    wait: WaitFlag = False,
+    interval: IntervalOption = 60,
+    timeout: TimeoutOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """DreamBooth-tune Stable Diffusion (text to image) on a `dreambooth/` dataset."""
+    _train(ctx, Trainable.dreambooth, dataset, hp, base_model, wait, interval, timeout, json_output)
+
+
+@train_app.command("inpainting")
+def train_inpainting(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="dreambooth/<name>/ in the datasets bucket.")
+    ],
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="name=value, repeatable.")] = None,
+    base_model: Annotated[str | None, typer.Option("--base-model")] = None,
+    wait: WaitFlag = False,
+    interval: IntervalOption = 60,
+    timeout: TimeoutOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """DreamBooth-tune the inpainting model of virtual styling on a `dreambooth/` dataset."""
+    _train(ctx, Trainable.inpainting, dataset, hp, base_model, wait, interval, timeout, json_output)
+
+
+def _train(
+    ctx: typer.Context,
+    model: Trainable,
+    dataset: str,
+    hp: list[str] | None,
+    base_model: str | None,
+    wait: bool,
+    interval: float,
+    timeout: float | None,
+    json_output: bool,
+) -> None:
+    with command(ctx, f"train {model.value}", json_output) as run:
+        document = training_input(model, dataset, hp or [], base_model)
+        arn = run.resources.published("training", f"{model.value}-state-machine-arn")
+        endpoint = TRAINING[model][2]
+        start_and_report(
+            run,
+            state_machine_arn=arn,
+            document=document,
+            kind=model.value,
+            what=f"start the {model.value} training workflow",
+            wait=wait,
+            interval=interval,
+            timeout=timeout,
+            after=f"atelier endpoint use {endpoint} && make deploy STAGE={run.options.stage}",
+        )
+
+
+@customize_app.command("titan")
+def customize_titan(
+    ctx: typer.Context,
+    manifest: Annotated[
+        str, typer.Option("--manifest", help="titan/<name>/<file>.jsonl in the datasets bucket.")
+    ],
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", help="Custom model name (default: job name).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=10, max=40_000)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=8, max=192)] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", min=1e-7, max=1.0)
+    ] = None,
+    model_units: Annotated[int | None, typer.Option("--model-units", min=1)] = None,
+    commitment: Annotated[Commitment | None, typer.Option("--commitment")] = None,
+    ttl_hours: Annotated[
+        int | None,
+        typer.Option(
+            "--ttl-hours", min=1, help="Hours in service before the throughput is released."
+        ),
+    ] = None,
+    wait: WaitFlag = False,
+    interval: IntervalOption = 300,
+    timeout: TimeoutOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Fine-tune Titan Image Generator on a manifest, then provision throughput for it (billed
+    per hour until released; `atelier throughput list`)."""
+    with command(ctx, "customize titan", json_output) as run:
+        document = titan_input(
+            manifest=manifest,
+            model_name=model_name,
+            steps=steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            model_units=model_units,
+            commitment=commitment,
+            ttl_hours=ttl_hours,
+        )
+        arn = run.resources.published("bedrock", "titan-customize-state-machine-arn")
+        start_and_report(
+            run,
+            state_machine_arn=arn,
+            document=document,
+            kind="titan",
+            what="start the Titan customization workflow",
+            wait=wait,
+            interval=interval,
+            timeout=timeout,
+            after='atelier generate "<prompt>" --model titan',
+        )

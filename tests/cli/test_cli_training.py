@@ -1,0 +1,433 @@
+"""`atelier train vqa|dreambooth|inpainting` and `atelier customize titan`: the exact input each
+workflow gets, local refusals that start nothing, and `--wait`."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from atelier_cli.commands.training import (
+    DREAMBOOTH_HYPERPARAMETERS,
+    TITAN_MANIFEST,
+    VQA_HYPERPARAMETERS,
+    parse_value,
+)
+from atelier_cli.errors import ExitCode
+from tests.cli_support import (
+    REGION,
+    default_hooks,
+    deploy_workflow,
+    execution_input,
+    invoke,
+    json_document,
+)
+
+pytestmark = pytest.mark.integration
+
+VQA_MACHINE = "atelier-dev-vqa-training"
+
+
+def executions(state_machine_arn: str) -> list[dict[str, Any]]:
+    client = boto3.client("stepfunctions", region_name=REGION)
+    found: list[dict[str, Any]] = client.list_executions(stateMachineArn=state_machine_arn)[
+        "executions"
+    ]
+    return found
+
+
+# --- the input each workflow gets ---------------------------------------------------------------
+
+
+@mock_aws
+def test_train_vqa_starts_the_workflow_with_typed_hyperparameters() -> None:
+    arn = deploy_workflow("training", "vqa-state-machine-arn", VQA_MACHINE)
+
+    result = invoke(
+        [
+            "--json",
+            "train",
+            "vqa",
+            "--dataset",
+            "vqa/shirts/",
+            "--hp",
+            "epochs=3",
+            "--hp",
+            "learning_rate=2e-4",
+            "--hp",
+            "lora_target_modules=q,v",
+            "--base-model",
+            "Salesforce/blip2-flan-t5-xl",
+        ]
+    )
+
+    assert result.exit_code == 0, result.output
+    started = json_document(result)["result"]
+    assert started["stateMachineArn"] == arn
+    assert execution_input(started["executionArn"]) == {
+        "dataset": "vqa/shirts/",
+        "hyperparameters": {"epochs": 3, "learning_rate": 0.0002, "lora_target_modules": "q,v"},
+        "baseModel": "Salesforce/blip2-flan-t5-xl",
+    }
+    assert re.fullmatch(r"vqa-\d{8}-\d{6}-[0-9a-f]{6}", started["name"])
+    assert started["consoleUrl"].startswith(
+        "https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/"
+    )
+    assert started["watch"] == f"atelier --stage dev jobs watch {started['executionArn']}"
+    assert started["next"] == "atelier endpoint use vqa && make deploy STAGE=dev"
+
+
+@mock_aws
+@pytest.mark.parametrize(
+    ("model", "endpoint"), [("dreambooth", "dreambooth"), ("inpainting", "styling")]
+)
+def test_train_dreambooth_workflows_take_booleans_and_point_at_their_endpoint(
+    model: str, endpoint: str
+) -> None:
+    deploy_workflow("training", f"{model}-state-machine-arn", f"atelier-dev-{model}-training")
+
+    result = invoke(
+        [
+            "--json",
+            "train",
+            model,
+            "--dataset",
+            "dreambooth/dog/",
+            "--hp",
+            "with_prior_preservation=true",
+            "--hp",
+            "max_steps=400",
+        ]
+    )
+
+    assert result.exit_code == 0, result.output
+    started = json_document(result)["result"]
+    assert execution_input(started["executionArn"]) == {
+        "dataset": "dreambooth/dog/",
+        "hyperparameters": {"with_prior_preservation": True, "max_steps": 400},
+    }
+    assert started["next"].startswith(f"atelier endpoint use {endpoint} ")
+
+
+@mock_aws
+def test_customize_titan_builds_the_customize_input() -> None:
+    deploy_workflow("bedrock", "titan-customize-state-machine-arn", "atelier-dev-titan-customize")
+
+    result = invoke(
+        [
+            "customize",
+            "titan",
+            "--manifest",
+            "titan/pets/manifest.jsonl",
+            "--steps",
+            "5000",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "0.00001",
+            "--model-units",
+            "1",
+            "--commitment",
+            "none",
+            "--ttl-hours",
+            "8",
+            "--model-name",
+            "pets-v1",
+            "--json",
+        ]
+    )
+
+    assert result.exit_code == 0, result.output
+    started = json_document(result)["result"]
+    assert execution_input(started["executionArn"]) == {
+        "manifest": "titan/pets/manifest.jsonl",
+        "customModelName": "pets-v1",
+        "hyperparameters": {"stepCount": 5000, "batchSize": 8, "learningRate": 1e-05},
+        "modelUnits": 1,
+        # The workflow reads null as "no commitment".
+        "commitment": None,
+        "ttlHours": 8,
+    }
+
+
+@mock_aws
+def test_customize_titan_sends_only_what_was_given() -> None:
+    deploy_workflow("bedrock", "titan-customize-state-machine-arn", "atelier-dev-titan-customize")
+
+    result = invoke(["--json", "customize", "titan", "--manifest", "titan/a/b/m.jsonl"])
+
+    document = json_document(result)["result"]
+    assert execution_input(document["executionArn"]) == {"manifest": "titan/a/b/m.jsonl"}
+
+
+# --- refused before anything starts -------------------------------------------------------------
+
+
+@mock_aws
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--dataset", "dreambooth/dog/"], "not a folder under vqa/"),
+        (["--dataset", "vqa/shirts"], "not a folder under vqa/"),
+        (["--dataset", "vqa/../x/"], "not a folder under vqa/"),
+        (["--dataset", "vqa/shirts/", "--hp", "epochs"], "is not name=value"),
+        (["--dataset", "vqa/shirts/", "--hp", "epoch=3"], "not a hyperparameter"),
+        (["--dataset", "vqa/shirts/", "--hp", "epochs=3", "--hp", "epochs=4"], "given twice"),
+        (["--dataset", "vqa/shirts/", "--base-model", "blip2"], "not a Hugging Face model id"),
+    ],
+)
+def test_train_refuses_bad_input_and_starts_nothing(arguments: list[str], message: str) -> None:
+    arn = deploy_workflow("training", "vqa-state-machine-arn", VQA_MACHINE)
+
+    result = invoke(["--json", "train", "vqa", *arguments])
+
+    assert result.exit_code == ExitCode.USAGE
+    error = json_document(result)["error"]
+    assert message in error["message"]
+    assert error["fix"]
+    assert executions(arn) == []
+
+
+@mock_aws
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--manifest", "pets/manifest.jsonl"], "not a .jsonl key in a folder under titan/"),
+        (["--manifest", "titan/manifest.jsonl"], "not a .jsonl key in a folder under titan/"),
+        (["--manifest", "titan/pets/m.json"], "not a .jsonl key"),
+        (["--manifest", "titan/pets/m.jsonl", "--model-name", "a--b"], "--model-name"),
+    ],
+)
+def test_customize_refuses_bad_input(arguments: list[str], message: str) -> None:
+    arn = deploy_workflow("bedrock", "titan-customize-state-machine-arn", "c")
+
+    result = invoke(["--json", "customize", "titan", *arguments])
+
+    assert result.exit_code == ExitCode.USAGE
+    assert message in json_document(result)["error"]["message"]
+    assert executions(arn) == []
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--steps", "9"],
+        ["--steps", "40001"],
+        ["--batch-size", "4"],
+        ["--learning-rate", "2"],
+        ["--model-units", "0"],
+        ["--commitment", "OneYear"],
+        ["--ttl-hours", "0"],
+    ],
+)
+def test_customize_ranges_are_spec_ranges(arguments: list[str]) -> None:
+    result = invoke(["customize", "titan", "--manifest", "titan/p/m.jsonl", *arguments])
+
+    assert result.exit_code == ExitCode.USAGE
+    assert arguments[0] in result.output
+
+
+@mock_aws
+def test_a_missing_training_stack_is_named() -> None:
+    result = invoke(["--json", "train", "vqa", "--dataset", "vqa/shirts/"])
+
+    assert result.exit_code == ExitCode.NOT_DEPLOYED
+    error = json_document(result)["error"]
+    assert "stack atelier-dev-training is not deployed" in error["message"]
+    assert "npx cdk deploy atelier-dev-training" in error["fix"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("3", 3), ("2e-4", 2e-4), ("true", True), ("False", False), ("q,v", "q,v"), ("1.0", 1.0)],
+)
+def test_hyperparameter_values_are_typed(text: str, value: object) -> None:
+    parsed = parse_value(text)
+
+    assert parsed == value
+    assert type(parsed) is type(value)
+
+
+# --- --wait ----------------------------------------------------------------------------------
+
+
+def history(*events: dict[str, Any]) -> dict[str, Any]:
+    stamped = []
+    for number, event in enumerate(events, start=1):
+        stamped.append({"timestamp": datetime(2026, 11, 22, tzinfo=UTC), "id": number, **event})
+    return {"events": list(reversed(stamped))}
+
+
+def entered(name: str) -> dict[str, Any]:
+    return {"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": name}}
+
+
+def scheduled_training(job: str) -> dict[str, Any]:
+    return {
+        "type": "TaskScheduled",
+        "taskScheduledEventDetails": {
+            "resourceType": "sagemaker",
+            "resource": "createTrainingJob.sync",
+            "region": REGION,
+            "parameters": f'{{"TrainingJobName": "{job}", "RoleArn": "r"}}',
+        },
+    }
+
+
+def description(status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "executionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e",
+        "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
+        "name": "e",
+        "status": status,
+        "startDate": datetime(2026, 11, 22, tzinfo=UTC),
+        **extra,
+    }
+
+
+def test_wait_follows_the_training_job_and_returns_its_metrics() -> None:
+    # Given a workflow that runs one training job and succeeds on the second look
+    ssm = boto3.client("ssm", region_name=REGION)
+    stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:atelier-dev-vqa-training"
+    execution = "arn:aws:states:us-east-1:123456789012:execution:m:e"
+    with Stubber(ssm) as ssm_stub, Stubber(stepfunctions) as sfn, Stubber(sagemaker) as sm:
+        ssm_stub.add_response(
+            "get_parameters_by_path",
+            {
+                "Parameters": [
+                    {"Name": "/atelier/dev/training/vqa-state-machine-arn", "Value": machine}
+                ]
+            },
+        )
+        sfn.add_response(
+            "start_execution",
+            {"executionArn": execution, "startDate": datetime(2026, 11, 22, tzinfo=UTC)},
+        )
+        events = history(entered("Check input"), entered("Train"), scheduled_training("job-1"))
+        sfn.add_response("describe_execution", description("RUNNING"))
+        sfn.add_response("get_execution_history", events)
+        training = {
+            "TrainingJobName": "job-1",
+            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/job-1",
+            "ModelArtifacts": {"S3ModelArtifacts": "s3://m/model.tar.gz"},
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "ResourceConfig": {
+                "InstanceType": "ml.g5.2xlarge",
+                "InstanceCount": 1,
+                "VolumeSizeInGB": 50,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            "CreationTime": datetime(2026, 11, 22, tzinfo=UTC),
+        }
+        sm.add_response(
+            "describe_training_job",
+            {**training, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"},
+        )
+        sfn.add_response(
+            "describe_execution", description("SUCCEEDED", output='{"modelDataUrl": "s3://m"}')
+        )
+        sfn.add_response("get_execution_history", events)
+        sm.add_response(
+            "describe_training_job",
+            {
+                **training,
+                "TrainingJobStatus": "Completed",
+                "SecondaryStatus": "Completed",
+                "FinalMetricDataList": [
+                    {"MetricName": "validation_exact_match", "Value": 0.8},
+                    {"MetricName": "train_loss", "Value": 0.25},
+                ],
+            },
+        )
+        hooks = default_hooks(ssm=ssm, stepfunctions=stepfunctions, sagemaker=sagemaker)
+
+        # When
+        result = invoke(
+            ["--json", "train", "vqa", "--dataset", "vqa/shirts/", "--wait"], hooks=hooks
+        )
+
+    # Then
+    assert result.exit_code == 0, result.output
+    finished = json_document(result)["result"]["execution"]
+    assert finished["status"] == "SUCCEEDED"
+    assert finished["output"] == {"modelDataUrl": "s3://m"}
+    assert finished["job"] == {
+        "kind": "training-job",
+        "name": "job-1",
+        "status": "Completed",
+        "detail": "Completed",
+        "metrics": {"validation_exact_match": 0.8, "train_loss": 0.25},
+    }
+
+
+def test_wait_on_a_failed_run_exits_6_with_its_error_and_cause() -> None:
+    ssm = boto3.client("ssm", region_name=REGION)
+    stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:atelier-dev-titan-customize"
+    with Stubber(ssm) as ssm_stub, Stubber(stepfunctions) as sfn:
+        ssm_stub.add_response(
+            "get_parameters_by_path",
+            {
+                "Parameters": [
+                    {
+                        "Name": "/atelier/dev/bedrock/titan-customize-state-machine-arn",
+                        "Value": machine,
+                    }
+                ]
+            },
+        )
+        sfn.add_response(
+            "start_execution",
+            {
+                "executionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e",
+                "startDate": datetime(2026, 11, 22, tzinfo=UTC),
+            },
+        )
+        sfn.add_response(
+            "describe_execution",
+            description("FAILED", error="ManifestRejected", cause="3 images are too small"),
+        )
+        sfn.add_response("get_execution_history", history(entered("Check manifest")))
+        hooks = default_hooks(ssm=ssm, stepfunctions=stepfunctions)
+
+        result = invoke(
+            ["--json", "customize", "titan", "--manifest", "titan/p/m.jsonl", "--wait"],
+            hooks=hooks,
+        )
+
+    assert result.exit_code == ExitCode.FAILED
+    error = json_document(result)["error"]
+    assert error["code"] == "execution_failed"
+    assert "ManifestRejected: 3 images are too small" in error["message"]
+    assert error["details"]["cause"] == "3 images are too small"
+
+
+# --- the CLI's rules are the workflows' rules --------------------------------------------------
+
+
+def test_hyperparameter_names_are_the_workflows() -> None:
+    from infra.config import DREAMBOOTH_HYPERPARAMETER_NAMES, VQA_HYPERPARAMETER_NAMES
+
+    assert VQA_HYPERPARAMETERS == VQA_HYPERPARAMETER_NAMES
+    assert DREAMBOOTH_HYPERPARAMETERS == DREAMBOOTH_HYPERPARAMETER_NAMES
+
+
+def test_manifest_and_dataset_patterns_are_the_workflows() -> None:
+    from atelier_cli.commands.training import BASE_MODEL, CUSTOM_MODEL_NAME, DATASET_FOLDERS
+    from infra.constructs.training_workflow import BASE_MODEL_IS_VALID, dataset_is_valid
+    from infra.stacks.bedrock import CUSTOM_MODEL_NAME_IS_VALID, MANIFEST_IS_VALID
+
+    def as_jsonata(pattern: str) -> str:
+        return "/" + pattern.replace("/", "\\/") + "/"
+
+    assert as_jsonata(TITAN_MANIFEST.pattern) in MANIFEST_IS_VALID
+    assert as_jsonata(CUSTOM_MODEL_NAME.pattern) in CUSTOM_MODEL_NAME_IS_VALID
+    assert as_jsonata(BASE_MODEL.pattern) in BASE_MODEL_IS_VALID
+    assert as_jsonata("^vqa/" + DATASET_FOLDERS + "$") in dataset_is_valid("vqa/")
