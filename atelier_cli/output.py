@@ -27,7 +27,8 @@ class Printer:
         # Made per command (not per module) so that the streams are the ones in use now: tests
         # and pipes replace sys.stdout.
         self.out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
-        self.err = Console(file=sys.stderr, highlight=False)
+        # Progress lines are never wrapped: a script reading stderr gets one line per note.
+        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
     def result(self, command: str, result: Mapping[str, Any], human: Human = None) -> None:
         if self.json_mode:
@@ -46,9 +47,9 @@ class Printer:
             self.err.print(f"[bold]Fix:[/] {escape(error.fix)}")
 
     def note(self, message: str) -> None:
-        """A line of progress for people (stderr); silent in JSON mode."""
+        """A line of progress for people (stderr, plain text); silent in JSON mode."""
         if not self.json_mode:
-            self.err.print(message)
+            self.err.print(escape(message))
 
     def _json(self, document: dict[str, Any]) -> None:
         text = json.dumps({"version": JSON_SCHEMA_VERSION, **document}, default=str, indent=2)

@@ -12,7 +12,6 @@ from rich.table import Table
 from atelier_cli.aws import translated_errors
 from atelier_cli.errors import NotDeployedError, UsageError
 from atelier_cli.executions import require_success, watch_and_report
-from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
 
 
@@ -110,7 +109,7 @@ def list_jobs(
         arns, skipped = state_machines(run, kind)
         runs = list_runs(run, arns, status, limit)
         for note in skipped:
-            run.note(f"skipped {escape(note)}")
+            run.note(f"skipped {note}")
 
         def human(console: Console) -> None:
             table = Table(title=f"Runs of {run.options.stage}")
