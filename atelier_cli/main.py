@@ -14,9 +14,9 @@ from atelier_cli import stage_command
 from atelier_cli.commands import (
     catalog_run,
     dataset,
-    describe,
+    descriptions,
     endpoint,
-    images,
+    pictures,
     runs,
     throughput,
     training,
@@ -80,9 +80,9 @@ endpoint.register(app)
 training.register(app)
 runs.register(app)
 throughput.register(app)
-describe.register(app)
+descriptions.register(app)
 catalog_run.register(app)
-images.register(app)
+pictures.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
