@@ -17,8 +17,8 @@ from atelier_cli.commands import (
     descriptions,
     endpoint,
     pictures,
+    provisioned,
     runs,
-    throughput,
     training,
     upload,
 )
@@ -79,7 +79,7 @@ upload.register(app)
 endpoint.register(app)
 training.register(app)
 runs.register(app)
-throughput.register(app)
+provisioned.register(app)
 descriptions.register(app)
 catalog_run.register(app)
 pictures.register(app)
