@@ -13,14 +13,14 @@ from typer._click.exceptions import ClickException, UsageError
 from atelier_cli import stage_command
 from atelier_cli.commands import (
     catalog_run,
-    dataset,
+    datasets,
     descriptions,
     endpoint,
     pictures,
     provisioned,
     runs,
     training,
-    upload,
+    uploads,
 )
 from atelier_cli.errors import ExitCode
 from atelier_cli.output import JSON_SCHEMA_VERSION
@@ -74,8 +74,8 @@ def root(
 
 
 stage_command.register(app)
-dataset.register(app)
-upload.register(app)
+datasets.register(app)
+uploads.register(app)
 endpoint.register(app)
 training.register(app)
 runs.register(app)

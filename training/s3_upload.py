@@ -63,7 +63,7 @@ def upload_files(
     for path, key in files:
         try:
             digest = file_md5(path)
-            if _unchanged(client, bucket, key, path.stat().st_size, digest, kms_key_id):
+            if unchanged(client, bucket, key, path.stat().st_size, digest, kms_key_id):
                 result.unchanged.append(key)
                 continue
             _put(client, bucket, key, path, digest, kms_key_id)
@@ -84,9 +84,11 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _unchanged(
+def unchanged(
     client: Any, bucket: str, key: str, size: int, md5: str, kms_key_id: str | None
 ) -> bool:
+    """Whether `key` already holds these bytes (size and MD5) with the requested encryption.
+    Also used by the `atelier upload` command, so both skip what the other sent."""
     from botocore.exceptions import ClientError
 
     try:

@@ -1,0 +1,219 @@
+"""Uploading files to the stage's buckets: unchanged files are skipped, large ones go in parts
+and an interrupted upload resumes where it stopped.
+
+"Unchanged" is decided exactly as the dataset builders decide it (training/s3_upload.py: size and
+the MD5 kept in the object's metadata), so files sent by either are not sent again by the other.
+Files of `multipart_threshold` bytes or more are multipart uploads with a SHA-256 checksum per
+part. If one is interrupted, S3 keeps its parts; the next run finds the open upload for that key,
+keeps every part whose checksum (or, where S3 reports none, whose MD5 ETag) matches the file's
+bytes at that position, sends the rest and completes it. An open upload whose parts no longer
+match the file (it changed, or the part size did) is aborted, so its parts stop costing storage.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from atelier_cli.aws import translated_errors
+from atelier_cli.checkout import use_training_code
+
+MIB = 1024 * 1024
+PART_SIZE = 16 * MIB
+MULTIPART_THRESHOLD = 64 * MIB
+# S3's own limits: parts of at least 5 MiB (but the last), at most 10,000 parts.
+MIN_PART_SIZE = 5 * MIB
+MAX_PARTS = 10_000
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class TransferResult:
+    uploaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+    bytes_skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uploaded": self.uploaded,
+            "unchanged": self.unchanged,
+            "resumed": self.resumed,
+            "bytesSent": self.bytes_sent,
+            "bytesSkipped": self.bytes_skipped,
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    kms_key_id: str | None = None
+    part_size: int = PART_SIZE
+    multipart_threshold: int = MULTIPART_THRESHOLD
+
+
+def upload_files(
+    client: Any,
+    bucket: str,
+    files: Sequence[tuple[Path, str]],
+    *,
+    settings: Settings = Settings(),
+    progress: Progress | None = None,
+) -> TransferResult:
+    """Upload (local path, key) pairs in order; `progress` gets the bytes done as they go."""
+    use_training_code()
+    import s3_upload
+
+    report = progress or (lambda done: None)
+    result = TransferResult()
+    for path, key in files:
+        size = path.stat().st_size
+        md5 = s3_upload.file_md5(path)
+        with translated_errors(f"check s3://{bucket}/{key}"):
+            same = s3_upload.unchanged(client, bucket, key, size, md5, settings.kms_key_id)
+        if same:
+            result.unchanged.append(key)
+            result.bytes_skipped += size
+            report(size)
+            continue
+        with translated_errors(f"upload {path} to s3://{bucket}/{key}"):
+            if size >= settings.multipart_threshold:
+                resumed = _multipart(client, bucket, key, path, md5, settings, report)
+                if resumed:
+                    result.resumed.append(key)
+            else:
+                _single(client, bucket, key, path, md5, settings)
+                report(size)
+        result.uploaded.append(key)
+        result.bytes_sent += size
+    return result
+
+
+def _extra(path: Path, md5: str, settings: Settings) -> dict[str, Any]:
+    import s3_upload
+
+    extra: dict[str, Any] = {
+        "ContentType": s3_upload.CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
+        "Metadata": {"md5": md5},
+    }
+    if settings.kms_key_id is not None:
+        extra |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_id}
+    return extra
+
+
+def _single(client: Any, bucket: str, key: str, path: Path, md5: str, settings: Settings) -> None:
+    with path.open("rb") as body:
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(),
+            **_extra(path, md5, settings),
+        )
+
+
+def part_size_for(size: int, wanted: int) -> int:
+    """`wanted`, grown where the file would need more than S3's 10,000 parts."""
+    minimum = -(-size // MAX_PARTS)
+    return max(wanted, minimum, MIN_PART_SIZE)
+
+
+def _parts(handle: BinaryIO, part_size: int) -> Iterator[tuple[int, bytes]]:
+    number = 1
+    while chunk := handle.read(part_size):
+        yield number, chunk
+        number += 1
+
+
+def _checksum(chunk: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+
+
+def _multipart(
+    client: Any,
+    bucket: str,
+    key: str,
+    path: Path,
+    md5: str,
+    settings: Settings,
+    report: Progress,
+) -> bool:
+    """Send `path` in parts, resuming an open upload of `key`; True if one was resumed."""
+    part_size = part_size_for(path.stat().st_size, settings.part_size)
+    upload_id, existing = _open_upload(client, bucket, key)
+    resumed = upload_id is not None
+    if upload_id is None:
+        upload_id = client.create_multipart_upload(
+            Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **_extra(path, md5, settings)
+        )["UploadId"]
+    completed = []
+    kept = 0
+    with path.open("rb") as handle:
+        for number, chunk in _parts(handle, part_size):
+            checksum = _checksum(chunk)
+            old = existing.get(number)
+            if old is not None and _same_part(old, chunk, checksum):
+                etag = old["ETag"]
+                kept += 1
+            else:
+                etag = client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=checksum,
+                )["ETag"]
+            completed.append({"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum})
+            report(len(chunk))
+    if resumed and kept == 0:
+        # Nothing of it matched this file: the open upload was another version's.
+        resumed = False
+    client.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": completed}
+    )
+    return resumed
+
+
+def _same_part(old: dict[str, Any], chunk: bytes, checksum: str) -> bool:
+    if old.get("Size") != len(chunk):
+        return False
+    if old.get("ChecksumSHA256"):
+        return bool(old["ChecksumSHA256"] == checksum)
+    # S3 reported no checksum: an ETag is the part's MD5 unless the bucket encrypts with KMS.
+    md5 = hashlib.md5(chunk, usedforsecurity=False).hexdigest()
+    return bool(old.get("ETag", "").strip('"') == md5)
+
+
+def _open_upload(
+    client: Any, bucket: str, key: str
+) -> tuple[str | None, dict[int, dict[str, Any]]]:
+    """The newest open multipart upload of exactly `key` and its parts; older ones are
+    aborted (only the newest can be resumed, the rest would bill for their parts forever)."""
+    uploads = [
+        upload
+        for upload in client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+        if upload["Key"] == key
+    ]
+    if not uploads:
+        return None, {}
+    uploads.sort(key=lambda upload: upload["Initiated"], reverse=True)
+    for stale in uploads[1:]:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=stale["UploadId"])
+    newest = uploads[0]["UploadId"]
+    parts: dict[int, dict[str, Any]] = {}
+    marker = 0
+    while True:
+        page = client.list_parts(Bucket=bucket, Key=key, UploadId=newest, PartNumberMarker=marker)
+        for part in page.get("Parts", []):
+            parts[part["PartNumber"]] = part
+        if not page.get("IsTruncated"):
+            break
+        marker = page["NextPartNumberMarker"]
+    return newest, parts
