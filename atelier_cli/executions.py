@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from atelier_cli.aws import translated_errors
 from atelier_cli.errors import FailedError, ServiceError
 from atelier_cli.runtime import Run
@@ -151,8 +153,8 @@ def look(run: Run, execution_arn: str) -> Snapshot:
 
 
 def _fill_job(run: Run, job: Job) -> None:
-    """Status and metrics of the job; a job not created yet (or already gone) stays unknown."""
-    from botocore.exceptions import ClientError
+    """Status and metrics of the job; a job not created yet (or already gone, or not readable
+    with the caller's permissions) stays unknown: the workflow's own status is what counts."""
 
     try:
         if job.kind == "training-job":
@@ -167,8 +169,7 @@ def _fill_job(run: Run, job: Job) -> None:
             answer = run.aws.client("bedrock").get_model_customization_job(jobIdentifier=job.name)
             job.status = answer.get("status")
             job.detail = answer.get("failureMessage")
-    except ClientError:
-        # The workflow's own status is what counts; the job is a detail we could not read.
+    except (ClientError, BotoCoreError):
         job.status = None
 
 

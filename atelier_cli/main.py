@@ -34,6 +34,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Docstrings wrap at 100 columns; markdown mode joins their lines into paragraphs.
+    rich_markup_mode="markdown",
 )
 
 

@@ -6,8 +6,9 @@ the MD5 kept in the object's metadata), so files sent by either are not sent aga
 Files of `multipart_threshold` bytes or more are multipart uploads with a SHA-256 checksum per
 part. If one is interrupted, S3 keeps its parts; the next run finds the open upload for that key,
 keeps every part whose checksum (or, where S3 reports none, whose MD5 ETag) matches the file's
-bytes at that position, sends the rest and completes it. An open upload whose parts no longer
-match the file (it changed, or the part size did) is aborted, so its parts stop costing storage.
+bytes at that position, sends the rest and completes it. Parts of an open upload that no longer
+match the file (it changed, or the part size did) are sent again; older open uploads of the same
+key are aborted, so their parts stop costing storage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 
 from atelier_cli.aws import translated_errors
 from atelier_cli.checkout import use_training_code
+from atelier_cli.errors import UsageError
 
 MIB = 1024 * 1024
 PART_SIZE = 16 * MIB
@@ -72,8 +74,11 @@ def upload_files(
     report = progress or (lambda done: None)
     result = TransferResult()
     for path, key in files:
-        size = path.stat().st_size
-        md5 = s3_upload.file_md5(path)
+        try:
+            size = path.stat().st_size
+            md5 = s3_upload.file_md5(path)
+        except OSError as error:
+            raise UsageError(f"cannot read {path}: {error}", code="file_unreadable") from error
         with translated_errors(f"check s3://{bucket}/{key}"):
             same = s3_upload.unchanged(client, bucket, key, size, md5, settings.kms_key_id)
         if same:

@@ -6,12 +6,13 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.table import Table
 
 from atelier_cli.aws import translated_errors
 from atelier_cli.errors import NotDeployedError, UsageError
-from atelier_cli.executions import require_success, watch_and_report
+from atelier_cli.executions import watch_and_report
 from atelier_cli.runtime import JsonFlag, Run, command
 
 
@@ -143,8 +144,6 @@ def resolve_execution(run: Run, reference: str) -> str:
     for arn in arns.values():
         candidate = arn.replace(":stateMachine:", ":execution:") + f":{reference}"
         stepfunctions = run.aws.client("stepfunctions")
-        from botocore.exceptions import ClientError
-
         try:
             stepfunctions.describe_execution(executionArn=candidate)
         except ClientError:
@@ -173,6 +172,5 @@ def watch(
     with command(ctx, "jobs watch", json_output) as run:
         arn = resolve_execution(run, execution)
         snapshot = watch_and_report(run, arn, interval=interval, timeout=timeout)
-        require_success(snapshot)
         result = snapshot.to_dict()
         run.done(result, f"[green]{snapshot.line()}[/]")
