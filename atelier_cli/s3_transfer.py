@@ -92,7 +92,7 @@ def upload_files(
                 if resumed:
                     result.resumed.append(key)
             else:
-                _single(client, bucket, key, path, md5, settings)
+                s3_upload.put(client, bucket, key, path, md5, settings.kms_key_id)
                 report(size)
         result.uploaded.append(key)
         result.bytes_sent += size
@@ -109,17 +109,6 @@ def _extra(path: Path, md5: str, settings: Settings) -> dict[str, Any]:
     if settings.kms_key_id is not None:
         extra |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_id}
     return extra
-
-
-def _single(client: Any, bucket: str, key: str, path: Path, md5: str, settings: Settings) -> None:
-    with path.open("rb") as body:
-        client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=body,
-            ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(),
-            **_extra(path, md5, settings),
-        )
 
 
 def part_size_for(size: int, wanted: int) -> int:

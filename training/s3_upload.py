@@ -66,7 +66,7 @@ def upload_files(
             if unchanged(client, bucket, key, path.stat().st_size, digest, kms_key_id):
                 result.unchanged.append(key)
                 continue
-            _put(client, bucket, key, path, digest, kms_key_id)
+            put(client, bucket, key, path, digest, kms_key_id)
         except (BotoCoreError, ClientError, OSError) as error:
             raise S3UploadError(f"upload of {key} to s3://{bucket} failed: {error}") from error
         result.uploaded.append(key)
@@ -118,7 +118,8 @@ def _same_kms_key(kms: bool, actual: str | None, wanted: str) -> bool:
     return actual is not None and (actual == wanted or actual.endswith(f"/{wanted}"))
 
 
-def _put(client: Any, bucket: str, key: str, path: Path, md5: str, kms_key_id: str | None) -> None:
+def put(client: Any, bucket: str, key: str, path: Path, md5: str, kms_key_id: str | None) -> None:
+    """One PUT with the MD5 in the metadata (what `unchanged` compares), SSE-KMS with a key."""
     extra: dict[str, Any] = {}
     if kms_key_id is not None:
         extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}

@@ -30,7 +30,10 @@ app = typer.Typer(
 )
 UploadOption = Annotated[
     str | None,
-    typer.Option("--upload", help="Upload to <kind>/NAME/ of the stage's datasets bucket."),
+    typer.Option(
+        "--upload",
+        help="Upload to vqa/NAME/, titan/NAME/ or dreambooth/NAME/ of the datasets bucket.",
+    ),
 ]
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder.")]
 

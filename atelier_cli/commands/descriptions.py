@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +40,16 @@ LANGUAGES_METADATA = "languages"
 def register(root: typer.Typer) -> None:
     root.command("describe")(describe)
     root.command("description")(show_description)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A checked product photo and the product it describes."""
+
+    path: Path
+    product_id: str
+    data: bytes
+    kind: str  # "jpeg", "png" or "webp"
 
 
 def product_ids(images: list[Path], product_id: str | None) -> list[str]:
@@ -109,10 +120,13 @@ def describe(
             raise UsageError("--wait applies to --async", fix="add --async, or leave --wait out")
         ids = product_ids(images, product_id)
         limit = None if asynchronous else MAX_SYNC_IMAGE_BYTES
-        loaded = [read_image(image, option="IMAGE", max_bytes=limit) for image in images]
+        photos = [
+            Photo(image, product, *read_image(image, option="IMAGE", max_bytes=limit))
+            for image, product in zip(images, ids, strict=True)
+        ]
         languages = language or []
         if asynchronous:
-            uploaded = upload_for_description(run, images, ids, loaded, languages, category)
+            uploaded = upload_for_description(run, photos, languages, category)
             result: dict[str, Any] = {"uploaded": uploaded}
             if wait:
                 result["results"] = wait_for_descriptions(
@@ -120,28 +134,25 @@ def describe(
                 )
             run.done(result, lambda console: _print_async(console, result))
             return
-        results, errors = describe_now(run, images, ids, loaded, languages, category)
+        results, errors = describe_now(run, photos, languages, category)
         finish(run, results, errors)
 
 
 def describe_now(
-    run: Run,
-    images: list[Path],
-    ids: list[str],
-    loaded: list[tuple[bytes, str]],
-    languages: list[str],
-    category: str | None,
+    run: Run, photos: list[Photo], languages: list[str], category: str | None
 ) -> tuple[list[dict[str, Any]], list[CliError]]:
     """One call per image, going on past an image the API refused or could not describe."""
     api = Api(run)
     results: list[dict[str, Any]] = []
     errors: list[CliError] = []
-    for image, product, (data, _) in zip(images, ids, loaded, strict=True):
-        run.note(f"describing {image} as product {product}")
-        entry: dict[str, Any] = {"image": str(image), "productId": product}
+    for photo in photos:
+        run.note(f"describing {photo.path} as product {photo.product_id}")
+        entry: dict[str, Any] = {"image": str(photo.path), "productId": photo.product_id}
         try:
             stored = api.call(
-                "POST", "/descriptions", request_body(product, data, languages, category)
+                "POST",
+                "/descriptions",
+                request_body(photo.product_id, photo.data, languages, category),
             )
         except (AccessError, NotDeployedError):
             # The stage cannot describe anything (no permission, no endpoint): stop at once.
@@ -196,12 +207,7 @@ def show_description(
 
 
 def upload_for_description(
-    run: Run,
-    images: list[Path],
-    ids: list[str],
-    loaded: list[tuple[bytes, str]],
-    languages: list[str],
-    category: str | None,
+    run: Run, photos: list[Photo], languages: list[str], category: str | None
 ) -> list[dict[str, Any]]:
     """Each photo to `incoming/<productId>.<ext>` with the metadata the upload worker reads,
     encrypted with the stage's data key."""
@@ -215,22 +221,22 @@ def upload_for_description(
     if category is not None:
         metadata_base[CATEGORY_METADATA] = category
     uploaded: list[dict[str, Any]] = []
-    for image, product, (data, kind) in zip(images, ids, loaded, strict=True):
-        key = f"{prefix}{product}{IMAGE_FORMATS[kind]}"
+    for photo in photos:
+        key = f"{prefix}{photo.product_id}{IMAGE_FORMATS[photo.kind]}"
         started = datetime.now(UTC).isoformat()
-        with translated_errors(f"upload {image} to s3://{bucket}/{key}"):
+        with translated_errors(f"upload {photo.path} to s3://{bucket}/{key}"):
             s3.put_object(
                 Bucket=bucket,
                 Key=key,
-                Body=data,
-                ContentType=CONTENT_TYPES[kind],
-                Metadata={PRODUCT_ID_METADATA: product, **metadata_base},
+                Body=photo.data,
+                ContentType=CONTENT_TYPES[photo.kind],
+                Metadata={PRODUCT_ID_METADATA: photo.product_id, **metadata_base},
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=key_arn,
             )
-        run.note(f"uploaded {image} to s3://{bucket}/{key}")
+        run.note(f"uploaded {photo.path} to s3://{bucket}/{key}")
         uploaded.append(
-            {"image": str(image), "productId": product, "uri": f"s3://{bucket}/{key}",
+            {"image": str(photo.path), "productId": photo.product_id, "uri": f"s3://{bucket}/{key}",
              "uploadedAt": started}
         )  # fmt: skip
     return uploaded

@@ -8,6 +8,7 @@ typo is refused in a second rather than as a failed execution; the workflows che
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -240,53 +241,50 @@ def start_and_report(
     run.done(result, human)
 
 
-@train_app.command("vqa")
-def train_vqa(
-    ctx: typer.Context,
-    dataset: Annotated[str, typer.Option("--dataset", help="vqa/<name>/ in the datasets bucket.")],
-    hp: Annotated[list[str] | None, typer.Option("--hp", help="name=value, repeatable.")] = None,
-    base_model: Annotated[str | None, typer.Option("--base-model")] = None,
-    wait: WaitFlag = False,
-    interval: IntervalOption = 60,
-    timeout: TimeoutOption = None,
-    json_output: JsonFlag = False,
-) -> None:
-    """Fine-tune the BLIP-2 attribute model on a `vqa/` dataset."""
-    _train(ctx, Trainable.vqa, dataset, hp, base_model, wait, interval, timeout, json_output)
+DatasetOption = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        help="The dataset's folder in the datasets bucket: vqa/NAME/ or "
+        "dreambooth/NAME/ (what atelier dataset --upload printed).",
+    ),
+]
+HyperparameterOption = Annotated[
+    list[str] | None, typer.Option("--hp", help="name=value, repeatable.")
+]
+BaseModelOption = Annotated[
+    str | None, typer.Option("--base-model", help="Hugging Face model id (org/name).")
+]
+TRAINS = {
+    Trainable.vqa: "Fine-tune the BLIP-2 attribute model on a `vqa/` dataset.",
+    Trainable.dreambooth: "DreamBooth-tune Stable Diffusion (text to image) on a `dreambooth/` "
+    "dataset.",
+    Trainable.inpainting: "DreamBooth-tune the inpainting model of virtual styling on a "
+    "`dreambooth/` dataset.",
+}
 
 
-@train_app.command("dreambooth")
-def train_dreambooth(
-    ctx: typer.Context,
-    dataset: Annotated[
-        str, typer.Option("--dataset", help="dreambooth/<name>/ in the datasets bucket.")
-    ],
-    hp: Annotated[list[str] | None, typer.Option("--hp", help="name=value, repeatable.")] = None,
-    base_model: Annotated[str | None, typer.Option("--base-model")] = None,
-    wait: WaitFlag = False,
-    interval: IntervalOption = 60,
-    timeout: TimeoutOption = None,
-    json_output: JsonFlag = False,
-) -> None:
-    """DreamBooth-tune Stable Diffusion (text to image) on a `dreambooth/` dataset."""
-    _train(ctx, Trainable.dreambooth, dataset, hp, base_model, wait, interval, timeout, json_output)
+def training_command(model: Trainable) -> Callable[..., None]:
+    """The `train <model>` command: the three differ only in the workflow they start."""
+
+    def train(
+        ctx: typer.Context,
+        dataset: DatasetOption,
+        hp: HyperparameterOption = None,
+        base_model: BaseModelOption = None,
+        wait: WaitFlag = False,
+        interval: IntervalOption = 60,
+        timeout: TimeoutOption = None,
+        json_output: JsonFlag = False,
+    ) -> None:
+        _train(ctx, model, dataset, hp, base_model, wait, interval, timeout, json_output)
+
+    train.__doc__ = TRAINS[model]
+    return train
 
 
-@train_app.command("inpainting")
-def train_inpainting(
-    ctx: typer.Context,
-    dataset: Annotated[
-        str, typer.Option("--dataset", help="dreambooth/<name>/ in the datasets bucket.")
-    ],
-    hp: Annotated[list[str] | None, typer.Option("--hp", help="name=value, repeatable.")] = None,
-    base_model: Annotated[str | None, typer.Option("--base-model")] = None,
-    wait: WaitFlag = False,
-    interval: IntervalOption = 60,
-    timeout: TimeoutOption = None,
-    json_output: JsonFlag = False,
-) -> None:
-    """DreamBooth-tune the inpainting model of virtual styling on a `dreambooth/` dataset."""
-    _train(ctx, Trainable.inpainting, dataset, hp, base_model, wait, interval, timeout, json_output)
+for _model in Trainable:
+    train_app.command(_model.value)(training_command(_model))
 
 
 def _train(
@@ -321,7 +319,7 @@ def _train(
 def customize_titan(
     ctx: typer.Context,
     manifest: Annotated[
-        str, typer.Option("--manifest", help="titan/<name>/<file>.jsonl in the datasets bucket.")
+        str, typer.Option("--manifest", help="titan/NAME/FILE.jsonl in the datasets bucket.")
     ],
     model_name: Annotated[
         str | None, typer.Option("--model-name", help="Custom model name (default: job name).")

@@ -306,3 +306,19 @@ def test_extend_refuses_a_throughput_that_is_gone(bedrock: tuple[Any, Stubber]) 
 
     assert result.exit_code == ExitCode.USAGE
     assert json_document(result)["error"]["code"] == "not_in_service"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-11-22T16:30:00Z", "2026-11-22T16:30:00", "2026-11-22T17:30:00+01:00", "soon", "", None],
+)
+def test_expiry_and_tags_are_read_as_the_cost_guard_reads_them(value: str | None) -> None:
+    """The CLI cannot import the Lambda code (not part of the installed command): its copies of
+    the tag names and the expiry rule must stay the sweeper's."""
+    from atelier_cli.commands import provisioned
+    from customization.logic.expiry import parse_expiry
+    from shared.models.customization import DEPLOYMENT_TAG, EXPIRES_AT_TAG
+
+    assert provisioned.DEPLOYMENT_TAG == DEPLOYMENT_TAG
+    assert provisioned.EXPIRES_AT_TAG == EXPIRES_AT_TAG
+    assert provisioned.parse_expiry(value) == parse_expiry(value)
