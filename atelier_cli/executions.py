@@ -126,10 +126,12 @@ def job_in(events: Iterable[Mapping[str, Any]]) -> Job | None:
         parameters = _json(details.get("parameters"))
         if not isinstance(parameters, dict):
             continue
+        # SDK integrations name parameters in PascalCase: CreateTrainingJob's TrainingJobName,
+        # CreateModelCustomizationJob's JobName (with CustomModelName, which tells it apart).
         if "TrainingJobName" in parameters:
             return Job("training-job", str(parameters["TrainingJobName"]))
-        if "jobName" in parameters and "customModelName" in parameters:
-            return Job("model-customization-job", str(parameters["jobName"]))
+        if "JobName" in parameters and "CustomModelName" in parameters:
+            return Job("model-customization-job", str(parameters["JobName"]))
     return None
 
 

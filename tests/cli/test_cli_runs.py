@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from atelier_cli.errors import ExitCode
+from atelier_cli.executions import job_in
 from atelier_cli.runtime import Hooks
 from tests.cli_support import (
     REGION,
@@ -25,6 +27,8 @@ from tests.cli_support import (
     no_sleep,
     publish,
 )
+from tests.support import SynthesizedApp
+from tests.templates import state_machine_definition
 
 pytestmark = pytest.mark.integration
 
@@ -138,8 +142,8 @@ def titan_history() -> dict[str, Any]:
                     "resourceType": "aws-sdk:bedrock",
                     "resource": "createModelCustomizationJob",
                     "region": REGION,
-                    "parameters": '{"JobName": "j", "jobName": "atelier-dev-titan-1", '
-                    '"customModelName": "atelier-dev-titan-1"}',
+                    "parameters": '{"JobName": "atelier-dev-titan-1", '
+                    '"CustomModelName": "atelier-dev-titan-1", "RoleArn": "r"}',
                 },
             },
             {
@@ -389,3 +393,42 @@ def test_describe_catalog_wait_returns_the_run_summary() -> None:
         )
     assert result.exit_code == 0, result.output
     assert json_document(result)["result"]["summary"] == summary
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    ("stack", "machine", "resource", "kind"),
+    [
+        ("training", "VqaTraining", "createTrainingJob.sync", "training-job"),
+        ("training", "InpaintingTraining", "createTrainingJob.sync", "training-job"),
+        ("bedrock", "TitanCustomize", "createModelCustomizationJob", "model-customization-job"),
+    ],
+)
+def test_watch_finds_the_job_in_the_real_workflows_task_arguments(
+    dev_app: SynthesizedApp, stack: str, machine: str, resource: str, kind: str
+) -> None:
+    """The job is read from the arguments the workflow schedules its task with: the names
+    must be the ones the deployed definitions use."""
+    definition = state_machine_definition(dev_app.template(f"-{stack}"), machine)
+    (task,) = [
+        state for state in all_states(definition) if state.get("Resource", "").endswith(resource)
+    ]
+    scheduled = {
+        "type": "TaskScheduled",
+        "taskScheduledEventDetails": {"parameters": json.dumps(task["Arguments"])},
+    }
+
+    job = job_in([scheduled])
+
+    assert job is not None
+    assert job.kind == kind
+    assert job.name == task["Arguments"].get("TrainingJobName", task["Arguments"].get("JobName"))
+
+
+def all_states(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for state in definition["States"].values():
+        yield state
+        for branch in state.get("Branches", []):
+            yield from all_states(branch)
+        if "ItemProcessor" in state:
+            yield from all_states(state["ItemProcessor"])
