@@ -4,6 +4,7 @@ half-written file or replacing one that is already there."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -46,6 +47,14 @@ def read_image(path: Path, *, option: str, max_bytes: int | None = None) -> tupl
     return data, kind
 
 
+def safe_name(name: str, fallback: str) -> str:
+    """A file name from a remote key, usable as it is: letters, digits, '.', '_', '-', not
+    hidden and not a path; else `fallback`."""
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}", name) and name not in (".", ".."):
+        return name
+    return fallback
+
+
 def free_path(folder: Path, name: str) -> Path:
     """`folder/name`, or `stem-1.ext`, `stem-2.ext`... when taken: never overwrite."""
     candidate = folder / name
@@ -64,14 +73,16 @@ def save_new(folder: Path, name: str, data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        target = free_path(folder, name)
         # os.link refuses an existing target, so two saves racing for a name never clobber.
         while True:
+            target = free_path(folder, name)
             try:
                 os.link(temporary, target)
-                break
             except FileExistsError:
-                target = free_path(folder, name)
+                continue  # taken since free_path looked: the next name
+            except OSError:
+                # A file system without hard links: rename (free_path has just checked the name).
+                os.replace(temporary, target)
+            return target
     finally:
         Path(temporary).unlink(missing_ok=True)
-    return target

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from atelier_cli.aws import translated_errors
 from atelier_cli.errors import UsageError
-from atelier_cli.local_files import CONTENT_TYPES, IMAGE_FORMATS, read_image, save_new
+from atelier_cli.local_files import CONTENT_TYPES, IMAGE_FORMATS, read_image, safe_name, save_new
 from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
 from atelier_cli.signed_api import Api
@@ -99,8 +99,9 @@ def save_images(api: Api, answer: dict[str, Any], out: Path, run: Run) -> list[d
     if answer.get("mask"):
         stored.append(("mask", answer["mask"]))
     saved = []
-    for role, image in stored:
-        name = PurePosixPath(image["key"]).name or f"{role}.jpg"
+    for number, (role, image) in enumerate(stored):
+        fallback = f"{role}-{number}{PurePosixPath(image['key']).suffix or '.jpg'}"
+        name = safe_name(PurePosixPath(image["key"]).name, fallback)
         path = save_new(out, name, api.download(image["url"]))
         run.note(f"saved {path}")
         saved.append({"role": role, "key": image["key"], "path": str(path)})

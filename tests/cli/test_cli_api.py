@@ -578,3 +578,25 @@ def test_style_checks_its_options(tmp_path: Path, arguments: list[str], message:
 
     assert result.exit_code == ExitCode.USAGE
     assert message in json_document(result)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("key", "saved"),
+    [
+        ("styling/r/0.jpg", "0.jpg"),
+        ("styling/r/..", "image-0.jpg"),
+        ("a/.hidden.png", "image-0.png"),
+    ],
+)
+@pytest.mark.usefixtures("api_stage")
+def test_saved_names_come_from_the_key_only_when_safe(tmp_path: Path, key: str, saved: str) -> None:
+    image = {"key": key, "url": "https://x/y", "expiresAt": "2026-11-22T13:00:00Z"}
+    answer = {"requestId": "r", "seed": 1, "images": [image]}
+    fake = FakeApi({f"POST {API_URL}images": (200, answer), "GET https://x/y": (200, b"img")})
+
+    result = invoke(
+        ["--json", "generate", "x", "--out", str(tmp_path / "o")], hooks=api_hooks(fake)
+    )
+
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "o").iterdir()] == [saved]

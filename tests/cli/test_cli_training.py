@@ -431,3 +431,28 @@ def test_manifest_and_dataset_patterns_are_the_workflows() -> None:
     assert as_jsonata(CUSTOM_MODEL_NAME.pattern) in CUSTOM_MODEL_NAME_IS_VALID
     assert as_jsonata(BASE_MODEL.pattern) in BASE_MODEL_IS_VALID
     assert as_jsonata("^vqa/" + DATASET_FOLDERS + "$") in dataset_is_valid("vqa/")
+
+
+def test_inputs_use_only_the_fields_the_workflows_accept() -> None:
+    from atelier_cli.commands.catalog_run import catalog_input
+    from atelier_cli.commands.training import Commitment, Trainable, titan_input, training_input
+    from catalog.logic.sources import START_FIELDS
+    from infra.constructs.training_workflow import INPUT_KEYS
+    from infra.stacks.bedrock import CUSTOMIZE_INPUT_KEYS, TITAN_HYPERPARAMETER_NAMES
+
+    titan = titan_input(
+        manifest="titan/p/m.jsonl",
+        model_name="m",
+        steps=100,
+        batch_size=8,
+        learning_rate=1e-5,
+        model_units=1,
+        commitment=Commitment.one_month,
+        ttl_hours=4,
+    )
+    assert set(titan) == set(CUSTOMIZE_INPUT_KEYS)
+    assert set(titan["hyperparameters"]) == set(TITAN_HYPERPARAMETER_NAMES)
+    training = training_input(Trainable.vqa, "vqa/a/", ["epochs=1"], "org/model")
+    assert set(training) == set(INPUT_KEYS)
+    catalog = catalog_input("s3://u/p/", ["en"], "default", True, {"uploads-bucket": "u"})
+    assert set(catalog) == set(START_FIELDS)
