@@ -85,11 +85,12 @@ lint: install  ## ruff and mypy on infra and lambdas
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: install  ## benchmarks as ratios: upload batch, cold imports, batched VQA answers, LoRA size, styling mask share and batching, catalog streaming memory
+bench: install  ## benchmarks as ratios: upload batch, cold imports, batched VQA answers, LoRA size, styling mask share and batching, catalog streaming memory, CLI start-up and resumed uploads
 	$(VENV)/bin/python benchmarks/descriptions_bench.py
 	$(VENV)/bin/python benchmarks/vqa_bench.py
 	$(VENV)/bin/python benchmarks/styling_bench.py
 	$(VENV)/bin/python benchmarks/catalog_bench.py
+	$(VENV)/bin/python benchmarks/cli_bench.py
 
 openapi: install  ## regenerate lambdas/{descriptions,images,diffusion}/openapi.json from the handlers
 	cd lambdas && $(VENV_PYTHON) -m descriptions.openapi && $(VENV_PYTHON) -m images.openapi \
