@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -167,12 +168,63 @@ def _fill_job(run: Run, job: Job) -> None:
                 metric["MetricName"]: float(metric["Value"])
                 for metric in answer.get("FinalMetricDataList", [])
             }
+            if not job.metrics and job.status == "InProgress":
+                job.metrics = latest_metrics(run, answer)
         else:
             answer = run.aws.client("bedrock").get_model_customization_job(jobIdentifier=job.name)
             job.status = answer.get("status")
             job.detail = answer.get("failureMessage")
     except (ClientError, BotoCoreError):
         job.status = None
+
+
+# Where SageMaker publishes the metric definitions' values while a job runs; one series per
+# instance, `<job>/algo-<n>`. Atelier's training jobs run on one instance.
+TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+METRIC_PERIOD_SECONDS = 60
+MAX_METRIC_QUERIES = 500
+
+
+def latest_metrics(run: Run, training_job: Mapping[str, Any]) -> dict[str, float]:
+    """The newest value of each of the job's metric definitions in CloudWatch (SageMaker fills
+    FinalMetricDataList only at the end). Unreadable metrics leave the dict empty."""
+    definitions = training_job.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+    names = [definition["Name"] for definition in definitions][:MAX_METRIC_QUERIES]
+    if not names:
+        return {}
+    started = training_job.get("TrainingStartTime") or training_job["CreationTime"]
+    queries = [
+        {
+            "Id": f"m{index}",
+            "Label": name,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": TRAINING_METRICS_NAMESPACE,
+                    "MetricName": name,
+                    "Dimensions": [
+                        {"Name": "Host", "Value": f"{training_job['TrainingJobName']}/algo-1"}
+                    ],
+                },
+                "Period": METRIC_PERIOD_SECONDS,
+                "Stat": "Average",
+            },
+        }
+        for index, name in enumerate(names)
+    ]
+    try:
+        answer = run.aws.client("cloudwatch").get_metric_data(
+            MetricDataQueries=queries,
+            StartTime=started,
+            EndTime=datetime.fromtimestamp(run.hooks.clock(), UTC),
+            ScanBy="TimestampDescending",
+        )
+    except (ClientError, BotoCoreError):
+        return {}
+    return {
+        result["Label"]: float(result["Values"][0])
+        for result in answer.get("MetricDataResults", [])
+        if result.get("Values")
+    }
 
 
 def follow(

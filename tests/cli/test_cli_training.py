@@ -19,8 +19,12 @@ from atelier_cli.commands.training import (
     parse_value,
 )
 from atelier_cli.errors import ExitCode
+from atelier_cli.executions import latest_metrics
+from atelier_cli.output import Printer
+from atelier_cli.runtime import GlobalOptions, Hooks, Run
 from tests.cli_support import (
     REGION,
+    client_factory,
     default_hooks,
     deploy_workflow,
     execution_input,
@@ -456,3 +460,62 @@ def test_inputs_use_only_the_fields_the_workflows_accept() -> None:
     assert set(training) == set(INPUT_KEYS)
     catalog = catalog_input("s3://u/p/", ["en"], "default", True, {"uploads-bucket": "u"})
     assert set(catalog) == set(START_FIELDS)
+
+
+def test_a_running_training_job_shows_its_newest_metrics_from_cloudwatch() -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    started = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+    job = {
+        "TrainingJobName": "atelier-dev-vqa-1",
+        "CreationTime": started,
+        "AlgorithmSpecification": {
+            "MetricDefinitions": [
+                {"Name": "train_loss", "Regex": " train_loss=(\\S+)"},
+                {"Name": "validation_exact_match", "Regex": " validation_exact_match=(\\S+)"},
+            ]
+        },
+    }
+    host = [{"Name": "Host", "Value": "atelier-dev-vqa-1/algo-1"}]
+    with Stubber(cloudwatch) as stub:
+        stub.add_response(
+            "get_metric_data",
+            {
+                "MetricDataResults": [
+                    # Newest first (ScanBy TimestampDescending)
+                    {"Id": "m0", "Label": "train_loss", "Values": [0.5, 0.9],
+                     "Timestamps": [now, started], "StatusCode": "Complete"},
+                    {"Id": "m1", "Label": "validation_exact_match", "Values": [],
+                     "Timestamps": [], "StatusCode": "Complete"},
+                ]
+            },
+            {
+                "MetricDataQueries": [
+                    {
+                        "Id": f"m{index}",
+                        "Label": name,
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": "/aws/sagemaker/TrainingJobs",
+                                "MetricName": name,
+                                "Dimensions": host,
+                            },
+                            "Period": 60,
+                            "Stat": "Average",
+                        },
+                    }
+                    for index, name in enumerate(["train_loss", "validation_exact_match"])
+                ],
+                "StartTime": started,
+                "EndTime": now,
+                "ScanBy": "TimestampDescending",
+            },
+        )  # fmt: skip
+        options = GlobalOptions(
+            prefix="atelier", stage="dev", region=REGION, profile=None, json=False,
+            hooks=Hooks(client_factory=client_factory(cloudwatch=cloudwatch), clock=now.timestamp),
+        )  # fmt: skip
+        metrics = latest_metrics(Run("jobs watch", options, Printer(json_mode=True)), job)
+
+    # Then the newest value of each metric that has one
+    assert metrics == {"train_loss": 0.5}
