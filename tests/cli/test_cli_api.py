@@ -600,3 +600,24 @@ def test_saved_names_come_from_the_key_only_when_safe(tmp_path: Path, key: str, 
 
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "o").iterdir()] == [saved]
+
+
+def test_the_clis_copies_of_the_api_rules_are_the_apis() -> None:
+    """The installed command cannot import the Lambda code: its copies of the API's rules must
+    stay the handlers' (a stage may set lower limits; the API then refuses with its own code)."""
+    from atelier_cli.commands import descriptions, pictures
+    from descriptions.logic import uploads
+    from diffusion.logic.keys import STYLING_PREFIX
+    from infra.config import MAX_API_IMAGE_BYTES
+    from shared.models.descriptions import PRODUCT_ID_PATTERN
+    from shared.models.diffusion import MAX_INLINE_IMAGE_BYTES
+
+    assert descriptions.PRODUCT_ID.pattern == PRODUCT_ID_PATTERN
+    assert descriptions.MAX_SYNC_IMAGE_BYTES == MAX_API_IMAGE_BYTES
+    assert (
+        descriptions.PRODUCT_ID_METADATA,
+        descriptions.CATEGORY_METADATA,
+        descriptions.LANGUAGES_METADATA,
+    ) == (uploads.PRODUCT_ID_METADATA, uploads.CATEGORY_METADATA, uploads.LANGUAGES_METADATA)
+    assert pictures.MAX_INLINE_BYTES == MAX_INLINE_IMAGE_BYTES
+    assert pictures.STYLING_UPLOADS_PREFIX == STYLING_PREFIX
