@@ -52,13 +52,16 @@ def checked_name(name: str | None) -> str | None:
 
 
 def refused(kind: str, message: str, report: dict[str, Any] | None) -> UsageError:
-    return UsageError(
-        f"the {kind} dataset is not valid: {message}",
-        fix="fix what the report names (its report.json lists every file and rule), then run "
-        "the command again",
-        code="dataset_invalid",
-        details=report,
+    fix = (
+        "fix what the report names (report.json in --out lists every file and rule), then run "
+        "the command again"
+        if report is not None
+        else "correct the folder or option the message names"
     )
+    return UsageError(
+        f"the {kind} dataset is not valid: {message}", fix=fix, code="dataset_invalid",
+        details=report,
+    )  # fmt: skip
 
 
 def finish(run: Run, result: dict[str, Any], summary: str) -> None:
