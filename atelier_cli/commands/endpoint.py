@@ -252,7 +252,7 @@ def use(
 ) -> None:
     """Serve a trained archive: write it into cdk.json for the stage; `make deploy` then creates
     or updates the endpoint."""
-    with command(ctx, f"endpoint use {model.value}", json_output) as run:
+    with command(ctx, "endpoint use", json_output) as run:
         path = cdk_json_path(cdk_json)
         stage = run.options.stage
         stage_section(read_cdk_json(path), stage, path)
@@ -266,22 +266,11 @@ def use(
                     code="nothing_recorded",
                 )
         check_archive(run, archive)
-        previous = set_archive(path, stage, model, archive)
-        deploy = f"make deploy STAGE={stage}"
-        result = {
-            "model": model.value,
-            "cdkJson": str(path),
-            "setting": setting_name(stage, model),
-            "archive": archive,
-            "previousArchive": previous,
-            "next": deploy,
-        }
-        run.done(
-            result,
-            f"{escape(str(path))}: {setting_name(stage, model)} = {escape(archive)}\n"
-            f"Deploy it: [bold]{deploy}[/] (a GPU endpoint takes 10-15 minutes and then bills "
-            "per instance-hour).",
-        )
+        write_setting(
+            run, path, model, archive,
+            "Deploy it: [bold]{deploy}[/] (a GPU endpoint takes 10-15 minutes and then bills per "
+            "instance-hour).",
+        )  # fmt: skip
 
 
 @app.command("remove")
@@ -293,20 +282,25 @@ def remove(
 ) -> None:
     """Stop serving: set the archive to null in cdk.json; `make deploy` then deletes the
     endpoint (and its bill). Trained archives stay in the models bucket."""
-    with command(ctx, f"endpoint remove {model.value}", json_output) as run:
+    with command(ctx, "endpoint remove", json_output) as run:
         path = cdk_json_path(cdk_json)
-        stage = run.options.stage
-        previous = set_archive(path, stage, model, None)
-        deploy = f"make deploy STAGE={stage}"
-        run.done(
-            {
-                "model": model.value,
-                "cdkJson": str(path),
-                "setting": setting_name(stage, model),
-                "archive": None,
-                "previousArchive": previous,
-                "next": deploy,
-            },
-            f"{escape(str(path))}: {setting_name(stage, model)} = null\n"
-            f"Delete the endpoint: [bold]{deploy}[/]",
-        )
+        write_setting(run, path, model, None, "Delete the endpoint: [bold]{deploy}[/]")
+
+
+def write_setting(run: Run, path: Path, model: Model, archive: str | None, then: str) -> None:
+    """Write the stage's archive setting and answer with what changed and what to deploy."""
+    stage = run.options.stage
+    previous = set_archive(path, stage, model, archive)
+    deploy = f"make deploy STAGE={stage}"
+    run.done(
+        {
+            "model": model.value,
+            "cdkJson": str(path),
+            "setting": setting_name(stage, model),
+            "archive": archive,
+            "previousArchive": previous,
+            "next": deploy,
+        },
+        f"{escape(str(path))}: {setting_name(stage, model)} = {escape(archive or 'null')}\n"
+        + then.format(deploy=deploy),
+    )
