@@ -7,8 +7,10 @@ Files of `multipart_threshold` bytes or more are multipart uploads with a SHA-25
 part. If one is interrupted, S3 keeps its parts; the next run finds the open upload for that key,
 keeps every part whose checksum (or, where S3 reports none, whose MD5 ETag) matches the file's
 bytes at that position, sends the rest and completes it. Parts of an open upload that no longer
-match the file (it changed, or the part size did) are sent again; older open uploads of the same
-key are aborted, so their parts stop costing storage.
+match the file (it changed, or the part size did) are sent again, and an upload that turns out
+to have been started for another version of the file is sent again whole (see `_multipart`).
+Older open uploads of the same key, and any not started with SHA-256 checksums, are aborted, so
+their parts stop costing storage.
 """
 
 from __future__ import annotations
@@ -138,22 +140,61 @@ def _multipart(
     report: Progress,
 ) -> bool:
     """Send `path` in parts, resuming an open upload of `key`; True if one was resumed."""
-    part_size = part_size_for(path.stat().st_size, settings.part_size)
     upload_id, existing = _open_upload(client, bucket, key)
-    resumed = upload_id is not None
+    part_size = part_size_for(path.stat().st_size, settings.part_size)
+    if upload_id is not None and not _all_match(path, part_size, existing):
+        # A part it holds differs from the file: it was started for another version.
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        upload_id = None
+    if upload_id is None:
+        _send_parts(client, bucket, key, path, md5, settings, report, None, {})
+        return False
+    _send_parts(client, bucket, key, path, md5, settings, report, upload_id, existing)
+    # The open upload carries the metadata it was created with, which S3 shows only once it is
+    # complete. If the file changed only where no part had been sent yet, that is the old
+    # version's MD5, which `unchanged` would later trust: then the object is sent again, whole,
+    # under this file's MD5 (rare, and the only way to set it without a copy).
+    if client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("md5") != md5:
+        _send_parts(client, bucket, key, path, md5, settings, report, None, {})
+        return False
+    return True
+
+
+def _all_match(path: Path, part_size: int, existing: dict[int, dict[str, Any]]) -> bool:
+    """Whether every part already uploaded holds the file's bytes at its position."""
+    with path.open("rb") as handle:
+        for number, chunk in _parts(handle, part_size):
+            old = existing.get(number)
+            if old is not None and not _same_part(old, chunk, _checksum(chunk)):
+                return False
+    return max(existing, default=0) <= -(-path.stat().st_size // part_size)
+
+
+def _send_parts(
+    client: Any,
+    bucket: str,
+    key: str,
+    path: Path,
+    md5: str,
+    settings: Settings,
+    report: Progress,
+    upload_id: str | None,
+    existing: dict[int, dict[str, Any]],
+) -> None:
+    """Send the parts of `path` not already in `existing` and complete the upload (a new one
+    when `upload_id` is None)."""
     if upload_id is None:
         upload_id = client.create_multipart_upload(
             Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **_extra(path, md5, settings)
         )["UploadId"]
+    part_size = part_size_for(path.stat().st_size, settings.part_size)
     completed = []
-    kept = 0
     with path.open("rb") as handle:
         for number, chunk in _parts(handle, part_size):
             checksum = _checksum(chunk)
             old = existing.get(number)
             if old is not None and _same_part(old, chunk, checksum):
                 etag = old["ETag"]
-                kept += 1
             else:
                 etag = client.upload_part(
                     Bucket=bucket,
@@ -166,13 +207,9 @@ def _multipart(
                 )["ETag"]
             completed.append({"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum})
             report(len(chunk))
-    if resumed and kept == 0:
-        # Nothing of it matched this file: the open upload was another version's.
-        resumed = False
     client.complete_multipart_upload(
         Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": completed}
     )
-    return resumed
 
 
 def _same_part(old: dict[str, Any], chunk: bytes, checksum: str) -> bool:
@@ -198,16 +235,25 @@ def _open_upload(
     if not uploads:
         return None, {}
     uploads.sort(key=lambda upload: upload["Initiated"], reverse=True)
-    for stale in uploads[1:]:
-        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=stale["UploadId"])
-    newest = uploads[0]["UploadId"]
+    newest, stale = uploads[0], uploads[1:]
+    if newest.get("ChecksumAlgorithm") != "SHA256":
+        # Not started by us (we always ask for SHA-256 part checksums): its parts cannot be
+        # completed with checksums, so it cannot be resumed.
+        stale = uploads
+    for upload in stale:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+    if stale is uploads:
+        return None, {}
+    upload_id = newest["UploadId"]
     parts: dict[int, dict[str, Any]] = {}
     marker = 0
     while True:
-        page = client.list_parts(Bucket=bucket, Key=key, UploadId=newest, PartNumberMarker=marker)
+        page = client.list_parts(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+        )
         for part in page.get("Parts", []):
             parts[part["PartNumber"]] = part
         if not page.get("IsTruncated"):
             break
         marker = page["NextPartNumberMarker"]
-    return newest, parts
+    return upload_id, parts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from enum import StrEnum
 from pathlib import Path
@@ -117,8 +118,9 @@ def configured_archive(document: dict[str, Any], stage: str, model: Model) -> st
     merges them)."""
     atelier = document["context"]["atelier"]
     for source in (atelier.get("stages", {}).get(stage, {}), atelier.get("defaults", {})):
-        hosting = source.get(model.value, {}).get("hosting", {})
-        if "model_data_url" in hosting:
+        section = source.get(model.value) if isinstance(source, dict) else None
+        hosting = section.get("hosting") if isinstance(section, dict) else None
+        if isinstance(hosting, dict) and "model_data_url" in hosting:
             value = hosting["model_data_url"]
             return value if isinstance(value, str) else None
     return None
@@ -128,20 +130,46 @@ def set_archive(path: Path, stage: str, model: Model, archive: str | None) -> st
     """Write `stages.<stage>.<model>.hosting.model_data_url`; returns the value it replaced."""
     document = read_cdk_json(path)
     previous = configured_archive(document, stage, model)
-    section = stage_section(document, stage, path)
-    section.setdefault(model.value, {}).setdefault("hosting", {})["model_data_url"] = archive
+    section: Any = stage_section(document, stage, path)
+    where = f"stages.{stage}"
+    for name in (model.value, "hosting"):
+        where += f".{name}"
+        child = section.setdefault(name, {})
+        if not isinstance(child, dict):
+            raise UsageError(
+                f"{path}: {where} holds {json.dumps(child)}, not an object",
+                fix="make it an object (or remove it) in cdk.json, then run the command again",
+                code="cdk_json_unreadable",
+            )
+        section = child
+    section["model_data_url"] = archive
     # cdk.json is kept in json.dumps(indent=2) form (a test checks it), so this rewrite changes
-    # exactly the one value; written beside the file and renamed, never half-written.
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".cdk.json.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # exactly the one value.
+    write_file(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return previous
+
+
+def write_file(path: Path, text: str) -> None:
+    """Replace `path` with `text` whole or not at all: a temporary file beside it, flushed to
+    disk, given the file's permissions, then renamed over it."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".cdk.json.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(temporary, mode)
+            os.replace(temporary, path)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"cannot write {path}: {error}",
+            fix="check the file's and its folder's permissions and free space",
+            code="cdk_json_unwritable",
+        ) from error
 
 
 def setting_name(stage: str, model: Model) -> str:

@@ -241,6 +241,48 @@ def test_an_open_upload_of_an_older_version_is_not_trusted(tmp_path: Path) -> No
         assert body("bucket-m", "k") == big.read_bytes()
 
 
+def test_an_upload_started_for_another_version_never_keeps_its_md5(tmp_path: Path) -> None:
+    """The versions share their first part, so the open upload looks resumable; its metadata
+    still names the old MD5, which would make the old file look unchanged later."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="bucket-m")
+        big = tmp_path / "model.tar.gz"
+        head = os.urandom(5 * MIB)
+        big.write_bytes(head + os.urandom(6 * MIB))
+        with pytest.raises(ConnectionResetError):
+            upload_files(FailingParts(s3, fail_at=2), "bucket-m", [(big, "k")],
+                         settings=SMALL_PARTS)  # fmt: skip
+        new_version = head + os.urandom(6 * MIB)
+        big.write_bytes(new_version)
+
+        result = upload_files(s3, "bucket-m", [(big, "k")], settings=SMALL_PARTS)
+
+        stored = s3.head_object(Bucket="bucket-m", Key="k")
+        assert (
+            stored["Metadata"]["md5"] == hashlib.md5(new_version, usedforsecurity=False).hexdigest()
+        )
+        assert body("bucket-m", "k") == new_version
+        assert result.resumed == []
+        assert s3.list_multipart_uploads(Bucket="bucket-m").get("Uploads") is None
+
+
+def test_an_open_upload_without_checksums_is_aborted_not_resumed(tmp_path: Path) -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="bucket-m")
+        foreign = s3.create_multipart_upload(Bucket="bucket-m", Key="k")["UploadId"]
+        big = tmp_path / "model.tar.gz"
+        big.write_bytes(os.urandom(7 * MIB))
+
+        result = upload_files(s3, "bucket-m", [(big, "k")], settings=SMALL_PARTS)
+
+        assert result.resumed == []
+        assert body("bucket-m", "k") == big.read_bytes()
+        open_uploads = s3.list_multipart_uploads(Bucket="bucket-m").get("Uploads") or []
+        assert foreign not in [upload["UploadId"] for upload in open_uploads]
+
+
 def test_parts_are_matched_by_the_checksum_s3_reports(tmp_path: Path) -> None:
     """Under SSE-KMS a part's ETag is not its MD5: S3's SHA-256 part checksum decides."""
     big = tmp_path / "x.bin"
@@ -253,7 +295,16 @@ def test_parts_are_matched_by_the_checksum_s3_reports(tmp_path: Path) -> None:
         stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
         stub.add_response(
             "list_multipart_uploads",
-            {"Uploads": [{"UploadId": "u1", "Key": "x.bin", "Initiated": datetime.now(UTC)}]},
+            {
+                "Uploads": [
+                    {
+                        "UploadId": "u1",
+                        "Key": "x.bin",
+                        "Initiated": datetime.now(UTC),
+                        "ChecksumAlgorithm": "SHA256",
+                    }
+                ]
+            },
             {"Bucket": "bucket-m", "Prefix": "x.bin"},
         )
         stub.add_response(
@@ -287,6 +338,10 @@ def test_parts_are_matched_by_the_checksum_s3_reports(tmp_path: Path) -> None:
                 ]},
             },
         )  # fmt: skip
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        stub.add_response(
+            "head_object", {"Metadata": {"md5": md5}}, {"Bucket": "bucket-m", "Key": "x.bin"}
+        )
 
         result = upload_files(
             s3, "bucket-m", [(big, "x.bin")],

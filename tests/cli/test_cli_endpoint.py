@@ -196,3 +196,45 @@ def test_list_shows_configured_recorded_and_live_state(cdk_json: Path) -> None:
     text = invoke(["endpoint", "list", "--cdk-json", str(cdk_json)]).stdout
     assert "newer trained" in text
     assert "not deployed" in text
+
+
+def test_the_rewrite_keeps_the_files_permissions(cdk_json: Path) -> None:
+    cdk_json.chmod(0o644)
+
+    invoke(["endpoint", "remove", "vqa", "--cdk-json", str(cdk_json)])
+
+    assert cdk_json.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_setting_that_is_not_an_object_is_named_not_a_traceback(cdk_json: Path) -> None:
+    document = json.loads(cdk_json.read_text())
+    document["context"]["atelier"]["stages"]["dev"]["vqa"] = None
+    cdk_json.write_text(json.dumps(document, indent=2) + "\n")
+
+    result = invoke(["--json", "endpoint", "remove", "vqa", "--cdk-json", str(cdk_json)])
+
+    assert result.exit_code == ExitCode.USAGE
+    error = json_document(result)["error"]
+    assert (
+        "stages.dev.vqa.hosting holds" in error["message"] or "stages.dev.vqa" in error["message"]
+    )
+
+
+def test_an_unwritable_cdk_json_is_a_clear_error_and_stays_as_it_was(
+    cdk_json: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = cdk_json.read_text()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("atelier_cli.commands.endpoint.os.fsync", full_disk)
+
+    result = invoke(["--json", "endpoint", "remove", "vqa", "--cdk-json", str(cdk_json)])
+
+    assert result.exit_code == ExitCode.USAGE
+    error = json_document(result)["error"]
+    assert error["code"] == "cdk_json_unwritable"
+    assert "No space left on device" in error["message"]
+    assert cdk_json.read_text() == before
+    assert [p.name for p in cdk_json.parent.iterdir()] == ["cdk.json"]
