@@ -5,22 +5,22 @@ and an interrupted upload resumes where it stopped.
 the MD5 kept in the object's metadata), so files sent by either are not sent again by the other.
 Files of `multipart_threshold` bytes or more are multipart uploads with a SHA-256 checksum per
 part. If one is interrupted, S3 keeps its parts; the next run finds the open upload for that key,
-keeps every part whose checksum (or, where S3 reports none, whose MD5 ETag) matches the file's
-bytes at that position, sends the rest and completes it. Parts of an open upload that no longer
-match the file (it changed, or the part size did) are sent again, and an upload that turns out
-to have been started for another version of the file is sent again whole (see `_multipart`).
-Older open uploads of the same key, and any not started with SHA-256 checksums, are aborted, so
-their parts stop costing storage.
+checks that every part in it holds the file's bytes at its position (its SHA-256 checksum, or
+where S3 reports none its MD5 ETag), sends the rest and completes it. An open upload with a part
+that does not match (the file changed, or the part size did) is aborted and the file sent anew,
+and one that turns out to have been started for another version of the file is sent again whole
+(see `_multipart`). Older open uploads of the same key, and any not started with SHA-256
+checksums, are aborted, so their parts stop costing storage.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from atelier_cli.aws import translated_errors
 from atelier_cli.checkout import use_training_code
@@ -119,11 +119,12 @@ def part_size_for(size: int, wanted: int) -> int:
     return max(wanted, minimum, MIN_PART_SIZE)
 
 
-def _parts(handle: BinaryIO, part_size: int) -> Iterator[tuple[int, bytes]]:
-    number = 1
-    while chunk := handle.read(part_size):
-        yield number, chunk
-        number += 1
+def _part_count(size: int, part_size: int) -> int:
+    return -(-size // part_size)
+
+
+def _part_length(number: int, size: int, part_size: int) -> int:
+    return min(part_size, size - (number - 1) * part_size)
 
 
 def _checksum(chunk: bytes) -> str:
@@ -140,34 +141,45 @@ def _multipart(
     report: Progress,
 ) -> bool:
     """Send `path` in parts, resuming an open upload of `key`; True if one was resumed."""
-    upload_id, existing = _open_upload(client, bucket, key)
     part_size = part_size_for(path.stat().st_size, settings.part_size)
-    if upload_id is not None and not _all_match(path, part_size, existing):
+    upload_id, existing = _open_upload(client, bucket, key)
+    kept = _matching_parts(path, part_size, existing) if upload_id is not None else None
+    if upload_id is not None and kept is None:
         # A part it holds differs from the file: it was started for another version.
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        upload_id = None
-    if upload_id is None:
-        _send_parts(client, bucket, key, path, md5, settings, report, None, {})
+    if upload_id is None or kept is None:
+        _send_parts(client, bucket, key, path, md5, settings, part_size, report, None, {})
         return False
-    _send_parts(client, bucket, key, path, md5, settings, report, upload_id, existing)
+    _send_parts(client, bucket, key, path, md5, settings, part_size, report, upload_id, kept)
     # The open upload carries the metadata it was created with, which S3 shows only once it is
     # complete. If the file changed only where no part had been sent yet, that is the old
     # version's MD5, which `unchanged` would later trust: then the object is sent again, whole,
     # under this file's MD5 (rare, and the only way to set it without a copy).
     if client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("md5") != md5:
-        _send_parts(client, bucket, key, path, md5, settings, report, None, {})
+        _send_parts(client, bucket, key, path, md5, settings, part_size, report, None, {})
         return False
     return True
 
 
-def _all_match(path: Path, part_size: int, existing: dict[int, dict[str, Any]]) -> bool:
-    """Whether every part already uploaded holds the file's bytes at its position."""
+def _matching_parts(
+    path: Path, part_size: int, existing: dict[int, dict[str, Any]]
+) -> dict[int, dict[str, Any]] | None:
+    """The uploaded parts as the completion lists them, if every one holds the file's bytes at
+    its position; None if one does not (the upload was started for another version). Only the
+    uploaded parts are read."""
+    size = path.stat().st_size
+    if max(existing, default=0) > _part_count(size, part_size):
+        return None
+    kept: dict[int, dict[str, Any]] = {}
     with path.open("rb") as handle:
-        for number, chunk in _parts(handle, part_size):
-            old = existing.get(number)
-            if old is not None and not _same_part(old, chunk, _checksum(chunk)):
-                return False
-    return max(existing, default=0) <= -(-path.stat().st_size // part_size)
+        for number, old in sorted(existing.items()):
+            handle.seek((number - 1) * part_size)
+            chunk = handle.read(part_size)
+            checksum = _checksum(chunk)
+            if not _same_part(old, chunk, checksum):
+                return None
+            kept[number] = {"PartNumber": number, "ETag": old["ETag"], "ChecksumSHA256": checksum}
+    return kept
 
 
 def _send_parts(
@@ -177,34 +189,37 @@ def _send_parts(
     path: Path,
     md5: str,
     settings: Settings,
+    part_size: int,
     report: Progress,
     upload_id: str | None,
-    existing: dict[int, dict[str, Any]],
+    kept: dict[int, dict[str, Any]],
 ) -> None:
-    """Send the parts of `path` not already in `existing` and complete the upload (a new one
-    when `upload_id` is None)."""
+    """Send every part of `path` but those `kept` (already uploaded and checked), and complete
+    the upload (a new one when `upload_id` is None)."""
     if upload_id is None:
         upload_id = client.create_multipart_upload(
             Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **_extra(path, md5, settings)
         )["UploadId"]
-    part_size = part_size_for(path.stat().st_size, settings.part_size)
+    size = path.stat().st_size
     completed = []
     with path.open("rb") as handle:
-        for number, chunk in _parts(handle, part_size):
+        for number in range(1, _part_count(size, part_size) + 1):
+            if number in kept:
+                completed.append(kept[number])
+                report(_part_length(number, size, part_size))
+                continue
+            handle.seek((number - 1) * part_size)
+            chunk = handle.read(part_size)
             checksum = _checksum(chunk)
-            old = existing.get(number)
-            if old is not None and _same_part(old, chunk, checksum):
-                etag = old["ETag"]
-            else:
-                etag = client.upload_part(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=checksum,
-                )["ETag"]
+            etag = client.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=chunk,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            )["ETag"]
             completed.append({"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum})
             report(len(chunk))
     client.complete_multipart_upload(
