@@ -93,6 +93,16 @@ def generation_request(
     return path, body
 
 
+def post_and_save(run: Run, path: str, body: dict[str, Any], out: Path) -> None:
+    """Call an image route and save what it returns; the command's answer."""
+    api = Api(run)
+    run.note(f"POST {path} ...")
+    answer = api.call("POST", path, body)
+    saved = save_images(api, answer, out, run)
+    result = {"requestId": answer.get("requestId"), "seed": answer.get("seed"), "saved": saved}
+    run.done(result, lambda console: _print_saved(console, result))
+
+
 def save_images(api: Api, answer: dict[str, Any], out: Path, run: Run) -> list[dict[str, Any]]:
     """Download every returned image (and a styling mask) into `out`; never overwrite."""
     stored = [("image", image) for image in answer.get("images", [])]
@@ -146,12 +156,7 @@ def generate(
             steps=steps,
             guidance=guidance,
         )
-        api = Api(run)
-        run.note(f"POST {path} ...")
-        answer = api.call("POST", path, body)
-        saved = save_images(api, answer, out, run)
-        result = {"requestId": answer.get("requestId"), "seed": answer.get("seed"), "saved": saved}
-        run.done(result, lambda console: _print_saved(console, result))
+        post_and_save(run, path, body, out)
 
 
 def style(
@@ -210,12 +215,7 @@ def style(
             "negativePrompt": negative,
         }
         body |= {name: value for name, value in optional.items() if value is not None}
-        api = Api(run)
-        run.note("POST /styling ...")
-        answer = api.call("POST", "/styling", body)
-        saved = save_images(api, answer, out, run)
-        result = {"requestId": answer.get("requestId"), "seed": answer.get("seed"), "saved": saved}
-        run.done(result, lambda console: _print_saved(console, result))
+        post_and_save(run, "/styling", body, out)
 
 
 def input_image(run: Run, path: Path, option: str) -> dict[str, str]:
