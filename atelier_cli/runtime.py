@@ -63,7 +63,6 @@ class Run:
         self.hooks = options.hooks
         self._aws: Aws | None = None
         self._resources: Resources | None = None
-        self.finished = False
 
     @property
     def aws(self) -> Aws:
@@ -77,12 +76,15 @@ class Run:
 
     @property
     def stage(self) -> Stage:
-        return Stage(prefix=self.options.prefix, name=self.options.stage, region=self.aws.region)
+        return self.resources.stage
 
     @property
     def resources(self) -> Resources:
         if self._resources is None:
-            self._resources = Resources(self.aws, self.stage)
+            stage = Stage(
+                prefix=self.options.prefix, name=self.options.stage, region=self.aws.region
+            )
+            self._resources = Resources(self.aws, stage)
         return self._resources
 
     @property
@@ -95,7 +97,6 @@ class Run:
     def done(self, result: Mapping[str, Any], human: Human = None) -> None:
         """The command's answer. Call once, last."""
         self.printer.result(self.command, result, human)
-        self.finished = True
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:
