@@ -115,6 +115,10 @@ MAX_VALUE_CHARS = 100
 MAX_ATTRIBUTES = 64
 # Kaggle's styles/<id>.json files are a few KB; anything this large is not one of them.
 MAX_ATTRIBUTES_JSON_BYTES = 1_000_000
+# styles.csv is read as UTF-8 with undecodable bytes kept as lone surrogates (surrogateescape),
+# so that a bad byte marks its own field instead of failing the file or being replaced.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+RESAVE_AS_UTF8 = "re-save styles.csv as UTF-8 (e.g. iconv -f cp1252 -t utf-8)"
 
 
 class Reason(StrEnum):
@@ -131,6 +135,9 @@ class Reason(StrEnum):
     MISSING_VALUE = "missing_value"
     EMPTY_VALUE = "empty_value"
     BAD_VALUE = "bad_value"
+    # The value's bytes in styles.csv are not UTF-8: decoding them would mean guessing the
+    # encoding, and a wrong guess ("Bleu Fonc\ufffd") would become a training answer.
+    NOT_UTF8 = "not_utf8"
     NO_ANSWERS = "no_answers"
 
 
@@ -310,9 +317,12 @@ class SkippedItem:
 class StyleRecord:
     line: int
     id: str
+    # A value in `undecodable` holds its bytes as escapes (`Bleu Fonc\\xe9`), for messages only.
     values: dict[str, str]
     # The line's productDisplayName had unquoted commas (or bad quoting) and was put back together.
     repaired: bool = False
+    # Columns whose bytes are not UTF-8: never used as an answer (Reason.NOT_UTF8).
+    undecodable: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -322,6 +332,8 @@ class StylesTable:
     skipped: list[SkippedItem] = field(default_factory=list)
     data_lines: int = 0
     blank_lines: int = 0
+    # Data lines with bytes that are not UTF-8, whatever became of the line.
+    undecodable_lines: list[int] = field(default_factory=list)
 
     @property
     def repaired_lines(self) -> list[int]:
@@ -362,9 +374,11 @@ def read_styles(
 
     Lines are parsed one at a time (not as one CSV stream) so that a stray quote cannot swallow
     the lines after it; the real file is unquoted, pandas' re-save quotes names with commas.
+    The file must be UTF-8: a value with other bytes (a latin-1 `\\xe9`) is kept out of the
+    answers and named in the report, never decoded by a guess.
     """
     try:
-        handle = path.open(encoding="utf-8-sig", errors="replace")
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as error:
         raise PrepareError(f"cannot read {path}: {error.strerror}") from None
     with handle:
@@ -382,6 +396,10 @@ def _read_header(
     for _number, line in lines:
         if not line.strip():
             continue
+        if _ESCAPED_BYTE.search(line):
+            raise PrepareError(
+                f"{path}: the header line is not UTF-8 ({_escaped(line)!r}); {RESAVE_AS_UTF8}"
+            )
         cells = tuple(cell.strip() for cell in _split_line(line)[0])
         named = tuple(
             (index, cell) for index, cell in enumerate(cells) if not _PLACEHOLDER_COLUMN.match(cell)
@@ -417,6 +435,8 @@ def _read_line(table: StylesTable, header: _Header, number: int, line: str) -> N
         table.blank_lines += 1
         return
     table.data_lines += 1
+    if _ESCAPED_BYTE.search(line):
+        table.undecodable_lines.append(number)
     problem = _field_count_problem(header, fields)
     if problem:
         table.skipped.append(
@@ -429,6 +449,10 @@ def _read_line(table: StylesTable, header: _Header, number: int, line: str) -> N
     if name_index is not None:
         values[NAME_COLUMN], rejoined = _rejoin_name(fields[name_index:])
         repaired = repaired or rejoined
+    undecodable = frozenset(name for name, value in values.items() if _ESCAPED_BYTE.search(value))
+    values = {
+        name: _escaped(value) if name in undecodable else value for name, value in values.items()
+    }
     product_id = values["id"]
     if not PRODUCT_ID.fullmatch(product_id):
         table.skipped.append(
@@ -440,7 +464,12 @@ def _read_line(table: StylesTable, header: _Header, number: int, line: str) -> N
             )
         )
         return
-    table.records.append(StyleRecord(number, product_id, values, repaired))
+    table.records.append(StyleRecord(number, product_id, values, repaired, undecodable))
+
+
+def _escaped(text: str) -> str:
+    """Text read with surrogateescape, its undecodable bytes shown as `\\xe9` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _field_count_problem(header: _Header, fields: Sequence[str]) -> str | None:
@@ -665,7 +694,10 @@ def _product_rows(
 
 def _answer(record: StyleRecord, spec: AttributeSpec, attributes: _Attributes | None) -> _Answer:
     if spec.source.kind == "csv":
-        return _clean_value(record.values.get(spec.source.key, ""), spec.source.key)
+        column = spec.source.key
+        if column in record.undecodable:
+            return _not_utf8(record, column)
+        return _clean_value(record.values.get(column, ""), column)
     if attributes is None:
         # No styles/ folder at all: one warning in the report instead of a row per product.
         return _Answer()
@@ -680,6 +712,11 @@ def _answer(record: StyleRecord, spec: AttributeSpec, attributes: _Attributes | 
     return _clean_value(attributes.values[key], f"articleAttributes[{spec.source.key!r}]")
 
 
+def _not_utf8(record: StyleRecord, column: str) -> _Answer:
+    message = f"{column} = {record.values[column]!r} is not UTF-8 text; {RESAVE_AS_UTF8}"
+    return _Answer(reason=Reason.NOT_UTF8, message=message)
+
+
 def _check_product(
     record: StyleRecord, selected_types: Collection[str] | None, sources: _Sources
 ) -> Path | SkippedItem:
@@ -688,6 +725,9 @@ def _check_product(
     def skip(reason: Reason, message: str) -> SkippedItem:
         return SkippedItem(record.line, record.id, reason, message)
 
+    if selected_types is not None and "articleType" in record.undecodable:
+        # Whether it is a selected type cannot be told from bytes of an unknown encoding.
+        return skip(Reason.NOT_UTF8, _not_utf8(record, "articleType").message)
     article_type = record.values.get("articleType", "")
     if selected_types is not None and article_type.casefold() not in selected_types:
         return skip(Reason.FILTERED_ARTICLE_TYPE, f"articleType {article_type!r} is not selected")
@@ -739,6 +779,7 @@ class Report:
     data_lines: int = 0
     blank_lines: int = 0
     repaired_lines: list[int] = field(default_factory=list)
+    undecodable_lines: list[int] = field(default_factory=list)
     products_read: int = 0
     products_per_split: dict[str, int] = field(default_factory=dict)
     rows_per_split: dict[str, int] = field(default_factory=dict)
@@ -767,6 +808,7 @@ class Report:
                 "data_lines": self.data_lines,
                 "blank_lines": self.blank_lines,
                 "repaired_lines": len(self.repaired_lines),
+                "undecodable_lines": len(self.undecodable_lines),
                 "products_read": self.products_read,
                 "products_kept": self.products_kept,
                 "products_per_split": self.products_per_split,
@@ -775,6 +817,7 @@ class Report:
                 "skipped_by_reason": self.skipped_by_reason,
             },
             "repaired_lines": self.repaired_lines,
+            "undecodable_lines": self.undecodable_lines,
             "warnings": self.warnings,
             "skipped": [item.to_dict() for item in self.skipped],
         }
@@ -896,6 +939,15 @@ def _collect_products(
     table = read_styles(source_dir / "styles.csv", required_columns=required)
     report.data_lines, report.blank_lines = table.data_lines, table.blank_lines
     report.repaired_lines = table.repaired_lines
+    report.undecodable_lines = table.undecodable_lines
+    if table.undecodable_lines:
+        shown = ", ".join(str(number) for number in table.undecodable_lines[:10])
+        more = ", ..." if len(table.undecodable_lines) > 10 else ""
+        report.warnings.append(
+            f"{len(table.undecodable_lines)} lines of styles.csv are not UTF-8 (lines "
+            f"{shown}{more}): their undecodable values were not used (reason not_utf8); "
+            f"{RESAVE_AS_UTF8}"
+        )
     report.products_read = len({record.id for record in table.records})
     records, duplicates = _resolve_duplicates(table.records)
     skipped = [*table.skipped, *duplicates]
