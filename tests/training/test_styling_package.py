@@ -73,3 +73,48 @@ def test_bad_arguments_are_refused_before_any_model_loads(
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
     assert (full / "old.txt").read_text() == "keep me"
+
+
+def test_the_defaults_are_the_pinned_community_copies() -> None:
+    args = package.parse_args(["--out", "/tmp/never-written"])
+    assert (args.inpainting_model, args.inpainting_revision) == (
+        "sd2-community/stable-diffusion-2-inpainting",
+        "5f74973cbb64c8568780732c17f43eb269d63a0d",
+    )
+    assert (args.clipseg_model, args.clipseg_revision) == (
+        "CIDAS/clipseg-rd64-refined",
+        "999e0328d9e10b484360c477313983f9afdd7050",
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--inpainting-model", "stabilityai/stable-diffusion-2-inpainting"],
+            "stabilityai/stable-diffusion-2-inpainting is a Hugging Face Hub id without a pinned "
+            "revision: set --inpainting-revision",
+        ),
+        (
+            ["--clipseg-model", "CIDAS/clipseg-rd64-refined", "--clipseg-revision", "main"],
+            "--clipseg-revision 'main' for CIDAS/clipseg-rd64-refined is not a commit hash",
+        ),
+    ],
+)
+def test_an_unpinned_hub_model_is_refused_before_any_download(
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given no network (a download would fail differently) and an unpinned hub id
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["--out", str(tmp_path / "styling"), *extra]
+
+    # When packaging, then the CLI exits 2 saying why, and nothing is written
+    assert package.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "HfApi().model_info(" in err
+    assert not (tmp_path / "styling").exists()

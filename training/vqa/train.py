@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from hub_pins import UnpinnedModelError, hub_revision
 from peft import LoraConfig, PeftModel, get_peft_model
 from PIL import Image
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
@@ -68,6 +69,8 @@ from vqa.metrics import (
 LOG = logging.getLogger("vqa.train")
 
 DEFAULT_BASE_MODEL = "Salesforce/blip2-flan-t5-xl"
+# The default's pinned Hub commit (docs/base-models.md); a hub id is loaded at a commit only.
+DEFAULT_BASE_MODEL_REVISION = "0eb0d3b46c14c1f8c7680bca2693baafdb90bb28"
 ROWS_FILE = "rows.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 SUMMARY_FILE = "training_summary.json"
@@ -99,6 +102,11 @@ def parse_args(
     # Base model: a hub id, a local directory, or a `base_model` channel (no internet needed).
     parser.add_argument(
         "--base_model", default=env.get("SM_CHANNEL_BASE_MODEL", DEFAULT_BASE_MODEL)
+    )
+    parser.add_argument(
+        "--base_model_revision",
+        default=None,
+        help="40-hex Hub commit of a hub id --base_model (the default model has its own)",
     )
     parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--batch_size", type=positive_int, default=4)
@@ -133,6 +141,8 @@ def parse_args(
     )
     add_output_arguments(parser, env)
     args = parser.parse_args(argv)
+    if args.base_model == DEFAULT_BASE_MODEL and args.base_model_revision is None:
+        args.base_model_revision = DEFAULT_BASE_MODEL_REVISION
     if args.lora_alpha < args.lora_r:
         parser.error(
             f"--lora_alpha ({args.lora_alpha}) below --lora_r ({args.lora_r}) "
@@ -262,14 +272,25 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def load_base_model(base_model: str, precision: str) -> Blip2ForConditionalGeneration:
-    kwargs: dict[str, Any] = {}
+def pinned_revision(args: argparse.Namespace) -> str | None:
+    """The commit to load `base_model` at: None for a folder; an unpinned hub id is refused."""
+    try:
+        return hub_revision(args.base_model, args.base_model_revision, flag="base_model_revision")
+    except UnpinnedModelError as error:
+        raise TrainingError(str(error)) from error
+
+
+def load_base_model(
+    base_model: str, precision: str, revision: str | None = None
+) -> Blip2ForConditionalGeneration:
+    kwargs: dict[str, Any] = {"revision": revision}
     if precision == "8bit":
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
 
         model = Blip2ForConditionalGeneration.from_pretrained(
             base_model,
+            revision=revision,
             quantization_config=BitsAndBytesConfig(load_in_8bit=True),
             device_map={"": 0},
         )
@@ -279,8 +300,10 @@ def load_base_model(base_model: str, precision: str) -> Blip2ForConditionalGener
     return model.to("cuda" if torch.cuda.is_available() else "cpu")  # type: ignore[no-any-return]
 
 
-def load_processor(base_model: str, model: Blip2ForConditionalGeneration) -> Blip2Processor:
-    processor = Blip2Processor.from_pretrained(base_model, use_fast=False)
+def load_processor(
+    base_model: str, model: Blip2ForConditionalGeneration, revision: str | None = None
+) -> Blip2Processor:
+    processor = Blip2Processor.from_pretrained(base_model, revision=revision, use_fast=False)
     # Hub processors saved before transformers added BLIP-2's image placeholders carry no
     # num_query_tokens; the model config knows the number.
     if processor.num_query_tokens is None:
@@ -628,7 +651,7 @@ def export_model(
         adapter_dir = args.output_data_dir / "adapter"
         model.save_pretrained(adapter_dir)
         base = Blip2ForConditionalGeneration.from_pretrained(
-            args.base_model, torch_dtype=torch.bfloat16
+            args.base_model, revision=pinned_revision(args), torch_dtype=torch.bfloat16
         )
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     else:
@@ -690,8 +713,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         args.base_model,
         precision,
     )
-    base = load_base_model(args.base_model, precision)
-    processor = load_processor(args.base_model, base)
+    revision = pinned_revision(args)
+    base = load_base_model(args.base_model, precision, revision)
+    processor = load_processor(args.base_model, base, revision)
     model = add_lora(base, args)
     trainable, total = parameter_counts(model)
     LOG.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100 * trainable / total)
