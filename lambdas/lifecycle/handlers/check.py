@@ -1,0 +1,95 @@
+"""Scheduled task (EventBridge, daily): the lifecycle of every Bedrock model the stage uses.
+
+See `lifecycle.logic.checker`. Metrics go out as CloudWatch embedded metric format (namespace
+Atelier, service model-lifecycle): per model `DaysToEndOfLife`, `LifecycleStage` (0 Active,
+1 Legacy, 2 public extended access, 3 end of life or not found) and `NeedsAttention`; for the
+stage `ModelsNeedingAttention`, which the stack's alarm watches. The function fails (and its
+error alarm notifies) when some model could not be read, after checking all the others.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import TypeAdapter
+
+from lifecycle.logic.assessment import PHASE_LEVEL, Assessment
+from lifecycle.logic.checker import CheckReport, ConfiguredModel, LifecycleChecker
+from shared.adapters.bedrock_models import BedrockModels
+from shared.adapters.lifecycle_state import ParameterStates
+from shared.adapters.workflows import SnsNotifier
+from shared.environment import DeploymentError, required
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+_MODELS = TypeAdapter(list[ConfiguredModel])
+
+
+class CheckIncompleteError(RuntimeError):
+    """Some models could not be checked; the message lists them."""
+
+
+class EmfMetrics:
+    """The checker's metrics as embedded metric format lines (no CloudWatch API call)."""
+
+    def model(self, *, model_id: str, assessment: Assessment) -> None:
+        values: list[tuple[str, float]] = [
+            ("LifecycleStage", PHASE_LEVEL[assessment.phase]),
+            ("NeedsAttention", 1 if assessment.needs_attention else 0),
+        ]
+        if assessment.days_to_end_of_life is not None:
+            values.append(("DaysToEndOfLife", round(assessment.days_to_end_of_life, 2)))
+        for name, value in values:
+            with single_metric(
+                name=name,
+                unit=MetricUnit.Count,
+                value=value,
+                default_dimensions=metrics.default_dimensions,
+            ) as metric:
+                metric.add_dimension(name="model", value=model_id)
+
+    def attention(self, count: int) -> None:
+        metrics.add_metric(name="ModelsNeedingAttention", unit=MetricUnit.Count, value=count)
+
+
+def configured_models(raw: str) -> list[ConfiguredModel]:
+    try:
+        return _MODELS.validate_json(raw)
+    except ValueError as error:
+        raise DeploymentError(f"CONFIGURED_MODELS is not valid: {error}") from None
+
+
+@cache
+def checker() -> LifecycleChecker:
+    """Built on first use, so importing this module stays cheap and tests can swap it."""
+    return LifecycleChecker(
+        catalog=BedrockModels(),
+        states=ParameterStates(required("STATE_PARAMETER")),
+        notifier=SnsNotifier(required("TOPIC_ARN")),
+        metrics=EmfMetrics(),
+        deployment=required("DEPLOYMENT"),
+        warning_days=int(required("WARNING_DAYS")),
+    )
+
+
+def run(checker_: LifecycleChecker, models: list[ConfiguredModel], now: datetime) -> dict[str, Any]:
+    report: CheckReport = checker_.check(models, now)
+    logger.info("lifecycle checked", **report.as_dict())
+    if report.errors:
+        raise CheckIncompleteError("; ".join(report.errors)[:4000])
+    return report.as_dict()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    models = configured_models(required("CONFIGURED_MODELS"))
+    return run(checker(), models, datetime.now(UTC))
