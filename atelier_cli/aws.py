@@ -6,6 +6,8 @@ or clients with a botocore Stubber) through `Aws(client_factory=...)`.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +18,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError,
+    InvalidRegionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
@@ -70,6 +73,17 @@ INVALID_CODES = frozenset(
         "InvalidName",
     }
 )
+# Where the region comes from: --region or ATELIER_REGION (the CLI's own), else boto3's chain,
+# which reads AWS_DEFAULT_REGION and then the profile's `region`. boto3 does not read AWS_REGION
+# (other SDKs and AWS CLI v2 do), so advice naming it would be wrong.
+REGION_FIX = (
+    "pass --region (e.g. --region us-east-1), or set ATELIER_REGION or AWS_DEFAULT_REGION, or "
+    "a region in your AWS profile (aws configure set region us-east-1)"
+)
+# The shape of every AWS region name (us-east-1, us-gov-west-1, eusc-de-east-1; a test holds
+# botocore's whole list to it): a malformed one is a usage error here, not an endpoint botocore
+# fails to build or reach.
+REGION_NAME = re.compile(r"^[a-z]+(-[a-z]+)+-[0-9]{1,2}$")
 CREDENTIALS_FIX = (
     "configure credentials (aws configure, aws sso login, or AWS_PROFILE / --profile) for the "
     "account the stage is deployed in"
@@ -101,14 +115,14 @@ class Aws:
 
     @property
     def region(self) -> str:
-        region = self._region or self.session.region_name
+        if self._region is not None:
+            return checked_region(self._region, "--region (or ATELIER_REGION)")
+        region = self.session.region_name
         if not region:
-            raise UsageError(
-                "no AWS region given",
-                fix="pass --region, or set AWS_REGION (or a region in your AWS profile)",
-                code="no_region",
-            )
-        return region
+            raise no_region_error()
+        if os.environ.get("AWS_DEFAULT_REGION") == region:
+            return checked_region(region, "AWS_DEFAULT_REGION")
+        return checked_region(region, f"the region of AWS profile {self.session.profile_name!r}")
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -120,6 +134,25 @@ class Aws:
                         service, region_name=self.region, config=CLIENT_CONFIG
                     )
         return self._clients[service]
+
+
+def checked_region(region: str, source: str) -> str:
+    """`region` if it has the shape of an AWS region name; a usage error naming `source` else."""
+    if REGION_NAME.fullmatch(region):
+        return region
+    raise UsageError(
+        f"{source} is {region!r}, not an AWS region name such as us-east-1 or eu-west-1",
+        fix=f"set {source} to the region the stage is deployed in, e.g. us-east-1",
+        code="invalid_region",
+    )
+
+
+def no_region_error() -> UsageError:
+    message = "no AWS region given"
+    ignored = os.environ.get("AWS_REGION")
+    if ignored:
+        message += f" (AWS_REGION={ignored} is set, but boto3 does not read it)"
+    return UsageError(message, fix=REGION_FIX, code="no_region")
 
 
 def error_code(error: ClientError) -> str:
@@ -152,11 +185,9 @@ def translated_errors(what: str | None = None) -> Iterator[None]:
             str(error), fix="name a profile from ~/.aws/config", code="profile_not_found"
         ) from error
     except NoRegionError as error:
-        raise UsageError(
-            "no AWS region given",
-            fix="pass --region, or set AWS_REGION (or a region in your AWS profile)",
-            code="no_region",
-        ) from error
+        raise no_region_error() from error
+    except InvalidRegionError as error:
+        raise UsageError(str(error), fix=REGION_FIX, code="invalid_region") from error
     except ConnectionError as error:
         raise ServiceError(
             f"could not reach AWS: {error}",

