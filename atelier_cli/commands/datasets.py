@@ -4,16 +4,28 @@ of the datasets bucket that the matching workflow reads.
 
 A builder's report with errors is exit 2 with the report in the error's details, and nothing is
 uploaded; an upload failure is exit 5 (run the command again: unchanged files are skipped).
+A build shows its progress on stderr (a catalog of 44k products takes a while), and the answer
+says where report.json was written.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from atelier_cli.checkout import use_training_code
 from atelier_cli.commands.uploads import Bucket, send
@@ -21,6 +33,8 @@ from atelier_cli.errors import ServiceError, UsageError
 from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
 
+# Every builder writes its report here, in --out (vqa only when it built a dataset).
+REPORT_FILE = "report.json"
 # A dataset's folder name: one level below the workflow's prefix (`vqa/<name>/`).
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -51,13 +65,21 @@ def checked_name(name: str | None) -> str | None:
     return name
 
 
-def refused(kind: str, message: str, report: dict[str, Any] | None) -> UsageError:
-    fix = (
-        "fix what the report names (report.json in --out lists every file and rule), then run "
-        "the command again"
-        if report is not None
-        else "correct the folder or option the message names"
-    )
+def refused(
+    kind: str, message: str, report: dict[str, Any] | None, report_file: Path | None = None
+) -> UsageError:
+    if report is None:
+        fix = "correct the folder or option the message names"
+    elif report_file is not None:
+        fix = (
+            f"fix what the report names ({report_file} lists every file and rule), then run the "
+            "command again"
+        )
+    else:  # nothing was written: the report is only in the error's details
+        fix = (
+            "fix what the report names (run again with --json: the error's details list every "
+            "skipped product and its reason), then run the command again"
+        )
     return UsageError(
         f"the {kind} dataset is not valid: {message}", fix=fix, code="dataset_invalid",
         details=report,
@@ -67,6 +89,9 @@ def refused(kind: str, message: str, report: dict[str, Any] | None) -> UsageErro
 def finish(run: Run, result: dict[str, Any], summary: str) -> None:
     def human(console: Console) -> None:
         console.print(escape(summary))
+        if "reportFile" in result:
+            # Never wrapped: the path is for copying.
+            console.print(f"Report: {escape(result['reportFile'])}", soft_wrap=True)
         if "upload" in result:
             upload = result["upload"]
             console.print(
@@ -76,6 +101,35 @@ def finish(run: Run, result: dict[str, Any], summary: str) -> None:
             console.print(f"Next: [bold]{escape(result['next'])}[/]")
 
     run.done(result, human)
+
+
+# The steps a builder reports (vqa.prepare.CHECKING, WRITING), as the bars name them.
+BUILD_STEPS = {"checking": "checking images", "writing": "writing dataset"}
+
+
+@contextmanager
+def build_progress(run: Run) -> Iterator[Callable[[str, int, int], None]]:
+    """A bar per step of a dataset build ("checking", "writing" products) on stderr, in the
+    style of the upload bar; nothing in JSON mode."""
+    if run.json_mode:
+        yield lambda step, done, total: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("products"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=run.printer.err, transient=False) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(BUILD_STEPS.get(step, step), total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        yield advance
 
 
 # --- vqa -----------------------------------------------------------------------------------------
@@ -113,20 +167,27 @@ def vqa(
 
         try:
             question_map = prepare.load_question_map(questions) if questions else None
-            report = prepare.build_dataset(
-                source,
-                out,
-                questions=question_map,
-                article_types=prepare.parse_article_types(article_types),
-                validation_fraction=validation_fraction,
-                seed=seed,
-                overwrite=overwrite,
-            )
+            with build_progress(run) as progress:
+                report = prepare.build_dataset(
+                    source,
+                    out,
+                    questions=question_map,
+                    article_types=prepare.parse_article_types(article_types),
+                    validation_fraction=validation_fraction,
+                    seed=seed,
+                    overwrite=overwrite,
+                    progress=progress,
+                )
         except prepare.NoUsableDataError as error:
+            # Nothing is written then, report.json included: the details carry the report.
             raise refused("vqa", str(error), error.report.to_dict()) from error
         except prepare.PrepareError as error:
             raise refused("vqa", str(error), None) from error
-        result: dict[str, Any] = {"out": str(out), "report": report.to_dict()}
+        result: dict[str, Any] = {
+            "out": str(out),
+            "reportFile": str(out / REPORT_FILE),
+            "report": report.to_dict(),
+        }
         if name is not None:
             prefix = f"vqa/{name}/"
             files = [
@@ -177,9 +238,13 @@ def titan(
         if not report.valid:
             raise refused(
                 "titan", f"{len(report.failing)} of {len(report.records)} records fail",
-                report.to_dict(),
+                report.to_dict(), out / REPORT_FILE,
             )  # fmt: skip
-        result: dict[str, Any] = {"out": str(out), "report": report.to_dict()}
+        result: dict[str, Any] = {
+            "out": str(out),
+            "reportFile": str(out / REPORT_FILE),
+            "report": report.to_dict(),
+        }
         if destination is not None:
             key_arn = run.resources.published("data", "kms-key-arn")
             manifest = out / prepare.MANIFEST_NAME
@@ -261,8 +326,14 @@ def dreambooth(
         except prepare.PrepareError as error:
             raise refused("dreambooth", str(error), None) from error
         if not report.valid:
-            raise refused("dreambooth", f"{len(report.errors)} errors", report.to_dict())
-        result: dict[str, Any] = {"out": str(out), "report": report.to_dict()}
+            raise refused(
+                "dreambooth", f"{len(report.errors)} errors", report.to_dict(), out / REPORT_FILE
+            )
+        result: dict[str, Any] = {
+            "out": str(out),
+            "reportFile": str(out / REPORT_FILE),
+            "report": report.to_dict(),
+        }
         if destination is not None:
             key_arn = run.resources.published("data", "kms-key-arn")
             try:

@@ -31,7 +31,7 @@ import re
 import shutil
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -139,6 +139,16 @@ class Reason(StrEnum):
     # encoding, and a wrong guess ("Bleu Fonc\ufffd") would become a training answer.
     NOT_UTF8 = "not_utf8"
     NO_ANSWERS = "no_answers"
+
+
+# (step, done, total) as the build goes: step "checking" (every product's image is opened and
+# decoded, most of the time on a large catalog), then "writing" (rows and image copies).
+ProgressCallback = Callable[[str, int, int], None]
+CHECKING, WRITING = "checking", "writing"
+
+
+def _no_progress(step: str, done: int, total: int) -> None:
+    del step, done, total
 
 
 class PrepareError(Exception):
@@ -858,10 +868,12 @@ def build_dataset(
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     seed: int = DEFAULT_SEED,
     overwrite: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> Report:
     """Read the Kaggle layout in `source_dir`, write the dataset into `out_dir`, return the report.
 
-    `article_types` None keeps every article type. Raises PrepareError for a wrong layout or a
+    `article_types` None keeps every article type. `progress` hears of every product checked
+    and written (ProgressCallback). Raises PrepareError for a wrong layout or a
     non-empty `out_dir` (without `overwrite`), NoUsableDataError when every product is skipped;
     nothing is written in either case.
     """
@@ -888,7 +900,8 @@ def build_dataset(
         article_types=None if article_types is None else list(article_types),
         questions=question_map,
     )
-    products = _collect_products(source_dir, question_map, selected, report)
+    progress = progress or _no_progress
+    products = _collect_products(source_dir, question_map, selected, report, progress)
     if not products:
         reasons = ", ".join(f"{r} {n}" for r, n in report.skipped_by_reason.items())
         raise NoUsableDataError(
@@ -898,7 +911,7 @@ def build_dataset(
         (p.record.id for p in products), validation_fraction=validation_fraction, seed=seed
     )
     _fill_counts(report, products, splits)
-    _write_dataset(out_dir, products, splits, report)
+    _write_dataset(out_dir, products, splits, report, progress)
     return report
 
 
@@ -931,6 +944,7 @@ def _collect_products(
     questions: Mapping[str, AttributeSpec],
     selected_types: Collection[str] | None,
     report: Report,
+    progress: ProgressCallback,
 ) -> list[_Product]:
     """Every product with an image and at least one answer; the rest go to report.skipped."""
     required = ["id", "articleType"] + [
@@ -961,11 +975,13 @@ def _collect_products(
             report.warnings.append(
                 f"no styles/ folder in {source_dir}: no rows for {', '.join(unavailable)}"
             )
-    products = [
-        product
-        for record in records
-        if (product := _product(record, questions, selected_types, sources, skipped)) is not None
-    ]
+    products: list[_Product] = []
+    progress(CHECKING, 0, len(records))
+    for done, record in enumerate(records, start=1):
+        product = _product(record, questions, selected_types, sources, skipped)
+        if product is not None:
+            products.append(product)
+        progress(CHECKING, done, len(records))
     report.skipped = sorted(skipped, key=lambda item: item.line or 0)
     return sorted(products, key=lambda product: _id_key(product.record.id))
 
@@ -1006,9 +1022,15 @@ def _fill_counts(report: Report, products: Sequence[_Product], splits: Mapping[s
 
 
 def _write_dataset(
-    out_dir: Path, products: Sequence[_Product], splits: Mapping[str, str], report: Report
+    out_dir: Path,
+    products: Sequence[_Product],
+    splits: Mapping[str, str],
+    report: Report,
+    progress: ProgressCallback,
 ) -> None:
     prepare_outputs.clear_outputs(out_dir, OUTPUT_ENTRIES)
+    written = 0
+    progress(WRITING, written, len(products))
     for split in SPLITS:
         (out_dir / split / "images").mkdir(parents=True, exist_ok=True)
         members = [product for product in products if splits[product.record.id] == split]
@@ -1017,6 +1039,8 @@ def _write_dataset(
                 shutil.copyfile(product.image, out_dir / split / product.rows[0].image)
                 for row in product.rows:
                     handle.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
+                written += 1
+                progress(WRITING, written, len(products))
     questions = {name: spec.question for name, spec in report.questions.items()}
     write_json(out_dir / "questions.json", questions)
     write_json(out_dir / "report.json", report.to_dict())
