@@ -3,18 +3,22 @@
 Records of one batch are processed concurrently (the model calls are I/O-bound), and the answer
 lists only the records to retry (partial batch response). Every upload ends in one of three ways:
 - described and stored (a repeated event for the same bucket/key/version is answered from the
-  idempotency record, with no second model call);
+  idempotency record, with no second model call). Once the description is stored the record
+  is a success, even if the idempotency record cannot be completed afterwards;
 - parked in the dead-letter queue at once, with the reason in message attributes, when retrying
   cannot help (not an image, too large, no product id, a model that fails on this image). The
   message body stays the original event, so after fixing the cause a DLQ redrive retries it;
-- returned as a batch item failure when a dependency is throttled or unavailable: SQS delivers it
+- returned as a batch item failure when a dependency is throttled, unavailable or cut off (as
+  botocore's retry rules classify it, see shared/adapters/aws.py): SQS delivers it
   again after the visibility timeout, and moves it to the dead-letter queue after the configured
   receive count.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -51,7 +55,7 @@ from shared.adapters.aws import client
 from shared.adapters.uploads import DeadLetters, S3Uploads
 from shared.environment import DeploymentError
 from shared.models.errors import AtelierError, DependencyError, RequestError
-from shared.retry import Deadline
+from shared.retry import Deadline, call_with_retries
 
 # Left after the last record's model calls to write results and answer SQS.
 RESPONSE_MARGIN_SECONDS = 5.0
@@ -75,6 +79,7 @@ class Worker:
     dead_letters: DeadLetters
     idempotency: IdempotencyConfig
     persistence: DynamoDBPersistenceLayer
+    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         # Powertools' decorator takes its store at definition time; bind it to this worker's.
@@ -93,9 +98,7 @@ class Worker:
                 return Outcome(message_id, "ignored")
             self._check_source(upload)
             attempt = uuid.uuid4().hex
-            result = self._describe_once(
-                upload=upload.idempotency_data(), attempt=attempt, deadline=deadline
-            )
+            result = self._describe_or_recall(upload.idempotency_data(), attempt, deadline)
             if result.get("attempt") != attempt:
                 return Outcome(message_id, "duplicate")
             return Outcome(message_id, "described", result=result)
@@ -130,8 +133,63 @@ class Worker:
                 status=413,
             )
 
-    def _describe_upload(
+    def _describe_or_recall(
         self, upload: dict[str, str], attempt: str, deadline: Deadline
+    ) -> dict[str, Any]:
+        """This attempt's result, or an earlier attempt's from the idempotency record.
+
+        A description that was stored is a success even when the idempotency record cannot be
+        completed afterwards: reporting the record as failed would describe it again (a second
+        model call) or park a described upload in the dead-letter queue.
+        """
+        stored: list[dict[str, Any]] = []
+        try:
+            result: dict[str, Any] = self._describe_once(
+                upload=upload, attempt=attempt, deadline=deadline, stored=stored
+            )
+        except Exception:
+            if not stored:
+                raise
+            result = stored[0]
+            self._complete_record(upload, result, deadline)
+        return result
+
+    def _complete_record(
+        self, upload: dict[str, str], result: dict[str, Any], deadline: Deadline
+    ) -> None:
+        """Try again to mark the idempotency record completed, so a repeated event for this
+        upload is answered from it. If that fails too, the record stays "in progress" until
+        its expiry; only a repeated event after that would describe the upload once more."""
+
+        def save() -> None:
+            try:
+                self.persistence.save_success(data=upload, result=result)
+            except Exception as error:
+                raise DependencyError(
+                    "idempotency_record_failed", str(error)[:500], retryable=True
+                ) from error
+
+        try:
+            call_with_retries(save, deadline=deadline, sleep=self.sleep)
+        except DependencyError as error:
+            logger.error(
+                "described and stored, but the idempotency record could not be completed",
+                key=upload["key"],
+                version=upload["version"],
+                reason=error.message,
+            )
+        else:
+            logger.warning(
+                "described and stored; the idempotency record was completed on a second try",
+                key=upload["key"],
+            )
+
+    def _describe_upload(
+        self,
+        upload: dict[str, str],
+        attempt: str,
+        deadline: Deadline,
+        stored: list[dict[str, Any]],
     ) -> dict[str, Any]:
         version = upload["version"] if upload["version"] != "null" else None
         uploaded = self.uploads.read(
@@ -148,15 +206,18 @@ class Worker:
             category=category,
             languages=languages,
         )
-        stored = self.pipeline.describe(job, deadline=deadline)
+        description = self.pipeline.describe(job, deadline=deadline)
         # Stored as the idempotency record's result, so keep it small.
-        return {
+        result = {
             "attempt": attempt,
-            "productId": stored.product_id,
-            "resultKey": stored.result_key,
-            "timingsMs": stored.timings_ms,
-            "usage": stored.usage,
+            "productId": description.product_id,
+            "resultKey": description.result_key,
+            "timingsMs": description.timings_ms,
+            "usage": description.usage,
         }
+        # From here on the upload is described, whatever happens to the idempotency record.
+        stored.append(result)
+        return result
 
     def _park(self, message_id: str, body: str, error: AtelierError) -> Outcome:
         try:

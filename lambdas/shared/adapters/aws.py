@@ -12,8 +12,17 @@ from functools import cache
 from typing import Any
 
 import boto3
+import botocore.session
+from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    IncompleteReadError,
+    ReadTimeoutError,
+)
+from botocore.retries import standard
 
 from shared.models.errors import DependencyError
 
@@ -33,14 +42,37 @@ _DATA_CALL = Config(
 )
 _MODEL_SERVICES = frozenset({"sagemaker-runtime", "bedrock-runtime"})
 
-# Error codes that mean "try again later" in any of the services we call.
-RETRYABLE_CODES = frozenset({
-    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
-    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure",
-    "InternalServerException", "InternalServerError", "InternalDependencyException",
-    "ModelNotReadyException", "ModelTimeoutException", "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded", "SlowDown", "503", "500",
+# What retrying can fix is decided by botocore's own standard-mode rules (the same ones its
+# clients apply to every call), so a code AWS adds to them is picked up with botocore itself:
+# - transient: codes RequestTimeout, RequestTimeoutException, PriorRequestNotComplete; HTTP
+#   500/502/503/504 (S3's InternalError and SlowDown, ServiceUnavailable...); and connection
+#   and HTTP-client failures (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError,
+#   ConnectionClosedError, ResponseStreamingError);
+# - throttled: the throttling codes (Throttling, ThrottlingException, SlowDown,
+#   ProvisionedThroughputExceededException, ...) and HTTP 429.
+_BOTOCORE_RULES = (
+    standard.TransientRetryableChecker(),
+    standard.ThrottledRetryableChecker(),
+    standard.ThrottlingStatusCodeChecker(),
+)
+# What botocore's rules leave out, and why retrying helps anyway:
+EXTRA_RETRYABLE_CODES = frozenset({
+    # SageMaker runtime: the endpoint's model is still loading (HTTP 429, modeled there as not
+    # retryable; Bedrock runtime marks the same code retryable).
+    "ModelNotReadyException",
+    # Bedrock runtime, HTTP 408: the model took too long this time.
+    "ModelTimeoutException",
+    # SageMaker runtime, HTTP 530: a dependency of the endpoint failed.
+    "InternalDependencyException",
 })  # fmt: skip
+# Raised while a response body is read, after botocore's retries are over, so botocore never
+# classifies it: the connection dropped mid-body, and a new request reads the object afresh.
+EXTRA_TRANSIENT_EXCEPTIONS: tuple[type[BotoCoreError], ...] = (IncompleteReadError,)
+# The services the adapters call; their models mark some error codes retryable.
+_SERVICES_CALLED = (
+    "s3", "dynamodb", "sqs", "sns", "ssm", "stepfunctions", "bedrock", "bedrock-runtime",
+    "sagemaker-runtime",
+)  # fmt: skip
 
 
 @cache
@@ -72,26 +104,73 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", "Unknown"))
 
 
+def is_transient(error: ClientError | BotoCoreError, *, extra_codes: Iterable[str] = ()) -> bool:
+    """Whether the same request may succeed later: botocore's standard retry rules, the error
+    codes the services' models mark retryable, and the additions above (plus `extra_codes`)."""
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        context = standard.RetryContext(
+            attempt_number=1,
+            parsed_response=error.response,
+            http_response=AWSResponse("", status, {}, None) if isinstance(status, int) else None,
+        )
+        code = error_code(error)
+        return (
+            any(rule.is_retryable(context) for rule in _BOTOCORE_RULES)
+            or code in EXTRA_RETRYABLE_CODES
+            or code in set(extra_codes)
+            or code in modeled_retryable_codes()
+        )
+    context = standard.RetryContext(attempt_number=1, caught_exception=error)
+    return any(rule.is_retryable(context) for rule in _BOTOCORE_RULES) or isinstance(
+        error, EXTRA_TRANSIENT_EXCEPTIONS
+    )
+
+
+@cache
+def modeled_retryable_codes() -> frozenset[str]:
+    """Error codes the called services' API models mark `retryable` (botocore's modeled-retry
+    rule; a ClientError does not say which service raised it, so all of them are read, once)."""
+    loader = botocore.session.get_session()
+    codes: set[str] = set()
+    for service in _SERVICES_CALLED:
+        try:
+            model = loader.get_service_model(service)
+        except BotoCoreError:  # a botocore without that service: nothing to learn from it
+            continue
+        for shape in model.error_shapes:
+            if shape.metadata.get("retryable") is not None:
+                codes.add(shape.metadata.get("error", {}).get("code") or shape.name)
+    return frozenset(codes)
+
+
 def as_dependency_error(
     error: ClientError | BotoCoreError,
     *,
     code_prefix: str,
     what: str,
-    retryable_codes: Iterable[str] = RETRYABLE_CODES,
+    extra_retryable_codes: Iterable[str] = (),
 ) -> DependencyError:
-    """A DependencyError naming the dependency and AWS's own code, never the request payload."""
+    """A DependencyError naming the dependency and AWS's own code, never the request payload.
+
+    Retryable (503, or an SQS retry) when `is_transient` says so; otherwise final (502, or
+    parked), because repeating the same call cannot help.
+    """
+    retryable = is_transient(error, extra_codes=extra_retryable_codes)
+    suffix = "unavailable" if retryable else "failed"
     if isinstance(error, ClientError):
-        aws_code = error_code(error)
-        retryable = aws_code in set(retryable_codes)
-        suffix = "unavailable" if retryable else "failed"
         message = error.response.get("Error", {}).get("Message", "")
         return DependencyError(
             f"{code_prefix}_{suffix}",
-            f"{what} answered {aws_code}: {message}"[:500],
+            f"{what} answered {error_code(error)}: {message}"[:500],
             retryable=retryable,
         )
-    if isinstance(error, ReadTimeoutError | ConnectionError):
+    if isinstance(error, ReadTimeoutError | ConnectTimeoutError):
         return DependencyError(
-            f"{code_prefix}_unavailable", f"{what} did not answer in time", retryable=True
+            f"{code_prefix}_{suffix}", f"{what} did not answer in time", retryable=retryable
         )
-    return DependencyError(f"{code_prefix}_failed", f"{what}: {error}"[:500], retryable=False)
+    return DependencyError(
+        f"{code_prefix}_{suffix}",
+        f"{what}: {type(error).__name__}: {error}"[:500],
+        retryable=retryable,
+    )

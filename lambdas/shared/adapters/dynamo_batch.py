@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.adapters.aws import RETRYABLE_CODES, as_dependency_error, client, error_code
+from shared.adapters.aws import as_dependency_error, client, is_transient
 from shared.adapters.storage import description_item
 from shared.models.descriptions import StoredDescription
 from shared.retry import full_jitter_delay
@@ -64,12 +64,11 @@ class DynamoBatchWriter:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 response = self._client.batch_write_item(RequestItems={self.table_name: pending})
-            except ClientError as error:
-                if error_code(error) not in RETRYABLE_CODES:
+            except (ClientError, BotoCoreError) as error:
+                if not is_transient(error):
                     raise self._error(error) from error
-                # Every item of the call was throttled: resend them all.
-            except BotoCoreError as error:
-                raise self._error(error) from error
+                # Every item of the call was throttled, or the call was cut off: resend them
+                # all (putting an item twice stores it once).
             else:
                 pending = list(response.get("UnprocessedItems", {}).get(self.table_name, []))
                 if not pending:

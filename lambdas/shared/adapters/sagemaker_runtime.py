@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.adapters.aws import RETRYABLE_CODES, as_dependency_error, client, error_code
+from shared.adapters.aws import as_dependency_error, client, error_code
 from shared.models.errors import DependencyError
 
 
@@ -56,14 +56,14 @@ class SageMakerAttributeModel:
     def _model_error(error: ClientError, what: str) -> DependencyError:
         # ModelError wraps the container's own status: 429/503 mean an overloaded container
         # (retry), anything else a model that fails on this input (do not hammer it).
-        retryable = set(RETRYABLE_CODES)
-        if error_code(error) == "ModelError" and error.response.get("OriginalStatusCode") in (
-            429,
-            503,
-        ):
-            retryable.add("ModelError")
+        overloaded = error_code(error) == "ModelError" and error.response.get(
+            "OriginalStatusCode"
+        ) in (429, 503)
         return as_dependency_error(
-            error, code_prefix="attribute_model", what=what, retryable_codes=retryable
+            error,
+            code_prefix="attribute_model",
+            what=what,
+            extra_retryable_codes=("ModelError",) if overloaded else (),
         )
 
 

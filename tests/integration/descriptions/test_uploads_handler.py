@@ -12,133 +12,16 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from descriptions.handlers.environment import Environment
-from descriptions.handlers.uploads import Worker
-from descriptions.logic.pipeline import DescriptionPipeline
-from shared.adapters.storage import DynamoDescriptionTable, S3ResultsArchive
-from shared.adapters.uploads import DeadLetters, S3Uploads
+from shared.adapters.uploads import DeadLetters
 from shared.models.errors import DependencyError
-from tests.descriptions_support import (
-    FakeAttributeModel,
-    FakeContext,
-    FakeTextModel,
-    create_products_table,
-    image_bytes,
-    settings,
-    sqs_record,
-    upload_event,
-)
+from tests.descriptions_support import image_bytes, upload_event
+from tests.uploads_support import RESULTS, UPLOADS, Harness
 
 pytestmark = pytest.mark.integration
-
-UPLOADS = "atelier-dev-uploads"
-RESULTS = "atelier-dev-results"
-TABLE = "atelier-dev-products"
-MAX_RECEIVE_COUNT = 2
-
-
-class Harness:
-    def __init__(self) -> None:
-        self.s3 = boto3.client("s3")
-        self.sqs = boto3.client("sqs")
-        self.dynamodb = boto3.client("dynamodb")
-        for bucket in (UPLOADS, RESULTS):
-            self.s3.create_bucket(Bucket=bucket)
-        self.s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
-        create_products_table(self.dynamodb, TABLE)
-        self.dlq_url = self.sqs.create_queue(QueueName="uploads-dlq")["QueueUrl"]
-        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        self.queue_url = self.sqs.create_queue(
-            QueueName="uploads",
-            Attributes={
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
-                )
-            },
-        )["QueueUrl"]
-        self.attribute_model = FakeAttributeModel()
-        self.text_model = FakeTextModel()
-        pipeline_settings = settings()
-        environment = Environment(
-            settings=pipeline_settings,
-            table_name=TABLE,
-            results_bucket=RESULTS,
-            uploads_bucket=UPLOADS,
-            dead_letter_queue_url=self.dlq_url,
-            idempotency_ttl_seconds=3600,
-            worker_concurrency=10,
-        )
-        self.worker = Worker(
-            environment=environment,
-            pipeline=DescriptionPipeline(
-                settings=pipeline_settings,
-                attribute_model=self.attribute_model,
-                text_model=self.text_model,
-                archive=S3ResultsArchive(RESULTS, s3=self.s3),
-                table=DynamoDescriptionTable(TABLE, dynamodb=self.dynamodb),
-                sleep=lambda _: None,
-            ),
-            uploads=S3Uploads(s3=self.s3),
-            dead_letters=DeadLetters(self.dlq_url, sqs=self.sqs),
-            idempotency=IdempotencyConfig(expires_after_seconds=3600),
-            persistence=DynamoDBPersistenceLayer(
-                table_name=TABLE,
-                key_attr="pk",
-                sort_key_attr="sk",
-                expiry_attr="expiresAt",
-                static_pk_value="IDEMPOTENCY#test",
-                boto3_client=self.dynamodb,
-            ),
-        )
-
-    def upload(self, key: str, data: bytes, **metadata: str) -> str:
-        """Put an object and return the event S3 would send for it."""
-        version = self.s3.put_object(Bucket=UPLOADS, Key=key, Body=data, Metadata=metadata)[
-            "VersionId"
-        ]
-        return upload_event(UPLOADS, key, version=version, size=len(data))
-
-    def handle(self, *bodies: str) -> dict[str, Any]:
-        event = {"Records": [sqs_record(body) for body in bodies]}
-        return self.worker.handle(event, FakeContext(remaining_ms=120_000))
-
-    def deliver(self, body: str) -> None:
-        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
-
-    def drain(self, *, rounds: int = 5) -> None:
-        """What Lambda's SQS event source does: receive, invoke, delete the successes."""
-        for _ in range(rounds):
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
-            ).get("Messages", [])
-            if not messages:
-                return
-            records = [
-                {**sqs_record(message["Body"]), "messageId": message["MessageId"]}
-                for message in messages
-            ]
-            result = self.worker.handle({"Records": records}, FakeContext(remaining_ms=120_000))
-            failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
-            for message in messages:
-                if message["MessageId"] not in failed:
-                    self.sqs.delete_message(
-                        QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return self.sqs.receive_message(
-            QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        ).get("Messages", [])
-
-    def description(self, product_id: str) -> Any:
-        return DynamoDescriptionTable(TABLE, dynamodb=self.dynamodb).get(product_id)
 
 
 @pytest.fixture
@@ -290,3 +173,84 @@ def test_the_records_of_a_batch_are_processed_concurrently(harness: Harness) -> 
 
     assert result == {"batchItemFailures": []}
     assert all(harness.description(f"p{index}") is not None for index in range(10))
+
+
+def _failing_update_item(harness: Harness, *, times: int) -> list[str]:
+    """Completing an idempotency record (Powertools' UpdateItem) fails `times` times with a
+    DynamoDB 500; returns the record keys it was asked to complete."""
+    update_item = harness.dynamodb.update_item
+    keys: list[str] = []
+
+    def fail_then_update(**arguments: Any) -> Any:
+        keys.append(arguments["Key"]["pk"]["S"])
+        if len(keys) <= times:
+            raise ClientError(
+                {
+                    "Error": {"Code": "InternalServerError", "Message": "injected"},
+                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                },
+                "UpdateItem",
+            )
+        return update_item(**arguments)
+
+    harness.dynamodb.update_item = fail_then_update
+    return keys
+
+
+def test_a_stored_description_is_a_success_when_its_idempotency_record_fails_once(
+    harness: Harness,
+) -> None:
+    tries = _failing_update_item(harness, times=1)
+    event = harness.upload("incoming/38642.jpg", image_bytes())
+
+    result = harness.handle(event)
+
+    assert result == {"batchItemFailures": []}  # described: not retried, not parked
+    assert harness.description("38642") is not None
+    assert harness.dead_letters() == []
+    assert len(tries) == 2  # the worker completed the record itself on a second try
+    # So a repeated event is answered from the record, without a second model call.
+    assert harness.handle(event) == {"batchItemFailures": []}
+    assert harness.attribute_model.calls == 1
+    assert len(harness.text_model.requests) == 1
+
+
+def test_a_stored_description_is_a_success_even_when_its_idempotency_record_cannot_be_written(
+    harness: Harness,
+) -> None:
+    _failing_update_item(harness, times=1_000)
+    event = harness.upload("incoming/38642.jpg", image_bytes())
+    harness.deliver(event)
+
+    harness.drain()
+
+    # Deleted from the queue as a success: described once, never dead-lettered.
+    assert harness.description("38642") is not None
+    assert harness.dead_letters() == []
+    assert harness.attribute_model.calls == 1
+    assert len(harness.text_model.requests) == 1
+
+
+def test_a_failed_description_is_still_retried_when_its_record_cannot_be_deleted(
+    harness: Harness,
+) -> None:
+    # The description failed (retryable) and Powertools could not delete the in-progress
+    # record either: nothing was stored, so the record must come back, not count as done.
+    harness.attribute_model.failures.extend(
+        DependencyError("attribute_model_unavailable", "throttled", retryable=True)
+        for _ in range(4)
+    )
+
+    def delete_fails(**_: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": "InternalServerError", "Message": "injected"}}, "DeleteItem"
+        )
+
+    harness.dynamodb.delete_item = delete_fails
+    event = harness.upload("incoming/38642.jpg", image_bytes())
+
+    result = harness.handle(event)
+
+    assert len(result["batchItemFailures"]) == 1
+    assert harness.description("38642") is None
+    assert harness.dead_letters() == []
