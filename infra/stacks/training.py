@@ -163,6 +163,7 @@ def vqa_workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
         hyperparameter_names=VQA_HYPERPARAMETER_NAMES,
         hyperparameter_defaults=training.hyperparameters.as_strings(),
         base_model=training.base_model,
+        base_model_revision=training.base_model_revision,
         base_model_example="Salesforce/blip2-flan-t5-xl",
         metric_definitions=metric_definitions(config.descriptions.questions),
         model_data_parameter=config.vqa_model_data_parameter,
@@ -183,7 +184,11 @@ def dreambooth_workflow_spec(config: StageConfig, *, inpainting: bool) -> Traini
     training: DreamBoothTrainingConfig
     if inpainting:
         training, section, name = config.dreambooth.inpainting_training, "inpainting", "inpainting"
-        fixed = {"mode": INPAINTING_MODE, "clipseg_model": str(training.clipseg_model)}
+        fixed = {
+            "mode": INPAINTING_MODE,
+            "clipseg_model": str(training.clipseg_model),
+            "clipseg_model_revision": str(training.clipseg_model_revision),
+        }
         output, checkpoints = INPAINTING_OUTPUT_PREFIX, INPAINTING_CHECKPOINTS_PREFIX
         parameter = config.styling_model_data_parameter
         title = "DreamBooth inpainting (styling)"
@@ -219,6 +224,7 @@ def dreambooth_workflow_spec(config: StageConfig, *, inpainting: bool) -> Traini
         boolean_hyperparameters=DREAMBOOTH_BOOLEAN_HYPERPARAMETERS,
         fixed_hyperparameters=fixed,
         base_model=training.base_model,
+        base_model_revision=training.base_model_revision,
         base_model_example=training.base_model,
         metric_definitions=dreambooth_metric_definitions(),
         model_data_parameter=parameter,

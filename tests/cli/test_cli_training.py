@@ -66,7 +66,7 @@ def test_train_vqa_starts_the_workflow_with_typed_hyperparameters() -> None:
             "--hp",
             "lora_target_modules=q,v",
             "--base-model",
-            "Salesforce/blip2-flan-t5-xl",
+            "Salesforce/blip2-flan-t5-xl@0eb0d3b46c14c1f8c7680bca2693baafdb90bb28",
         ]
     )
 
@@ -77,6 +77,7 @@ def test_train_vqa_starts_the_workflow_with_typed_hyperparameters() -> None:
         "dataset": "vqa/shirts/",
         "hyperparameters": {"epochs": 3, "learning_rate": 0.0002, "lora_target_modules": "q,v"},
         "baseModel": "Salesforce/blip2-flan-t5-xl",
+        "baseModelRevision": "0eb0d3b46c14c1f8c7680bca2693baafdb90bb28",
     }
     assert re.fullmatch(r"vqa-\d{8}-\d{6}-[0-9a-f]{6}", started["name"])
     assert started["consoleUrl"].startswith(
@@ -183,6 +184,14 @@ def test_customize_titan_sends_only_what_was_given() -> None:
         (["--dataset", "vqa/shirts/", "--hp", "epoch=3"], "not a hyperparameter"),
         (["--dataset", "vqa/shirts/", "--hp", "epochs=3", "--hp", "epochs=4"], "given twice"),
         (["--dataset", "vqa/shirts/", "--base-model", "blip2"], "not a Hugging Face model id"),
+        (
+            ["--dataset", "vqa/shirts/", "--base-model", "Salesforce/blip2-flan-t5-xl"],
+            "(org/name@<40-hex commit>)",
+        ),
+        (
+            ["--dataset", "vqa/shirts/", "--base-model", "Salesforce/blip2-flan-t5-xl@main"],
+            "hub models only at a commit",
+        ),
     ],
 )
 def test_train_refuses_bad_input_and_starts_nothing(arguments: list[str], message: str) -> None:
@@ -424,7 +433,12 @@ def test_hyperparameter_names_are_the_workflows() -> None:
 
 
 def test_manifest_and_dataset_patterns_are_the_workflows() -> None:
-    from atelier_cli.commands.training import BASE_MODEL, CUSTOM_MODEL_NAME, DATASET_FOLDERS
+    from atelier_cli.commands.training import (
+        BASE_MODEL,
+        BASE_MODEL_REVISION,
+        CUSTOM_MODEL_NAME,
+        DATASET_FOLDERS,
+    )
     from infra.constructs.training_workflow import BASE_MODEL_IS_VALID, dataset_is_valid
     from infra.stacks.bedrock import CUSTOM_MODEL_NAME_IS_VALID, MANIFEST_IS_VALID
 
@@ -434,6 +448,7 @@ def test_manifest_and_dataset_patterns_are_the_workflows() -> None:
     assert as_jsonata(TITAN_MANIFEST.pattern) in MANIFEST_IS_VALID
     assert as_jsonata(CUSTOM_MODEL_NAME.pattern) in CUSTOM_MODEL_NAME_IS_VALID
     assert as_jsonata(BASE_MODEL.pattern) in BASE_MODEL_IS_VALID
+    assert as_jsonata(BASE_MODEL_REVISION.pattern) in BASE_MODEL_IS_VALID
     assert as_jsonata("^vqa/" + DATASET_FOLDERS + "$") in dataset_is_valid("vqa/")
 
 
@@ -456,7 +471,7 @@ def test_inputs_use_only_the_fields_the_workflows_accept() -> None:
     )
     assert set(titan) == set(CUSTOMIZE_INPUT_KEYS)
     assert set(titan["hyperparameters"]) == set(TITAN_HYPERPARAMETER_NAMES)
-    training = training_input(Trainable.vqa, "vqa/a/", ["epochs=1"], "org/model")
+    training = training_input(Trainable.vqa, "vqa/a/", ["epochs=1"], f"org/model@{'a' * 40}")
     assert set(training) == set(INPUT_KEYS)
     catalog = catalog_input("s3://u/p/", ["en"], "default", True, {"uploads-bucket": "u"})
     assert set(catalog) == set(START_FIELDS)

