@@ -296,7 +296,8 @@ def test_files_training_ignores_are_warnings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("count", "severity"),
-    [(0, ERROR), (2, WARNING), (3, None), (30, None), (31, WARNING)],
+    # The documented 4-20: a warning at 3 and at 21.
+    [(0, ERROR), (3, WARNING), (4, None), (20, None), (21, WARNING)],
 )
 def test_image_count(tmp_path: Path, count: int, severity: Severity | None) -> None:
     folder = make_dataset(tmp_path / "dog", count, size=(72, 64))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,57 @@ def test_the_mask_takes_the_images_size_and_orientation() -> None:
     assert not selected[:, 170:].any()
 
 
+def test_the_soft_mask_is_the_normal_cdf_of_clipsegs_logits() -> None:
+    # Given logits across the range CLIPSeg produces, on a map of the image's size
+    logits = torch.linspace(-6.0, 6.0, 352 * 352).reshape(352, 352)
+
+    # When the soft mask is made
+    mask = inference.soft_mask(logits, (352, 352))
+
+    # Then each level is Φ(logit) x 255, computed independently with math.erf
+    expected = np.array(
+        [round(255 * 0.5 * (1 + math.erf(x / math.sqrt(2)))) for x in logits.flatten().tolist()]
+    ).reshape(352, 352)
+    assert mask.mode == "L"
+    assert np.abs(np.asarray(mask, dtype=np.int16) - expected).max() <= 1
+    # and, unlike the threshold mask, it has grey levels (a logit of 0 is one half)
+    assert len(np.unique(np.asarray(mask))) > 200
+    assert abs(int(np.asarray(inference.soft_mask(torch.zeros(4, 4), (4, 4)))[0, 0]) - 128) <= 1
+
+
+def test_a_soft_mask_request_blends_through_the_mask_and_keeps_what_it_leaves(
+    loaded: LoadedStyling,
+) -> None:
+    # Given a styling request with the reference workflow's soft mask
+    request = inference.parse_request(by_prompt(seed=3, mask_mode="soft"), loaded)
+
+    # When it is served
+    result = inference.style(loaded, request)
+
+    # Then the mask is Φ of the logits at the photo's size, and every image is the input blended
+    # with the generated picture through it: where the mask is 0, exactly the input
+    expected = inference.soft_mask(
+        inference.mask_logits(loaded, photo(), "the shirt"), (WIDTH, HEIGHT)
+    )
+    assert (np.asarray(result.mask) == np.asarray(expected)).all()
+    assert len(result.images) == 2
+    kept = np.asarray(result.mask) == 0
+    for image in result.images:
+        assert (array(image)[kept] == array(photo())[kept]).all()
+
+
+def test_model_fn_samples_with_the_euler_discrete_scheduler(
+    archive: Path, loaded: LoadedStyling
+) -> None:
+    scheduler = loaded.pipeline.scheduler
+    assert type(scheduler).__name__ == "EulerDiscreteScheduler"
+    # configured from the archive's own scheduler: its training schedule is kept
+    saved = json.loads((archive / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["_class_name"] != "EulerDiscreteScheduler"
+    assert scheduler.config.num_train_timesteps == saved["num_train_timesteps"]
+    assert scheduler.config.prediction_type == saved.get("prediction_type", "epsilon")
+
+
 def test_a_caller_mask_of_the_images_proportions_is_resized_to_it() -> None:
     mask = inference.caller_mask_image(b64(left_half_mask((192, 128))), photo())
     assert mask.size == (WIDTH, HEIGHT)
@@ -353,6 +405,13 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str]] = [
     (by_prompt(mask="x"), r"unknown field\(s\) mask; this form takes image, mask_prompt"),
     (by_prompt(mask_img=b64(left_half_mask())), "not a mix"),
     (by_mask(mask_threshold=0.5), r"unknown field\(s\) mask_threshold; this form takes inputs"),
+    (by_mask(mask_mode="soft"), r"unknown field\(s\) mask_mode; this form takes inputs"),
+    (by_prompt(mask_mode="fuzzy"), '"mask_mode" must be "threshold" or "soft"; got \'fuzzy\''),
+    (by_prompt(mask_mode=True), '"mask_mode" must be "threshold" or "soft"; got True'),
+    (
+        by_prompt(mask_mode="soft", mask_threshold=0.3),
+        '"mask_threshold" applies only to "mask_mode" "threshold"',
+    ),
     (by_mask(inputs=None), '"inputs" is required'),
     (by_mask(mask_img=None), '"mask_img" must be a base64-encoded'),
     (by_mask(mask_img=b64(Image.new("L", (WIDTH, HEIGHT), 0))), '"mask_img" marks no pixel'),
@@ -372,14 +431,16 @@ def test_absent_fields_take_the_documented_defaults(loaded: LoadedStyling) -> No
     parsed = inference.parse_request(
         {"image": b64(photo()), "mask_prompt": "the shirt", "prompt": "linen"}, loaded
     )
+    # The reference styling workflow's: 2 images, guidance 6.5; the hard threshold mask at 0.4.
     assert (parsed.image_length, parsed.num_images_per_prompt, parsed.mask_threshold) == (
         512,
-        1,
+        2,
         0.4,
     )
+    assert parsed.mask_mode == "threshold"
     assert (parsed.num_inference_steps, parsed.guidance_scale, parsed.negative_prompt) == (
         25,
-        7.5,
+        6.5,
         None,
     )
 

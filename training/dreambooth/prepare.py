@@ -21,7 +21,7 @@ quarter of it), duplicates, no instance image, a missing or malformed dataset_in
 instance prompt, and with prior preservation a missing class prompt or one equal to the instance
 prompt. Warnings are what trains, maybe worse: pictures below the training resolution (training
 upscales them), far from square (training crops a square), with an EXIF rotation, transparency,
-16-bit or non-RGB colours; fewer than 3 or more than 30 instance images (4-20 is the sweet spot);
+16-bit or non-RGB colours; fewer than 4 or more than 20 instance images (the documented 4-20);
 an instance prompt without a word the class prompt lacks (the rare identifier, "sks"); unknown
 keys; files training ignores. The report names the file, the rule and the fix of each.
 
@@ -92,8 +92,9 @@ MAX_UPSCALE = 4
 # Training crops a square: beyond this long/short ratio most of the picture is cut away.
 MAX_ASPECT_RATIO = 2.0
 MIN_IMAGES = 1
-# SPEC: 4-20 good images are enough; outside this range results usually suffer.
-RECOMMENDED_IMAGES = (3, 30)
+# DreamBooth's documented range: 4-20 good images are enough; outside it results usually suffer
+# (too little of the subject, or more steps for no gain). Warnings, not errors.
+RECOMMENDED_IMAGES = (4, 20)
 
 # Output of a build, in --out: a run replaces these and nothing else.
 DATASET_FOLDER = "dataset"
@@ -977,13 +978,13 @@ def _count_findings(images: Sequence[ImageResult], images_dir: Path) -> list[Fin
     if count < low:
         message = (
             f"only {count} instance images: the model sees too little of the subject; "
-            "4-20 varied images (poses, backgrounds, light) work best"
+            f"{low}-{high} varied images (poses, backgrounds, light) work best"
         )
         return [_warning(Rule.IMAGE_COUNT, message)]
     if count > high:
         message = (
-            f"{count} instance images: more than {high} rarely helps and costs steps; 4-20 good, "
-            "varied images work best"
+            f"{count} instance images: more than {high} rarely helps and costs steps; "
+            f"{low}-{high} good, varied images work best"
         )
         return [_warning(Rule.IMAGE_COUNT, message)]
     return []

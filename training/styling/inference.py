@@ -10,19 +10,30 @@ it under the training group's 0.35.2.
 Contract (`config.styling_endpoint_name`; the Api stack's POST /styling calls it):
 - `{"image": <base64>, "mask_prompt": "the skirt", "prompt": "a long floral summer skirt",
   "negative_prompt"?, "num_images_per_prompt"?, "guidance_scale"?, "num_inference_steps"?,
-  "image_length"? (512 | 768), "mask_threshold"?, "seed"?}` → `{"generated_images": [<base64
-  JPEG>, ...], "mask": <base64 PNG>}`: CLIPSeg finds the region named by `mask_prompt`;
+  "image_length"? (512 | 768), "mask_mode"? ("threshold" | "soft"), "mask_threshold"?, "seed"?}`
+  → `{"generated_images": [<base64 JPEG>, ...], "mask": <base64 PNG>}`: CLIPSeg finds the region
+  named by `mask_prompt`;
 - SPEC.md's form with the caller's own mask: `{"inputs": prompt, "input_img": <base64>,
-  "mask_img": <base64>, ...the same optional fields but mask_threshold}` →
+  "mask_img": <base64>, ...the same optional fields but mask_mode and mask_threshold}` →
   `{"generated_images": [...]}`.
 
+Defaults follow the reference styling workflow: 2 images per prompt, guidance scale 6.5, 25 steps,
+512 px, and the Euler discrete scheduler (set on the pipeline at load, from its own scheduler
+config, whatever scheduler the archive was saved with).
+
 How a request is served:
-1. Mask. CLIPSeg's probability map (sigmoid of its logits, at its own 352 px resolution) is
-   dilated by about 1% of its side, resized to the image's size and thresholded at
-   `mask_threshold` (default 0.4, a little under one half so the thin edges of a garment count).
-   The dilation makes the repainted region overlap the garment's outline, so no rim of the old
-   garment survives around the new one. An empty mask is refused (400) naming the prompt and the
-   threshold. The returned mask is a PNG of the image's size, L mode, 0 or 255.
+1. Mask, `mask_mode` "threshold" (the default): CLIPSeg's probability map (sigmoid of its
+   logits, at its own 352 px resolution) is dilated by about 1% of its side, resized to the
+   image's size and thresholded at `mask_threshold` (default 0.4, a little under one half so the
+   thin edges of a garment count). The dilation makes the repainted region overlap the garment's
+   outline, so no rim of the old garment survives around the new one. An empty mask is refused
+   (400) naming the prompt and the threshold. The returned mask is a PNG of the image's size,
+   L mode, 0 or 255.
+   `mask_mode` "soft" (the reference workflow's mask): the standard normal CDF of CLIPSeg's
+   logits, Φ(logit), resized to the image's size, L mode 0-255, no threshold and no dilation
+   (`mask_threshold` is refused with it). The pipeline repaints where the mask is at least one
+   half (logit > 0) and the results are blended over the input through the soft mask, so the
+   garment's edge fades instead of being cut. A mask with no pixel at one half or more is refused.
    A caller's `mask_img` is used as sent: white (>= 128) is repainted. It may have another size
    than the image if its proportions are the same (within 1%); it is then resized to the image.
 2. Inpainting at `image_length` x `image_length` (the image is stretched to the square and back,
@@ -51,7 +62,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from diffusers import StableDiffusionInpaintPipeline
+from diffusers import EulerDiscreteScheduler, StableDiffusionInpaintPipeline
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
@@ -77,8 +88,12 @@ DEFAULT_IMAGE_LENGTH = 512
 MAX_IMAGES_PER_PROMPT = 4
 DEFAULT_INFERENCE_STEPS = 25
 MAX_INFERENCE_STEPS = 100
-DEFAULT_GUIDANCE_SCALE = 7.5
+DEFAULT_IMAGES_PER_PROMPT = 2
+DEFAULT_GUIDANCE_SCALE = 6.5
 MAX_GUIDANCE_SCALE = 20.0
+THRESHOLD_MASK, SOFT_MASK = "threshold", "soft"
+MASK_MODES = (THRESHOLD_MASK, SOFT_MASK)
+DEFAULT_MASK_MODE = THRESHOLD_MASK
 DEFAULT_MASK_THRESHOLD = 0.4
 # Dilation radius as a fraction of the side of CLIPSeg's probability map (4 px of 352).
 MASK_DILATION = 0.01
@@ -97,7 +112,14 @@ _SHARED_FIELDS = (
     "image_length",
     "seed",
 )
-MASK_PROMPT_FIELDS = ("image", "mask_prompt", "prompt", *_SHARED_FIELDS, "mask_threshold")
+MASK_PROMPT_FIELDS = (
+    "image",
+    "mask_prompt",
+    "prompt",
+    *_SHARED_FIELDS,
+    "mask_mode",
+    "mask_threshold",
+)
 CALLER_MASK_FIELDS = ("inputs", "input_img", "mask_img", *_SHARED_FIELDS)
 
 
@@ -117,8 +139,9 @@ class StylingRequest:
     image: Image.Image
     prompt: str
     negative_prompt: str | None
-    # The CLIPSeg form: the region's description and its threshold.
+    # The CLIPSeg form: the region's description, how its mask is made, and the threshold.
     mask_prompt: str | None
+    mask_mode: str
     mask_threshold: float
     # The caller-mask form: the mask, already binary (0/255) and of the image's size.
     mask: Image.Image | None
@@ -153,6 +176,9 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedStyling:
     segmenter.to(device)
     segmenter.eval()
     processor = CLIPSegProcessor.from_pretrained(clipseg_dir, local_files_only=True)
+    # The reference workflow samples with Euler; its config (betas, prediction type, timestep
+    # spacing) is the archive's own scheduler's, so only the sampler changes.
+    pipeline.scheduler = EulerDiscreteScheduler.from_config(pipeline.scheduler.config)
     return LoadedStyling(pipeline=pipeline, segmenter=segmenter, processor=processor, device=device)
 
 
@@ -188,6 +214,7 @@ def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> Styling
         mask: Image.Image | None = caller_mask_image(document.get("mask_img"), image)
         prompt = prompt_text(document.get("inputs"), "inputs", tokenizer)
         mask_prompt = None
+        mask_mode = DEFAULT_MASK_MODE
         threshold = DEFAULT_MASK_THRESHOLD
     else:
         image = decode_image(document.get("image"), "image")
@@ -196,6 +223,15 @@ def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> Styling
         mask_prompt = prompt_text(
             document.get("mask_prompt"), "mask_prompt", loaded.processor.tokenizer
         )
+        mask_mode = document.get("mask_mode")
+        if mask_mode is None:
+            mask_mode = DEFAULT_MASK_MODE
+        elif mask_mode not in MASK_MODES:
+            raise ValueError(f'"mask_mode" must be "threshold" or "soft"; got {mask_mode!r}')
+        if mask_mode == SOFT_MASK and document.get("mask_threshold") is not None:
+            raise ValueError(
+                '"mask_threshold" applies only to "mask_mode" "threshold"; the soft mask has none'
+            )
         threshold = number(
             document.get("mask_threshold"), "mask_threshold", DEFAULT_MASK_THRESHOLD, 0.0, 1.0
         )
@@ -211,12 +247,13 @@ def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> Styling
             document.get("negative_prompt"), "negative_prompt", tokenizer
         ),
         mask_prompt=mask_prompt,
+        mask_mode=mask_mode,
         mask_threshold=threshold,
         mask=mask,
         num_images_per_prompt=integer(
             document.get("num_images_per_prompt"),
             "num_images_per_prompt",
-            1,
+            DEFAULT_IMAGES_PER_PROMPT,
             1,
             MAX_IMAGES_PER_PROMPT,
         ),
@@ -292,13 +329,27 @@ def caller_mask_image(value: object, image: Image.Image) -> Image.Image:
 
 
 @torch.inference_mode()
-def mask_probabilities(loaded: LoadedStyling, image: Image.Image, text: str) -> torch.Tensor:
-    """CLIPSeg's probability that each pixel of its (square) map shows `text`, float32 on CPU."""
+def mask_logits(loaded: LoadedStyling, image: Image.Image, text: str) -> torch.Tensor:
+    """CLIPSeg's logit that each pixel of its (square) map shows `text`, float32 on CPU."""
     inputs = loaded.processor(text=[text], images=[image], return_tensors="pt")
     logits = loaded.segmenter(**inputs.to(loaded.device)).logits
     height, width = logits.shape[-2:]
     # Older transformers squeeze a batch of one down to (height, width): reshape either way.
-    return torch.sigmoid(logits.reshape(-1, height, width)[0].float()).cpu()
+    return logits.reshape(-1, height, width)[0].float().cpu()
+
+
+def mask_probabilities(loaded: LoadedStyling, image: Image.Image, text: str) -> torch.Tensor:
+    """CLIPSeg's probability (sigmoid of the logit) that each pixel of its map shows `text`."""
+    return torch.sigmoid(mask_logits(loaded, image, text))
+
+
+def soft_mask(logits: torch.Tensor, size: tuple[int, int]) -> Image.Image:
+    """The reference workflow's mask: Φ(logit), the standard normal CDF of CLIPSeg's logits,
+    resized to `size` (width, height), as an L-mode image from 0 to 255."""
+    weights = torch.special.ndtr(logits)[None, None]
+    weights = F.interpolate(weights, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+    levels = (weights[0, 0] * 255).round().clamp(0, 255).to(torch.uint8)
+    return Image.fromarray(levels.numpy())
 
 
 def threshold_mask(
@@ -318,8 +369,22 @@ def threshold_mask(
 
 
 def mask_from_prompt(
-    loaded: LoadedStyling, image: Image.Image, text: str, threshold: float
+    loaded: LoadedStyling,
+    image: Image.Image,
+    text: str,
+    threshold: float,
+    mode: str = DEFAULT_MASK_MODE,
 ) -> Image.Image:
+    if mode == SOFT_MASK:
+        mask = soft_mask(mask_logits(loaded, image, text), image.size)
+        # The pipeline repaints where the mask is at least one half: none such, nothing to do.
+        if mask.point(lambda level: 255 if level >= 128 else 0).getbbox() is None:
+            raise ValueError(
+                f'"mask_prompt" {text!r} matched nothing with "mask_mode" "soft" (no pixel '
+                'reaches one half): name the region differently, or use "mask_mode" "threshold" '
+                'with a low "mask_threshold"'
+            )
+        return mask
     mask = threshold_mask(mask_probabilities(loaded, image, text), image.size, threshold)
     if mask.getbbox() is None:
         raise ValueError(
@@ -380,7 +445,13 @@ def style(loaded: LoadedStyling, request: StylingRequest) -> StylingResult:
     mask = request.mask
     if mask is None:
         assert request.mask_prompt is not None
-        mask = mask_from_prompt(loaded, request.image, request.mask_prompt, request.mask_threshold)
+        mask = mask_from_prompt(
+            loaded,
+            request.image,
+            request.mask_prompt,
+            request.mask_threshold,
+            request.mask_mode,
+        )
     return StylingResult(images=inpaint(loaded, request, mask), mask=mask)
 
 
