@@ -103,14 +103,19 @@ def finish(run: Run, result: dict[str, Any], summary: str) -> None:
     run.done(result, human)
 
 
-# The steps a builder reports (vqa.prepare.CHECKING, WRITING), as the bars name them.
-BUILD_STEPS = {"checking": "checking images", "writing": "writing dataset"}
+# The steps a builder reports (vqa.prepare.READING, CHECKING, WRITING): what the bars say, and
+# what they count.
+BUILD_STEPS = {
+    "reading": ("reading styles.csv", "lines"),
+    "checking": ("checking images", "products"),
+    "writing": ("writing dataset", "products"),
+}
 
 
 @contextmanager
-def build_progress(run: Run) -> Iterator[Callable[[str, int, int], None]]:
-    """A bar per step of a dataset build ("checking", "writing" products) on stderr, in the
-    style of the upload bar; nothing in JSON mode."""
+def build_progress(run: Run) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A bar per step of a dataset build (BUILD_STEPS) on stderr, in the style of the upload
+    bar; nothing in JSON mode."""
     if run.json_mode:
         yield lambda step, done, total: None
         return
@@ -118,15 +123,16 @@ def build_progress(run: Run) -> Iterator[Callable[[str, int, int], None]]:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("products"),
+        TextColumn("{task.fields[unit]}"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=run.printer.err, transient=False) as bar:
         tasks: dict[str, TaskID] = {}
 
-        def advance(step: str, done: int, total: int) -> None:
+        def advance(step: str, done: int, total: int | None) -> None:
             if step not in tasks:
-                tasks[step] = bar.add_task(BUILD_STEPS.get(step, step), total=total)
+                description, unit = BUILD_STEPS.get(step, (step, ""))
+                tasks[step] = bar.add_task(description, total=total, unit=unit)
             bar.update(tasks[step], completed=done, total=total)
 
         yield advance

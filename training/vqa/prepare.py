@@ -141,13 +141,15 @@ class Reason(StrEnum):
     NO_ANSWERS = "no_answers"
 
 
-# (step, done, total) as the build goes: step "checking" (every product's image is opened and
-# decoded, most of the time on a large catalog), then "writing" (rows and image copies).
-ProgressCallback = Callable[[str, int, int], None]
-CHECKING, WRITING = "checking", "writing"
+# (step, done, total) as the build goes: "reading" styles.csv lines (total None until the end,
+# which also lists images/), "checking" products (every image is opened and decoded: most of the
+# time on a large catalog), then "writing" products (rows and image copies).
+ProgressCallback = Callable[[str, int, int | None], None]
+READING, CHECKING, WRITING = "reading", "checking", "writing"
+_READING_EVERY = 2000  # lines between two "reading" reports
 
 
-def _no_progress(step: str, done: int, total: int) -> None:
+def _no_progress(step: str, done: int, total: int | None) -> None:
     del step, done, total
 
 
@@ -378,7 +380,10 @@ class _Header:
 
 
 def read_styles(
-    path: Path, *, required_columns: Iterable[str] = ("id", "articleType")
+    path: Path,
+    *,
+    required_columns: Iterable[str] = ("id", "articleType"),
+    progress: ProgressCallback = _no_progress,
 ) -> StylesTable:
     """Read styles.csv line by line, repairing names with commas and reporting bad lines.
 
@@ -397,6 +402,8 @@ def read_styles(
         table = StylesTable(columns=tuple(name for _, name in header.named))
         for number, line in lines:
             _read_line(table, header, number, line)
+            if number % _READING_EVERY == 0:
+                progress(READING, number, None)
     return table
 
 
@@ -950,7 +957,8 @@ def _collect_products(
     required = ["id", "articleType"] + [
         spec.source.key for spec in questions.values() if spec.source.kind == "csv"
     ]
-    table = read_styles(source_dir / "styles.csv", required_columns=required)
+    progress(READING, 0, None)
+    table = read_styles(source_dir / "styles.csv", required_columns=required, progress=progress)
     report.data_lines, report.blank_lines = table.data_lines, table.blank_lines
     report.repaired_lines = table.repaired_lines
     report.undecodable_lines = table.undecodable_lines
@@ -969,6 +977,8 @@ def _collect_products(
     sources = _Sources(
         index_images(source_dir / "images"), styles_dir if styles_dir.is_dir() else None
     )
+    lines = table.data_lines + table.blank_lines
+    progress(READING, lines, lines)
     if sources.styles_dir is None:
         unavailable = [name for name, spec in questions.items() if spec.source.kind == "attributes"]
         if unavailable:
