@@ -5,7 +5,7 @@ training/styling/inference.py): request bodies and the checks on their answers.
   "num_inference_steps", "guidance_scale", "seed"}` → `{"generated_images": [<base64 JPEG>...]}`.
 - Styling with a mask prompt: `{"image", "mask_prompt", "prompt", "negative_prompt"?,
   "num_images_per_prompt", "num_inference_steps", "guidance_scale", "image_length",
-  "mask_threshold"?, "seed"}` → `{"generated_images": [...], "mask": <base64 PNG>}`.
+  "mask_mode"?, "mask_threshold"?, "seed"}` → `{"generated_images": [...], "mask": <base64 PNG>}`.
 - Styling with the caller's mask (SPEC §4): `{"inputs": prompt, "input_img", "mask_img",
   "num_inference_steps", "guidance_scale", "num_images_per_prompt", "image_length",
   "negative_prompt"?, "seed"}` → `{"generated_images": [...]}`.
@@ -62,6 +62,8 @@ def styling_body(job: StylingJob, image: bytes, mask: bytes | None) -> dict[str,
         }
         if job.mask_threshold is not None:
             body["mask_threshold"] = job.mask_threshold
+        if job.mask_mode is not None:
+            body["mask_mode"] = job.mask_mode
     else:
         if mask is None:
             raise ValueError("a styling job without a mask prompt needs the caller's mask")

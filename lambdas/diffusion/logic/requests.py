@@ -14,6 +14,8 @@ from shared.models.diffusion import (
     DEFAULT_NUMBER_OF_IMAGES,
     MAX_GENERATION_BATCH_PIXELS,
     SIZE_MULTIPLE,
+    STYLING_DEFAULT_GUIDANCE_SCALE,
+    STYLING_DEFAULT_NUMBER_OF_IMAGES,
     DiffusionSettings,
     GenerationRequest,
     StylingRequest,
@@ -48,6 +50,8 @@ class StylingJob:
     image_length: int
     mask_prompt: str | None
     mask_threshold: float | None
+    # None: the endpoint's default (threshold).
+    mask_mode: str | None = None
 
 
 def resolve_generation(
@@ -73,7 +77,13 @@ def resolve_generation(
 def resolve_styling(
     request: StylingRequest, settings: DiffusionSettings, *, random_seed: Callable[[], int]
 ) -> StylingJob:
-    sampling = _sampling(request, settings, random_seed)
+    sampling = _sampling(
+        request,
+        settings,
+        random_seed,
+        default_images=min(STYLING_DEFAULT_NUMBER_OF_IMAGES, settings.max_images_per_request),
+        default_guidance=min(STYLING_DEFAULT_GUIDANCE_SCALE, settings.max_guidance_scale),
+    )
     if request.maskPrompt is not None:
         _check_prompt_length("maskPrompt", request.maskPrompt, settings)
     length = (
@@ -90,6 +100,7 @@ def resolve_styling(
         image_length=length,
         mask_prompt=request.maskPrompt,
         mask_threshold=request.maskThreshold,
+        mask_mode=request.maskMode,
     )
 
 
@@ -121,11 +132,16 @@ def _sampling(
     request: GenerationRequest | StylingRequest,
     settings: DiffusionSettings,
     random_seed: Callable[[], int],
+    *,
+    default_images: int = DEFAULT_NUMBER_OF_IMAGES,
+    default_guidance: float | None = None,
 ) -> Sampling:
+    """The sampling settings; omitted fields take `default_images` and `default_guidance`
+    (the stage's `default_guidance_scale` when None)."""
     _check_prompt_length("prompt", request.prompt, settings)
     if request.negativePrompt is not None:
         _check_prompt_length("negativePrompt", request.negativePrompt, settings)
-    count = request.numImages if request.numImages is not None else DEFAULT_NUMBER_OF_IMAGES
+    count = request.numImages if request.numImages is not None else default_images
     if count > settings.max_images_per_request:
         raise RequestError(
             "too_many_images",
@@ -139,11 +155,12 @@ def _sampling(
             f"steps is {steps}; this stage allows at most {settings.max_steps} (each step "
             "costs GPU time, and API Gateway waits at most 29 s)",
         )
-    guidance = (
-        request.guidanceScale
-        if request.guidanceScale is not None
-        else settings.default_guidance_scale
-    )
+    if request.guidanceScale is not None:
+        guidance = request.guidanceScale
+    elif default_guidance is not None:
+        guidance = default_guidance
+    else:
+        guidance = settings.default_guidance_scale
     if guidance > settings.max_guidance_scale:
         raise RequestError(
             "guidance_too_high",

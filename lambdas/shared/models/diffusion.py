@@ -52,6 +52,13 @@ MAX_SEED = 2**32 - 1
 # S3 keys are at most 1,024 bytes.
 MAX_KEY_LENGTH = 1024
 DEFAULT_NUMBER_OF_IMAGES = 1
+# POST /styling follows the reference styling workflow (training/styling/inference.py has the same
+# defaults): two images per request (fewer when the stage allows fewer) and guidance 6.5.
+STYLING_DEFAULT_NUMBER_OF_IMAGES = 2
+STYLING_DEFAULT_GUIDANCE_SCALE = 6.5
+# How the endpoint turns CLIPSeg's answer into the mask: a hard threshold (the default) or the
+# reference workflow's soft mask, the normal CDF of CLIPSeg's logits.
+MASK_MODES = ("threshold", "soft")
 
 
 class _Model(BaseModel):
@@ -242,8 +249,15 @@ class StylingRequest(_DiffusionRequest):
         strict=True,
         gt=0,
         lt=1,
-        description="With maskPrompt: the CLIPSeg probability above which a pixel is painted "
-        "(the endpoint's default when omitted).",
+        description="With maskPrompt and maskMode threshold: the CLIPSeg probability above which "
+        "a pixel is painted (the endpoint's default, 0.4, when omitted).",
+    )
+    maskMode: Literal["threshold", "soft"] | None = Field(  # noqa: N815
+        default=None,
+        description="With maskPrompt: 'threshold' (the default) paints where CLIPSeg's "
+        "probability is above maskThreshold, with a hard edge; 'soft' uses the normal CDF of "
+        "CLIPSeg's logits as a grey-level mask, so the new garment fades into the photo at its "
+        "edge (no maskThreshold with it).",
     )
 
     @model_validator(mode="after")
@@ -257,6 +271,10 @@ class StylingRequest(_DiffusionRequest):
             )
         if self.maskThreshold is not None and self.maskPrompt is None:
             raise ValueError("maskThreshold applies only with maskPrompt")
+        if self.maskMode is not None and self.maskPrompt is None:
+            raise ValueError("maskMode applies only with maskPrompt")
+        if self.maskMode == "soft" and self.maskThreshold is not None:
+            raise ValueError("maskThreshold applies only to maskMode threshold")
         return self
 
 

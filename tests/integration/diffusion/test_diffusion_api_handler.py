@@ -302,7 +302,8 @@ def test_a_photo_by_key_is_restyled_and_the_mask_is_stored(harness: Harness) -> 
             "mask_threshold": 0.4,
             "num_images_per_prompt": 2,
             "num_inference_steps": 25,
-            "guidance_scale": 7.5,
+            # POST /styling's default guidance (the reference workflow's), not the stage's 7.5
+            "guidance_scale": 6.5,
             "image_length": 768,
             "seed": SEED,
         },
@@ -341,13 +342,14 @@ def test_an_inline_photo_and_mask_use_the_spec_form_and_return_no_mask(harness: 
             "input_img": b64(PHOTO),
             "mask_img": b64(mask),
             "negative_prompt": "blurry",
-            "num_images_per_prompt": 1,
+            # POST /styling's defaults (the reference workflow's): 2 images, guidance 6.5
+            "num_images_per_prompt": 2,
             "num_inference_steps": 25,
-            "guidance_scale": 7.5,
+            "guidance_scale": 6.5,
             "image_length": 512,
             "seed": 5,
         },
-        endpoint_answer(1),
+        endpoint_answer(2),
     )
 
     status, body, _ = harness.call(
@@ -363,7 +365,7 @@ def test_an_inline_photo_and_mask_use_the_spec_form_and_return_no_mask(harness: 
 
     assert status == 200, body
     assert "mask" not in body
-    assert len(body["images"]) == 1
+    assert len(body["images"]) == 2
 
 
 def test_a_missing_upload_is_a_400_naming_the_key(harness: Harness) -> None:

@@ -83,9 +83,10 @@ def test_a_mask_prompt_uses_the_clipseg_form() -> None:
         "prompt": "a floral skirt",
         "mask_threshold": 0.35,
         "negative_prompt": "blurry",
-        "num_images_per_prompt": 1,
+        # POST /styling's defaults (the reference workflow's): 2 images, guidance 6.5
+        "num_images_per_prompt": 2,
         "num_inference_steps": 25,
-        "guidance_scale": 7.5,
+        "guidance_scale": 6.5,
         "image_length": 512,
         "seed": 99,
     }
@@ -103,7 +104,7 @@ def test_a_callers_mask_uses_the_spec_form() -> None:
         "mask_img": b64(mask),
         "num_images_per_prompt": 2,
         "num_inference_steps": 25,
-        "guidance_scale": 7.5,
+        "guidance_scale": 6.5,
         "image_length": 768,
         "seed": 99,
     }

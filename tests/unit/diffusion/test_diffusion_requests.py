@@ -148,3 +148,40 @@ def test_a_long_mask_prompt_is_refused() -> None:
 def test_the_styling_model_names_what_is_wrong(fields: dict[str, Any], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         _styling(**fields)
+
+
+def test_styling_defaults_are_the_reference_workflows_and_mask_mode_passes_through() -> None:
+    # Omitted: 2 images and guidance 6.5 (the stage's default_guidance_scale is generation's)
+    request = StylingRequest.model_validate(
+        {
+            "prompt": "a floral skirt",
+            "image": {"key": "styling/p.jpg"},
+            "maskPrompt": "the skirt",
+            "maskMode": "soft",
+        }
+    )
+    job = resolve_styling(request, SETTINGS, random_seed=lambda: 7)
+    assert (job.sampling.number_of_images, job.sampling.guidance_scale) == (2, 6.5)
+    assert job.mask_mode == "soft"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"maskMode": "soft", "maskThreshold": 0.3}, "maskThreshold applies only to maskMode"),
+        ({"maskMode": "fuzzy"}, "maskMode"),
+        (
+            {"maskPrompt": None, "mask": {"key": "styling/m.png"}, "maskMode": "soft"},
+            "maskMode applies only with maskPrompt",
+        ),
+    ],
+)
+def test_a_bad_mask_mode_is_refused(fields: dict[str, object], message: str) -> None:
+    document = {
+        "prompt": "a floral skirt",
+        "image": {"key": "styling/p.jpg"},
+        "maskPrompt": "the skirt",
+        **fields,
+    }
+    with pytest.raises(ValidationError, match=message):
+        StylingRequest.model_validate({k: v for k, v in document.items() if v is not None})

@@ -164,7 +164,8 @@ def test_styling_stores_the_photos_and_the_mask() -> None:
 
 
 def test_a_callers_mask_is_sent_and_no_mask_is_returned() -> None:
-    harness = Harness(endpoint_answer(1), uploads={"styling/photo.jpg": photo_bytes()})
+    # (two images: POST /styling's default)
+    harness = Harness(endpoint_answer(2), uploads={"styling/photo.jpg": photo_bytes()})
 
     outcome = harness.style(maskPrompt=None, mask={"base64": b64(mask_bytes())})
 
@@ -173,7 +174,8 @@ def test_a_callers_mask_is_sent_and_no_mask_is_returned() -> None:
     assert body["mask_img"] == b64(mask_bytes())
     assert "mask_prompt" not in body
     assert dict(outcome.inputs) == {"image": "key", "mask": "base64"}
-    assert len(harness.store.objects) == 1
+    assert body["num_images_per_prompt"] == 2
+    assert len(harness.store.objects) == 2
 
 
 def test_a_missing_upload_is_a_400_naming_the_key_before_any_call() -> None:
@@ -200,7 +202,7 @@ def test_a_mask_of_other_proportions_costs_no_call() -> None:
 )
 def test_a_mask_that_may_cover_the_photo_goes_to_the_endpoint(mask_size: tuple[int, int]) -> None:
     # Given a 96x64 stored photo; the endpoint turns photo and mask upright and resizes the mask
-    harness = Harness(endpoint_answer(1), uploads={"styling/photo.jpg": photo_bytes((96, 64))})
+    harness = Harness(endpoint_answer(2), uploads={"styling/photo.jpg": photo_bytes((96, 64))})
     # When the mask has the photo's proportions, either way round
     harness.style(maskPrompt=None, mask={"base64": b64(mask_bytes(mask_size))})
     # Then the endpoint is asked, with the mask as sent
