@@ -8,6 +8,7 @@ in the dead-letter queue (parked by the worker, or moved there by SQS after its 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -36,17 +37,19 @@ MAX_RECEIVE_COUNT = 2
 
 
 class Harness:
-    """Create inside `moto.mock_aws()`. The models are fakes unless given."""
+    """Create inside `moto.mock_aws()`. The models are fakes unless given; `client` makes the
+    boto3 clients."""
 
     def __init__(
         self,
         *,
         attribute_model: AttributeModel | None = None,
         text_model: TextModel | None = None,
+        client: Callable[[str], Any] = boto3.client,
     ) -> None:
-        self.s3 = boto3.client("s3")
-        self.sqs = boto3.client("sqs")
-        self.dynamodb = boto3.client("dynamodb")
+        self.s3 = client("s3")
+        self.sqs = client("sqs")
+        self.dynamodb = client("dynamodb")
         for bucket in (UPLOADS, RESULTS):
             self.s3.create_bucket(Bucket=bucket)
         self.s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
