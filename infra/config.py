@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
+from infra.image_models import ImageModelLimits, image_model, known_image_model_ids
+
 CONTEXT_KEY = "atelier"
 STAGE_CONTEXT_KEY = "stage"
 
@@ -111,6 +113,7 @@ DIFFUSION_MAX_GENERATION_SIDE = 1024
 STYLING_IMAGE_LENGTHS = (512, 768)
 
 # Titan Image Generator G1 fine-tuning (Bedrock's documented ranges for its hyperparameters).
+# The ranges that apply are the chosen base model's (infra/image_models.py, TitanConfig.limits).
 TITAN_STEP_COUNT_RANGE = (10, 40_000)
 TITAN_BATCH_SIZE_RANGE = (8, 192)
 TITAN_LEARNING_RATE_RANGE = (1e-7, 1.0)
@@ -146,7 +149,6 @@ MAX_RECORDS_PER_PART = 1_000
 MAX_ONLINE_THRESHOLD = 500
 # Distributed Map's MaxConcurrency ceiling.
 MAX_MAP_CONCURRENCY = 10_000
-_TITAN_BASE_MODEL = re.compile(r"^amazon\.titan-image-generator-v[1-9]:[0-9]+$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
@@ -494,6 +496,21 @@ class TitanConfig:
     # Subscribed to the notifications topic (it must confirm); None: subscribe yourself.
     notification_email: str | None
 
+    @property
+    def limits(self) -> ImageModelLimits:
+        """The base model's hyperparameter ranges, dataset rules and regions."""
+        limits = image_model(self.base_model_id)
+        assert limits is not None, "_parse_titan admits only the table's models"
+        return limits
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """The daily check of every Bedrock model the stage uses (the Bedrock stack's
+    model-lifecycle function): it notifies when a model is Legacy or ends within `warning_days`."""
+
+    warning_days: int
+
 
 @dataclass(frozen=True)
 class CatalogTransformConfig:
@@ -567,6 +584,7 @@ class StageConfig:
     styling: StylingConfig
     diffusion: DiffusionConfig
     catalog: CatalogConfig
+    lifecycle: LifecycleConfig
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -1071,8 +1089,10 @@ _STAGE_KEYS = (
     "styling",
     "diffusion",
     "catalog",
+    "lifecycle",
     "tags",
 )
+_LIFECYCLE_KEYS = ("warning_days",)
 
 
 def _parse_data(reader: _Reader) -> DataConfig:
@@ -1609,10 +1629,14 @@ def _parse_diffusion(reader: _Reader) -> DiffusionConfig:
     return config
 
 
-def _parse_titan_hyperparameters(reader: _Reader) -> TitanHyperparameters:
-    low, high = TITAN_STEP_COUNT_RANGE
+def _parse_titan_hyperparameters(
+    reader: _Reader, limits: ImageModelLimits, base_key: str
+) -> TitanHyperparameters:
+    """The defaults, checked against the ranges of the base model `base_key` names."""
+    low, high = limits.step_count
     text = (
-        f"expected null (chosen from the number of images) or a whole number from {low} to {high}"
+        f"expected null (chosen from the number of images) or a whole number from {low} to {high} "
+        f"({limits.name}, {base_key})"
     )
 
     @_expects(text)
@@ -1625,9 +1649,38 @@ def _parse_titan_hyperparameters(reader: _Reader) -> TitanHyperparameters:
 
     return TitanHyperparameters(
         step_count=reader.get("stepCount", step_count, optional=True),
-        batch_size=reader.get("batchSize", _int_between(*TITAN_BATCH_SIZE_RANGE)),
-        learning_rate=reader.get("learningRate", _float_between(*TITAN_LEARNING_RATE_RANGE)),
+        batch_size=reader.get("batchSize", _for_model(_int_between(*limits.batch_size), limits)),
+        learning_rate=reader.get(
+            "learningRate", _for_model(_float_between(*limits.learning_rate), limits)
+        ),
     )
+
+
+def _for_model(parse: Callable[[str, Any], T], limits: ImageModelLimits) -> Callable[[str, Any], T]:
+    """`parse`, its error naming the base model whose range it is."""
+    expected = f"{_describe(parse)} ({limits.name}'s range)"
+
+    @_expects(expected)
+    def checked(key: str, value: Any) -> T:
+        try:
+            return parse(key, value)
+        except ConfigError as error:
+            raise ConfigError(f"{error} ({limits.name}'s range, titan.base_model_id)") from None
+
+    return checked
+
+
+@_expects(
+    "expected the id of a Bedrock image model that takes fine-tuning: "
+    + ", ".join(known_image_model_ids())
+    + " (infra/image_models.py; see docs/image-customization.md for which can be customized today)"
+)
+def _image_base_model(key: str, value: Any) -> str:
+    if not isinstance(value, str) or image_model(value) is None:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not valid; {_image_base_model.expected}"  # type: ignore[attr-defined]
+        )
+    return value
 
 
 @_expects('expected a non-empty list of commitments among none, OneMonth, SixMonths, e.g. ["none"]')
@@ -1644,17 +1697,15 @@ def _commitments(key: str, value: Any) -> tuple[Any, ...]:
 
 
 def _parse_titan(reader: _Reader) -> TitanConfig:
+    base_model_id = reader.get("base_model_id", _image_base_model)
+    limits = image_model(base_model_id)
+    assert limits is not None
     config = TitanConfig(
-        base_model_id=reader.get(
-            "base_model_id",
-            _matching(
-                _TITAN_BASE_MODEL,
-                "a Titan Image Generator model id such as 'amazon.titan-image-generator-v1:0' "
-                "(the manifest checks and hyperparameters are that model's)",
-            ),
-        ),
+        base_model_id=base_model_id,
         hyperparameters=_parse_titan_hyperparameters(
-            reader.section("hyperparameters", TITAN_HYPERPARAMETER_NAMES)
+            reader.section("hyperparameters", TITAN_HYPERPARAMETER_NAMES),
+            limits,
+            reader.key("base_model_id"),
         ),
         model_units=reader.get("model_units", _int_between(1, MAX_TITAN_MODEL_UNITS)),
         commitment=reader.get("commitment", _one_of(TITAN_COMMITMENTS)),
@@ -1824,6 +1875,11 @@ def _check_catalog_payload(config: StageConfig) -> None:
         )
 
 
+def _parse_lifecycle(reader: _Reader) -> LifecycleConfig:
+    # Bedrock keeps a model Legacy for at least 6 months before its end of life.
+    return LifecycleConfig(warning_days=reader.get("warning_days", _int_between(1, 365)))
+
+
 def _merge(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in overrides.items():
@@ -1868,6 +1924,7 @@ def parse_stage_config(stage: str, values: Mapping[str, Any]) -> StageConfig:
         styling=_parse_styling(reader.section("styling", _STYLING_KEYS)),
         diffusion=_parse_diffusion(reader.section("diffusion", _DIFFUSION_KEYS)),
         catalog=_parse_catalog(reader.section("catalog", _CATALOG_KEYS)),
+        lifecycle=_parse_lifecycle(reader.section("lifecycle", _LIFECYCLE_KEYS)),
         tags=reader.get("tags", _tags, optional=True),
     )
     _check_catalog_payload(config)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
@@ -51,15 +51,14 @@ from constructs import Construct
 
 from infra.config import (
     MAX_TITAN_MODEL_UNITS,
-    TITAN_BATCH_SIZE_RANGE,
     TITAN_HYPERPARAMETER_NAMES,
-    TITAN_LEARNING_RATE_RANGE,
-    TITAN_STEP_COUNT_RANGE,
     StageConfig,
 )
+from infra.constructs.model_lifecycle import ModelLifecycleGuard, stage_inventory
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
 from infra.constructs.workflows import observed_state_machine
+from infra.image_models import ImageModelLimits
 from infra.nag import acknowledge, exported_name
 from infra.stacks.data import DataStack
 
@@ -108,6 +107,8 @@ PUBLISHED_NAMES = (
     "titan-notifications-topic-arn",
     "titan-customization-role-arn",
     "titan-provisioned-model-parameter",
+    # JSON: the stage's Bedrock models, endpoints and training base models (`atelier doctor`).
+    "model-inventory",
 )
 
 
@@ -171,15 +172,16 @@ def _whole_number_between(name: str, low: int, high: int) -> str:
     )
 
 
-def hyperparameters_are_valid() -> str:
-    low_rate, high_rate = TITAN_LEARNING_RATE_RANGE
+def hyperparameters_are_valid(limits: ImageModelLimits) -> str:
+    """Within the base model's ranges (infra/image_models.py)."""
+    low_rate, high_rate = limits.learning_rate
     return f"""(
       $h := $states.input.hyperparameters;
       $not($exists($h)) or (
         $type($h) = 'object'
         and $count($keys($h)[$not($ in {_list(TITAN_HYPERPARAMETER_NAMES)})]) = 0
-        and {_whole_number_between("$lookup($h, 'stepCount')", *TITAN_STEP_COUNT_RANGE)}
-        and {_whole_number_between("$lookup($h, 'batchSize')", *TITAN_BATCH_SIZE_RANGE)}
+        and {_whole_number_between("$lookup($h, 'stepCount')", *limits.step_count)}
+        and {_whole_number_between("$lookup($h, 'batchSize')", *limits.batch_size)}
         and ($r := $lookup($h, 'learningRate'); $not($exists($r)) or (
           $type($r) = 'number' and $r >= {low_rate:.10f} and $r <= {high_rate}
         ))
@@ -334,6 +336,14 @@ class BedrockStack(Stack):
         self.customize = self._customize_workflow()
         self.sweeper = self._sweeper()
         self._alarms()
+        self.lifecycle = ModelLifecycleGuard(
+            self,
+            "ModelLifecycle",
+            config=config,
+            topic=self.topic,
+            publish_statements=self._publish_statements(),
+            deployment=deployment_name(config),
+        )
 
         publish_names(
             self,
@@ -346,6 +356,7 @@ class BedrockStack(Stack):
                 "titan-notifications-topic-arn": self.topic.topic_arn,
                 "titan-customization-role-arn": self.customization_role.role_arn,
                 "titan-provisioned-model-parameter": self.parameter_name,
+                "model-inventory": json.dumps(stage_inventory(config), separators=(",", ":")),
             },
         )
 
@@ -388,8 +399,11 @@ class BedrockStack(Stack):
                 conditions={
                     "StringEquals": {"aws:SourceAccount": self.account},
                     "ArnLike": {
-                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{self.region}:"
-                        f"{self.account}:alarm:{config.resource_name('titan-')}*"
+                        "aws:SourceArn": [
+                            f"arn:{Aws.PARTITION}:cloudwatch:{self.region}:{self.account}:alarm:"
+                            f"{config.resource_name(alarms)}*"
+                            for alarms in ("titan-", "model-lifecycle-")
+                        ]
                     },
                 },
             )
@@ -914,6 +928,7 @@ class BedrockStack(Stack):
     def _customize_workflow(self) -> sfn.StateMachine:
         config, data = self.config, self.data
         titan = config.titan
+        limits = titan.limits
         deployment = deployment_name(config)
         prefix = job_name_prefix(config)
         datasets = data.datasets_bucket.bucket_name
@@ -960,14 +975,14 @@ class BedrockStack(Stack):
                 ),
             )
             .when(
-                sfn.Condition.jsonata(jsonata(f"$not({hyperparameters_are_valid()})")),
+                sfn.Condition.jsonata(jsonata(f"$not({hyperparameters_are_valid(limits)})")),
                 fail(
                     "InvalidHyperparameters",
                     "hyperparameters must be an object of numbers among stepCount (whole, "
-                    f"{TITAN_STEP_COUNT_RANGE[0]}-{TITAN_STEP_COUNT_RANGE[1]}), batchSize (whole, "
-                    f"{TITAN_BATCH_SIZE_RANGE[0]}-{TITAN_BATCH_SIZE_RANGE[1]}) and learningRate "
-                    f"({learning_rate_text(TITAN_LEARNING_RATE_RANGE[0])}-"
-                    f"{TITAN_LEARNING_RATE_RANGE[1]:g})",
+                    f"{limits.step_count[0]}-{limits.step_count[1]}), batchSize (whole, "
+                    f"{limits.batch_size[0]}-{limits.batch_size[1]}) and learningRate "
+                    f"({learning_rate_text(limits.learning_rate[0])}-"
+                    f"{limits.learning_rate[1]:g}): {limits.name}'s ranges",
                 ),
             )
             .when(
@@ -1477,7 +1492,8 @@ class BedrockStack(Stack):
         prepare_throughput.next(provision).next(wait_for_throughput)
         prepare_job.next(start_job).next(wait_for_job)
         check_manifest.next(manifest_usable)
-        definition = validate.otherwise(prepare.next(check_manifest))
+        check_base_model = self._base_model_gate(fail, check_manifest)
+        definition = validate.otherwise(prepare.next(check_base_model))
 
         role = iam.Role(
             self,
@@ -1494,6 +1510,9 @@ class BedrockStack(Stack):
                 iam.PolicyStatement(
                     actions=["lambda:InvokeFunction"],
                     resources=[self.manifest_function.function.function_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=["bedrock:GetFoundationModel"], resources=[self.foundation_model_arn]
                 ),
                 iam.PolicyStatement(
                     actions=["bedrock:CreateModelCustomizationJob"],
@@ -1588,6 +1607,70 @@ class BedrockStack(Stack):
             policies=[tasks_policy],
             timeout=Duration.hours(hours),
         )
+
+    def _base_model_gate(
+        self, fail: Callable[..., sfn.Fail], then: sfn.IChainable
+    ) -> sfn.IChainable:
+        """Before anything is paid for: the base model's lifecycle, from Bedrock itself. A Legacy
+        model takes no new customization job or provisioned throughput, and one past its end of
+        life is not found: either way the run stops here with what to change."""
+        titan = self.config.titan
+        named = f"{titan.base_model_id} ({titan.limits.name})"
+        fix = (
+            "Set titan.base_model_id in cdk.json to an Active Bedrock image model that supports "
+            "fine-tuning (docs/image-customization.md lists them; `atelier doctor` shows each "
+            "model's state), then deploy again. Nothing was started or billed."
+        )
+        read = tasks.CallAwsService.jsonata(
+            self,
+            "CustomizeCheckBaseModel",
+            state_name="Check base model lifecycle",
+            service="bedrock",
+            action="getFoundationModel",
+            iam_resources=[self.foundation_model_arn],
+            parameters={"ModelIdentifier": titan.base_model_id},
+            assign={
+                "baseModelLifecycle": jsonata(
+                    "($l := $states.result.ModelDetails.ModelLifecycle; $exists($l) ? $l : {})"
+                )
+            },
+        )
+        read.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **_retry())
+        read.add_catch(
+            fail(
+                "BaseModelEndOfLife",
+                f"{named} is not offered by Bedrock in this region: it is past its end of life "
+                f"(or was never offered here). {fix}",
+            ),
+            errors=["Bedrock.ResourceNotFoundException", "Bedrock.ValidationException"],
+        )
+        read.add_catch(
+            fail(
+                "BaseModelCheckFailed",
+                jsonata(
+                    f"'could not read the lifecycle of {named}: ' & $states.input.Error & ': ' & "
+                    "$states.input.Cause"
+                ),
+                error=jsonata("$states.input.Error"),
+            ),
+            errors=["States.ALL"],
+        )
+        legacy = fail(
+            "BaseModelLegacy",
+            jsonata(
+                f"{literal(named + ' is Legacy on Bedrock')} & "
+                "($exists($baseModelLifecycle.EndOfLifeTime) ? ' (end of life ' & "
+                "$string($baseModelLifecycle.EndOfLifeTime) & ')' : '') & "
+                f"{literal(': Bedrock takes no new customization job or provisioned throughput ')}"
+                f" & {literal('on a Legacy model. ' + fix)}"
+            ),
+        )
+        usable = (
+            sfn.Choice.jsonata(self, "CustomizeBaseModelUsable", state_name="Base model usable?")
+            .when(sfn.Condition.jsonata(jsonata("$baseModelLifecycle.Status = 'LEGACY'")), legacy)
+            .otherwise(then)
+        )
+        return read.next(usable)
 
     # --- alarms --------------------------------------------------------------------------------
 

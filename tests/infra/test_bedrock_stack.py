@@ -108,14 +108,18 @@ def test_customize_validates_checks_trains_provisions_records_and_notifies(
         if state["Type"] == "Choice":
             first = state["Choices"][0]["Next"]
             path.append(
-                first if not first.startswith(("Invalid", "Manifest")) else state["Default"]
+                first
+                if not first.startswith(("Invalid", "Manifest", "BaseModel"))
+                else state["Default"]
             )
         else:
             path.append(state["Next"])
         if path[-1] in path[:-1]:
             break
-    assert path[:12] == [
+    assert path[:14] == [
         "Prepare run",
+        "Check base model lifecycle",
+        "Base model usable?",
         "Check manifest",
         "Manifest usable?",
         "Prepare customization job",
@@ -387,6 +391,7 @@ def test_only_acknowledged_policies_grant_on_every_resource(
     assert wildcard_actions == {
         "ManifestCheckFunctionTracingPolicy": xray,
         "ThroughputSweeperFunctionTracingPolicy": xray,
+        "ModelLifecycleCheckFunctionTracingPolicy": xray,
         "ThroughputSweeperListPolicy": ["bedrock:ListProvisionedModelThroughputs"],
         **{
             f"Titan{workflow}LoggingPolicy": [
@@ -616,7 +621,7 @@ def test_the_sweeper_runs_on_a_schedule_for_this_deployment(
 ) -> None:
     template = synthesized_apps[stage].template("-bedrock")
     config = _config(stage).titan
-    _, rule = one(template, "AWS::Events::Rule")
+    _, rule = one(template, "AWS::Events::Rule", "ThroughputSweep")
     assert rule["ScheduleExpression"] == f"rate({config.sweep_interval_minutes} minutes)"
     assert rule["Name"] == f"atelier-{stage}-titan-throughput-sweep"
     function_id, function = one(template, "AWS::Lambda::Function", "ThroughputSweeperFunction")
@@ -624,7 +629,7 @@ def test_the_sweeper_runs_on_a_schedule_for_this_deployment(
     assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
     # A failed sweep is not re-run by Lambda: the next scheduled one retries.
-    _, invoke_config = one(template, "AWS::Lambda::EventInvokeConfig")
+    _, invoke_config = one(template, "AWS::Lambda::EventInvokeConfig", "ThroughputSweeper")
     assert invoke_config["FunctionName"] == {"Ref": function_id}
     assert invoke_config["MaximumRetryAttempts"] == 0
     assert function["Handler"] == "customization.handlers.sweep.handler"
@@ -648,6 +653,9 @@ def test_unwatched_failures_raise_alarms_on_the_topic(
         f"atelier-{stage}-titan-sweeper-errors",
         f"atelier-{stage}-titan-release-failed",
         f"atelier-{stage}-titan-customize-failed",
+        # tests/infra/test_model_lifecycle.py checks these two
+        f"atelier-{stage}-model-lifecycle-attention",
+        f"atelier-{stage}-model-lifecycle-errors",
     }
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]

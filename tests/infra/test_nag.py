@@ -351,6 +351,7 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
         _BEDROCK_ARNS.format(kind="provisioned-model"),
     ),
     ("/atelier-{stage}-bedrock/ThroughputSweeperFunction/TracingPolicy", _XRAY),
+    ("/atelier-{stage}-bedrock/ModelLifecycle/CheckFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-bedrock/ThroughputSweeperListPolicy", _ANY_RESOURCE),
     (
         "/atelier-{stage}-bedrock/TitanCustomizePolicy",

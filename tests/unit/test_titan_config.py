@@ -47,7 +47,8 @@ def test_the_shipped_defaults_follow_spec(context: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("base_model_id", "amazon.nova-canvas-v1:0", "Titan Image Generator model id"),
+        ("base_model_id", "amazon.titan-image-generator-v9:0", "takes fine-tuning"),
+        ("base_model_id", "stability.sd3-5-large-v1:0", "amazon.nova-canvas-v1:0"),
         ("model_units", 0, "from 1 to 100"),
         ("commitment", "OneYear", "allowed values: none, OneMonth, SixMonths"),
         ("throughput_ttl_hours", 0, "from 1 to 8760"),
@@ -139,3 +140,48 @@ def test_the_default_commitment_must_be_allowed(context: dict[str, Any]) -> None
     _titan(context)["commitment"] = "SixMonths"
     error = _error(context)
     assert "titan.commitment = 'SixMonths' is not in titan.allowed_commitments" in error
+
+
+# --- the base model's own limits (infra/image_models.py) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "amazon.titan-image-generator-v1:0",
+        "amazon.titan-image-generator-v1",
+        "amazon.titan-image-generator-v2:0",
+        "amazon.nova-canvas-v1:0",
+    ],
+)
+def test_every_image_model_of_the_table_is_a_base(context: dict[str, Any], model_id: str) -> None:
+    _titan(context)["base_model_id"] = model_id
+    titan = load_stage_config(context, "dev").titan
+    assert model_id in titan.limits.model_ids
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # Nova Canvas takes at most 20,000 steps and a learning rate of at most 1e-4 ...
+        ("stepCount", 30_000, "from 10 to 20000"),
+        ("learningRate", 0.001, "from 1e-07 to 0.0001"),
+    ],
+)
+def test_hyperparameters_follow_the_chosen_models_ranges(
+    context: dict[str, Any], name: str, value: Any, message: str
+) -> None:
+    # ... which Titan G1 allows: the same values pass with the Titan base model.
+    _titan(context)["hyperparameters"][name] = value
+    load_stage_config(context, "dev")
+    _titan(context)["base_model_id"] = "amazon.nova-canvas-v1:0"
+    error = _error(context)
+    assert f"titan.hyperparameters.{name}" in error
+    assert message in error
+    assert "Amazon Nova Canvas" in error
+
+
+def test_the_warning_days_of_the_lifecycle_check(context: dict[str, Any]) -> None:
+    assert load_stage_config(context, "dev").lifecycle.warning_days == 90
+    context["atelier"]["defaults"]["lifecycle"]["warning_days"] = 0
+    assert "lifecycle.warning_days = 0 is not valid" in _error(context)

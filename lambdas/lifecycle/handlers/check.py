@@ -30,6 +30,8 @@ tracer = Tracer()
 metrics = Metrics()
 
 _MODELS = TypeAdapter(list[ConfiguredModel])
+# What the stack's alarm watches (infra/constructs/model_lifecycle.py names the same).
+ATTENTION_METRIC = "ModelsNeedingAttention"
 
 
 class CheckIncompleteError(RuntimeError):
@@ -37,7 +39,11 @@ class CheckIncompleteError(RuntimeError):
 
 
 class EmfMetrics:
-    """The checker's metrics as embedded metric format lines (no CloudWatch API call)."""
+    """The checker's metrics as embedded metric format lines (no CloudWatch API call), each with
+    the `deployment` dimension (`<prefix>-<stage>`): stages may share an account."""
+
+    def __init__(self, deployment: str) -> None:
+        self.deployment = deployment
 
     def model(self, *, model_id: str, assessment: Assessment) -> None:
         values: list[tuple[str, float]] = [
@@ -47,16 +53,21 @@ class EmfMetrics:
         if assessment.days_to_end_of_life is not None:
             values.append(("DaysToEndOfLife", round(assessment.days_to_end_of_life, 2)))
         for name, value in values:
-            with single_metric(
-                name=name,
-                unit=MetricUnit.Count,
-                value=value,
-                default_dimensions=metrics.default_dimensions,
-            ) as metric:
-                metric.add_dimension(name="model", value=model_id)
+            self._emit(name, value, model=model_id)
 
     def attention(self, count: int) -> None:
-        metrics.add_metric(name="ModelsNeedingAttention", unit=MetricUnit.Count, value=count)
+        self._emit(ATTENTION_METRIC, count)
+
+    def _emit(self, name: str, value: float, **dimensions: str) -> None:
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=value,
+            default_dimensions=metrics.default_dimensions,
+        ) as metric:
+            metric.add_dimension(name="deployment", value=self.deployment)
+            for key, dimension in dimensions.items():
+                metric.add_dimension(name=key, value=dimension)
 
 
 def configured_models(raw: str) -> list[ConfiguredModel]:
@@ -73,7 +84,7 @@ def checker() -> LifecycleChecker:
         catalog=BedrockModels(),
         states=ParameterStates(required("STATE_PARAMETER")),
         notifier=SnsNotifier(required("TOPIC_ARN")),
-        metrics=EmfMetrics(),
+        metrics=EmfMetrics(required("DEPLOYMENT")),
         deployment=required("DEPLOYMENT"),
         warning_days=int(required("WARNING_DAYS")),
     )
@@ -89,7 +100,6 @@ def run(checker_: LifecycleChecker, models: list[ConfiguredModel], now: datetime
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     models = configured_models(required("CONFIGURED_MODELS"))
     return run(checker(), models, datetime.now(UTC))

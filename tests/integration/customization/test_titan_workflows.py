@@ -115,6 +115,10 @@ class Cloud:
         self.job_polls = 0
         # How many SNS publishes fail (with an error of SNS's own) before they work again.
         self.publish_failures = 0
+        # What GetFoundationModel says of the base model (moto 5.2 has no such call: each answer
+        # goes through a Stubber, which checks it against Bedrock's API model); None: not found.
+        self.base_model_lifecycle: dict[str, Any] | None = {"status": "ACTIVE"}
+        self.base_model_checks = 0
 
     # --- the workflows -------------------------------------------------------------------------
 
@@ -141,6 +145,8 @@ class Cloud:
         if service == "ssm":
             return call_aws_sdk(self.ssm, action, arguments)
         assert service == "bedrock", integration
+        if action == "getFoundationModel":
+            return self.foundation_model(arguments)
         if action in ("createModelCustomizationJob", "stopModelCustomizationJob"):
             return call_aws_sdk(self.jobs, action, arguments)
         if action == "getModelCustomizationJob":
@@ -148,6 +154,31 @@ class Cloud:
             self.on_job_poll(self.job_polls)
             return call_aws_sdk(self.jobs, action, arguments)
         return call_aws_sdk(self.throughputs, action, arguments)
+
+    def foundation_model(self, arguments: Any) -> Any:
+        self.base_model_checks += 1
+        model_id = "amazon.titan-image-generator-v1:0"
+        client = boto3.client("bedrock")
+        with Stubber(client) as stubber:
+            if self.base_model_lifecycle is None:
+                stubber.add_client_error(
+                    "get_foundation_model",
+                    service_error_code="ResourceNotFoundException",
+                    expected_params={"modelIdentifier": model_id},
+                )
+            else:
+                stubber.add_response(
+                    "get_foundation_model",
+                    {
+                        "modelDetails": {
+                            "modelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{model_id}",
+                            "modelId": model_id,
+                            "modelLifecycle": self.base_model_lifecycle,
+                        }
+                    },
+                    {"modelIdentifier": model_id},
+                )
+            return call_aws_sdk(client, "getFoundationModel", arguments)
 
     # --- moto's jobs -------------------------------------------------------------------------
 
@@ -375,6 +406,52 @@ def test_a_customization_trains_provisions_records_and_notifies(cloud: Cloud) ->
     assert cloud.releases() == []
 
 
+def test_a_legacy_base_model_is_refused_before_anything_is_paid_for(cloud: Cloud) -> None:
+    # Given a good dataset, and a base model Bedrock reports as Legacy
+    manifest = cloud.upload_dataset(8)
+    cloud.base_model_lifecycle = {
+        "status": "LEGACY",
+        "legacyTime": datetime(2025, 12, 31, tzinfo=UTC),
+        "endOfLifeTime": datetime(2026, 6, 30, tzinfo=UTC),
+    }
+    # When the workflow runs
+    outcome = cloud.run("TitanCustomize", {"manifest": manifest})
+    # Then it fails at the lifecycle check, naming the model, its end of life and the key
+    assert outcome.status == "FAILED"
+    assert outcome.error == "BaseModelLegacy"
+    assert outcome.cause is not None
+    assert outcome.cause.startswith(
+        "amazon.titan-image-generator-v1:0 (Titan Image Generator G1 v1) is Legacy on Bedrock "
+        "(end of life 2026-06-30"
+    )
+    assert "Set titan.base_model_id in cdk.json" in outcome.cause
+    assert "Nothing was started or billed." in outcome.cause
+    # ... before the manifest check, any job or any throughput
+    called = [resource.rsplit(":", 1)[-1] for resource, _ in outcome.calls]
+    assert called == ["getFoundationModel"]
+    assert bedrock_backends[ACCOUNT][REGION].model_customization_jobs == {}
+    assert cloud.notices() == []
+
+
+def test_a_base_model_past_its_end_of_life_is_refused(cloud: Cloud) -> None:
+    cloud.base_model_lifecycle = None  # Bedrock no longer knows it
+    outcome = cloud.run("TitanCustomize", {"manifest": cloud.upload_dataset(8)})
+    assert (outcome.status, outcome.error) == ("FAILED", "BaseModelEndOfLife")
+    assert outcome.cause is not None
+    assert "past its end of life" in outcome.cause
+    assert "titan.base_model_id" in outcome.cause
+    assert len(outcome.calls) == 1
+
+
+def test_an_active_base_model_is_checked_once_then_the_run_goes_on(cloud: Cloud) -> None:
+    manifest = cloud.upload_dataset(8)
+    expect_provisioning(cloud, expires_at=ANY)
+    outcome = cloud.run("TitanCustomize", {"manifest": manifest})
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    assert cloud.base_model_checks == 1
+    assert outcome.path.index("Check base model lifecycle") < outcome.path.index("Check manifest")
+
+
 def test_an_expiry_that_cannot_be_moved_keeps_and_reports_the_creation_one(cloud: Cloud) -> None:
     manifest = cloud.upload_dataset(8)
     created_until = (cloud.clock.now() + timedelta(minutes=10, hours=7)).strftime(
@@ -500,7 +577,13 @@ def test_good_optional_inputs_pass_the_checks(variant_cloud: Cloud) -> None:
             "ttlHours": 168,
         },
     )
-    assert outcome.path[:3] == ["Validate input", "Prepare run", "Check manifest"]
+    assert outcome.path[:5] == [
+        "Validate input",
+        "Prepare run",
+        "Check base model lifecycle",
+        "Base model usable?",
+        "Check manifest",
+    ]
     assert outcome.error == "ManifestRejected"
     assert outcome.cause == (
         f"s3://{DATASETS}/titan/cats/2026-08/manifest.jsonl has 1 problem(s): "

@@ -23,7 +23,6 @@ from lifecycle.handlers.check import (
     CheckIncompleteError,
     EmfMetrics,
     configured_models,
-    metrics,
     run,
 )
 from lifecycle.logic.checker import ConfiguredModel, LifecycleChecker
@@ -90,7 +89,7 @@ class Stage:
             catalog=BedrockModels(bedrock=self.bedrock),
             states=ParameterStates(PARAMETER, ssm=self.ssm),
             notifier=self.notifier,
-            metrics=EmfMetrics(),
+            metrics=EmfMetrics("atelier-dev"),
             deployment="atelier-dev",
             warning_days=90,
         )
@@ -185,6 +184,7 @@ def metric_values(output: str) -> dict[tuple[str, str], float]:
             for metric in definition["Metrics"]:
                 name = metric["Name"]
                 value = document[name]
+                assert document["deployment"] == "atelier-dev"
                 values[(name, document.get("model", ""))] = (
                     value[0] if isinstance(value, list) else value
                 )
@@ -198,7 +198,6 @@ def test_each_state_gets_a_metric_and_one_notice(
     answer_all(stage)
     # When the check runs
     report = stage.checker.check(MODELS, NOW)
-    metrics.flush_metrics()
     # Then every model has its stage, its days to end of life and whether it needs attention
     values = metric_values(capsys.readouterr().out)
     assert values[("LifecycleStage", CLAUDE)] == 0

@@ -1,0 +1,245 @@
+"""The model lifecycle guard: a daily check of every Bedrock model the stage is configured to use.
+
+A function (lambdas/lifecycle/) runs once a day on an EventBridge schedule, reads each model's
+lifecycle from Bedrock (GetFoundationModel; an inference profile through GetInferenceProfile
+first), publishes a metric per model, and notifies the topic once per state change when a model
+is Legacy or ends within `lifecycle.warning_days`. What it remembers lives in one SSM parameter
+this construct creates. An alarm on `ModelsNeedingAttention` fires (to the same topic) while any
+model needs attention; another on the function's errors.
+
+The models come from the configuration (`configured_bedrock_models`), never from code. The same
+list, with the stage's endpoints and training base models, is published for `atelier doctor`
+(`stage_inventory`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.python_function import POWERTOOLS_METRICS_NAMESPACE, PythonFunction
+
+SERVICE_NAME = "model-lifecycle"
+# lambdas/lifecycle/handlers/check.py publishes it (a test keeps the names equal).
+ATTENTION_METRIC = "ModelsNeedingAttention"
+# A handful of GetFoundationModel calls: well within a minute.
+CHECK_TIMEOUT = Duration.seconds(60)
+# Once a day, early UTC, so a change is in the inbox at the start of the working day.
+SCHEDULE = events.Schedule.cron(minute="0", hour="6")
+WARNING_DAYS_KEY = "lifecycle.warning_days"
+_ARN = "arn:aws:bedrock:"
+
+
+@dataclass(frozen=True)
+class ConfiguredBedrockModel:
+    config_key: str
+    model_id: str
+    used_for: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"configKey": self.config_key, "modelId": self.model_id, "usedFor": self.used_for}
+
+
+def configured_bedrock_models(config: StageConfig) -> list[ConfiguredBedrockModel]:
+    """Every Bedrock model setting of the stage, with the key that sets it."""
+    return [
+        ConfiguredBedrockModel(
+            "descriptions.model_id",
+            config.descriptions.model_id,
+            "product descriptions (POST /descriptions, uploads and catalog runs)",
+        ),
+        ConfiguredBedrockModel(
+            "titan.base_model_id",
+            config.titan.base_model_id,
+            f"image customization (base model of {config.resource_name('titan-customize')})",
+        ),
+    ]
+
+
+def stage_inventory(config: StageConfig) -> dict[str, Any]:
+    """What `atelier doctor` checks, as published in SSM: the Bedrock models, the endpoints, and
+    the base models of the training workflows, each with the cdk.json key that sets it."""
+    dreambooth = config.dreambooth
+    return {
+        "warningDays": config.lifecycle.warning_days,
+        "bedrockModels": [model.as_dict() for model in configured_bedrock_models(config)],
+        "endpoints": [
+            {"name": config.attribute_endpoint_name, "configKey": "vqa.hosting"},
+            {"name": config.generation_endpoint_name, "configKey": "dreambooth.hosting"},
+            {"name": config.styling_endpoint_name, "configKey": "styling.hosting"},
+        ],
+        "trainingBaseModels": [
+            {
+                "source": "bedrock",
+                "modelId": config.titan.base_model_id,
+                "configKey": "titan.base_model_id",
+                "usedFor": "atelier customize titan",
+            },
+            *(
+                {
+                    "source": "huggingface",
+                    "modelId": training.base_model,
+                    # A Hub commit where the configuration pins one.
+                    "revision": getattr(training, "base_model_revision", None),
+                    "configKey": f"{key}.base_model",
+                    "usedFor": use,
+                }
+                for training, key, use in (
+                    (config.vqa.training, "vqa.training", "atelier train vqa"),
+                    (dreambooth.training, "dreambooth.training", "atelier train dreambooth"),
+                    (
+                        dreambooth.inpainting_training,
+                        "dreambooth.inpainting_training",
+                        "atelier train inpainting",
+                    ),
+                )
+            ),
+        ],
+    }
+
+
+def _profile_and_model(model_id: str) -> tuple[str | None, str]:
+    """(inference profile id or None, foundation model id) of a configured id or ARN: a system
+    profile id is `<geography>.<model id>`, e.g. `global.anthropic.claude-sonnet-4-6`."""
+    bare = model_id.split("/", 1)[1] if model_id.startswith(_ARN) else model_id
+    if ":inference-profile/" in model_id or bare.split(":", 1)[0].count(".") >= 2:
+        return bare, bare.split(".", 1)[1]
+    return None, bare
+
+
+class ModelLifecycleGuard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        topic: sns.ITopic,
+        publish_statements: Sequence[iam.PolicyStatement],
+        deployment: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        models = configured_bedrock_models(config)
+        self.state = ssm.StringParameter(
+            self,
+            "State",
+            parameter_name=f"{config.ssm_prefix}/lifecycle/model-states",
+            string_value="{}",
+            description=f"Atelier {config.stage}: the lifecycle state of each configured Bedrock "
+            "model, as last notified (written by the model-lifecycle function)",
+        )
+        self.function = PythonFunction(
+            self,
+            "CheckFunction",
+            config=config,
+            handler="lifecycle.handlers.check.handler",
+            description="Daily: the lifecycle of every configured Bedrock model; notifies when "
+            "one is Legacy or near its end of life",
+            service_name=SERVICE_NAME,
+            environment={
+                "CONFIGURED_MODELS": json.dumps([model.as_dict() for model in models]),
+                "DEPLOYMENT": deployment,
+                "STATE_PARAMETER": self.state.parameter_name,
+                "TOPIC_ARN": topic.topic_arn,
+                "WARNING_DAYS": str(config.lifecycle.warning_days),
+            },
+            timeout=CHECK_TIMEOUT,
+        )
+        # A failed check is retried by tomorrow's; no Lambda retries of a whole check.
+        self.function.function.configure_async_invoke(retry_attempts=0)
+        profiles: list[str] = []
+        foundation_models: list[str] = []
+        for model in models:
+            profile, foundation = _profile_and_model(model.model_id)
+            if profile is not None:
+                profiles.append(
+                    f"arn:{Aws.PARTITION}:bedrock:{stack.region}:{stack.account}:"
+                    f"inference-profile/{profile}"
+                )
+            foundation_models.append(
+                f"arn:{Aws.PARTITION}:bedrock:{stack.region}::foundation-model/{foundation}"
+            )
+        statements = [
+            iam.PolicyStatement(
+                actions=["bedrock:GetFoundationModel"], resources=sorted(set(foundation_models))
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter", "ssm:PutParameter"],
+                resources=[self.state.parameter_arn],
+            ),
+            *publish_statements,
+        ]
+        if profiles:
+            statements.append(
+                iam.PolicyStatement(
+                    actions=["bedrock:GetInferenceProfile"], resources=sorted(set(profiles))
+                )
+            )
+        for statement in statements:
+            self.function.role.add_to_principal_policy(statement)
+        events.Rule(
+            self,
+            "Schedule",
+            rule_name=config.resource_name("model-lifecycle-check"),
+            description="Daily lifecycle check of the stage's Bedrock models",
+            schedule=SCHEDULE,
+            targets=[
+                targets.LambdaFunction(
+                    self.function.function, retry_attempts=2, max_event_age=Duration.hours(6)
+                )
+            ],
+        )
+        self._alarms(config, topic, deployment)
+
+    def _alarms(self, config: StageConfig, topic: sns.ITopic, deployment: str) -> None:
+        action = cloudwatch_actions.SnsAction(topic)
+        day = Duration.days(1)
+        attention = cloudwatch.Metric(
+            namespace=POWERTOOLS_METRICS_NAMESPACE,
+            metric_name=ATTENTION_METRIC,
+            dimensions_map={"service": SERVICE_NAME, "deployment": deployment},
+            statistic="Maximum",
+            period=day,
+        )
+        for construct_id, name, metric, description in (
+            (
+                "AttentionAlarm",
+                "model-lifecycle-attention",
+                attention,
+                "A Bedrock model the stage uses is Legacy, near its end of life or gone: the "
+                "notice names the model and the cdk.json key to change (atelier doctor shows "
+                "them all).",
+            ),
+            (
+                "ErrorsAlarm",
+                "model-lifecycle-errors",
+                self.function.function.metric_errors(period=day, statistic="Sum"),
+                "The daily model lifecycle check failed: see its log group.",
+            ),
+        ):
+            alarm = cloudwatch.Alarm(
+                self,
+                construct_id,
+                alarm_name=config.resource_name(name),
+                alarm_description=description,
+                metric=metric,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(action)
