@@ -34,6 +34,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.constructs.bedrock_models import batch_invocation_type
 from infra.constructs.hf_images import ContainerImage
 from infra.constructs.ml_instances import has_instance_storage
 
@@ -431,7 +432,8 @@ class CatalogWorkflow(Construct):
                 "ClientRequestToken": jsonata("$item.jobName"),
                 "RoleArn": resources.bedrock_role.role_arn,
                 "ModelId": config.descriptions.model_id,
-                "ModelInvocationType": "Converse",
+                # Converse records may not carry toolConfig: tool mode writes InvokeModel records.
+                "ModelInvocationType": batch_invocation_type(config.descriptions.structured_output),
                 "InputDataConfig": {
                     "S3InputDataConfig": {
                         "S3Uri": jsonata("$item.group.bedrockInputUri"),

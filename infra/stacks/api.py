@@ -27,7 +27,11 @@ from infra.config import ConfigError, StageConfig
 from infra.constructs.bedrock_models import invoke_model_arns
 from infra.constructs.log_groups import create_log_group
 from infra.constructs.publishing import publish_names
-from infra.constructs.python_function import PythonFunction
+from infra.constructs.python_function import (
+    AWS_SDK_PIP_ARGS,
+    AWS_SDK_REQUIREMENTS,
+    PythonFunction,
+)
 from infra.constructs.sagemaker_endpoint import SageMakerEndpoint, grant_invoke_endpoint
 from infra.nag import acknowledge, exported_name
 from infra.stacks.data import UPLOADS_PREFIX, DataStack
@@ -124,6 +128,7 @@ def descriptions_settings(config: StageConfig) -> dict[str, Any]:
     return {
         "endpointName": config.attribute_endpoint_name,
         "modelId": d.model_id,
+        "structuredOutput": d.structured_output,
         "maxTokensPerLanguage": d.max_tokens_per_language,
         "temperature": d.temperature,
         "languages": list(d.languages),
@@ -274,6 +279,9 @@ class ApiStack(Stack):
             "ApiFunction",
             config=config,
             handler="descriptions.handlers.api.handler",
+            # Converse's outputConfig needs a newer botocore than Lambda's runtime has.
+            requirements=AWS_SDK_REQUIREMENTS,
+            extra_pip_args=AWS_SDK_PIP_ARGS,
             description="Describes a product photo on request and returns stored descriptions",
             service_name="descriptions",
             environment=shared_environment,
@@ -285,6 +293,9 @@ class ApiStack(Stack):
             "UploadsFunction",
             config=config,
             handler="descriptions.handlers.uploads.handler",
+            # Converse's outputConfig needs a newer botocore than Lambda's runtime has.
+            requirements=AWS_SDK_REQUIREMENTS,
+            extra_pip_args=AWS_SDK_PIP_ARGS,
             description="Describes product photos uploaded under the incoming/ prefix",
             service_name="descriptions",
             environment={

@@ -152,7 +152,8 @@ def _load_clipseg(source: str | Path, revision: str | None) -> tuple[Any, Any]:
         raise ExportError(str(error)) from error
     try:
         model = CLIPSegForImageSegmentation.from_pretrained(str(source), revision=pinned)
-        processor = CLIPSegProcessor.from_pretrained(str(source), revision=pinned)
+        # A local folder has no revision (pinned None): the library's default, ignored there.
+        processor = CLIPSegProcessor.from_pretrained(str(source), revision=pinned or "main")
     except (OSError, ValueError) as error:
         raise ExportError(f"cannot load CLIPSeg from {source}: {error}") from error
     return model, processor

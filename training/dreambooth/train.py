@@ -335,8 +335,9 @@ def load_components(source: str, mode: str, revision: str | None) -> Components:
             source, subfolder="scheduler", revision=revision
         )
         components = Components(
+            # A folder has no revision (None): the library's default, ignored for folders.
             tokenizer=CLIPTokenizer.from_pretrained(
-                source, subfolder="tokenizer", revision=revision
+                source, subfolder="tokenizer", revision=revision or "main"
             ),
             text_encoder=CLIPTextModel.from_pretrained(
                 source, subfolder="text_encoder", revision=revision

@@ -223,11 +223,7 @@ def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> Styling
         mask_prompt = prompt_text(
             document.get("mask_prompt"), "mask_prompt", loaded.processor.tokenizer
         )
-        mask_mode = document.get("mask_mode")
-        if mask_mode is None:
-            mask_mode = DEFAULT_MASK_MODE
-        elif mask_mode not in MASK_MODES:
-            raise ValueError(f'"mask_mode" must be "threshold" or "soft"; got {mask_mode!r}')
+        mask_mode = parse_mask_mode(document.get("mask_mode"))
         if mask_mode == SOFT_MASK and document.get("mask_threshold") is not None:
             raise ValueError(
                 '"mask_threshold" applies only to "mask_mode" "threshold"; the soft mask has none'
@@ -274,6 +270,14 @@ def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> Styling
         image_length=image_length,
         seed=seed_value(document.get("seed")),
     )
+
+
+def parse_mask_mode(value: object) -> str:
+    if value is None:
+        return DEFAULT_MASK_MODE
+    if not isinstance(value, str) or value not in MASK_MODES:
+        raise ValueError(f'"mask_mode" must be "threshold" or "soft"; got {value!r}')
+    return value
 
 
 def decode_image(value: object, name: str, mode: str = "RGB") -> Image.Image:
@@ -335,7 +339,8 @@ def mask_logits(loaded: LoadedStyling, image: Image.Image, text: str) -> torch.T
     logits = loaded.segmenter(**inputs.to(loaded.device)).logits
     height, width = logits.shape[-2:]
     # Older transformers squeeze a batch of one down to (height, width): reshape either way.
-    return logits.reshape(-1, height, width)[0].float().cpu()
+    found: torch.Tensor = logits.reshape(-1, height, width)[0].float().cpu()
+    return found
 
 
 def mask_probabilities(loaded: LoadedStyling, image: Image.Image, text: str) -> torch.Tensor:

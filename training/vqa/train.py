@@ -303,7 +303,10 @@ def load_base_model(
 def load_processor(
     base_model: str, model: Blip2ForConditionalGeneration, revision: str | None = None
 ) -> Blip2Processor:
-    processor = Blip2Processor.from_pretrained(base_model, revision=revision, use_fast=False)
+    # A local folder has no revision (None): the library's default, ignored there.
+    processor = Blip2Processor.from_pretrained(
+        base_model, revision=revision or "main", use_fast=False
+    )
     # Hub processors saved before transformers added BLIP-2's image placeholders carry no
     # num_query_tokens; the model config knows the number.
     if processor.num_query_tokens is None:
