@@ -21,6 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
+from infra.constructs.bedrock_models import (
+    STRUCTURED_OUTPUT_SETTINGS,
+    StructuredOutput,
+    resolve_structured_output,
+)
 from infra.image_models import ImageModelLimits, image_model, known_image_model_ids
 
 CONTEXT_KEY = "atelier"
@@ -196,6 +201,9 @@ class DescriptionsConfig:
     endpoint_name: str | None
     # A foundation model id, a cross-region inference profile id, or the ARN of either.
     model_id: str
+    # How the text model returns its structured answer (resolved from `auto` at synthesis):
+    # forced tool use, or Converse's JSON-schema output format. See docs/models.md.
+    structured_output: StructuredOutput
     max_tokens_per_language: int
     temperature: float
     languages: tuple[str, ...]
@@ -910,6 +918,7 @@ _IMAGE_KEYS = ("max_bytes", "max_pixels", "max_side", "min_side")
 _DESCRIPTIONS_KEYS = (
     "endpoint_name",
     "model_id",
+    "structured_output",
     "max_tokens_per_language",
     "temperature",
     "languages",
@@ -1145,20 +1154,27 @@ def _parse_descriptions(reader: _Reader) -> DescriptionsConfig:
             f"{reader.key('languages')}"
         )
     worker_timeout = reader.get("worker_timeout_seconds", _int_between(30, 900))
+    model_id = reader.get(
+        "model_id",
+        _matching(
+            _BEDROCK_MODEL,
+            "a Bedrock model id, inference profile id, or the ARN of a foundation model or "
+            "inference profile",
+        ),
+    )
+    structured_output = reader.get("structured_output", _one_of(STRUCTURED_OUTPUT_SETTINGS))
+    try:
+        mode = resolve_structured_output(model_id, structured_output)
+    except ValueError as error:
+        raise ConfigError(f"{reader.key('structured_output')} {error}") from None
     config = DescriptionsConfig(
         endpoint_name=reader.get(
             "endpoint_name",
             _matching(_ENDPOINT_NAME, "a SageMaker endpoint name or null", optional=True),
             optional=True,
         ),
-        model_id=reader.get(
-            "model_id",
-            _matching(
-                _BEDROCK_MODEL,
-                "a Bedrock model id, inference profile id, or the ARN of a foundation model or "
-                "inference profile",
-            ),
-        ),
+        model_id=model_id,
+        structured_output=mode,
         max_tokens_per_language=reader.get("max_tokens_per_language", _int_between(100, 4096)),
         temperature=reader.get("temperature", _float_between(0.0, 1.0)),
         languages=languages,

@@ -15,7 +15,7 @@ from catalog.logic.bedrock_records import record_id
 from shared.models.catalog import IndexRecord, LedgerRecord
 from shared.models.descriptions import PipelineSettings
 from tests.catalog_support import UPLOADS_BUCKET, descriptions_settings
-from tests.descriptions_support import ATTRIBUTES, converse_response, tool_input
+from tests.descriptions_support import ATTRIBUTES, converse_json_response, tool_input
 
 SHIRT_QUESTIONS = ("fabric", "sleeve_length", "colour")
 
@@ -77,23 +77,41 @@ def ledger_record(
     )
 
 
+def anthropic_response(
+    payload: Mapping[str, Any], *, stop_reason: str = "tool_use"
+) -> dict[str, Any]:
+    """An Anthropic Messages API response (an InvokeModel batch job's `modelOutput`) whose
+    content is one forced tool call."""
+    return {
+        "id": "msg_bdrk_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-6",
+        "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "record_descriptions", "input": payload}
+        ],
+        "stop_reason": stop_reason,
+        "usage": {"input_tokens": 300, "output_tokens": 250},
+    }
+
+
 def answer_line(
     identifier: str,
     *,
     languages: Sequence[str] = ("en",),
     payload: Mapping[str, Any] | None = None,
-    stop_reason: str = "tool_use",
+    stop_reason: str | None = None,
+    mode: str = "json_schema",
 ) -> bytes:
-    """A Converse batch output line with the model's forced tool call."""
+    """A batch output line as the job of `mode` writes it: a Converse response whose text is the
+    JSON answer (json_schema), or an Anthropic Messages response with the tool call (tool)."""
+    answer = payload if payload is not None else tool_input(languages)
+    if mode == "tool":
+        output = anthropic_response(answer, stop_reason=stop_reason or "tool_use")
+    else:
+        output = converse_json_response(answer, stop_reason=stop_reason or "end_turn")
     return json.dumps(
-        {
-            "recordId": identifier,
-            "modelInput": {"messages": []},
-            "modelOutput": converse_response(
-                payload if payload is not None else tool_input(languages),
-                stop_reason=stop_reason,
-            ),
-        }
+        {"recordId": identifier, "modelInput": {"messages": []}, "modelOutput": output}
     ).encode()
 
 

@@ -33,7 +33,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 from botocore.validate import validate_parameters
 
-from descriptions.logic.prompt import TOOL_NAME
+from descriptions.logic.prompt import ANTHROPIC_VERSION, TOOL_NAME
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -219,14 +219,33 @@ _CONVERSE = boto3.client("bedrock-runtime", region_name=REGION).meta.service_mod
 )
 
 
-def claude_reply(request: Mapping[str, Any]) -> dict[str, Any]:
-    """A Converse response of the description tool, written from the request's attributes."""
-    tools = request["toolConfig"]["tools"]
+def _answer_schema(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer schema a request asks for, in any of its three shapes."""
+    if "anthropic_version" in request:  # InvokeModel batch record (tool mode)
+        assert request["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
+        (tool,) = [tool for tool in request["tools"] if tool["name"] == TOOL_NAME]
+        schema: dict[str, Any] = tool["input_schema"]
+        return schema
+    if "outputConfig" in request:  # Converse, json_schema mode
+        assert "toolConfig" not in request
+        text_format = request["outputConfig"]["textFormat"]
+        assert text_format["type"] == "json_schema"
+        parsed: dict[str, Any] = json.loads(text_format["structure"]["jsonSchema"]["schema"])
+        return parsed
+    tools = request["toolConfig"]["tools"]  # Converse, tool mode
     assert request["toolConfig"]["toolChoice"] == {"tool": {"name": TOOL_NAME}}
     (spec,) = [tool["toolSpec"] for tool in tools if tool["toolSpec"]["name"] == TOOL_NAME]
-    entry = spec["inputSchema"]["json"]["properties"]["descriptions"]["items"]
+    converse_schema: dict[str, Any] = spec["inputSchema"]["json"]
+    return converse_schema
+
+
+def claude_reply(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Claude's answer to a request, written from its attributes, in the shape the request asks
+    for: a Converse tool call, Converse JSON text, or an Anthropic Messages tool call."""
+    entry = _answer_schema(request)["properties"]["descriptions"]["items"]
     languages = entry["properties"]["language"]["enum"]
-    text = request["messages"][-1]["content"][0]["text"]
+    content = request["messages"][-1]["content"][0]
+    text = content["text"]
     lines = text.splitlines()
     category = lines[0].removeprefix("Product category: ")
     start = lines.index("Attributes read from the photo:") + 1
@@ -247,6 +266,31 @@ def claude_reply(request: Mapping[str, Any]) -> dict[str, Any]:
         }
         for code in languages
     ]
+    answer = {"descriptions": descriptions}
+    input_tokens, output_tokens = 40 * len(attributes), 90 * len(languages)
+    if "anthropic_version" in request:
+        return {
+            "id": "msg_bdrk_e2e",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude",
+            "content": [
+                {"type": "tool_use", "id": "toolu_e2e", "name": TOOL_NAME, "input": answer}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }
+    if "outputConfig" in request:
+        return {
+            "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(answer)}]}},
+            "stopReason": "end_turn",
+            "usage": {
+                "inputTokens": input_tokens,
+                "outputTokens": output_tokens,
+                "totalTokens": input_tokens + output_tokens,
+            },
+            "metrics": {"latencyMs": 900},
+        }
     return {
         "output": {
             "message": {
@@ -299,7 +343,7 @@ class BedrockBatchDouble:
         )
 
     def _create(self, params: dict[str, Any]) -> dict[str, Any]:
-        assert params.get("modelInvocationType") == "Converse", params
+        assert params.get("modelInvocationType") in ("Converse", "InvokeModel"), params
         job_id = f"job{len(self.jobs) + 1:09d}"
         arn = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:model-invocation-job/{job_id}"
         errors = self._run(job_id, params)
@@ -346,9 +390,15 @@ class BedrockBatchDouble:
             for line in read_text(self.s3, f"s3://{bucket}/{key}").splitlines():
                 record = json.loads(line)
                 identifier, model_input = record["recordId"], record["modelInput"]
-                validate_parameters(
-                    {**model_input, "modelId": params["modelId"]}, _CONVERSE.input_shape
-                )
+                if params["modelInvocationType"] == "Converse":
+                    validate_parameters(
+                        {**model_input, "modelId": params["modelId"]}, _CONVERSE.input_shape
+                    )
+                    # Bedrock fails Converse batch records that carry toolConfig (HTTP 400).
+                    assert "toolConfig" not in model_input, "tool use in a Converse batch job"
+                else:
+                    assert model_input["anthropic_version"] == ANTHROPIC_VERSION
+                    assert "modelId" not in model_input
                 assert identifier not in self.records, f"record {identifier} sent twice"
                 self.records[identifier] = model_input
                 kind = self.sabotage.get(position)
@@ -371,7 +421,8 @@ class BedrockBatchDouble:
                     assert kind is None, kind
                     succeeded += 1
                     output = claude_reply(model_input)
-                    validate_parameters(output, _CONVERSE.output_shape)
+                    if params["modelInvocationType"] == "Converse":
+                        validate_parameters(output, _CONVERSE.output_shape)
                     lines.append(
                         json.dumps(
                             {

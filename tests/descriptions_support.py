@@ -64,6 +64,18 @@ def tool_input(languages: Sequence[str] = ("en",), **kwargs: Any) -> dict[str, A
     return {"descriptions": [grounded_entry(code, **kwargs) for code in languages]}
 
 
+def converse_json_response(
+    payload: Mapping[str, Any], *, stop_reason: str = "end_turn"
+) -> dict[str, Any]:
+    """A bedrock-runtime Converse answer in json_schema mode: the JSON document as text."""
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(payload)}]}},
+        "stopReason": stop_reason,
+        "usage": {"inputTokens": 300, "outputTokens": 250, "totalTokens": 550},
+        "metrics": {"latencyMs": 1500},
+    }
+
+
 def converse_response(
     payload: Mapping[str, Any], *, stop_reason: str = "tool_use"
 ) -> dict[str, Any]:
@@ -116,18 +128,40 @@ class FakeTextModel:
     requests: list[Mapping[str, Any]] = field(default_factory=list)
 
     def converse(self, request: Mapping[str, Any]) -> TextModelReply:
+        """Answers in the shape the request asks for: a tool call, or JSON text."""
         self.requests.append(request)
         time.sleep(self.delay)
+        answer = self.reply(request)
+        if "outputConfig" in request:
+            return TextModelReply(
+                tool_input=None,
+                stop_reason="end_turn",
+                input_tokens=10,
+                output_tokens=20,
+                text=json.dumps(answer),
+            )
         return TextModelReply(
-            tool_input=self.reply(request),
+            tool_input=answer,
             stop_reason="tool_use",
             input_tokens=10,
             output_tokens=20,
         )
 
 
+def answer_schema_of(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer's JSON schema in a Converse request of either structured-output mode."""
+    if "outputConfig" in request:
+        text_format = request["outputConfig"]["textFormat"]
+        schema: dict[str, Any] = json.loads(text_format["structure"]["jsonSchema"]["schema"])
+        return schema
+    tool_schema: dict[str, Any] = request["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"][
+        "json"
+    ]
+    return tool_schema
+
+
 def _languages(request: Mapping[str, Any]) -> list[str]:
-    schema = request["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+    schema = answer_schema_of(request)
     return list(schema["properties"]["descriptions"]["items"]["properties"]["language"]["enum"])
 
 

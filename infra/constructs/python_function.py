@@ -17,6 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from infra.checkov_skips import skip_function_checks
 from infra.config import StageConfig
 from infra.constructs.local_bundling import IGNORED_SOURCE_PATTERNS, LocalPipBundling
 from infra.constructs.log_groups import create_log_group
@@ -24,6 +25,12 @@ from infra.nag import acknowledge
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 REQUIREMENTS_DIR = LAMBDAS_DIR / "requirements"
+
+# `lambdas/requirements/aws-sdk.txt`: the pinned boto3 and botocore, for functions whose calls
+# need a newer botocore than Lambda's runtime ships (installed without dependencies: the file
+# pins the whole closure).
+AWS_SDK_REQUIREMENTS = "aws-sdk"
+AWS_SDK_PIP_ARGS = ("--no-deps",)
 
 # Account that publishes the Powertools layers in the commercial AWS regions.
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
@@ -159,6 +166,9 @@ class PythonFunction(Construct):
         cfn_function = self.function.node.default_child
         assert isinstance(cfn_function, lambda_.CfnFunction)
         cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        skip_function_checks(
+            self.function, reserved_concurrency=reserved_concurrent_executions is not None
+        )
         self._enable_tracing()
 
     def _enable_tracing(self) -> None:

@@ -46,7 +46,11 @@ from infra.constructs.catalog_workflow import (
 )
 from infra.constructs.hf_images import huggingface_image
 from infra.constructs.publishing import publish_names
-from infra.constructs.python_function import PythonFunction
+from infra.constructs.python_function import (
+    AWS_SDK_PIP_ARGS,
+    AWS_SDK_REQUIREMENTS,
+    PythonFunction,
+)
 from infra.constructs.sagemaker_endpoint import grant_invoke_endpoint
 from infra.constructs.sagemaker_roles import job_container_statements
 from infra.constructs.workflows import observed_state_machine
@@ -88,6 +92,8 @@ class FunctionSpec:
     timeout: Duration
     # Lambda's /tmp, for steps that spool files to local disk before uploading them.
     ephemeral_storage_mb: int = 512
+    # Bundle the pinned AWS SDK (a step that calls Converse; see python_function.py).
+    bundles_aws_sdk: bool = False
 
 
 # Lambda's largest /tmp.
@@ -157,6 +163,7 @@ def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
             "Describes one product of a small catalog run online",
             512,
             Duration.seconds(config.descriptions.worker_timeout_seconds),
+            bundles_aws_sdk=True,
         ),
         "finalize": FunctionSpec(
             "FinalizeFunction",
@@ -253,6 +260,8 @@ class CatalogStack(Stack):
                 memory_size=spec.memory_size,
                 timeout=spec.timeout,
                 ephemeral_storage_mb=spec.ephemeral_storage_mb,
+                requirements=AWS_SDK_REQUIREMENTS if spec.bundles_aws_sdk else None,
+                extra_pip_args=AWS_SDK_PIP_ARGS if spec.bundles_aws_sdk else (),
             )
             for key, spec in function_specs(config).items()
         }

@@ -53,7 +53,12 @@ FUNCTIONS = {
     "OnlineFunction": "online",
     "FinalizeFunction": "finalize",
 }
-GLOBAL_PROFILE = "global.anthropic.claude-sonnet-4-20250514-v1:0"
+GEO_PROFILE = "eu.anthropic.claude-3-7-sonnet-20250219-v1:0"
+# The dev stage's text model, a global profile: the profile, and its model in any region and
+# region-less.
+TEXT_MODEL_ARNS = invoke_model_arns(
+    "global.anthropic.claude-sonnet-4-6", region="${AWS::Region}", account="${AWS::AccountId}"
+)
 ACCOUNT_PREFIX = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:"
 
 
@@ -274,9 +279,7 @@ def test_the_online_function_invokes_exactly_the_vqa_endpoint_and_the_text_model
     (endpoint,) = statements_granting(template, "OnlineFunctionRole", "sagemaker:InvokeEndpoint")
     assert _rendered(dev_app, endpoint) == [_arn("sagemaker", "endpoint/atelier-dev-vqa")]
     (model,) = statements_granting(template, "OnlineFunctionRole", "bedrock:InvokeModel")
-    assert _rendered(dev_app, model) == [
-        "arn:aws:bedrock:${AWS::Region}::foundation-model/anthropic.claude-3-sonnet-20240229-v1:0"
-    ]
+    assert sorted(_rendered(dev_app, model)) == sorted(TEXT_MODEL_ARNS)
 
 
 def test_the_functions_write_only_below_their_prefixes(dev_app: SynthesizedApp) -> None:
@@ -307,8 +310,10 @@ def test_the_bedrock_role_is_for_batch_jobs_of_this_account_only(
     assert [_rendered(dev_app, s) for s in writes] == [
         ["Results25575328.Arn/catalog/*/groups/*/bedrock-output/*"]
     ]
-    # A foundation model id needs no InvokeModel on the role (only an inference profile does).
-    assert statements_granting(template, "BedrockBatchRole", "bedrock:InvokeModel") == []
+    # Through an inference profile the job runs as this role: the profile, and its model in
+    # every region it routes to (a global profile: any region, and the region-less model ARN).
+    (model,) = statements_granting(template, "BedrockBatchRole", "bedrock:InvokeModel")
+    assert sorted(_rendered(dev_app, model)) == sorted(TEXT_MODEL_ARNS)
 
 
 def test_the_transform_model_role_reads_the_archive_and_its_inputs_writes_its_outputs(
@@ -359,7 +364,7 @@ def test_the_workflow_may_touch_exactly_its_resources(dev_app: SynthesizedApp) -
         _arn("sagemaker", "transform-job/atelier-dev-catalog-*")
     ]
     assert set(granted["bedrock:CreateModelInvocationJob"]) == {
-        "arn:aws:bedrock:${AWS::Region}::foundation-model/anthropic.claude-3-sonnet-20240229-v1:0",
+        *TEXT_MODEL_ARNS,
         _arn("bedrock", "model-invocation-job/*"),
     }
     assert granted["bedrock:GetModelInvocationJob"] == [_arn("bedrock", "model-invocation-job/*")]
@@ -448,12 +453,15 @@ def test_every_lambda_task_retries_lambda_service_errors(dev_app: SynthesizedApp
         assert dependency["MaxAttempts"] == 3
 
 
-def test_an_inference_profile_is_granted_to_the_batch_role_with_its_models(
+def test_a_geographic_profile_in_tool_mode_is_granted_its_regions_and_runs_invokemodel_jobs(
     tmp_path: Path,
 ) -> None:
-    # Given the catalog stack alone with a global cross-region inference profile as text model
+    # Given the catalog stack alone with an EU profile of an older Claude (tool mode) as text model
     base = _config("dev")
-    config = replace(base, descriptions=replace(base.descriptions, model_id=GLOBAL_PROFILE))
+    config = replace(
+        base,
+        descriptions=replace(base.descriptions, model_id=GEO_PROFILE, structured_output="tool"),
+    )
     # (cdk.json's context: the feature flags the real app synthesizes with)
     app = App(context=cdk_json_context(), outdir=str(tmp_path))
     data = DataStack(app, "atelier-dev-data", config=config)
@@ -463,11 +471,12 @@ def test_an_inference_profile_is_granted_to_the_batch_role_with_its_models(
     template = app.synth().get_stack_by_name("atelier-dev-catalog").template
     # Then the Bedrock service role may invoke the profile and its model wherever it routes
     (invoke,) = statements_granting(template, "BedrockBatchRole", "bedrock:InvokeModel")
-    expected = invoke_model_arns(
-        GLOBAL_PROFILE, region="${AWS::Region}", account="${AWS::AccountId}"
-    )
+    expected = invoke_model_arns(GEO_PROFILE, region="${AWS::Region}", account="${AWS::AccountId}")
     assert sorted(render(arn) for arn in listed(invoke["Resource"])) == sorted(expected)
-    assert "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0" in expected
+    # (its geography's regions, not any region)
+    assert expected[1:] == [
+        "arn:aws:bedrock:eu-*::foundation-model/anthropic.claude-3-7-sonnet-20250219-v1:0"
+    ]
     # And the workflow may create jobs on the profile
     created = [
         render(arn)
@@ -477,3 +486,33 @@ def test_an_inference_profile_is_granted_to_the_batch_role_with_its_models(
         for arn in listed(statement["Resource"])
     ]
     assert set(expected) <= set(created)
+    # And tool mode's jobs are InvokeModel jobs (Converse batch records may not carry toolConfig)
+    definition = state_machine_definition(template, "DescribeCatalog")
+    assert _bedrock_job_arguments(definition)["ModelInvocationType"] == "InvokeModel"
+
+
+def test_json_schema_mode_runs_converse_jobs(dev_app: SynthesizedApp) -> None:
+    definition = state_machine_definition(dev_app.template("-catalog"), "DescribeCatalog")
+    arguments = _bedrock_job_arguments(definition)
+    assert arguments["ModelInvocationType"] == "Converse"
+    assert arguments["ModelId"] == "global.anthropic.claude-sonnet-4-6"
+
+
+def _bedrock_job_arguments(definition: dict[str, Any]) -> dict[str, Any]:
+    """The Arguments of the state that creates the Bedrock batch job, wherever it is nested."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            state = node.get("Start Bedrock batch job")
+            if isinstance(state, dict):
+                found.append(state["Arguments"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(definition)
+    (arguments,) = found
+    return arguments

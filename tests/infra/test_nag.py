@@ -297,8 +297,26 @@ _CATALOG_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
         )
     ),
 }
+# The default text model is a global cross-region profile: its foundation model may serve from
+# any commercial region, so each grant of it names the model in region `*` (the region-less ARN
+# it also needs has no wildcard). Only these five policies invoke or start jobs on it.
+_TEXT_MODEL_ANY_REGION = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:bedrock:*::foundation-model/"
+    "anthropic.claude-sonnet-4-6]"
+)
+_TEXT_MODEL_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
+    (path, _TEXT_MODEL_ANY_REGION)
+    for path in (
+        "/atelier-{stage}-api/ApiFunction/Role/DefaultPolicy",
+        "/atelier-{stage}-api/UploadsFunction/Role/DefaultPolicy",
+        "/atelier-{stage}-catalog/OnlineFunction/Role/DefaultPolicy",
+        "/atelier-{stage}-catalog/BedrockBatchRole/DefaultPolicy",
+        "/atelier-{stage}-catalog/WorkflowPolicy",
+    )
+}
 EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     *_CATALOG_ACKNOWLEDGMENTS,
+    *_TEXT_MODEL_ACKNOWLEDGMENTS,
     ("/atelier-{stage}-api/ApiFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/UploadsFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/ApiFunction/Role/DefaultPolicy", _RESULTS_OBJECTS),

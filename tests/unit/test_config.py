@@ -211,7 +211,9 @@ def test_a_non_object_context_is_reported() -> None:
 def test_description_defaults_follow_the_spec(context: dict[str, Any]) -> None:
     config = load_stage_config(context, "dev")
 
-    assert config.descriptions.model_id == "anthropic.claude-3-sonnet-20240229-v1:0"
+    # An Active Claude through the global cross-region profile (checked 2026-12-07).
+    assert config.descriptions.model_id == "global.anthropic.claude-sonnet-4-6"
+    assert config.descriptions.structured_output == "json_schema"
     assert config.descriptions.temperature == pytest.approx(0.1)
     assert len(config.descriptions.categories["default"]) == 8
     assert config.attribute_endpoint_name == "atelier-dev-vqa"
@@ -229,6 +231,11 @@ def test_description_defaults_follow_the_spec(context: dict[str, Any]) -> None:
         ({"temperature": True}, "temperature = True is not valid"),
         ({"temperature": 1.5}, "expected a number from 0.0 to 1.0"),
         ({"model_id": "claude please"}, "model_id = 'claude please' is not valid"),
+        ({"structured_output": "xml"}, "allowed values: auto, tool, json_schema"),
+        (
+            {"model_id": "amazon.nova-pro-v1:0", "structured_output": "tool"},
+            "structured_output is 'tool', which means forced tool use for amazon.nova-pro-v1:0",
+        ),
         ({"image": {"max_bytes": 8_000_000}}, "image.max_bytes = 8000000 is not valid"),
         ({"image": {"min_side": 2000, "max_side": 1000}}, "image.min_side = 2000 is larger than"),
         ({"worker_max_concurrency": 1}, "from 2 to 1000"),
@@ -247,12 +254,49 @@ def test_inference_profiles_and_their_arns_are_accepted_as_model_ids(
     context: dict[str, Any],
 ) -> None:
     for model_id in (
+        "anthropic.claude-sonnet-4-6",
+        "global.anthropic.claude-sonnet-4-6",
+        "jp.anthropic.claude-sonnet-4-6",
+        "apac.anthropic.claude-sonnet-4-6",
         "eu.anthropic.claude-3-5-sonnet-20240620-v1:0",
         "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-3-haiku-20240307-v1:0",
         "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
     ):
         context["atelier"]["stages"]["dev"]["descriptions"] = {"model_id": model_id}
         assert load_stage_config(context, "dev").descriptions.model_id == model_id
+
+
+@pytest.mark.parametrize(
+    ("model_id", "setting", "mode"),
+    [
+        ("global.anthropic.claude-sonnet-4-6", "auto", "json_schema"),
+        ("anthropic.claude-sonnet-4-6", "auto", "json_schema"),
+        ("eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "auto", "json_schema"),
+        ("jp.anthropic.claude-haiku-4-5-20251001-v1:0", "auto", "json_schema"),
+        ("us.anthropic.claude-sonnet-5-5", "auto", "json_schema"),
+        ("apac.anthropic.claude-3-7-sonnet-20250219-v1:0", "auto", "tool"),
+        ("anthropic.claude-sonnet-4-20250514-v1:0", "auto", "tool"),
+        ("anthropic.claude-opus-4-1-20250805-v1:0", "auto", "tool"),
+        ("amazon.nova-pro-v1:0", "auto", "json_schema"),
+        ("global.anthropic.claude-sonnet-4-6", "tool", "tool"),
+        ("anthropic.claude-3-5-sonnet-20240620-v1:0", "json_schema", "json_schema"),
+        (
+            "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/global.anthropic.claude-sonnet-4-6",
+            "auto",
+            "json_schema",
+        ),
+    ],
+)
+def test_structured_output_auto_follows_the_model_family(
+    context: dict[str, Any], model_id: str, setting: str, mode: str
+) -> None:
+    context["atelier"]["stages"]["dev"]["descriptions"] = {
+        "model_id": model_id,
+        "structured_output": setting,
+    }
+
+    descriptions = load_stage_config(context, "dev").descriptions
+    assert (descriptions.model_id, descriptions.structured_output) == (model_id, mode)
 
 
 def test_cognito_auth_needs_a_user_pool(context: dict[str, Any]) -> None:

@@ -1,12 +1,18 @@
 """Bedrock batch inference: the input records, their files, and the reading of the outputs.
 
-A Converse batch job takes JSON Lines of `{"recordId", "modelInput"}` where `modelInput` is the
-body of a Converse request. It is built by the same `converse_request` the online path sends, less
-`modelId` (the job names the model once), so a product is described by the same prompt, tool and
-token budget whichever path it takes. Each output line is `{"recordId", "modelInput",
-"modelOutput": <Converse response>}`, or `{"recordId", "modelInput", "error": {"errorCode",
-"errorMessage"}}` for a record the model failed on; the answer is read by the online path's own
-reader and validator.
+A batch job takes JSON Lines of `{"recordId", "modelInput"}`. What `modelInput` is depends on
+`descriptions.structured_output`, because Bedrock refuses tool use in Converse batch records:
+
+- `json_schema`: the job is of the Converse type and `modelInput` is the body of the Converse
+  request the online path sends (`converse_request`, with `outputConfig.textFormat`), less
+  `modelId` (the job names the model once).
+- `tool`: the job is of the InvokeModel type and `modelInput` is the same prompt, tool and token
+  budget as an Anthropic Messages API body (`anthropic_tool_request`).
+
+Each output line is `{"recordId", "modelInput", "modelOutput": <response>}` (a Converse response,
+or an Anthropic Messages response for InvokeModel jobs), or `{"recordId", "modelInput", "error":
+{"errorCode", "errorMessage"}}` for a record the model failed on; the answer is read by the
+online path's own reader and validator.
 
 Everything here works on iterables of lines and yields as it goes, so a group of tens of
 thousands of products never sits in memory.
@@ -27,8 +33,9 @@ from catalog.logic.transform_output import (
 )
 from descriptions.logic.prompt import (
     MalformedAnswerError,
+    anthropic_tool_request,
     converse_request,
-    parse_descriptions,
+    parse_reply,
     token_limit_advice,
 )
 from shared.models.catalog import BedrockBatchLimits, FailureRecord, LedgerRecord
@@ -50,7 +57,16 @@ def model_input(
     category: str,
     languages: Sequence[str],
 ) -> dict[str, Any]:
-    """The Converse body the online path would send for this product, without `modelId`."""
+    """The record's model input: the Converse body the online path would send for this product,
+    without `modelId` (json_schema mode), or its Anthropic Messages equivalent (tool mode)."""
+    if settings.structured_output == "tool":
+        return anthropic_tool_request(
+            attributes=attributes,
+            category=category,
+            languages=languages,
+            max_tokens_per_language=settings.max_tokens_per_language,
+            temperature=settings.temperature,
+        )
     request = converse_request(
         model_id=settings.model_id,
         attributes=attributes,
@@ -58,6 +74,7 @@ def model_input(
         languages=languages,
         max_tokens_per_language=settings.max_tokens_per_language,
         temperature=settings.temperature,
+        structured_output=settings.structured_output,
     )
     del request["modelId"]
     return request
@@ -175,7 +192,7 @@ class FileRotation:
 
 @dataclass(frozen=True)
 class Answer:
-    """An output line with a Converse response."""
+    """An output line with a model response (Converse or Anthropic Messages)."""
 
     record_id: str
     reply: TextModelReply
@@ -222,8 +239,11 @@ def parse_output_line(line: bytes) -> OutputOutcome:
     output = document.get("modelOutput")
     if not isinstance(output, dict):
         return MalformedLine("neither a modelOutput object nor an error", identifier)
+    # InvokeModel jobs (tool mode) answer in Claude's own shape, Converse jobs in Converse's.
+    anthropic = isinstance(output.get("content"), list) and "output" not in output
+    read = TextModelReply.from_anthropic_messages if anthropic else TextModelReply.from_converse
     try:
-        reply = TextModelReply.from_converse(output)
+        reply = read(output)
     except (TypeError, ValueError):
         return MalformedLine("the modelOutput's usage counts are not numbers", identifier)
     return Answer(identifier, reply)
@@ -236,12 +256,17 @@ def parse_output_lines(lines: Iterable[bytes]) -> Iterator[OutputOutcome]:
 
 
 def read_descriptions(
-    reply: TextModelReply, languages: Sequence[str], *, max_tokens_per_language: int
+    reply: TextModelReply,
+    languages: Sequence[str],
+    *,
+    max_tokens_per_language: int,
+    structured_output: str,
 ) -> dict[str, LocalizedDescription]:
     """The validated descriptions of an answer; MalformedAnswerError says what is wrong, with
-    the online path's advice when the model ran out of tokens."""
+    the online path's advice when the model ran out of tokens, and the setting to change when
+    it answered in neither structured shape."""
     try:
-        return parse_descriptions(reply.tool_input, languages)
+        return parse_reply(reply, languages, structured_output)
     except MalformedAnswerError as error:
         if reply.stop_reason == "max_tokens":
             raise MalformedAnswerError(token_limit_advice(max_tokens_per_language)) from error

@@ -102,7 +102,10 @@ def describe_record(
     reply = outcome.reply
     try:
         descriptions = read_descriptions(
-            reply, record.languages, max_tokens_per_language=settings.max_tokens_per_language
+            reply,
+            record.languages,
+            max_tokens_per_language=settings.max_tokens_per_language,
+            structured_output=settings.structured_output,
         )
     except MalformedAnswerError as error:
         return failure(record, Stage.DESCRIPTION, f"the text model's answer is malformed: {error}")

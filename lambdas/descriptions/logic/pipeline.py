@@ -19,8 +19,9 @@ from descriptions.logic.images import ImageLimits, ImageProblem, InvalidImageErr
 from descriptions.logic.ports import AttributeModel, DescriptionTable, ResultsArchive, TextModel
 from descriptions.logic.prompt import (
     MalformedAnswerError,
+    UnstructuredAnswerError,
     converse_request,
-    parse_descriptions,
+    parse_reply,
     token_limit_advice,
 )
 from descriptions.logic.requests import Question, answered, languages_for, questions_for
@@ -148,17 +149,23 @@ class DescriptionPipeline:
                 languages=languages,
                 max_tokens_per_language=self.settings.max_tokens_per_language,
                 temperature=self.settings.temperature,
+                structured_output=self.settings.structured_output,
                 corrections=corrections,
             )
             reply = self._retrying(partial(self.text_model.converse, request), deadline)
             usage["inputTokens"] += reply.input_tokens
             usage["outputTokens"] += reply.output_tokens
             try:
-                descriptions = parse_descriptions(reply.tool_input, languages)
+                descriptions = parse_reply(reply, languages, self.settings.structured_output)
             except MalformedAnswerError as error:
                 problem = str(error)
                 if reply.stop_reason == "max_tokens":
                     problem = token_limit_advice(self.settings.max_tokens_per_language)
+                elif isinstance(error, UnstructuredAnswerError):
+                    # The mode does not suit the model: another attempt would answer alike.
+                    raise DependencyError(
+                        "text_model_unstructured", problem, retryable=False
+                    ) from None
                 if attempt == attempts:
                     raise DependencyError(
                         "description_malformed", problem, retryable=False

@@ -8,11 +8,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import botocore
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters.aws import as_dependency_error, client, error_code, slow_model_client
 from shared.models.descriptions import TextModelReply
-from shared.models.errors import AtelierError
+from shared.models.errors import AtelierError, DependencyError
 from shared.models.images import (
     ContentFilteredError,
     ProvisionedModelUnavailableError,
@@ -26,17 +27,54 @@ _UNUSABLE_MODEL = re.compile(
 )
 
 
+# What Bedrock says when a model refuses the requested structured-output mode (forced tool
+# choice, or the JSON-schema output format).
+_STRUCTURED_OUTPUT_REFUSAL = re.compile(
+    r"tool_?choice|output_?config|text_?format|structured output|json_schema", re.IGNORECASE
+)
+
+
 class BedrockTextModel:
     def __init__(self, *, bedrock_runtime: Any | None = None) -> None:
         self._client = bedrock_runtime or client("bedrock-runtime")
 
     def converse(self, request: Mapping[str, Any]) -> TextModelReply:
         what = f"Bedrock model {request.get('modelId')}"
+        self._check_sdk_knows(request)
         try:
             response = self._client.converse(**request)
-        except (ClientError, BotoCoreError) as error:
+        except ClientError as error:
+            message = str(error.response.get("Error", {}).get("Message", ""))
+            if error_code(error) == "ValidationException" and _STRUCTURED_OUTPUT_REFUSAL.search(
+                message
+            ):
+                mode = "tool" if "toolConfig" in request else "json_schema"
+                other = "json_schema" if mode == "tool" else "tool"
+                raise DependencyError(
+                    "text_model_structured_output_unsupported",
+                    f"{what} refused the {mode!r} structured-output mode ({message[:300]}); "
+                    f"set descriptions.structured_output to {other!r}",
+                    retryable=False,
+                ) from error
+            raise as_dependency_error(error, code_prefix="text_model", what=what) from error
+        except BotoCoreError as error:
             raise as_dependency_error(error, code_prefix="text_model", what=what) from error
         return TextModelReply.from_converse(response)
+
+    def _check_sdk_knows(self, request: Mapping[str, Any]) -> None:
+        """A botocore too old for a request field fails its parameter validation with a message
+        about the field, not about the SDK; say which botocore this is and what to deploy."""
+        members = self._client.meta.service_model.operation_model("Converse").input_shape.members
+        unknown = sorted(set(request) - set(members))
+        if unknown:
+            raise DependencyError(
+                "text_model_sdk_outdated",
+                f"this function's botocore {botocore.__version__} does not know Converse's "
+                f"{', '.join(unknown)}; deploy the function with the bundled AWS SDK "
+                "(lambdas/requirements/aws-sdk.txt) or set descriptions.structured_output to "
+                "'tool'",
+                retryable=False,
+            )
 
 
 class BedrockImageModel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -32,6 +32,9 @@ class PipelineSettings(_Model):
 
     endpoint_name: str = Field(alias="endpointName", min_length=1)
     model_id: str = Field(alias="modelId", min_length=1)
+    # How the text model answers: a forced tool call, or Converse's JSON-schema output format
+    # (`descriptions.structured_output`, resolved from `auto` when the stack is synthesized).
+    structured_output: Literal["tool", "json_schema"] = Field(alias="structuredOutput")
     max_tokens_per_language: int = Field(alias="maxTokensPerLanguage", gt=0)
     temperature: float = Field(ge=0, le=1)
     languages: tuple[str, ...] = Field(min_length=1)
@@ -127,30 +130,34 @@ class StoredDescription(BaseModel):
 
 @dataclass(frozen=True)
 class TextModelReply:
-    """What the pipeline needs from a text-model answer."""
+    """What the pipeline needs from a text-model answer: the structured answer in whichever
+    shape the model gave it (a tool call's input, or text that should be the JSON document)."""
 
     tool_input: Mapping[str, Any] | None
     stop_reason: str
     input_tokens: int
     output_tokens: int
+    # The answer's text blocks joined; the JSON document in json_schema mode.
+    text: str | None = None
 
     @classmethod
     def from_converse(cls, response: Mapping[str, Any]) -> TextModelReply:
-        """Read a Converse response: the forced tool call's input, stop reason and token counts.
+        """Read a Converse response: tool call input or text, stop reason and token counts.
 
-        Online answers and Bedrock batch outputs (whose `modelOutput` is a Converse response) are
-        read by this one method, so both paths see the same reply."""
+        Online answers and Converse batch outputs (whose `modelOutput` is a Converse response)
+        are read by this one method, so both paths see the same reply."""
         output = response.get("output")
         message = output.get("message") if isinstance(output, Mapping) else None
-        content = message.get("content") if isinstance(message, Mapping) else None
+        blocks = _blocks(message.get("content") if isinstance(message, Mapping) else None)
         tool_input = next(
             (
                 block["toolUse"].get("input")
-                for block in (content if isinstance(content, list) else [])
-                if isinstance(block, Mapping) and isinstance(block.get("toolUse"), Mapping)
+                for block in blocks
+                if isinstance(block.get("toolUse"), Mapping)
             ),
             None,
         )
+        texts = [block["text"] for block in blocks if isinstance(block.get("text"), str)]
         usage = response.get("usage")
         counts: Mapping[str, Any] = usage if isinstance(usage, Mapping) else {}
         return cls(
@@ -158,4 +165,41 @@ class TextModelReply:
             stop_reason=str(response.get("stopReason", "")),
             input_tokens=int(counts.get("inputTokens", 0)),
             output_tokens=int(counts.get("outputTokens", 0)),
+            text="".join(texts) if texts else None,
         )
+
+    @classmethod
+    def from_anthropic_messages(cls, response: Mapping[str, Any]) -> TextModelReply:
+        """Read an Anthropic Messages API response (InvokeModel batch outputs in tool mode):
+        `content` blocks of type `tool_use` or `text`, `stop_reason`, `usage` in snake case."""
+        blocks = _blocks(response.get("content"))
+        tool_input = next(
+            (
+                block.get("input")
+                for block in blocks
+                if block.get("type") == "tool_use" and isinstance(block.get("input"), Mapping)
+            ),
+            None,
+        )
+        texts = [
+            block["text"]
+            for block in blocks
+            if block.get("type") == "text" and isinstance(block.get("text"), str)
+        ]
+        usage = response.get("usage")
+        counts: Mapping[str, Any] = usage if isinstance(usage, Mapping) else {}
+        return cls(
+            tool_input=tool_input,
+            stop_reason=str(response.get("stop_reason", "")),
+            input_tokens=int(counts.get("input_tokens", 0)),
+            output_tokens=int(counts.get("output_tokens", 0)),
+            text="".join(texts) if texts else None,
+        )
+
+
+def _blocks(content: Any) -> list[Mapping[str, Any]]:
+    return [
+        block
+        for block in (content if isinstance(content, list) else [])
+        if isinstance(block, Mapping)
+    ]

@@ -115,6 +115,7 @@ def test_a_group_becomes_rotated_input_files_a_ledger_and_failures(s3: Any) -> N
             languages=["en", "de"],
             max_tokens_per_language=DESCRIPTIONS.max_tokens_per_language,
             temperature=DESCRIPTIONS.temperature,
+            structured_output=DESCRIPTIONS.structured_output,
         )
         del online["modelId"]
         assert line["modelInput"] == online

@@ -29,6 +29,7 @@ from tests.descriptions_support import (
     ATTRIBUTES,
     FakeContext,
     api_event,
+    converse_json_response,
     converse_response,
     create_products_table,
     describe_body,
@@ -104,12 +105,13 @@ class Harness:
             languages=list(languages),
             max_tokens_per_language=SETTINGS.max_tokens_per_language,
             temperature=SETTINGS.temperature,
+            structured_output=SETTINGS.structured_output,
             corrections=list(corrections),
         )
+        # The answer in the shape of the stage's structured-output mode.
+        reply = converse_json_response if "outputConfig" in request else converse_response
         self.text.add_response(
-            "converse",
-            converse_response(answer or tool_input(languages)),
-            expected_params=request,
+            "converse", reply(answer or tool_input(languages)), expected_params=request
         )
 
     def call(self, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:

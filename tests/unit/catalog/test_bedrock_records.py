@@ -26,11 +26,14 @@ from catalog.logic.bedrock_records import (
 from catalog.logic.transform_output import TransformJob
 from descriptions.logic.pipeline import DescriptionJob, DescriptionPipeline
 from descriptions.logic.prompt import (
+    ANTHROPIC_VERSION,
     TOOL_NAME,
     MalformedAnswerError,
+    UnstructuredAnswerError,
+    answer_schema,
     converse_request,
-    description_tool,
     parse_descriptions,
+    system_prompt,
 )
 from shared.models.catalog import BedrockBatchLimits, FailureRecord, LedgerRecord
 from shared.models.descriptions import TextModelReply
@@ -49,11 +52,16 @@ from tests.descriptions_support import (
     FakeAttributeModel,
     InMemoryArchive,
     InMemoryTable,
+    answer_schema_of,
     grounded_entry,
     image_bytes,
 )
 
 SETTINGS = batch_settings()
+# The dev stage's model (Claude Sonnet 4.6) resolves `auto` to json_schema; tool mode is what an
+# older Claude resolves to.
+TOOL_SETTINGS = SETTINGS.model_copy(update={"structured_output": "tool"})
+MODES = {"json_schema": SETTINGS, "tool": TOOL_SETTINGS}
 JOB = TransformJob(name="transform-job-1")
 LIMITS = BedrockBatchLimits(
     minRecordsPerJob=100,
@@ -65,14 +73,14 @@ LIMITS = BedrockBatchLimits(
 
 
 def _build(
-    numbers: range, languages: list[str], **kwargs: Any
+    numbers: range, languages: list[str], settings: Any = SETTINGS, **kwargs: Any
 ) -> list[BedrockRecord | FailureRecord]:
     records = [index_record(n, category="Shirts" if n % 2 else "default") for n in numbers]
     return list(
         build_bedrock_lines(
             [index_line(r) for r in records],
             [transform_output_line(r) for r in records],
-            settings=SETTINGS,
+            settings=settings,
             languages=languages,
             job=JOB,
             part="part.jsonl",
@@ -93,36 +101,78 @@ def test_the_model_input_is_the_online_converse_request_without_the_model_id(
         languages=languages,
         max_tokens_per_language=SETTINGS.max_tokens_per_language,
         temperature=SETTINGS.temperature,
+        structured_output="json_schema",
     )
 
-    # When the batch record's model input is built from the settings
+    # When the batch record's model input is built from the settings (json_schema mode)
     body = model_input(SETTINGS, attributes=ATTRIBUTES, category="default", languages=languages)
 
-    # Then it is the online request field for field, only modelId left out
+    # Then it is the online request field for field, only modelId left out, with no toolConfig
+    # (Converse batch jobs refuse records that carry one)
     assert online.pop("modelId") == SETTINGS.model_id
     assert body == online
-    assert set(body) == {"system", "messages", "inferenceConfig", "toolConfig"}
+    assert set(body) == {"system", "messages", "inferenceConfig", "outputConfig"}
 
 
-def test_a_built_line_round_trips_through_the_tool_schema() -> None:
+def test_tool_mode_writes_the_same_request_as_an_anthropic_messages_body() -> None:
+    # Given the online tool-mode request for a product
+    languages = ["en", "de"]
+    online = converse_request(
+        model_id=SETTINGS.model_id,
+        attributes=ATTRIBUTES,
+        category="default",
+        languages=languages,
+        max_tokens_per_language=SETTINGS.max_tokens_per_language,
+        temperature=SETTINGS.temperature,
+        structured_output="tool",
+    )
+
+    # When tool mode builds the batch record's model input
+    body = model_input(
+        TOOL_SETTINGS, attributes=ATTRIBUTES, category="default", languages=languages
+    )
+
+    # Then it is InvokeModel's native Claude body carrying the same prompt, tool and budget
+    assert body["anthropic_version"] == ANTHROPIC_VERSION
+    assert body["system"] == online["system"][0]["text"] == system_prompt("tool")
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": online["messages"][0]["content"][0]["text"]}],
+        }
+    ]
+    assert body["max_tokens"] == online["inferenceConfig"]["maxTokens"]
+    assert body["temperature"] == online["inferenceConfig"]["temperature"]
+    [tool] = body["tools"]
+    assert tool["name"] == TOOL_NAME
+    assert tool["input_schema"] == answer_schema_of(online) == answer_schema(languages)
+    assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
+    assert "toolConfig" not in body
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_built_line_round_trips_through_the_answer_schema(mode: str) -> None:
     # Given a product with attributes and three languages
     languages = ["en", "de", "fr"]
-    [item] = _build(range(1), languages)
+    settings = MODES[mode]
+    [item] = _build(range(1), languages, settings)
     assert isinstance(item, BedrockRecord)
 
     # When the input line is read back as Bedrock will read it
     line = json.loads(item.input_line)
 
-    # Then it has exactly recordId and modelInput, the id is 11 characters, and the tool spec is
+    # Then it has exactly recordId and modelInput, the id is 11 characters, and the schema is
     # the prompt module's for those languages with the per-language token budget
     assert set(line) == {"recordId", "modelInput"}
     assert line["recordId"] == "R0000000000"
     assert len(line["recordId"]) == 11
     body = line["modelInput"]
-    assert body["toolConfig"]["tools"] == [description_tool(languages)]
-    assert body["toolConfig"]["toolChoice"] == {"tool": {"name": TOOL_NAME}}
-    assert body["inferenceConfig"]["maxTokens"] == SETTINGS.max_tokens_per_language * 3
-    schema = body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+    if mode == "tool":
+        assert body["max_tokens"] == settings.max_tokens_per_language * 3
+        schema = body["tools"][0]["input_schema"]
+    else:
+        assert body["inferenceConfig"]["maxTokens"] == settings.max_tokens_per_language * 3
+        schema = answer_schema_of(body)
     entry = schema["properties"]["descriptions"]["items"]
     assert entry["properties"]["language"]["enum"] == languages
     # and an answer holding every required field per enumerated language parses
@@ -222,17 +272,23 @@ def test_a_group_beyond_one_job_is_refused(
         rotation.place(refused)
 
 
-def test_an_answer_line_is_read_like_an_online_converse_answer() -> None:
-    outcome = parse_output_line(answer_line("R0000000001", languages=["en", "de"]))
+@pytest.mark.parametrize(
+    ("mode", "stop_reason"), [("json_schema", "end_turn"), ("tool", "tool_use")]
+)
+def test_an_answer_line_is_read_like_an_online_answer(mode: str, stop_reason: str) -> None:
+    # Given an output line of a Converse job (json_schema) or an InvokeModel job (tool)
+    line = answer_line("R0000000001", languages=["en", "de"], mode=mode)
+
+    outcome = parse_output_line(line)
 
     assert isinstance(outcome, Answer)
     assert outcome.record_id == "R0000000001"
-    assert outcome.reply.stop_reason == "tool_use"
+    assert outcome.reply.stop_reason == stop_reason
     assert (outcome.reply.input_tokens, outcome.reply.output_tokens) == (300, 250)
-    assert list(read_descriptions(outcome.reply, ["en", "de"], max_tokens_per_language=600)) == [
-        "en",
-        "de",
-    ]
+    descriptions = read_descriptions(
+        outcome.reply, ["en", "de"], max_tokens_per_language=600, structured_output=mode
+    )
+    assert list(descriptions) == ["en", "de"]
 
 
 @pytest.mark.parametrize(
@@ -264,11 +320,17 @@ def test_error_records_and_malformed_lines_are_told_apart(line: bytes, expected:
         assert outcome == expected
 
 
-def test_an_answer_without_the_tool_call_is_malformed_when_read() -> None:
-    reply = TextModelReply(tool_input=None, stop_reason="end_turn", input_tokens=1, output_tokens=1)
+def test_an_answer_in_neither_shape_names_the_setting_when_read() -> None:
+    reply = TextModelReply(
+        tool_input=None, stop_reason="end_turn", input_tokens=1, output_tokens=1, text="A shirt."
+    )
 
-    with pytest.raises(MalformedAnswerError, match="did not call the description tool"):
-        read_descriptions(reply, ["en"], max_tokens_per_language=600)
+    with pytest.raises(
+        UnstructuredAnswerError, match=r"set descriptions\.structured_output to 'tool'"
+    ):
+        read_descriptions(
+            reply, ["en"], max_tokens_per_language=600, structured_output="json_schema"
+        )
 
 
 def test_a_cut_off_answer_gets_the_same_advice_as_the_online_path() -> None:
@@ -300,7 +362,10 @@ def test_a_cut_off_answer_gets_the_same_advice_as_the_online_path() -> None:
         )
     with pytest.raises(MalformedAnswerError) as batch_error:
         read_descriptions(
-            cut, ["en", "de"], max_tokens_per_language=SETTINGS.max_tokens_per_language
+            cut,
+            ["en", "de"],
+            max_tokens_per_language=SETTINGS.max_tokens_per_language,
+            structured_output=SETTINGS.structured_output,
         )
 
     # Then both say the same thing: raise the per-language token limit

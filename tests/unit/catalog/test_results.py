@@ -93,7 +93,7 @@ def test_a_grounded_answer_is_stored_like_the_online_path_stores_it() -> None:
         (
             answer_line("R0000000001", payload={"descriptions": "text"}),
             Stage.DESCRIPTION,
-            "answer is malformed: the model did not call the description tool",
+            "answer is malformed: the answer has no 'descriptions' list",
         ),
         (
             answer_line("R0000000001", languages=["de"]),
