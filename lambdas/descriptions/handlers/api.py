@@ -11,7 +11,7 @@ import binascii
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -36,6 +36,7 @@ from shared.api_responses import (
 )
 from shared.models.descriptions import PRODUCT_ID_PATTERN, DescribeRequest, StoredDescription
 from shared.models.errors import AtelierError, NotFoundError, RequestError
+from shared.request_body import UNSUPPORTED_MEDIA_TYPE_DOC, json_api
 from shared.retry import Deadline
 
 # Left for answering and logging after the last dependency call.
@@ -47,7 +48,7 @@ _DESCRIPTION_RESPONSE: OpenAPIResponse = {
     "content": {"application/json": {"model": StoredDescription}},
 }
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = json_api()
 
 
 @cache
@@ -65,6 +66,7 @@ def pipeline() -> DescriptionPipeline:
         200: _DESCRIPTION_RESPONSE,
         400: error_doc("The request is wrong; the message says what to change"),
         413: error_doc("The image is larger than the configured limit"),
+        415: UNSUPPORTED_MEDIA_TYPE_DOC,
         502: error_doc("A model failed on this request; retrying will not help"),
         503: error_doc("A model is throttled or unavailable; retry after the hint"),
     },

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -35,6 +35,7 @@ from shared.models.diffusion import (
     StylingRequest,
 )
 from shared.models.errors import AtelierError
+from shared.request_body import UNSUPPORTED_MEDIA_TYPE_DOC, json_api
 from shared.request_ids import api_request_id
 from shared.retry import Deadline
 
@@ -55,6 +56,7 @@ def _responses(answer: type[GenerationAnswer | StylingAnswer]) -> dict[int, Open
         413: error_doc(
             "An image is too large (inline: upload it and pass its key; any: send a smaller one)"
         ),
+        415: UNSUPPORTED_MEDIA_TYPE_DOC,
         422: error_doc("The endpoint's handler refused the request; the message says why"),
         502: error_doc("The endpoint or a store failed on this request; retrying won't help"),
         503: error_doc("The endpoint or a store is throttled or unavailable; retry later"),
@@ -65,7 +67,7 @@ def _responses(answer: type[GenerationAnswer | StylingAnswer]) -> dict[int, Open
     }
 
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = json_api()
 
 
 @cache

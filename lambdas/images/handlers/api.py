@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
@@ -28,6 +28,7 @@ from shared.api_responses import (
 )
 from shared.models.errors import AtelierError
 from shared.models.images import GeneratedImages, GenerateImagesRequest
+from shared.request_body import UNSUPPORTED_MEDIA_TYPE_DOC, json_api
 from shared.request_ids import api_request_id
 from shared.retry import Deadline
 
@@ -35,7 +36,7 @@ from shared.retry import Deadline
 RESPONSE_MARGIN_SECONDS = 3.0
 
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = json_api()
 
 
 @cache
@@ -60,6 +61,7 @@ def service() -> ImageService:
         409: error_doc(
             "No customized model is provisioned, or the recorded one is gone: provision first"
         ),
+        415: UNSUPPORTED_MEDIA_TYPE_DOC,
         422: error_doc("Titan's content filters refused the prompt or its images"),
         502: error_doc("Titan or the store failed on this request; retrying will not help"),
         503: error_doc("Titan or a store is throttled or unavailable; retry after the hint"),

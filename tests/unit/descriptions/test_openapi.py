@@ -18,7 +18,7 @@ def test_the_document_describes_both_routes_with_our_error_shape() -> None:
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/DescribeRequest"
     )
-    assert {"200", "400", "413", "502", "503"} <= set(post["responses"])
+    assert {"200", "400", "413", "415", "502", "503"} <= set(post["responses"])
     assert "422" not in post["responses"]
     assert "404" in spec["paths"]["/descriptions/{productId}"]["get"]["responses"]
     assert spec["security"] == [{"sigv4": []}]

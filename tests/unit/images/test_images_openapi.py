@@ -18,7 +18,7 @@ def test_the_document_describes_the_route_its_ranges_and_our_errors() -> None:
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/GenerateImagesRequest"
     )
-    assert {"200", "400", "409", "422", "502", "503"} == set(post["responses"])
+    assert {"200", "400", "409", "415", "422", "502", "503"} == set(post["responses"])
     # Our 422 is the content filter's, in our error shape, not Powertools' validation body.
     assert "HTTPValidationError" not in json.dumps(spec)
     schema = spec["components"]["schemas"]["GenerateImagesRequest"]
