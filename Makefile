@@ -21,11 +21,15 @@ VENV_PYTHON := $(BIN)/python
 # requirements/inference-dlc.txt): the tests serve exported archives in it.
 DLC_VENV := .dlc-venv
 DLC_STAMP := $(DLC_VENV)/.installed
+# checkov in a venv of its own (requirements/checkov.txt pins it and every dependency): its
+# dependencies, an older boto3 among them, clash with the main venv's pins.
+CHECKOV_VENV := .checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := npx --no-install cdk
 
-.PHONY: help install install-dlc synth test test-fast lint bench openapi lock diff deploy destroy clean
+.PHONY: help install install-dlc install-checkov synth test test-fast lint bench openapi lock diff deploy destroy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -66,18 +70,33 @@ install: $(VENV_STAMP) $(NODE_STAMP)  ## install what is missing (.venv and node
 
 install-dlc: $(DLC_STAMP)  ## the inference-container stand-in venv (.dlc-venv) the tests serve in
 
-synth: install  ## synthesize every stack (STAGE=dev|prod), run cdk-nag and cfn-lint, print a summary
+$(CHECKOV_STAMP): requirements/checkov.txt Makefile
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--requirement requirements/checkov.txt
+	@touch $@
+
+install-checkov: $(CHECKOV_STAMP)  ## checkov's own venv (.checkov-venv), used by make synth and the tests
+
+synth: install $(CHECKOV_STAMP)  ## synthesize every stack (STAGE=dev|prod), run cdk-nag, cfn-lint and checkov, print a summary
 	rm -rf cdk.out
 	$(CDK) synth --quiet -c stage=$(STAGE)
 	@echo "cdk-nag AwsSolutions: no unacknowledged finding (synthesis fails on any)"
 	cfn-lint --format parseable cdk.out/*.template.json
 	@echo "cfn-lint: 0 errors in $$(ls cdk.out/*.template.json | wc -l) template(s)"
+	@# Every state machine definition against asl-validator (ASL and JSONata rules, state
+	@# names unique across the machine); it prints its own one-line figure.
+	node tools/validate_asl.js cdk.out/*.template.json
+	@# Fails on any failed check; a check is skipped only per resource, with a written reason.
+	$(VENV)/bin/python -m infra.checkov_gate cdk.out
 	@$(VENV)/bin/python -m infra.summary cdk.out
 
-test: install $(DLC_STAMP)  ## run every test, slow ones included (what CI runs)
+test: install $(DLC_STAMP) $(CHECKOV_STAMP)  ## run every test, slow ones included (what CI runs)
 	$(VENV)/bin/python -m pytest
 
-test-fast: install $(DLC_STAMP)  ## run the tests except those marked slow
+test-fast: install $(DLC_STAMP) $(CHECKOV_STAMP)  ## run the tests except those marked slow
 	$(VENV)/bin/python -m pytest -m "not slow"
 
 lint: install  ## ruff and mypy on infra and lambdas

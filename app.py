@@ -11,6 +11,7 @@ import sys
 from aws_cdk import App, Environment
 
 from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage_config
+from infra.constructs.log_groups import encrypt_log_groups
 from infra.nag import attach_nag
 from infra.stacks.api import ApiStack
 from infra.stacks.bedrock import BedrockStack
@@ -125,6 +126,8 @@ def build_app(app: App) -> App:
         termination_protection=config.is_production_like,
     )
 
+    # After every stack exists: one place encrypts every log group with the stage's data key.
+    encrypt_log_groups(app, key=data.key, config=config)
     attach_nag(app)
     return app
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from infra.checkov_gate import load_report
 
 STACK_ARTIFACT = "aws:cloudformation:stack"
 ACKNOWLEDGED_RULES = "aws:cdk:acknowledged-rules"
@@ -112,16 +115,64 @@ def endpoint_variants(stack: str, template: dict[str, Any]) -> list[EndpointVari
     return variants
 
 
+@dataclass(frozen=True)
+class CheckovSkip:
+    resource: str  # <stack>/<logical id>
+    check_id: str
+    reason: str
+
+
+def checkov_skips(stack: str, template: dict[str, Any]) -> list[CheckovSkip]:
+    """The checkov skips written on the template's resources (infra/checkov_skips.py)."""
+    skips = []
+    for logical_id, resource in sorted(template.get("Resources", {}).items()):
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            reason = str(skip.get("comment", "")).strip()
+            skips.append(CheckovSkip(f"{stack}/{logical_id}", str(skip.get("id")), reason))
+    return skips
+
+
+def render_checkov(assembly_dir: Path, skips: list[CheckovSkip]) -> list[str]:
+    """The gate's figure, then each skip reason once with the resources it is written on."""
+    report = load_report(assembly_dir)
+    lines = [
+        report.figure()
+        if report is not None
+        else "checkov: not run on this assembly (`make synth` runs it)"
+    ]
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for skip in skips:
+        grouped.setdefault((skip.check_id, skip.reason), []).append(skip.resource)
+    lines.append(
+        f"checkov skips, each with its reason: {len(skips)} on "
+        f"{len({skip.resource for skip in skips})} resource(s)"
+    )
+    for (check_id, reason), resources in sorted(grouped.items()):
+        lines.append(f"  {check_id} on {len(resources)} resource(s): {reason}")
+        lines.extend(
+            textwrap.wrap(
+                ", ".join(resources),
+                width=100,
+                initial_indent=" " * 6,
+                subsequent_indent=" " * 6,
+                break_on_hyphens=False,
+            )
+        )
+    return lines
+
+
 def render(assembly_dir: Path) -> str:
     artifacts = stack_artifacts(assembly_dir)
     stacks = load_stacks(assembly_dir, artifacts)
     lines = [f"Synthesized {len(stacks)} stack(s) into {assembly_dir}/"]
     variants: list[EndpointVariant] = []
+    skips: list[CheckovSkip] = []
     for summary, template in stacks:
         lines.append(f"  {summary.name}: {summary.total} resources ({summary.template_file})")
         for resource_type, count in sorted(summary.resource_counts.items()):
             lines.append(f"      {count:>3}  {resource_type}")
         variants.extend(endpoint_variants(summary.name, template))
+        skips.extend(checkov_skips(summary.name, template))
 
     if variants:
         lines.append(
@@ -140,6 +191,7 @@ def render(assembly_dir: Path) -> str:
     lines.append(f"cdk-nag acknowledgments, each with its reason: {len(acknowledged)}")
     for path, rule, reason in acknowledged:
         lines.append(f"  {rule.removeprefix('AwsSolutions::')} on {path}: {reason}")
+    lines.extend(render_checkov(assembly_dir, skips))
     return "\n".join(lines)
 
 

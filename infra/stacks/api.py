@@ -23,6 +23,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.checkov_skips import skip_check
 from infra.config import ConfigError, StageConfig
 from infra.constructs.bedrock_models import invoke_model_arns
 from infra.constructs.log_groups import create_log_group
@@ -237,14 +238,16 @@ class ApiStack(Stack):
             "DESCRIPTIONS_SETTINGS": descriptions_settings_json(config),
         }
 
-        # Both queues use SQS-managed SSE, not the data key: messages carry only bucket, key and
-        # failure reason, never image bytes, and EventBridge could not write to a queue under the
-        # data key without a grant in the Data stack's key policy.
+        # Both queues are encrypted with the stage's data key, like everything else the stage
+        # stores: messages carry bucket, object key and failure reason (customer file names).
+        # The SqsQueue target below lets EventBridge use the key, for this account's rules only
+        # (aws:SourceAccount), in the Data stack's key policy; the queue policy names the rule.
         self.dead_letter_queue = sqs.Queue(
             self,
             "UploadsDeadLetterQueue",
             retention_period=QUEUE_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=data.key,
             enforce_ssl=True,
         )
         self.uploads_queue = sqs.Queue(
@@ -254,7 +257,8 @@ class ApiStack(Stack):
                 VISIBILITY_TIMEOUT_FACTOR * d.worker_timeout_seconds
             ),
             retention_period=QUEUE_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=data.key,
             enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=d.max_receive_count
@@ -433,6 +437,15 @@ class ApiStack(Stack):
                 actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn]
             )
         )
+        # The queues are encrypted with the data key: SQS uses it on the worker's behalf to
+        # encrypt what it parks (and to decrypt what it receives).
+        uploads.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[data.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sqs.{self.region}.amazonaws.com"}},
+            )
+        )
 
         # cdk-nag names an imported ARN by its export: acknowledge exactly those prefixes.
         results_export = exported_name(data, data.results_bucket.bucket_arn)
@@ -580,6 +593,18 @@ class ApiStack(Stack):
                 dead_letter_queue=self.dead_letter_queue,
                 retry_attempts=EVENT_DELIVERY_RETRIES,
                 max_event_age=EVENT_MAX_AGE,
+            )
+        )
+        # For a queue under a KMS key the target allows EventBridge by account only
+        # (aws:SourceAccount): CDK drops aws:SourceArn to avoid a cycle when the key shares the
+        # queue's stack. The key is in the Data stack, so there is no cycle: only this rule sends.
+        self.uploads_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.uploads_queue.queue_arn],
+                conditions={"ArnNotEquals": {"aws:SourceArn": self.uploads_rule.rule_arn}},
             )
         )
         self.uploads_function.function.add_event_source(
@@ -756,6 +781,13 @@ class ApiStack(Stack):
             "Execution logging needs the account-wide API Gateway CloudWatch role, a singleton "
             "this app must not take over; JSON access logs, X-Ray traces and the function's "
             "own logs cover each request.",
+        )
+        skip_check(
+            stage,
+            "CKV_AWS_120",
+            "No response cache: every POST must reach its function (each describes or generates "
+            "anew), and GET answers are per product and change when a description is stored; a "
+            "cache would serve stale results and bills per hour.",
         )
         if config.api.auth == "iam":
             for method in (post, get, images, generations, styling):

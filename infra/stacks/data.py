@@ -18,7 +18,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.buckets import EncryptedBucket, create_access_log_bucket
-from infra.constructs.log_groups import removal_policy_for
+from infra.constructs.log_groups import logs_key_policy_statement, removal_policy_for
 from infra.constructs.publishing import publish_names
 
 
@@ -66,6 +66,8 @@ class DataStack(Stack):
             # A scheduled deletion can be cancelled; make the window the longest allowed.
             pending_window=Duration.days(30),
         )
+        # Every log group of the stage is encrypted with this key (infra/constructs/log_groups.py).
+        self.key.add_to_resource_policy(logs_key_policy_statement(config))
 
         self.access_log_bucket = create_access_log_bucket(
             self, "AccessLogs", data=config.data, removal_policy=removal_policy

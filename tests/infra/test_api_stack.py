@@ -24,7 +24,7 @@ from infra.stacks.api import (
     images_settings,
 )
 from tests.support import SynthesizedApp, cdk_json_context
-from tests.templates import assembly_artifacts, resources, ssm_parameters
+from tests.templates import assembly_artifacts, listed, resources, ssm_parameters
 
 pytestmark = pytest.mark.infra
 
@@ -245,7 +245,10 @@ def test_uploads_queue_redrives_to_a_dead_letter_queue(
     assert queue["VisibilityTimeout"] >= 6 * config.descriptions.worker_timeout_seconds
     for properties in (queue, dlq):
         assert properties["MessageRetentionPeriod"] == 14 * 24 * 3600
-        assert properties["SqsManagedSseEnabled"] is True
+        # Encrypted with the stage's data key (tests/infra/test_encryption_keys.py has the rest).
+        (key_id,) = resources(synthesized_apps[stage].template("-data"), "AWS::KMS::Key")
+        exported = _exports(synthesized_apps[stage])
+        assert _render(properties["KmsMasterKeyId"], exported) == f"{key_id}.Arn"
     # Both queues refuse plain HTTP.
     for policy in resources(template, "AWS::SQS::QueuePolicy").values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
@@ -293,15 +296,28 @@ def test_rule_sends_incoming_uploads_to_the_queue_only(dev_app: SynthesizedApp) 
     assert 0 < target["RetryPolicy"]["MaximumRetryAttempts"] <= 185
     assert 60 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86_400
     # EventBridge may send to each queue only on behalf of this rule.
-    for policy in resources(template, "AWS::SQS::QueuePolicy").values():
-        allows = [
-            s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"
-        ]
-        (allow,) = allows
+    this_rule = {"Fn::GetAtt": [rule_id, "Arn"]}
+    policies = resources(template, "AWS::SQS::QueuePolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        (allow,) = [s for s in statements if s["Effect"] == "Allow"]
         assert allow["Principal"] == {"Service": "events.amazonaws.com"}
-        assert allow["Condition"] == {
-            "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}
-        }
+        if allow["Resource"] == {"Fn::GetAtt": [dlq_id, "Arn"]}:
+            assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": this_rule}}
+            continue
+        # The uploads queue is under the data key, so CDK's target allows the account's rules
+        # (aws:SourceAccount); an explicit deny keeps every other rule out.
+        assert allow["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+        (deny,) = [
+            s
+            for s in statements
+            if s["Effect"] == "Deny"
+            and "Principal" in s
+            and s["Principal"] == {"Service": "events.amazonaws.com"}
+        ]
+        assert deny["Action"] == "sqs:SendMessage"
+        assert deny["Condition"] == {"ArnNotEquals": {"aws:SourceArn": this_rule}}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -372,7 +388,13 @@ def test_functions_touch_only_their_table_prefixes_and_key(dev_app: SynthesizedA
     for function in ("ApiFunction", "UploadsFunction"):
         assert _resources_for(dev_app, template, function, "s3:PutObject") == {results}
         assert _resources_for(dev_app, template, function, "dynamodb:GetItem") == {table}
-        assert _resources_for(dev_app, template, function, "kms:GenerateDataKey") == {key}
+        # The worker has a second statement for the same key through SQS (the queues' key).
+        assert {
+            _render(resource, _exports(dev_app))
+            for statement in _statements(template, function)
+            if "kms:GenerateDataKey" in listed(statement["Action"])
+            for resource in listed(statement["Resource"])
+        } == {key}
     assert _resources_for(dev_app, template, "UploadsFunction", "s3:GetObject") == {uploads}
     assert _resources_for(dev_app, template, "UploadsFunction", "sqs:SendMessage") == {
         f"{dlq_id}.Arn"
@@ -400,12 +422,31 @@ def test_functions_touch_only_their_table_prefixes_and_key(dev_app: SynthesizedA
 def test_key_use_is_limited_to_s3_and_dynamodb(dev_app: SynthesizedApp) -> None:
     template = dev_app.template("-api")
     for function in ("ApiFunction", "UploadsFunction"):
-        (statement,) = [s for s in _statements(template, function) if "kms:Decrypt" in s["Action"]]
+        (statement,) = [s for s in _statements(template, function) if "kms:Encrypt" in s["Action"]]
         services = statement["Condition"]["StringEquals"]["kms:ViaService"]
         assert [_render(service, {}) for service in services] == [
             "s3.${AWS::Region}.amazonaws.com",
             "dynamodb.${AWS::Region}.amazonaws.com",
         ]
+    # The upload queues are under the data key too: the worker may use it through SQS to park
+    # messages, and the SQS event source (CDK) grants kms:Decrypt to receive them.
+    api_kms = [
+        s for s in _statements(template, "ApiFunction") if "kms:Decrypt" in listed(s["Action"])
+    ]
+    assert len(api_kms) == 1
+    worker_kms = [
+        s for s in _statements(template, "UploadsFunction") if "kms:Decrypt" in listed(s["Action"])
+    ]
+    (through_sqs,) = [
+        s for s in worker_kms if "kms:Encrypt" not in listed(s["Action"]) and "Condition" in s
+    ]
+    assert through_sqs["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert _render(through_sqs["Condition"]["StringEquals"]["kms:ViaService"], {}) == (
+        "sqs.${AWS::Region}.amazonaws.com"
+    )
+    (receive,) = [s for s in worker_kms if "Condition" not in s]
+    assert receive["Action"] == "kms:Decrypt"
+    assert len(worker_kms) == 3
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -95,6 +95,44 @@ def test_the_shipped_config_runs_no_endpoint(dev_app: SynthesizedApp) -> None:
     # tests/infra/test_nag.py reviews each one
     count = len(EXPECTED_APP_ACKNOWLEDGMENTS)
     assert f"cdk-nag acknowledgments, each with its reason: {count}" in text
+    # tests/infra/test_encryption_keys.py reviews the Lambda ones
+    assert "checkov skips, each with its reason:" in text
+    assert "  CKV_AWS_18 on 1 resource(s): This is the access-log bucket itself" in text
+
+
+def test_lists_checkov_skips_with_their_reasons_and_the_gates_figure(tmp_path: Path) -> None:
+    reason = "The functions reach only AWS service APIs; there is no private network to reach."
+    skip = {"checkov": {"skip": [{"id": "CKV_AWS_117", "comment": reason}]}}
+    function = {"Type": "AWS::Lambda::Function", "Properties": {}, "Metadata": skip}
+    api = {"Resources": {"Fn": function, "Other": function, "Queue": {"Type": "AWS::SQS::Queue"}}}
+    assembly = _write_assembly(tmp_path, {"a-api": api})
+    text = render(assembly)
+    assert "checkov: not run on this assembly (`make synth` runs it)" in text
+    assert "checkov skips, each with its reason: 2 on 2 resource(s)" in text
+    assert f"  CKV_AWS_117 on 2 resource(s): {reason}" in text
+    assert "      a-api/Fn, a-api/Other" in text
+
+    # What infra.checkov_gate leaves beside the templates.
+    skipped = {
+        "check_id": "CKV_AWS_117",
+        "check_name": "Ensure that AWS Lambda function is configured inside a VPC",
+        "file_path": "/a-api.json",
+        "check_result": {"result": "SKIPPED", "suppress_comment": reason},
+    }
+    results = {
+        "passed_checks": [{"check_id": "CKV_AWS_27"}] * 3,
+        "failed_checks": [],
+        "skipped_checks": [
+            {**skipped, "resource": "AWS::Lambda::Function.Fn"},
+            {**skipped, "resource": "AWS::Lambda::Function.Other"},
+        ],
+        "parsing_errors": [],
+    }
+    report = {"check_type": "cloudformation", "results": results}
+    (assembly / "checkov.json").write_text(json.dumps(report))
+    assert "checkov: 3 passed, 0 failed without a reason, 2 skipped with a reason" in render(
+        assembly
+    )
 
 
 def test_missing_assembly_is_a_clear_error(
