@@ -15,6 +15,7 @@ from atelier_cli.commands import (
     catalog_run,
     datasets,
     descriptions,
+    doctor,
     endpoint,
     pictures,
     provisioned,
@@ -85,6 +86,7 @@ provisioned.register(app)
 descriptions.register(app)
 catalog_run.register(app)
 pictures.register(app)
+doctor.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
