@@ -25,8 +25,9 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from shared.api_responses import error_doc
 from shared.models.errors import RequestError
 
-# Our request bodies nest two levels; this leaves room for any future field and stays far below
-# the depth where Python's parser (or pydantic after it) runs out of stack.
+# Our request bodies nest two levels; this leaves room for any future field, and keeps deep
+# documents from pydantic and the code after it. (A document too deep for Python's parser itself,
+# whose RecursionError used to escape as a 502, is refused with the same code.)
 MAX_NESTING = 32
 # Past every integer a field takes (a seed is below 2**31), and far below Python's 4,300-digit
 # int-from-string limit, whose ValueError used to escape as a 502.
@@ -41,11 +42,20 @@ UNSUPPORTED_MEDIA_TYPE_DOC: OpenAPIResponse = error_doc(
 def json_api() -> APIGatewayRestResolver:
     """A validating REST resolver whose routes read their body with `read_json_object`."""
     app = APIGatewayRestResolver(enable_validation=True)
+    if not hasattr(app, "_request_validation_middleware"):
+        raise RuntimeError(_SEAM_MOVED)
     # Powertools runs this middleware first on every validated route; replacing its instance is
     # the one seam that lets our reader run before Powertools parses the body.
     # (Powertools' middleware __init__ has no annotations.)
     app._request_validation_middleware = _StrictBodyValidation()  # type: ignore[no-untyped-call]
     return app
+
+
+# Both seams are Powertools internals (pinned: pyproject.toml, the layer version in cdk.json):
+# fail loudly, never fall back to Powertools' parsing, if an upgrade moves them.
+_SEAM_MOVED = "Powertools changed how it reads request bodies: update shared/request_body.py"
+if not callable(getattr(OpenAPIRequestValidationMiddleware, "_get_body", None)):
+    raise RuntimeError(_SEAM_MOVED)
 
 
 class _StrictBodyValidation(OpenAPIRequestValidationMiddleware):
