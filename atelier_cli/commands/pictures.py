@@ -173,9 +173,21 @@ def style(
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="CLIPSeg probability, between 0 and 1.")
     ] = None,
-    count: Annotated[int, typer.Option("--count", "-n", min=1, max=4)] = 1,
+    mask_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mask-mode",
+            help="threshold (hard edge, the default) or soft (the normal CDF of CLIPSeg's "
+            "logits, blended).",
+        ),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", "-n", min=1, max=4, help="Images (API default: 2).")
+    ] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, max=100)] = None,
-    guidance: Annotated[float | None, typer.Option("--guidance", min=0, max=20)] = None,
+    guidance: Annotated[
+        float | None, typer.Option("--guidance", min=0, max=20, help="API default: 6.5.")
+    ] = None,
     image_length: Annotated[
         int | None, typer.Option("--image-length", help="512 or 768 (the model's working side).")
     ] = None,
@@ -196,11 +208,20 @@ def style(
             raise UsageError("--threshold applies to --mask", fix="leave --threshold out")
         if threshold is not None and not 0 < threshold < 1:
             raise UsageError("--threshold must be between 0 and 1 (exclusive)")
+        if mask_mode is not None and mask_mode not in ("threshold", "soft"):
+            raise UsageError("--mask-mode must be threshold or soft", code="invalid_argument")
+        if mask_mode is not None and mask is None:
+            raise UsageError("--mask-mode applies to --mask", fix="leave --mask-mode out")
+        if mask_mode == "soft" and threshold is not None:
+            raise UsageError(
+                "--threshold applies only to --mask-mode threshold",
+                fix="leave --threshold out with --mask-mode soft",
+            )
         if image_length is not None and image_length not in (512, 768):
             raise UsageError("--image-length must be 512 or 768", code="invalid_argument")
         if not prompt.strip():
             raise UsageError("--prompt is empty", fix="describe the new style")
-        body: dict[str, Any] = {"prompt": prompt, "numImages": count}
+        body: dict[str, Any] = {"prompt": prompt}
         body["image"] = input_image(run, image, "IMAGE")
         if mask_image is not None:
             body["mask"] = input_image(run, mask_image, "--mask-image")
@@ -208,6 +229,8 @@ def style(
             body["maskPrompt"] = mask
         optional = {
             "maskThreshold": threshold,
+            "maskMode": mask_mode,
+            "numImages": count,
             "steps": steps,
             "guidanceScale": guidance,
             "imageLength": image_length,

@@ -559,6 +559,27 @@ def test_style_uploads_a_large_photo_under_styling_and_passes_its_key(tmp_path: 
     )
     assert "base64" in body["mask"]
     assert "maskPrompt" not in body
+    # Unset options are left to the API's defaults (two images, guidance 6.5, hard threshold)
+    assert not {"numImages", "guidanceScale", "maskMode"} & set(body)
+
+
+@pytest.mark.usefixtures("api_stage")
+def test_style_asks_for_the_soft_mask(tmp_path: Path) -> None:
+    photo = tmp_path / "model.jpg"
+    photo.write_bytes(jpeg())
+    answer = stored_images("styling", 2, mask=True)
+    fake = FakeApi({f"POST {API_URL}styling": (200, answer), **downloads(answer)})
+
+    result = invoke(
+        ["--json", "style", str(photo), "--mask", "the skirt", "--prompt", "a long floral skirt",
+         "--mask-mode", "soft", "--out", str(tmp_path / "o")],
+        hooks=api_hooks(fake),
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    body = fake.bodies()[0]
+    StylingRequest.model_validate(body)
+    assert body["maskMode"] == "soft"
 
 
 @pytest.mark.parametrize(
@@ -568,6 +589,12 @@ def test_style_uploads_a_large_photo_under_styling_and_passes_its_key(tmp_path: 
         (["--prompt", "x", "--mask", "a", "--mask-image", "m.png"], "exactly one of --mask"),
         (["--prompt", "x", "--mask", "a", "--threshold", "1"], "between 0 and 1"),
         (["--prompt", "x", "--mask", "a", "--image-length", "640"], "512 or 768"),
+        (["--prompt", "x", "--mask", "a", "--mask-mode", "fuzzy"], "threshold or soft"),
+        (
+            ["--prompt", "x", "--mask", "a", "--mask-mode", "soft", "--threshold", "0.3"],
+            "--threshold applies only to --mask-mode threshold",
+        ),
+        (["--prompt", "x", "--mask-image", "m.png", "--mask-mode", "soft"], "applies to --mask"),
     ],
 )
 def test_style_checks_its_options(tmp_path: Path, arguments: list[str], message: str) -> None:
