@@ -476,7 +476,7 @@ class _ZeroUNet(torch.nn.Module):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_the_loss_targets_what_the_base_predicts(tiny_sd: Path, prediction_type: str) -> None:
     # Given the tiny model's components, its noise scheduler set to predict `prediction_type`
-    components = train.load_components(str(tiny_sd), "text-to-image")
+    components = train.load_components(str(tiny_sd), "text-to-image", None)
     scheduler = DDPMScheduler.from_config(
         components.noise_scheduler.config, prediction_type=prediction_type
     )

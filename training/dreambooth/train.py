@@ -920,24 +920,24 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     mixed_precision = resolve_mixed_precision(args.mixed_precision)
     instances, instance_prompt, class_prompt, dataset_class_images = read_dataset(args)
     source = model_source(args)
-    # Fail before minutes of loading, class-image generation and training, not after.
-    revision = model_revision(args)
-    clipseg_at = clipseg_revision(args) if args.mode == INPAINTING else None
     LOG.info(
-        "%s DreamBooth of %s%s on %d instance images (%r), mixed precision %s",
+        "%s DreamBooth of %s on %d instance images (%r), mixed precision %s",
         args.mode,
         source,
-        f" at {revision}" if revision else "",
         len(instances),
         instance_prompt,
         mixed_precision,
     )
+    # Fail before minutes of loading, class-image generation and training, not after.
     if args.use_8bit_adam and not torch.cuda.is_available():
         raise TrainingError("use_8bit_adam needs a CUDA GPU (bitsandbytes); set it false on CPU")
     try:
         serving_files(args.mode)
     except ExportError as error:
         raise TrainingError(str(error)) from error
+    revision = model_revision(args)
+    clipseg_at = clipseg_revision(args) if args.mode == INPAINTING else None
+    LOG.info("base model %s at %s", source, revision or "the folder's files")
     components = load_components(source, args.mode, revision)
     class_images: list[Path] = []
     generated = 0
