@@ -4,8 +4,9 @@ A function (lambdas/lifecycle/) runs once a day on an EventBridge schedule, read
 lifecycle from Bedrock (GetFoundationModel; an inference profile through GetInferenceProfile
 first), publishes a metric per model, and notifies the topic once per state change when a model
 is Legacy or ends within `lifecycle.warning_days`. What it remembers lives in one SSM parameter
-this construct creates. An alarm on `ModelsNeedingAttention` fires (to the same topic) while any
-model needs attention; another on the function's errors.
+the function writes (`/<prefix>/<stage>/lifecycle/model-states`). An alarm on
+`ModelsNeedingAttention` fires (to the same topic) while any model needs attention; another on the
+function's errors.
 
 The models come from the configuration (`configured_bedrock_models`), never from code. The same
 list, with the stage's endpoints and training base models, is published for `atelier doctor`
@@ -26,7 +27,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -134,13 +134,12 @@ class ModelLifecycleGuard(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         models = configured_bedrock_models(config)
-        self.state = ssm.StringParameter(
-            self,
-            "State",
-            parameter_name=f"{config.ssm_prefix}/lifecycle/model-states",
-            string_value="{}",
-            description=f"Atelier {config.stage}: the lifecycle state of each configured Bedrock "
-            "model, as last notified (written by the model-lifecycle function)",
+        # Written by the function itself (created on its first run), like the values workflows
+        # record: only the stacks' published names are CloudFormation parameters.
+        self.state_parameter = f"{config.ssm_prefix}/lifecycle/model-states"
+        state_arn = (
+            f"arn:{Aws.PARTITION}:ssm:{stack.region}:{stack.account}:"
+            f"parameter{self.state_parameter}"
         )
         self.function = PythonFunction(
             self,
@@ -153,7 +152,7 @@ class ModelLifecycleGuard(Construct):
             environment={
                 "CONFIGURED_MODELS": json.dumps([model.as_dict() for model in models]),
                 "DEPLOYMENT": deployment,
-                "STATE_PARAMETER": self.state.parameter_name,
+                "STATE_PARAMETER": self.state_parameter,
                 "TOPIC_ARN": topic.topic_arn,
                 "WARNING_DAYS": str(config.lifecycle.warning_days),
             },
@@ -179,7 +178,7 @@ class ModelLifecycleGuard(Construct):
             ),
             iam.PolicyStatement(
                 actions=["ssm:GetParameter", "ssm:PutParameter"],
-                resources=[self.state.parameter_arn],
+                resources=[state_arn],
             ),
             *publish_statements,
         ]

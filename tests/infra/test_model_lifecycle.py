@@ -41,10 +41,10 @@ def test_it_checks_the_configured_models_daily(
     ]
     assert check.configured_models(variables["CONFIGURED_MODELS"])  # the handler reads it
     assert variables["WARNING_DAYS"] == str(config.lifecycle.warning_days)
-    state_id, state = one(template, "AWS::SSM::Parameter", "ModelLifecycleState")
-    assert variables["STATE_PARAMETER"] == {"Ref": state_id}
-    assert state["Name"] == f"/atelier/{stage}/lifecycle/model-states"
-    assert state["Value"] == "{}"
+    state = f"/atelier/{stage}/lifecycle/model-states"
+    assert variables["STATE_PARAMETER"] == state
+    # The function writes it; the stack publishes names only
+    assert state not in ssm_parameters(template)
     _, rule = one(template, "AWS::Events::Rule", "ModelLifecycleSchedule")
     assert rule["ScheduleExpression"] == "cron(0 6 * * ? *)"
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
@@ -79,7 +79,11 @@ def test_it_may_read_exactly_the_configured_models(
     assert not any("*" in resource for resource in granted["bedrock:GetFoundationModel"])
     bedrock_actions = {action for action in granted if action.startswith("bedrock:")}
     assert bedrock_actions <= {"bedrock:GetFoundationModel", "bedrock:GetInferenceProfile"}
-    assert {"ssm:GetParameter", "ssm:PutParameter", "sns:Publish"} <= set(granted)
+    state = f"arn:${{AWS::Partition}}:ssm:{region}:${{AWS::AccountId}}:parameter/atelier/{stage}/"
+    assert granted["ssm:GetParameter"] == granted["ssm:PutParameter"] == {
+        state + "lifecycle/model-states"
+    }
+    assert "sns:Publish" in granted
 
 
 def test_an_inference_profile_is_told_from_a_model() -> None:

@@ -1,5 +1,5 @@
 """What the lifecycle check remembers between runs: one SSM String parameter holding a JSON
-object of model to state key. The stack creates it (`{}`) and deletes it with the stack."""
+object of model to state key, created by the first run (missing: nothing remembered yet)."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ class Stage:
         self.bedrock = boto3.client("bedrock", region_name=REGION)
         self.stubber = Stubber(self.bedrock)
         self.ssm = boto3.client("ssm", region_name=REGION)
-        self.ssm.put_parameter(Name=PARAMETER, Value="{}", Type="String")
+        # No state parameter yet: the first run creates it.
         sns = boto3.client("sns", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
         topic = sns.create_topic(Name="atelier-dev-titan-notifications")["TopicArn"]
@@ -135,7 +135,10 @@ class Stage:
         return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 
     def states(self) -> dict[str, str]:
-        value = self.ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"]
+        try:
+            value = self.ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"]
+        except self.ssm.exceptions.ParameterNotFound:
+            return {}
         return dict(json.loads(value))
 
 
