@@ -286,6 +286,37 @@ def test_a_model_error_is_a_502_without_retries(harness: Harness) -> None:
     assert harness.sleeps == []
 
 
+def test_an_answer_in_neither_structured_shape_is_a_502_naming_the_setting(
+    harness: Harness,
+) -> None:
+    # Given a model that answers the JSON-schema request with prose (no JSON, no tool call)
+    image = image_bytes()
+    harness.expect_attributes(image)
+    request = converse_request(
+        model_id=SETTINGS.model_id,
+        attributes={name: ATTRIBUTES[name] for name in SETTINGS.categories["default"]},
+        category="default",
+        languages=["en"],
+        max_tokens_per_language=SETTINGS.max_tokens_per_language,
+        temperature=SETTINGS.temperature,
+        structured_output=SETTINGS.structured_output,
+    )
+    prose = converse_json_response({})
+    prose["output"]["message"]["content"] = [{"text": "A lovely navy shirt for every day."}]
+    harness.text.add_response("converse", prose, expected_params=request)
+
+    # When a description is asked for
+    status, body, headers = harness.call(
+        api_event("POST", "/descriptions", describe_body(image, productId="P-prose"))
+    )
+
+    # Then one call, a 502 that names the setting and the other mode, and nothing stored
+    assert (status, body["error"]["code"]) == (502, "text_model_unstructured")
+    assert "set descriptions.structured_output to 'tool'" in body["error"]["message"]
+    assert "Retry-After" not in headers
+    assert harness.stored_item("P-prose") is None
+
+
 def test_bedrock_access_denied_is_a_502(harness: Harness) -> None:
     image = image_bytes()
     harness.expect_attributes(image)
