@@ -93,8 +93,13 @@ def build_app(app: App) -> App:
         data=data,
         env=env,
         tags=tags,
-        description=f"Atelier ({config.stage}) bedrock: Titan Image Generator customization and "
-        "provisioned-throughput workflows, throughput cost guard",
+        description=f"Atelier ({config.stage}) bedrock: "
+        + (
+            "Titan Image Generator customization and provisioned-throughput workflows, "
+            if config.titan.customizable
+            else "no image customization (titan.base_model_id is null), "
+        )
+        + "throughput cost guard, model lifecycle check",
         termination_protection=config.is_production_like,
     )
     # No stack depends on hosting: the Api stack grants by endpoint name, so the endpoint (and

@@ -26,7 +26,12 @@ from infra.constructs.bedrock_models import (
     StructuredOutput,
     resolve_structured_output,
 )
-from infra.image_models import ImageModelLimits, image_model, known_image_model_ids
+from infra.image_models import (
+    ImageModelLimits,
+    image_model,
+    known_image_model_ids,
+    shared_image_model_limits,
+)
 
 CONTEXT_KEY = "atelier"
 STAGE_CONTEXT_KEY = "stage"
@@ -484,7 +489,9 @@ class TitanConfig:
     """The Bedrock stack: customize Titan Image Generator G1, serve it through Provisioned
     Throughput, and release every throughput it creates when its time is up."""
 
-    base_model_id: str
+    # None (the shipped default): no Bedrock image model can be fine-tuned today, so the customize
+    # workflow is not built; the throughput cost guard and POST /images still are.
+    base_model_id: str | None
     hyperparameters: TitanHyperparameters
     model_units: int
     commitment: Literal["none", "OneMonth", "SixMonths"]
@@ -505,8 +512,16 @@ class TitanConfig:
     notification_email: str | None
 
     @property
+    def customizable(self) -> bool:
+        """Whether a base model is configured, i.e. the customize workflow exists."""
+        return self.base_model_id is not None
+
+    @property
     def limits(self) -> ImageModelLimits:
-        """The base model's hyperparameter ranges, dataset rules and regions."""
+        """The base model's hyperparameter ranges, dataset rules and regions; with no base model,
+        the ranges every model of the table shares (what the defaults are checked against)."""
+        if self.base_model_id is None:
+            return shared_image_model_limits()
         limits = image_model(self.base_model_id)
         assert limits is not None, "_parse_titan admits only the table's models"
         return limits
@@ -1687,11 +1702,14 @@ def _for_model(parse: Callable[[str, Any], T], limits: ImageModelLimits) -> Call
 
 
 @_expects(
-    "expected the id of a Bedrock image model that takes fine-tuning: "
+    "expected null (no image model to customize: the customize workflow is not built) or the id "
+    "of a Bedrock image model that takes fine-tuning: "
     + ", ".join(known_image_model_ids())
     + " (infra/image_models.py; see docs/image-customization.md for which can be customized today)"
 )
-def _image_base_model(key: str, value: Any) -> str:
+def _image_base_model(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
     if not isinstance(value, str) or image_model(value) is None:
         raise ConfigError(
             f"{key} = {_show(value)} is not valid; {_image_base_model.expected}"  # type: ignore[attr-defined]
@@ -1713,8 +1731,9 @@ def _commitments(key: str, value: Any) -> tuple[Any, ...]:
 
 
 def _parse_titan(reader: _Reader) -> TitanConfig:
-    base_model_id = reader.get("base_model_id", _image_base_model)
-    limits = image_model(base_model_id)
+    base_model_id = reader.get("base_model_id", _image_base_model, optional=True)
+    # No base model: the defaults must still suit every model a stage could switch to.
+    limits = shared_image_model_limits() if base_model_id is None else image_model(base_model_id)
     assert limits is not None
     config = TitanConfig(
         base_model_id=base_model_id,

@@ -108,3 +108,31 @@ def image_model(model_id: str) -> ImageModelLimits | None:
 
 def known_image_model_ids() -> tuple[str, ...]:
     return tuple(model_id for entry in IMAGE_MODELS for model_id in entry.model_ids)
+
+
+def shared_image_model_limits() -> ImageModelLimits:
+    """The ranges every entry accepts: what the hyperparameter defaults are checked against while
+    `titan.base_model_id` is null, so that configuring any entry later keeps them valid."""
+    return ImageModelLimits(
+        name="every fine-tunable image model",
+        model_ids=(),
+        step_count=(
+            max(entry.step_count[0] for entry in IMAGE_MODELS),
+            min(entry.step_count[1] for entry in IMAGE_MODELS),
+        ),
+        batch_size=(
+            max(entry.batch_size[0] for entry in IMAGE_MODELS),
+            min(entry.batch_size[1] for entry in IMAGE_MODELS),
+        ),
+        learning_rate=(
+            max(entry.learning_rate[0] for entry in IMAGE_MODELS),
+            min(entry.learning_rate[1] for entry in IMAGE_MODELS),
+        ),
+        dataset=_CAPTIONED_IMAGES,
+        regions=tuple(
+            region
+            for region in dict.fromkeys(r for entry in IMAGE_MODELS for r in entry.regions)
+            if all(region in entry.regions for entry in IMAGE_MODELS)
+        ),
+        documented_state="not a model: the ranges all entries share",
+    )

@@ -35,9 +35,14 @@ VARIANT_OVERRIDES: dict[str, Any] = {
         },
         "hosting": {"model_data_url": HOSTED_MODEL_DATA_URL, "max_instances": 3},
     },
-    # Terms and model units beyond the shipped limits (titan.allowed_commitments: ["none"],
-    # titan.max_model_units: 1).
-    "titan": {"allowed_commitments": ["none", "OneMonth"], "max_model_units": 2},
+    # A base model configured (the shipped null builds no customize workflow: no Bedrock image
+    # model can be fine-tuned today), with terms and model units beyond the shipped limits
+    # (titan.allowed_commitments: ["none"], titan.max_model_units: 1).
+    "titan": {
+        "base_model_id": "amazon.titan-image-generator-v2:0",
+        "allowed_commitments": ["none", "OneMonth"],
+        "max_model_units": 2,
+    },
     # Both Stable Diffusion endpoints hosted; text-to-image runs without prior preservation on a
     # 16 GB T4 with the memory savers, on spot; prior-preservation runs move to the 24 GB A10G.
     "dreambooth": {

@@ -9,7 +9,8 @@ each item where it lives:
 - each SageMaker endpoint: its status and instance types (DescribeEndpoint, DescribeEndpointConfig);
 - each base model the training workflows use: a Bedrock one as above (a Legacy base cannot be
   customized), a Hugging Face one by asking the Hub whether the repository (at its pinned
-  revision) still exists.
+  revision) still exists. A base model the configuration leaves null (`titan.base_model_id`: no
+  Bedrock image model can be fine-tuned today) is reported as not configured, not as a failure.
 
 Every item gets a verdict (ok, warn, fail) and, unless ok, the fix. Exit status 0 when nothing
 fails, 6 (FAILED) when some item does; `--json` prints the report (inside the error's `details`
@@ -80,7 +81,9 @@ def doctor(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         for endpoint in inventory.get("endpoints", []):
             items.append(_endpoint_item(run, endpoint))
         for base in inventory.get("trainingBaseModels", []):
-            if base.get("source") == "bedrock":
+            if base.get("modelId") is None:
+                items.append(_not_configured_item(base))
+            elif base.get("source") == "bedrock":
                 items.extend(
                     _bedrock_items(run, base, now=now, warning_days=warning_days, kind="base-model")
                 )
@@ -297,6 +300,27 @@ def _endpoint_item(run: Run, entry: Mapping[str, Any]) -> Item:
         )
     return Item(
         "endpoint", name, key, shown, "warn", "wait for it: atelier status shows it", details
+    )
+
+
+# --- base models left unset ----------------------------------------------------------------
+
+
+def _not_configured_item(entry: Mapping[str, Any]) -> Item:
+    """A null base model: its workflow is not built. Information, not a failure."""
+    key = str(entry["configKey"])
+    return Item(
+        "base-model",
+        "(none)",
+        key,
+        "not configured: no Bedrock image model can be fine-tuned today",
+        "ok",
+        None,
+        {
+            "hint": f"{entry.get('usedFor', 'its workflow')} is not deployed while {key} is null; "
+            f"set it to an Active Bedrock image model that supports fine-tuning ({DOCS}), then "
+            "make deploy"
+        },
     )
 
 

@@ -54,19 +54,24 @@ class ConfiguredBedrockModel:
 
 
 def configured_bedrock_models(config: StageConfig) -> list[ConfiguredBedrockModel]:
-    """Every Bedrock model setting of the stage, with the key that sets it."""
-    return [
+    """Every Bedrock model setting of the stage that names a model, with the key that sets it
+    (a null `titan.base_model_id` is not checked, and its function gets no grant for it)."""
+    models = [
         ConfiguredBedrockModel(
             "descriptions.model_id",
             config.descriptions.model_id,
             "product descriptions (POST /descriptions, uploads and catalog runs)",
         ),
-        ConfiguredBedrockModel(
-            "titan.base_model_id",
-            config.titan.base_model_id,
-            f"image customization (base model of {config.resource_name('titan-customize')})",
-        ),
     ]
+    if config.titan.base_model_id is not None:
+        models.append(
+            ConfiguredBedrockModel(
+                "titan.base_model_id",
+                config.titan.base_model_id,
+                f"image customization (base model of {config.resource_name('titan-customize')})",
+            )
+        )
+    return models
 
 
 def stage_inventory(config: StageConfig) -> dict[str, Any]:
@@ -82,6 +87,8 @@ def stage_inventory(config: StageConfig) -> dict[str, Any]:
             {"name": config.styling_endpoint_name, "configKey": "styling.hosting"},
         ],
         "trainingBaseModels": [
+            # modelId null: not configured (no image model can be fine-tuned today); doctor
+            # reports it as information, not as a failure.
             {
                 "source": "bedrock",
                 "modelId": config.titan.base_model_id,

@@ -26,6 +26,12 @@ passed (see lambdas/customization/logic/expiry.py). State lives on the throughpu
 a throughput is released even when the execution that created it failed, was stopped or never
 recorded it, and a failed sweep is retried by the next one. Extending = moving the tag.
 
+With `titan.base_model_id: null` (the shipped default: no Bedrock image model can be fine-tuned
+today, docs/image-customization.md) the customize workflow, its manifest check and the
+customization role are not built, as an endpoint is not built without its model. The release
+workflow, the sweeper and the topic stay: a throughput made while a model was configured must
+still be released, and the daily model lifecycle check notifies through the topic.
+
 Compute only: the manifest, images and job outputs stay in the Data stack's buckets.
 """
 
@@ -100,16 +106,18 @@ SSM_TRANSIENT_ERRORS = [
 # `YYYY-MM-DDTHH:MM:SSZ`: the form `aws bedrock tag-resource` users type back to extend.
 ISO_UTC_PICTURE = "[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01]Z"
 
-# SSM parameter names under `/<name_prefix>/<stage>/bedrock/`.
+# SSM parameter names under `/<name_prefix>/<stage>/bedrock/`: these always, and the customize
+# workflow's when titan.base_model_id names a model (the CLI reads their absence together with the
+# inventory's null base model as "not configured").
 PUBLISHED_NAMES = (
-    "titan-customize-state-machine-arn",
     "titan-release-state-machine-arn",
     "titan-notifications-topic-arn",
-    "titan-customization-role-arn",
     "titan-provisioned-model-parameter",
     # JSON: the stage's Bedrock models, endpoints and training base models (`atelier doctor`).
     "model-inventory",
 )
+CUSTOMIZE_NAMES = ("titan-customize-state-machine-arn", "titan-customization-role-arn")
+PUBLISHED_NAMES_WHEN_CUSTOMIZABLE = (*PUBLISHED_NAMES, *CUSTOMIZE_NAMES)
 
 
 def jsonata(expression: str, *, compact: bool = True) -> str:
@@ -324,17 +332,25 @@ class BedrockStack(Stack):
         self.job_arns = f"{bedrock_arn}:model-customization-job/*"
         self.custom_model_arns = f"{bedrock_arn}:custom-model/*"
         self.provisioned_model_arns = f"{bedrock_arn}:provisioned-model/*"
-        self.foundation_model_arn = (
-            f"arn:{Aws.PARTITION}:bedrock:{self.region}::foundation-model/"
-            f"{config.titan.base_model_id}"
-        )
 
         self._notifications()
-        self.customization_role = self._customization_role()
-        self.manifest_function = self._manifest_function()
         self.release = self._release_workflow()
-        self.customize = self._customize_workflow()
         self.sweeper = self._sweeper()
+        # Built only when a base model is configured (none can be fine-tuned today).
+        self.customize: sfn.StateMachine | None = None
+        customize_names: dict[str, str] = {}
+        if config.titan.base_model_id is not None:
+            self.foundation_model_arn = (
+                f"arn:{Aws.PARTITION}:bedrock:{self.region}::foundation-model/"
+                f"{config.titan.base_model_id}"
+            )
+            self.customization_role = self._customization_role()
+            self.manifest_function = self._manifest_function()
+            self.customize = self._customize_workflow()
+            customize_names = {
+                "titan-customize-state-machine-arn": self.customize.state_machine_arn,
+                "titan-customization-role-arn": self.customization_role.role_arn,
+            }
         self._alarms()
         self.lifecycle = ModelLifecycleGuard(
             self,
@@ -349,14 +365,13 @@ class BedrockStack(Stack):
             self,
             config=config,
             section="bedrock",
-            names=PUBLISHED_NAMES,
+            names=PUBLISHED_NAMES_WHEN_CUSTOMIZABLE if customize_names else PUBLISHED_NAMES,
             values={
-                "titan-customize-state-machine-arn": self.customize.state_machine_arn,
                 "titan-release-state-machine-arn": self.release.state_machine_arn,
                 "titan-notifications-topic-arn": self.topic.topic_arn,
-                "titan-customization-role-arn": self.customization_role.role_arn,
                 "titan-provisioned-model-parameter": self.parameter_name,
                 "model-inventory": json.dumps(stage_inventory(config), separators=(",", ":")),
+                **customize_names,
             },
         )
 
@@ -1680,7 +1695,7 @@ class BedrockStack(Stack):
         config = self.config
         action = cloudwatch_actions.SnsAction(self.topic)
         sweep_period = Duration.minutes(config.titan.sweep_interval_minutes)
-        for construct_id, name, metric, description in (
+        alarms = [
             (
                 "SweeperErrorsAlarm",
                 "titan-sweeper-errors",
@@ -1695,14 +1710,18 @@ class BedrockStack(Stack):
                 "A release of a Titan provisioned throughput failed, timed out or was stopped: "
                 "it may still be billing.",
             ),
-            (
-                "CustomizeFailedAlarm",
-                "titan-customize-failed",
-                self._ended_badly(self.customize),
-                "A Titan customization run failed, timed out or was stopped; its execution names "
-                "the cause (a throughput it created is released by the cost guard).",
-            ),
-        ):
+        ]
+        if self.customize is not None:
+            alarms.append(
+                (
+                    "CustomizeFailedAlarm",
+                    "titan-customize-failed",
+                    self._ended_badly(self.customize),
+                    "A Titan customization run failed, timed out or was stopped; its execution "
+                    "names the cause (a throughput it created is released by the cost guard).",
+                )
+            )
+        for construct_id, name, metric, description in alarms:
             alarm = cloudwatch.Alarm(
                 self,
                 construct_id,

@@ -99,7 +99,9 @@ def deploy_endpoint(name: str, instance_type: str) -> None:
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
 
 
-def bedrock(*, claude: dict[str, Any], titan: dict[str, Any] | None) -> Any:
+def bedrock(
+    *, claude: dict[str, Any], titan: dict[str, Any] | None, titan_configured: bool = True
+) -> Any:
     client = boto3.client("bedrock", region_name=REGION)
     stubber = Stubber(client)
     stubber.add_response(
@@ -118,7 +120,8 @@ def bedrock(*, claude: dict[str, Any], titan: dict[str, Any] | None) -> Any:
         },
         {"inferenceProfileIdentifier": PROFILE},
     )
-    for model_id, lifecycle in ((CLAUDE, claude), (TITAN, titan)):
+    checked = ((CLAUDE, claude), (TITAN, titan)) if titan_configured else ((CLAUDE, claude),)
+    for model_id, lifecycle in checked:
         if lifecycle is None:
             stubber.add_client_error(
                 "get_foundation_model",
@@ -241,3 +244,33 @@ def test_the_published_inventory_is_what_doctor_reads() -> None:
     for section in ("bedrockModels", "endpoints", "trainingBaseModels"):
         assert inventory[section]
         assert all("configKey" in entry for entry in inventory[section])
+
+
+def test_an_image_model_left_null_is_reported_not_configured_not_failed(aws: None) -> None:
+    """The shipped inventory (titan.base_model_id null): an informative item, exit 0, and no
+    Bedrock call for it (the Stubber refuses any call it was not given)."""
+    inventory = stage_inventory(load_stage_config(cdk_json_context(), "dev"))
+    assert [m["configKey"] for m in inventory["bedrockModels"]] == ["descriptions.model_id"]
+    publish("bedrock", "model-inventory", json.dumps(inventory))
+    client = bedrock(claude={"status": "ACTIVE"}, titan=None, titan_configured=False)
+    result = run_doctor(client, Hub())
+    assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
+    (titan,) = [
+        item
+        for item in json_document(result)["result"]["items"]
+        if item["configKey"] == "titan.base_model_id"
+    ]
+    assert titan["kind"] == "base-model"
+    assert titan["verdict"] == "ok"
+    assert titan["state"] == "not configured: no Bedrock image model can be fine-tuned today"
+    assert "docs/image-customization.md" in titan["details"]["hint"]
+
+    hooks = default_hooks(
+        bedrock=bedrock(claude={"status": "ACTIVE"}, titan=None, titan_configured=False)
+    )
+    hooks.http_send = Hub()
+    text = invoke(["--region", REGION, "doctor"], hooks=hooks)
+    assert text.exit_code == ExitCode.OK, text.stdout + text.stderr
+    (line,) = [line for line in text.stdout.splitlines() if "titan.base_model_id" in line]
+    assert line.startswith("ok   base-model")
+    assert "not configured" in line

@@ -1,4 +1,9 @@
-"""The Bedrock stack: Titan customize and release workflows, their roles, the cost guard."""
+"""The Bedrock stack: Titan customize and release workflows, their roles, the cost guard.
+
+The shipped stages configure no base model (`titan.base_model_id: null`: no Bedrock image model can
+be fine-tuned today), so they build no customize workflow; its tests read `variant_app`, the dev
+stage with Titan Image Generator G1 v2 configured (tests/support.py, VARIANT_OVERRIDES).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ from infra.stacks.bedrock import (
     EXPIRES_AT_TAG,
     EXPIRY_NOTIFIED_TAG,
     PUBLISHED_NAMES,
+    PUBLISHED_NAMES_WHEN_CUSTOMIZABLE,
 )
 from shared.models import customization as lambda_tags
-from tests.support import SynthesizedApp, cdk_json_context
+from tests.support import VARIANT_OVERRIDES, SynthesizedApp, cdk_json_context
 from tests.templates import (
     assembly_artifacts,
     exports,
@@ -40,6 +46,22 @@ BEDROCK = "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
 
 def _config(stage: str) -> StageConfig:
     return load_stage_config(cdk_json_context(), stage)
+
+
+def _variant_config() -> StageConfig:
+    """The configuration `variant_app` was synthesized from."""
+    context = cdk_json_context()
+    context["atelier"]["stages"]["dev"] = VARIANT_OVERRIDES
+    return load_stage_config(context, "dev")
+
+
+@pytest.fixture(params=["dev", "prod", "variant"])
+def bedrock_app(request: pytest.FixtureRequest) -> tuple[str, SynthesizedApp, StageConfig]:
+    """(stage, app, config) of each synthesis: the shipped dev and prod, and the variant."""
+    if request.param == "variant":
+        return "dev", request.getfixturevalue("variant_app"), _variant_config()
+    apps: dict[str, SynthesizedApp] = request.getfixturevalue("synthesized_apps")
+    return request.param, apps[request.param], _config(request.param)
 
 
 def _definition(app: SynthesizedApp, prefix: str) -> dict[str, Any]:
@@ -82,10 +104,31 @@ CUSTOMIZE_FAILS = (
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_customize_validates_checks_trains_provisions_records_and_notifies(
+def test_no_customize_workflow_without_a_base_model(
     synthesized_apps: dict[str, SynthesizedApp], stage: str
 ) -> None:
-    app = synthesized_apps[stage]
+    """The shipped default: nothing that customizes, and no grant on an image model."""
+    assert _config(stage).titan.base_model_id is None
+    template = synthesized_apps[stage].template("-bedrock")
+    machines = [
+        machine["Properties"]["StateMachineName"]
+        for machine in resources(template, "AWS::StepFunctions::StateMachine").values()
+    ]
+    assert machines == [f"atelier-{stage}-titan-release"]
+    logical_ids = set(template["Resources"])
+    for absent in ("TitanCustomizationRole", "TitanCustomizeRole", "ManifestCheckFunction"):
+        assert not [i for i in logical_ids if i.startswith(absent)], absent
+    assert "titan-image-generator" not in json.dumps(template)
+    assert "nova-canvas" not in json.dumps(template)
+    # The cost guard and the lifecycle check stay.
+    assert [i for i in logical_ids if i.startswith("ThroughputSweeperFunction")]
+    assert [i for i in logical_ids if i.startswith("ModelLifecycleCheckFunction")]
+
+
+def test_customize_validates_checks_trains_provisions_records_and_notifies(
+    variant_app: SynthesizedApp,
+) -> None:
+    app, stage = variant_app, "dev"
     _, properties = one(app.template("-bedrock"), "AWS::StepFunctions::StateMachine", "TitanCust")
     definition = _definition(app, "TitanCustomize")
     states = definition["States"]
@@ -139,10 +182,10 @@ def test_customize_validates_checks_trains_provisions_records_and_notifies(
 
 
 def test_the_job_is_polled_until_it_ends_and_stopped_past_its_runtime(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    config = _config("dev").titan
-    states = _definition(dev_app, "TitanCustomize")["States"]
+    config = _variant_config().titan
+    states = _definition(variant_app, "TitanCustomize")["States"]
     assert states["Wait for job"]["Seconds"] == config.job_poll_seconds
     assert states["Get job status"]["Resource"].endswith(
         ":aws-sdk:bedrock:getModelCustomizationJob"
@@ -168,10 +211,10 @@ def test_the_job_is_polled_until_it_ends_and_stopped_past_its_runtime(
 
 
 def test_the_throughput_is_polled_until_in_service_and_released_when_it_cannot_be(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    config = _config("dev").titan
-    states = _definition(dev_app, "TitanCustomize")["States"]
+    config = _variant_config().titan
+    states = _definition(variant_app, "TitanCustomize")["States"]
     assert states["Wait for throughput"]["Seconds"] == config.throughput_poll_seconds
     ready = states["Throughput ready?"]
     assert [rule["Next"] for rule in ready["Choices"]] == [
@@ -198,12 +241,14 @@ def test_the_throughput_is_polled_until_in_service_and_released_when_it_cannot_b
     assert states["ProvisioningFailed"]["Error"] == "{% $failure.error %}"
 
 
-@pytest.mark.parametrize("stage", STAGES)
 def test_every_bedrock_call_retries_throttling_and_has_a_catch(
-    synthesized_apps: dict[str, SynthesizedApp], stage: str
+    bedrock_app: tuple[str, SynthesizedApp, StageConfig],
 ) -> None:
-    app = synthesized_apps[stage]
-    for prefix in ("TitanCustomize", "TitanRelease"):
+    _, app, config = bedrock_app
+    prefixes = (
+        ("TitanCustomize", "TitanRelease") if config.titan.customizable else ("TitanRelease",)
+    )
+    for prefix in prefixes:
         for name, state in _definition(app, prefix)["States"].items():
             if ":aws-sdk:bedrock:" not in state.get("Resource", ""):
                 continue
@@ -215,9 +260,9 @@ def test_every_bedrock_call_retries_throttling_and_has_a_catch(
             assert state["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
 
 
-def test_the_job_is_created_as_spec_says(dev_app: SynthesizedApp) -> None:
-    config = _config("dev")
-    states = _definition(dev_app, "TitanCustomize")["States"]
+def test_the_job_is_created_as_spec_says(variant_app: SynthesizedApp) -> None:
+    config = _variant_config()
+    states = _definition(variant_app, "TitanCustomize")["States"]
     start = states["Start customization job"]
     assert start["Resource"] == (
         "arn:${AWS::Partition}:states:::aws-sdk:bedrock:createModelCustomizationJob"
@@ -229,7 +274,7 @@ def test_the_job_is_created_as_spec_says(dev_app: SynthesizedApp) -> None:
     assert (
         arguments["BaseModelIdentifier"]
         == config.titan.base_model_id
-        == ("amazon.titan-image-generator-v1:0")
+        == ("amazon.titan-image-generator-v2:0")
     )
     assert arguments["RoleArn"].startswith("${TitanCustomizationRole")
     assert arguments["CustomModelKmsKeyId"] == (
@@ -253,9 +298,9 @@ def test_the_job_is_created_as_spec_says(dev_app: SynthesizedApp) -> None:
 
 
 def test_the_throughput_is_created_with_its_expiry_and_a_commitment_only_when_asked(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    states = _definition(dev_app, "TitanCustomize")["States"]
+    states = _definition(variant_app, "TitanCustomize")["States"]
     provision = states["Provision throughput"]
     assert provision["Resource"] == (
         "arn:${AWS::Partition}:states:::aws-sdk:bedrock:createProvisionedModelThroughput"
@@ -288,11 +333,10 @@ def test_the_throughput_is_created_with_its_expiry_and_a_commitment_only_when_as
     assert set_expiry["Catch"][-1] == {"ErrorEquals": ["States.ALL"], "Next": "Record throughput"}
 
 
-@pytest.mark.parametrize("stage", STAGES)
 def test_the_throughput_is_recorded_where_the_images_api_reads_it(
-    synthesized_apps: dict[str, SynthesizedApp], stage: str
+    variant_app: SynthesizedApp,
 ) -> None:
-    app = synthesized_apps[stage]
+    app, stage = variant_app, "dev"
     record = _definition(app, "TitanCustomize")["States"]["Record throughput"]
     parameter = _config(stage).titan_provisioned_model_parameter
     assert parameter == f"/atelier/{stage}/titan/provisioned-model-arn"
@@ -309,9 +353,9 @@ def test_the_throughput_is_recorded_where_the_images_api_reads_it(
 
 
 def test_the_notice_names_the_throughput_its_expiry_and_how_to_release(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    notify = _definition(dev_app, "TitanCustomize")["States"]["Notify"]
+    notify = _definition(variant_app, "TitanCustomize")["States"]["Notify"]
     assert notify["Resource"] == "arn:${AWS::Partition}:states:::sns:publish"
     message = notify["Arguments"]["Message"]
     for part in (
@@ -375,11 +419,12 @@ def test_release_deletes_only_this_deployments_throughput_then_clears_the_record
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stage", STAGES)
 def test_only_acknowledged_policies_grant_on_every_resource(
-    synthesized_apps: dict[str, SynthesizedApp], stage: str
+    bedrock_app: tuple[str, SynthesizedApp, StageConfig],
 ) -> None:
-    template = synthesized_apps[stage].template("-bedrock")
+    _, app, config = bedrock_app
+    template = app.template("-bedrock")
+    workflows = ("Customize", "Release") if config.titan.customizable else ("Release",)
     wildcard_actions = {}
     for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -389,7 +434,7 @@ def test_only_acknowledged_policies_grant_on_every_resource(
                 )
     xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
     assert wildcard_actions == {
-        "ManifestCheckFunctionTracingPolicy": xray,
+        **({"ManifestCheckFunctionTracingPolicy": xray} if config.titan.customizable else {}),
         "ThroughputSweeperFunctionTracingPolicy": xray,
         "ModelLifecycleCheckFunctionTracingPolicy": xray,
         "ThroughputSweeperListPolicy": ["bedrock:ListProvisionedModelThroughputs"],
@@ -404,7 +449,7 @@ def test_only_acknowledged_policies_grant_on_every_resource(
                 "logs:PutResourcePolicy",
                 "logs:UpdateLogDelivery",
             ]
-            for workflow in ("Customize", "Release")
+            for workflow in workflows
         },
         **{
             f"Titan{workflow}TracingPolicy": [
@@ -413,7 +458,7 @@ def test_only_acknowledged_policies_grant_on_every_resource(
                 "xray:PutTelemetryRecords",
                 "xray:PutTraceSegments",
             ]
-            for workflow in ("Customize", "Release")
+            for workflow in workflows
         },
     }
     # No action wildcards anywhere.
@@ -423,9 +468,9 @@ def test_only_acknowledged_policies_grant_on_every_resource(
 
 
 def test_the_customization_role_is_for_bedrock_jobs_of_this_account_only(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    _, role = one(dev_app.template("-bedrock"), "AWS::IAM::Role", "TitanCustomizationRole")
+    _, role = one(variant_app.template("-bedrock"), "AWS::IAM::Role", "TitanCustomizationRole")
     assert role["AssumeRolePolicyDocument"]["Statement"] == [
         {
             "Action": "sts:AssumeRole",
@@ -456,24 +501,24 @@ def test_the_customization_role_is_for_bedrock_jobs_of_this_account_only(
 
 
 def test_the_customization_role_reads_titan_datasets_and_writes_titan_outputs(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    template = dev_app.template("-bedrock")
-    datasets, models = _bucket(dev_app, "Datasets"), _bucket(dev_app, "Models")
+    template = variant_app.template("-bedrock")
+    datasets, models = _bucket(variant_app, "Datasets"), _bucket(variant_app, "Models")
     (reads,) = [
         s
         for s in statements_granting(template, "TitanCustomizationRole", "s3:GetObject")
         if "s3:PutObject" not in listed(s["Action"])
     ]
-    assert _resources_of(reads, dev_app) == {f"{datasets}.Arn/titan/*"}
+    assert _resources_of(reads, variant_app) == {f"{datasets}.Arn/titan/*"}
     (writes,) = statements_granting(template, "TitanCustomizationRole", "s3:PutObject")
-    assert _resources_of(writes, dev_app) == {f"{models}.Arn/titan/*"}
+    assert _resources_of(writes, variant_app) == {f"{models}.Arn/titan/*"}
     # Listing: both buckets, only under titan/ (one statement: same condition).
     (listing,) = statements_granting(template, "TitanCustomizationRole", "s3:ListBucket")
-    assert _resources_of(listing, dev_app) == {f"{datasets}.Arn", f"{models}.Arn"}
+    assert _resources_of(listing, variant_app) == {f"{datasets}.Arn", f"{models}.Arn"}
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["titan/*"]}}
     (use,) = statements_granting(template, "TitanCustomizationRole", "kms:Decrypt")
-    assert _resources_of(use, dev_app) == {_key(dev_app)}
+    assert _resources_of(use, variant_app) == {_key(variant_app)}
     assert [render(s) for s in use["Condition"]["StringEquals"]["kms:ViaService"]] == [
         "s3.${AWS::Region}.amazonaws.com",
         "bedrock.${AWS::Region}.amazonaws.com",
@@ -483,9 +528,9 @@ def test_the_customization_role_reads_titan_datasets_and_writes_titan_outputs(
 
 
 def test_the_customize_workflow_passes_only_the_customization_role_to_bedrock(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    template = dev_app.template("-bedrock")
+    template = variant_app.template("-bedrock")
     role_id, _ = one(template, "AWS::IAM::Role", "TitanCustomizationRole")
     (pass_role,) = statements_granting(template, "TitanCustomizeRole", "iam:PassRole")
     assert pass_role["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
@@ -494,16 +539,18 @@ def test_the_customize_workflow_passes_only_the_customization_role_to_bedrock(
     }
 
 
-def test_the_customize_workflow_may_touch_exactly_its_resources(dev_app: SynthesizedApp) -> None:
-    template = dev_app.template("-bedrock")
+def test_the_customize_workflow_may_touch_exactly_its_resources(
+    variant_app: SynthesizedApp,
+) -> None:
+    template = variant_app.template("-bedrock")
 
     def granted(action: str) -> set[str]:
         (statement,) = statements_granting(template, "TitanCustomizeRole", action)
-        return _resources_of(statement, dev_app)
+        return _resources_of(statement, variant_app)
 
     foundation = (
         "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/"
-        "amazon.titan-image-generator-v1:0"
+        "amazon.titan-image-generator-v2:0"
     )
     assert granted("bedrock:CreateModelCustomizationJob") == {
         foundation,
@@ -524,7 +571,7 @@ def test_the_customize_workflow_may_touch_exactly_its_resources(dev_app: Synthes
     topic_id, _ = one(template, "AWS::SNS::Topic")
     assert granted("sns:Publish") == {topic_id}
     (kms,) = statements_granting(template, "TitanCustomizeRole", "kms:CreateGrant")
-    assert _resources_of(kms, dev_app) == {_key(dev_app)}
+    assert _resources_of(kms, variant_app) == {_key(variant_app)}
     assert [render(v) for v in listed(kms["Condition"]["StringEquals"]["kms:ViaService"])] == [
         "bedrock.${AWS::Region}.amazonaws.com"
     ]
@@ -540,13 +587,13 @@ def test_the_customize_workflow_may_touch_exactly_its_resources(dev_app: Synthes
 
 
 def test_the_release_workflow_and_sweeper_delete_and_read_only_throughputs(
-    dev_app: SynthesizedApp,
+    variant_app: SynthesizedApp,
 ) -> None:
-    template = dev_app.template("-bedrock")
+    template = variant_app.template("-bedrock")
     (delete,) = statements_granting(
         template, "TitanReleaseRole", "bedrock:DeleteProvisionedModelThroughput"
     )
-    assert _resources_of(delete, dev_app) == {f"{BEDROCK}:provisioned-model/*"}
+    assert _resources_of(delete, variant_app) == {f"{BEDROCK}:provisioned-model/*"}
     assert sorted(listed(delete["Action"])) == [
         "bedrock:DeleteProvisionedModelThroughput",
         "bedrock:ListTagsForResource",
@@ -554,7 +601,7 @@ def test_the_release_workflow_and_sweeper_delete_and_read_only_throughputs(
     (ssm,) = statements_granting(template, "TitanReleaseRole", "ssm:DeleteParameter")
     assert sorted(listed(ssm["Action"])) == ["ssm:DeleteParameter", "ssm:GetParameter"]
     sweeper = statements_granting(template, "ThroughputSweeperFunction", "bedrock:TagResource")
-    assert [_resources_of(s, dev_app) for s in sweeper] == [{f"{BEDROCK}:provisioned-model/*"}]
+    assert [_resources_of(s, variant_app) for s in sweeper] == [{f"{BEDROCK}:provisioned-model/*"}]
     # It may set its notice mark only, never move a throughput's expiry.
     (tagging,) = sweeper
     assert tagging["Action"] == "bedrock:TagResource"
@@ -562,7 +609,7 @@ def test_the_release_workflow_and_sweeper_delete_and_read_only_throughputs(
         "ForAllValues:StringEquals": {"aws:TagKeys": [EXPIRY_NOTIFIED_TAG]}
     }
     (start,) = statements_granting(template, "ThroughputSweeperFunction", "states:StartExecution")
-    assert _resources_of(start, dev_app) == {"TitanRelease885F03E4"}
+    assert _resources_of(start, variant_app) == {"TitanRelease885F03E4"}
     key_id, _ = one(template, "AWS::KMS::Key")
     for role in ("TitanReleaseRole", "ThroughputSweeperFunction", "TitanCustomizeRole"):
         (publish_key,) = [
@@ -574,11 +621,11 @@ def test_the_release_workflow_and_sweeper_delete_and_read_only_throughputs(
         assert render(via) == "sns.${AWS::Region}.amazonaws.com", role
 
 
-def test_the_manifest_check_reads_only_titan_datasets(dev_app: SynthesizedApp) -> None:
-    template = dev_app.template("-bedrock")
-    datasets = _bucket(dev_app, "Datasets")
+def test_the_manifest_check_reads_only_titan_datasets(variant_app: SynthesizedApp) -> None:
+    template = variant_app.template("-bedrock")
+    datasets = _bucket(variant_app, "Datasets")
     (reads,) = statements_granting(template, "ManifestCheckFunction", "s3:GetObject")
-    assert _resources_of(reads, dev_app) == {f"{datasets}.Arn/titan/*"}
+    assert _resources_of(reads, variant_app) == {f"{datasets}.Arn/titan/*"}
     (listing,) = statements_granting(template, "ManifestCheckFunction", "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["titan/*"]}}
     _, function = one(template, "AWS::Lambda::Function", "ManifestCheckFunction")
@@ -639,11 +686,12 @@ def test_the_sweeper_runs_on_a_schedule_for_this_deployment(
     assert function["Timeout"] < config.sweep_interval_minutes * 60
 
 
-@pytest.mark.parametrize("stage", STAGES)
 def test_unwatched_failures_raise_alarms_on_the_topic(
-    synthesized_apps: dict[str, SynthesizedApp], stage: str
+    bedrock_app: tuple[str, SynthesizedApp, StageConfig],
 ) -> None:
-    template = synthesized_apps[stage].template("-bedrock")
+    stage, app, config = bedrock_app
+    template = app.template("-bedrock")
+    workflows = ("release", "customize") if config.titan.customizable else ("release",)
     topic_id, _ = one(template, "AWS::SNS::Topic")
     alarms = {
         alarm["Properties"]["AlarmName"]: alarm["Properties"]
@@ -651,8 +699,7 @@ def test_unwatched_failures_raise_alarms_on_the_topic(
     }
     assert set(alarms) == {
         f"atelier-{stage}-titan-sweeper-errors",
-        f"atelier-{stage}-titan-release-failed",
-        f"atelier-{stage}-titan-customize-failed",
+        *(f"atelier-{stage}-titan-{workflow}-failed" for workflow in workflows),
         # tests/infra/test_model_lifecycle.py checks these two
         f"atelier-{stage}-model-lifecycle-attention",
         f"atelier-{stage}-model-lifecycle-errors",
@@ -663,7 +710,7 @@ def test_unwatched_failures_raise_alarms_on_the_topic(
         assert alarm["TreatMissingData"] == "notBreaching"
     assert alarms[f"atelier-{stage}-titan-sweeper-errors"]["MetricName"] == "Errors"
     # A workflow that failed, timed out or was stopped (aborted) all count.
-    for workflow in ("release", "customize"):
+    for workflow in workflows:
         alarm = alarms[f"atelier-{stage}-titan-{workflow}-failed"]
         (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
         assert expression["ReturnData"] is not False
@@ -677,11 +724,11 @@ def test_unwatched_failures_raise_alarms_on_the_topic(
         assert sorted(expression["Expression"].replace("+", " ").split()) == sorted(inputs)
 
 
-@pytest.mark.parametrize("stage", STAGES)
 def test_both_workflows_log_everything_and_trace(
-    synthesized_apps: dict[str, SynthesizedApp], stage: str
+    bedrock_app: tuple[str, SynthesizedApp, StageConfig],
 ) -> None:
-    template = synthesized_apps[stage].template("-bedrock")
+    _, app, config = bedrock_app
+    template = app.template("-bedrock")
     for machine_id, machine in resources(template, "AWS::StepFunctions::StateMachine").items():
         properties = machine["Properties"]
         assert properties["LoggingConfiguration"]["Level"] == "ALL"
@@ -689,9 +736,11 @@ def test_both_workflows_log_everything_and_trace(
         assert properties["TracingConfiguration"] == {"Enabled": True}
         policies = {p for p in machine["DependsOn"] if p.startswith(machine_id[:12])}
         assert any("LoggingPolicy" in p for p in policies), machine_id
-    config = _config(stage).titan
-    definition = _definition(synthesized_apps[stage], "TitanCustomize")
-    hours = config.max_job_runtime_hours + config.max_throughput_wait_hours + 2
+    if not config.titan.customizable:
+        return
+    titan = config.titan
+    definition = _definition(app, "TitanCustomize")
+    hours = titan.max_job_runtime_hours + titan.max_throughput_wait_hours + 2
     assert definition["TimeoutSeconds"] == hours * 3600
 
 
@@ -706,14 +755,17 @@ def test_tag_names_match_what_the_sweeper_reads() -> None:
     assert EXPIRY_NOTIFIED_TAG == lambda_tags.EXPIRY_NOTIFIED_TAG
 
 
-@pytest.mark.parametrize("name", PUBLISHED_NAMES)
-def test_names_are_published(dev_app: SynthesizedApp, name: str) -> None:
-    template = dev_app.template("-bedrock")
+def test_names_are_published(bedrock_app: tuple[str, SynthesizedApp, StageConfig]) -> None:
+    stage, app, config = bedrock_app
+    template = app.template("-bedrock")
     parameters = ssm_parameters(template)
-    assert f"/atelier/dev/bedrock/{name}" in parameters
-    assert published_output_id(name) in template["Outputs"]
-    assert parameters["/atelier/dev/bedrock/titan-provisioned-model-parameter"]["Value"] == (
-        "/atelier/dev/titan/provisioned-model-arn"
+    names = PUBLISHED_NAMES_WHEN_CUSTOMIZABLE if config.titan.customizable else PUBLISHED_NAMES
+    # Exactly these: without a base model, no customize workflow name is published.
+    assert sorted(parameters) == sorted(f"/atelier/{stage}/bedrock/{name}" for name in names)
+    for name in names:
+        assert published_output_id(name) in template["Outputs"]
+    assert parameters[f"/atelier/{stage}/bedrock/titan-provisioned-model-parameter"]["Value"] == (
+        f"/atelier/{stage}/titan/provisioned-model-arn"
     )
 
 

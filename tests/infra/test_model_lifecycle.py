@@ -35,9 +35,10 @@ def test_it_checks_the_configured_models_daily(
     variables = function["Environment"]["Variables"]
     # The models come from the configuration, each with the key that sets it
     models = json.loads(variables["CONFIGURED_MODELS"])
+    # titan.base_model_id is null in the shipped stages: nothing to check (variant test below)
+    assert config.titan.base_model_id is None
     assert [(m["configKey"], m["modelId"]) for m in models] == [
         ("descriptions.model_id", config.descriptions.model_id),
-        ("titan.base_model_id", config.titan.base_model_id),
     ]
     assert check.configured_models(variables["CONFIGURED_MODELS"])  # the handler reads it
     assert variables["WARNING_DAYS"] == str(config.lifecycle.warning_days)
@@ -80,10 +81,41 @@ def test_it_may_read_exactly_the_configured_models(
     bedrock_actions = {action for action in granted if action.startswith("bedrock:")}
     assert bedrock_actions <= {"bedrock:GetFoundationModel", "bedrock:GetInferenceProfile"}
     state = f"arn:${{AWS::Partition}}:ssm:{region}:${{AWS::AccountId}}:parameter/atelier/{stage}/"
-    assert granted["ssm:GetParameter"] == granted["ssm:PutParameter"] == {
-        state + "lifecycle/model-states"
-    }
+    assert (
+        granted["ssm:GetParameter"]
+        == granted["ssm:PutParameter"]
+        == {state + "lifecycle/model-states"}
+    )
     assert "sns:Publish" in granted
+
+
+def test_a_configured_image_base_model_is_checked_and_granted(
+    variant_app: SynthesizedApp, synthesized_apps: dict[str, SynthesizedApp]
+) -> None:
+    """With titan.base_model_id set (the variant: G1 v2) the check lists it and may read exactly
+    it; with null (shipped) no image model appears in its role at all."""
+    titan = "amazon.titan-image-generator-v2:0"
+    template = variant_app.template("-bedrock")
+    _, function = one(template, "AWS::Lambda::Function", "ModelLifecycleCheckFunction")
+    models = json.loads(function["Environment"]["Variables"]["CONFIGURED_MODELS"])
+    assert [(m["configKey"], m["modelId"]) for m in models][1:] == [("titan.base_model_id", titan)]
+
+    def foundation_models(template: dict[str, Any]) -> set[str]:
+        return {
+            render(resource, {})
+            for statements in role_statements(template, "ModelLifecycleCheckFunctionRole").values()
+            for statement in statements
+            if "bedrock:GetFoundationModel" in listed(statement["Action"])
+            for resource in listed(statement["Resource"])
+        }
+
+    assert f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{titan}" in (
+        foundation_models(template)
+    )
+    for stage in STAGES:
+        granted = foundation_models(_template(synthesized_apps, stage))
+        assert granted
+        assert not [arn for arn in granted if "image" in arn or "canvas" in arn]
 
 
 def test_an_inference_profile_is_told_from_a_model() -> None:
@@ -157,3 +189,10 @@ def test_the_inventory_is_published_for_atelier_doctor(
         "dreambooth.training.base_model",
         "dreambooth.inpainting_training.base_model",
     }
+    # Shipped: the image base model is listed as not configured (null), not left out, so
+    # `atelier doctor` can say so; the lifecycle check has nothing to read for it.
+    (titan,) = [
+        m for m in inventory["trainingBaseModels"] if m["configKey"] == "titan.base_model_id"
+    ]
+    assert titan["modelId"] is None
+    assert "titan.base_model_id" not in {m["configKey"] for m in inventory["bedrockModels"]}

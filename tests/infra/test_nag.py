@@ -359,11 +359,8 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     # Training: the DreamBooth text-to-image and inpainting workflows, one role each.
     *_diffusion_workflow("Dreambooth", "dreambooth"),
     *_diffusion_workflow("Inpainting", "inpainting"),
-    # Bedrock: the customization role, both functions, both workflows.
-    ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_DATASETS),
-    ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_MODELS),
-    ("/atelier-{stage}-bedrock/ManifestCheckFunction/Role/DefaultPolicy", _TITAN_DATASETS),
-    ("/atelier-{stage}-bedrock/ManifestCheckFunction/TracingPolicy", _XRAY),
+    # Bedrock: the sweeper, the lifecycle check and the release workflow (the customize pieces
+    # exist only with titan.base_model_id set: EXPECTED_CUSTOMIZE_ACKNOWLEDGMENTS).
     (
         "/atelier-{stage}-bedrock/ThroughputSweeperFunction/Role/DefaultPolicy",
         _BEDROCK_ARNS.format(kind="provisioned-model"),
@@ -371,20 +368,6 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     ("/atelier-{stage}-bedrock/ThroughputSweeperFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-bedrock/ModelLifecycle/CheckFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-bedrock/ThroughputSweeperListPolicy", _ANY_RESOURCE),
-    (
-        "/atelier-{stage}-bedrock/TitanCustomizePolicy",
-        _BEDROCK_ARNS.format(kind="custom-model"),
-    ),
-    (
-        "/atelier-{stage}-bedrock/TitanCustomizePolicy",
-        _BEDROCK_ARNS.format(kind="model-customization-job"),
-    ),
-    (
-        "/atelier-{stage}-bedrock/TitanCustomizePolicy",
-        _BEDROCK_ARNS.format(kind="provisioned-model"),
-    ),
-    ("/atelier-{stage}-bedrock/TitanCustomizeLoggingPolicy", _ANY_RESOURCE),
-    ("/atelier-{stage}-bedrock/TitanCustomizeTracingPolicy", _ANY_RESOURCE),
     (
         "/atelier-{stage}-bedrock/TitanReleasePolicy",
         _BEDROCK_ARNS.format(kind="provisioned-model"),
@@ -413,6 +396,22 @@ EXPECTED_HOSTING_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
 }
 
 
+# Added by the customize workflow (titan.base_model_id set): the customization role, the manifest
+# check and the workflow's own policies.
+EXPECTED_CUSTOMIZE_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
+    ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_DATASETS),
+    ("/atelier-{stage}-bedrock/TitanCustomizationRole/DefaultPolicy", _TITAN_MODELS),
+    ("/atelier-{stage}-bedrock/ManifestCheckFunction/Role/DefaultPolicy", _TITAN_DATASETS),
+    ("/atelier-{stage}-bedrock/ManifestCheckFunction/TracingPolicy", _XRAY),
+    *(
+        ("/atelier-{stage}-bedrock/TitanCustomizePolicy", _BEDROCK_ARNS.format(kind=kind))
+        for kind in ("custom-model", "model-customization-job", "provisioned-model")
+    ),
+    ("/atelier-{stage}-bedrock/TitanCustomizeLoggingPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-bedrock/TitanCustomizeTracingPolicy", _ANY_RESOURCE),
+}
+
+
 def _expected(acknowledgments: set[tuple[str, str]], stage: str) -> set[tuple[str, str]]:
     return {(path.format(stage=stage), rule.format(stage=stage)) for path, rule in acknowledgments}
 
@@ -428,9 +427,15 @@ def test_the_app_acknowledges_only_what_was_reviewed(
 def test_a_hosted_endpoint_adds_only_its_reviewed_acknowledgments(
     variant_app: SynthesizedApp,
 ) -> None:
-    # The variant synthesis also ran cdk-nag: a finding would have raised in the fixture.
+    # The variant synthesis also ran cdk-nag: a finding would have raised in the fixture. It
+    # hosts every endpoint and configures an image base model (the customize workflow).
     found = {(path, rule) for path, rule, _ in load_acknowledgments(variant_app.assembly_dir)}
-    expected = _expected(EXPECTED_APP_ACKNOWLEDGMENTS | EXPECTED_HOSTING_ACKNOWLEDGMENTS, "dev")
+    expected = _expected(
+        EXPECTED_APP_ACKNOWLEDGMENTS
+        | EXPECTED_HOSTING_ACKNOWLEDGMENTS
+        | EXPECTED_CUSTOMIZE_ACKNOWLEDGMENTS,
+        "dev",
+    )
     assert found == expected
 
 

@@ -31,7 +31,9 @@ def _error(context: dict[str, Any]) -> str:
 
 def test_the_shipped_defaults_follow_spec(context: dict[str, Any]) -> None:
     titan = load_stage_config(context, "dev").titan
-    assert titan.base_model_id == "amazon.titan-image-generator-v1:0"
+    # No Bedrock image model can be fine-tuned today (docs/image-customization.md).
+    assert titan.base_model_id is None
+    assert not titan.customizable
     # SPEC: batch 8, learning rate 1e-5, steps by dataset size (null: from the manifest).
     assert titan.hyperparameters.batch_size == 8
     assert titan.hyperparameters.learning_rate == pytest.approx(1e-5)
@@ -85,6 +87,7 @@ def test_bad_values_name_the_key(
 def test_hyperparameters_follow_bedrocks_ranges(
     context: dict[str, Any], name: str, value: Any, message: str
 ) -> None:
+    _titan(context)["base_model_id"] = "amazon.titan-image-generator-v2:0"
     _titan(context)["hyperparameters"][name] = value
     error = _error(context)
     assert f"titan.hyperparameters.{name}" in error
@@ -173,12 +176,48 @@ def test_hyperparameters_follow_the_chosen_models_ranges(
 ) -> None:
     # ... which Titan G1 allows: the same values pass with the Titan base model.
     _titan(context)["hyperparameters"][name] = value
+    _titan(context)["base_model_id"] = "amazon.titan-image-generator-v2:0"
     load_stage_config(context, "dev")
     _titan(context)["base_model_id"] = "amazon.nova-canvas-v1:0"
     error = _error(context)
     assert f"titan.hyperparameters.{name}" in error
     assert message in error
     assert "Amazon Nova Canvas" in error
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # Without a base model the defaults must suit every entry of the table: Nova Canvas's
+        # ceilings, Titan's floors.
+        ("stepCount", 30_000, "from 10 to 20000"),
+        ("learningRate", 0.001, "from 1e-07 to 0.0001"),
+        ("batchSize", 4, "from 8 to 192"),
+    ],
+)
+def test_without_a_base_model_the_defaults_suit_every_image_model(
+    context: dict[str, Any], name: str, value: Any, message: str
+) -> None:
+    assert _titan(context)["base_model_id"] is None
+    _titan(context)["hyperparameters"][name] = value
+    error = _error(context)
+    assert f"titan.hyperparameters.{name}" in error
+    assert message in error
+    assert "every fine-tunable image model" in error
+
+
+def test_a_null_or_missing_base_model_means_not_configured(context: dict[str, Any]) -> None:
+    titan = load_stage_config(context, "dev").titan
+    assert (titan.base_model_id, titan.customizable) == (None, False)
+    assert titan.limits.step_count == (10, 20_000)
+    assert titan.limits.learning_rate == (1e-7, 1e-4)
+    del _titan(context)["base_model_id"]
+    assert load_stage_config(context, "dev").titan.base_model_id is None
+    # A stage may switch customization on (and back off) on its own.
+    context["atelier"]["stages"]["prod"] = {"titan": {"base_model_id": "amazon.nova-canvas-v1:0"}}
+    prod = load_stage_config(context, "prod").titan
+    assert (prod.base_model_id, prod.customizable) == ("amazon.nova-canvas-v1:0", True)
+    assert prod.limits.name == "Amazon Nova Canvas"
 
 
 def test_the_warning_days_of_the_lifecycle_check(context: dict[str, Any]) -> None:

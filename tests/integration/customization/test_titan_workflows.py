@@ -1,8 +1,9 @@
 """The synthesized customize and release workflows, run state by state (tests/sfn_support.py).
 
-Every expression is the deployed one, taken from the dev template. The calls go where moto can
-take them, with the exact arguments the state machine sends (converted to the API's member
-names as Step Functions converts them):
+Every expression is the deployed one, taken from the variant template (the dev stage with a base
+model configured: the shipped `titan.base_model_id: null` builds no customize workflow). The calls
+go where moto can take them, with the exact arguments the state machine sends (converted to the
+API's member names as Step Functions converts them):
 
 - moto: the manifest check (the real handler, on moto S3), createModelCustomizationJob,
   getModelCustomizationJob and stopModelCustomizationJob (moto 5.2's Bedrock; its jobs stay
@@ -13,6 +14,7 @@ names as Step Functions converts them):
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,8 @@ from moto.bedrock.models import bedrock_backends
 
 from customization.handlers.manifest import check
 from customization.logic.manifest import ManifestChecker
+from infra.config import load_stage_config
+from infra.stacks.bedrock import commitment_is_valid, jsonata, model_units_are_valid
 from shared.adapters.datasets import S3Datasets
 from tests.sfn_support import (
     Clock,
@@ -37,7 +41,7 @@ from tests.sfn_support import (
     definition_with,
     to_api,
 )
-from tests.support import SynthesizedApp
+from tests.support import SynthesizedApp, cdk_json_context
 from tests.templates import one, render_definition
 
 pytestmark = [pytest.mark.integration, pytest.mark.infra]
@@ -67,7 +71,7 @@ TOKENS = {
     r"Notifications[0-9A-F]{8}": TOPIC_ARN,
 }
 CUSTOM_MODEL = (
-    f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.titan-image-generator-v1:0/"
+    f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.titan-image-generator-v2:0/"
     "abcdefghijkl"
 )
 THROUGHPUT = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:provisioned-model/mnopqrstuvwx"
@@ -157,7 +161,7 @@ class Cloud:
 
     def foundation_model(self, arguments: Any) -> Any:
         self.base_model_checks += 1
-        model_id = "amazon.titan-image-generator-v1:0"
+        model_id = "amazon.titan-image-generator-v2:0"
         client = boto3.client("bedrock")
         with Stubber(client) as stubber:
             if self.base_model_lifecycle is None:
@@ -241,7 +245,7 @@ def throughput(status: str, **extra: Any) -> dict[str, Any]:
         "modelArn": CUSTOM_MODEL,
         "desiredModelArn": CUSTOM_MODEL,
         "foundationModelArn": "arn:aws:bedrock:us-east-1::foundation-model/"
-        "amazon.titan-image-generator-v1:0",
+        "amazon.titan-image-generator-v2:0",
         "status": status,
         "creationTime": moment,
         "lastModifiedTime": moment,
@@ -250,26 +254,39 @@ def throughput(status: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def definitions(dev_app: SynthesizedApp) -> dict[str, dict[str, Any]]:
-    """Both workflows of the dev template, tokens replaced by the test values."""
-    found = {}
-    for prefix in ("TitanCustomize", "TitanRelease"):
-        _, properties = one(
-            dev_app.template("-bedrock"), "AWS::StepFunctions::StateMachine", prefix
-        )
-        found[prefix] = definition_with(render_definition(properties["DefinitionString"]), TOKENS)
-    return found
-
-
-@pytest.fixture(scope="module")
 def variant_definitions(variant_app: SynthesizedApp) -> dict[str, dict[str, Any]]:
-    """As `definitions`, with a OneMonth term and 2 model units allowed (VARIANT_OVERRIDES)."""
+    """Both workflows of the variant's template (the dev stage with a base model, Titan Image
+    Generator G1 v2: the shipped null builds no customize workflow), tokens replaced by the test
+    values; a OneMonth term and 2 model units are allowed there (VARIANT_OVERRIDES)."""
     found = {}
     for prefix in ("TitanCustomize", "TitanRelease"):
         _, properties = one(
             variant_app.template("-bedrock"), "AWS::StepFunctions::StateMachine", prefix
         )
         found[prefix] = definition_with(render_definition(properties["DefinitionString"]), TOKENS)
+    return found
+
+
+@pytest.fixture(scope="module")
+def definitions(variant_definitions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The variant's workflows with the shipped limits on terms and model units put back: its
+    "Validate input" conditions for them rebuilt from the shipped dev config by the stack's own
+    expression builders, so the flow under test is the one a stage with a base model and the
+    shipped titan.allowed_commitments / titan.max_model_units deploys."""
+    shipped = load_stage_config(cdk_json_context(), "dev").titan
+    assert shipped.allowed_commitments == ("none",)
+    assert shipped.max_model_units == 1
+    found = copy.deepcopy(variant_definitions)
+    rules = {
+        rule["Next"]: rule
+        for rule in found["TitanCustomize"]["States"]["Validate input"]["Choices"]
+    }
+    rules["InvalidCommitment"]["Condition"] = jsonata(
+        f"$not({commitment_is_valid(shipped.allowed_commitments)})"
+    )
+    rules["InvalidModelUnits"]["Condition"] = jsonata(
+        f"$not({model_units_are_valid(shipped.max_model_units)})"
+    )
     return found
 
 
@@ -365,7 +382,7 @@ def test_a_customization_trains_provisions_records_and_notifies(cloud: Cloud) ->
     job = cloud.job()
     assert job.custom_model_name == JOB_NAME
     assert job.role_arn == ROLE_ARN
-    assert job.base_model_identifier == "amazon.titan-image-generator-v1:0"
+    assert job.base_model_identifier == "amazon.titan-image-generator-v2:0"
     assert job.customization_type == "FINE_TUNING"
     assert job.custom_model_kms_key_id == KEY_ARN
     assert job.training_data_config == {"s3Uri": f"s3://{DATASETS}/{manifest}"}
@@ -421,7 +438,7 @@ def test_a_legacy_base_model_is_refused_before_anything_is_paid_for(cloud: Cloud
     assert outcome.error == "BaseModelLegacy"
     assert outcome.cause is not None
     assert outcome.cause.startswith(
-        "amazon.titan-image-generator-v1:0 (Titan Image Generator G1 v1) is Legacy on Bedrock "
+        "amazon.titan-image-generator-v2:0 (Titan Image Generator G1 v2) is Legacy on Bedrock "
         "(end of life 2026-06-30"
     )
     assert "Set titan.base_model_id in cdk.json" in outcome.cause
