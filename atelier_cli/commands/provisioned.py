@@ -19,6 +19,7 @@ from rich.table import Table
 
 from atelier_cli.aws import translated_errors
 from atelier_cli.errors import NotDeployedError, UsageError
+from atelier_cli.image_customization import CONFIG_KEY, base_model_left_null, not_configured
 from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
 from atelier_cli.workflows import start_execution
@@ -128,8 +129,9 @@ def list_throughput(
         if not show_all:
             entries = [entry for entry in entries if entry["ours"]]
         billing = [entry for entry in entries if entry["status"] in BILLING]
+        customizable = not base_model_left_null(run)
         result = {"deployment": ours, "recorded": recorded, "throughputs": entries,
-                  "billing": len(billing)}  # fmt: skip
+                  "billing": len(billing), "customizable": customizable}  # fmt: skip
 
         def human(console: Console) -> None:
             table = Table(title=f"Provisioned throughput of {ours}")
@@ -157,6 +159,11 @@ def list_throughput(
                 )
             else:
                 console.print("Nothing provisioned bills by the hour.")
+            if not customizable:
+                console.print(
+                    f"This stage customizes no image model ({CONFIG_KEY} is null: none can be "
+                    "fine-tuned today), so atelier customize titan provisions none."
+                )
 
         run.done(result, human)
 
@@ -170,6 +177,15 @@ def target(run: Run, arn: str | None) -> str:
             )
         return arn
     recorded = run.resources.recorded("titan", "provisioned-model-arn")
+    if recorded is None and base_model_left_null(run):
+        # Nothing will ever be recorded; a throughput left from when a model was configured can
+        # still be named (the release workflow and the cost guard stay deployed).
+        error = not_configured(run, "find a recorded throughput")
+        error.fix = (
+            "pass the ARN of a throughput left from an earlier configuration (atelier throughput "
+            f"list --all shows them); {error.fix}"
+        )
+        raise error
     if recorded is None:
         raise NotDeployedError(
             f"no throughput recorded: SSM has no "

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from atelier_cli.errors import UsageError
 from atelier_cli.executions import watch_and_report
+from atelier_cli.image_customization import customize_state_machine
 from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
 from atelier_cli.workflows import start_execution
@@ -356,6 +357,8 @@ def customize_titan(
     """Fine-tune Titan Image Generator on a manifest, then provision throughput for it (billed
     per hour until released; `atelier throughput list`)."""
     with command(ctx, "customize titan", json_output) as run:
+        # First: with titan.base_model_id null there is no workflow to give the input to.
+        arn = customize_state_machine(run)
         document = titan_input(
             manifest=manifest,
             model_name=model_name,
@@ -366,7 +369,6 @@ def customize_titan(
             commitment=commitment,
             ttl_hours=ttl_hours,
         )
-        arn = run.resources.published("bedrock", "titan-customize-state-machine-arn")
         start_and_report(
             run,
             state_machine_arn=arn,

@@ -3,6 +3,7 @@ botocore Stubber, which checks every call against the real API model)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,8 @@ from moto import mock_aws
 
 from atelier_cli.errors import ExitCode
 from atelier_cli.runtime import Hooks
+from infra.config import load_stage_config
+from infra.constructs.model_lifecycle import stage_inventory
 from tests.cli_support import (
     REGION,
     client_factory,
@@ -25,6 +28,7 @@ from tests.cli_support import (
     no_sleep,
     publish,
 )
+from tests.support import cdk_json_context
 
 pytestmark = pytest.mark.integration
 
@@ -322,3 +326,48 @@ def test_expiry_and_tags_are_read_as_the_cost_guard_reads_them(value: str | None
     assert provisioned.DEPLOYMENT_TAG == DEPLOYMENT_TAG
     assert provisioned.EXPIRES_AT_TAG == EXPIRES_AT_TAG
     assert provisioned.parse_expiry(value) == parse_expiry(value)
+
+
+# --- a stage that customizes no image model (titan.base_model_id null, the shipped default) ---
+
+
+def publish_shipped_inventory() -> None:
+    """What the Bedrock stack publishes for the shipped dev stage: the inventory (base model
+    null) and the release workflow, but no customize workflow."""
+    inventory = stage_inventory(load_stage_config(cdk_json_context(), "dev"))
+    publish("bedrock", "model-inventory", json.dumps(inventory))
+    deploy_workflow("bedrock", "titan-release-state-machine-arn", "atelier-dev-titan-release")
+
+
+@pytest.mark.usefixtures("aws")
+def test_without_an_image_model_release_says_why_nothing_is_recorded(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    client, _ = bedrock
+    publish_shipped_inventory()
+    for command in (["throughput", "release", "-y"], ["throughput", "extend", "--hours", "2"]):
+        result = invoke(["--json", *command], hooks=hooks_with(client))
+        assert result.exit_code == ExitCode.NOT_DEPLOYED, command
+        error = json_document(result)["error"]
+        assert error["code"] == "not_configured"
+        assert "titan.base_model_id is null" in error["message"]
+        assert "docs/image-customization.md" in error["fix"]
+        # A throughput left from an earlier configuration can still be named.
+        assert "atelier throughput list --all" in error["fix"]
+
+
+@pytest.mark.usefixtures("aws")
+def test_without_an_image_model_list_still_shows_what_bills_and_says_so(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    client, stubber = bedrock
+    publish_shipped_inventory()
+    for _ in range(2):
+        stubber.add_response(
+            "list_provisioned_model_throughputs", {"provisionedModelSummaries": []}
+        )
+    listed = invoke(["--json", "throughput", "list"], hooks=hooks_with(client))
+    assert listed.exit_code == ExitCode.OK, listed.stdout
+    assert json_document(listed)["result"]["customizable"] is False
+    text = invoke(["throughput", "list"], hooks=hooks_with(client))
+    assert "titan.base_model_id is null" in " ".join(text.stdout.split())

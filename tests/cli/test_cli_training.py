@@ -3,6 +3,7 @@ workflow gets, local refusals that start nothing, and `--wait`."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from atelier_cli.errors import ExitCode
 from atelier_cli.executions import latest_metrics
 from atelier_cli.output import Printer
 from atelier_cli.runtime import GlobalOptions, Hooks, Run
+from infra.config import load_stage_config
+from infra.constructs.model_lifecycle import stage_inventory
 from tests.cli_support import (
     REGION,
     client_factory,
@@ -30,7 +33,9 @@ from tests.cli_support import (
     execution_input,
     invoke,
     json_document,
+    publish,
 )
+from tests.support import cdk_json_context
 
 pytestmark = pytest.mark.integration
 
@@ -243,6 +248,34 @@ def test_customize_ranges_are_spec_ranges(arguments: list[str]) -> None:
 
     assert result.exit_code == ExitCode.USAGE
     assert arguments[0] in result.output
+
+
+@mock_aws
+def test_customize_titan_without_an_image_model_names_the_setting() -> None:
+    # The shipped dev stage: the inventory says titan.base_model_id is null, no workflow is
+    # published (tests/infra/test_bedrock_stack.py checks the stack publishes exactly that).
+    inventory = stage_inventory(load_stage_config(cdk_json_context(), "dev"))
+    publish("bedrock", "model-inventory", json.dumps(inventory))
+
+    result = invoke(["--json", "customize", "titan", "--manifest", "titan/pets/m.jsonl"])
+
+    assert result.exit_code == ExitCode.NOT_DEPLOYED
+    error = json_document(result)["error"]
+    assert error["code"] == "not_configured"
+    assert "titan.base_model_id is null" in error["message"]
+    assert "no Bedrock image model can be fine-tuned today" in error["message"]
+    assert "docs/image-customization.md" in error["fix"]
+    assert "make deploy STAGE=dev" in error["fix"]
+
+
+@mock_aws
+def test_customize_titan_without_the_bedrock_stack_names_the_stack() -> None:
+    result = invoke(["--json", "customize", "titan", "--manifest", "titan/pets/m.jsonl"])
+
+    assert result.exit_code == ExitCode.NOT_DEPLOYED
+    error = json_document(result)["error"]
+    assert error["code"] == "stack_not_deployed"
+    assert "atelier-dev-bedrock" in error["message"]
 
 
 @mock_aws
