@@ -61,8 +61,10 @@ class NoCustomizedModelError(ConflictError):
         super().__init__(
             "no_customized_model",
             f"no customized Titan model is provisioned: SSM parameter {parameter} does not exist. "
-            "Run the Bedrock stack's provisioning workflow first (it records the provisioned "
-            "model's ARN there), then retry.",
+            "Run the Bedrock stack's customize and provisioning workflow first (atelier "
+            "customize titan; it records the provisioned model's ARN there), then retry. That "
+            "workflow is deployed only while titan.base_model_id names a Bedrock image model "
+            "that can be fine-tuned (docs/image-customization.md).",
         )
 
 

@@ -247,6 +247,8 @@ def test_without_provisioned_throughput_the_answer_is_409_provision_first(
     assert (status, body["error"]["code"]) == (409, "no_customized_model")
     assert PARAMETER in body["error"]["message"]
     assert "provisioning workflow" in body["error"]["message"]
+    # Where the workflow comes from: none is deployed while titan.base_model_id is null.
+    assert "titan.base_model_id" in body["error"]["message"]
     assert "Retry-After" not in headers
     assert harness.stored_keys() == []
 
