@@ -405,11 +405,12 @@ def test_describe_catalog_wait_returns_the_run_summary() -> None:
     ],
 )
 def test_watch_finds_the_job_in_the_real_workflows_task_arguments(
-    dev_app: SynthesizedApp, stack: str, machine: str, resource: str, kind: str
+    variant_app: SynthesizedApp, stack: str, machine: str, resource: str, kind: str
 ) -> None:
     """The job is read from the arguments the workflow schedules its task with: the names
-    must be the ones the deployed definitions use."""
-    definition = state_machine_definition(dev_app.template(f"-{stack}"), machine)
+    must be the ones the deployed definitions use. The variant synthesis: the shipped stages
+    build no customize workflow (titan.base_model_id null)."""
+    definition = state_machine_definition(variant_app.template(f"-{stack}"), machine)
     (task,) = [
         state for state in all_states(definition) if state.get("Resource", "").endswith(resource)
     ]
