@@ -12,7 +12,7 @@ config: nothing is downloaded.
 
 A request's inpainting time is linear in its steps (one UNet call per step; the VAE, the text
 encoder and PNDM's extra first call once): it is measured at 2 and 4 steps, printed at 4, and
-split into a fixed and a per-step cost that give the 25 steps of the SPEC's reference request.
+split into a fixed and a per-step cost that give the 25 steps of the reference styling request.
 A narrower model shrinks convolutions and projections more than attention over the 4096 latent
 positions, so the shares are those of this scaled model, an estimate for the real one; ratios
 taken in one run on one machine travel between machines better than absolute times. A CPU is

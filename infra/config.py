@@ -378,7 +378,7 @@ class DreamBoothTrainingConfig:
     """A SageMaker training job that fine-tunes Stable Diffusion with DreamBooth on one GPU.
 
     Prior preservation trains on instance and class images together, which needs a 24 GB GPU
-    (SPEC: 16 GB runs out of memory), so a run with `with_prior_preservation` true gets
+    (a 16 GB ml.g4dn.2xlarge runs out of memory), so a run with `with_prior_preservation` true gets
     `prior_preservation_instance_type` and every other run `instance_type`.
     """
 
@@ -386,7 +386,7 @@ class DreamBoothTrainingConfig:
     image_uri: str | None
     instance_type: str
     prior_preservation_instance_type: str
-    # Always 1: DreamBooth trains on one GPU (SPEC).
+    # Always 1: the DreamBooth training script uses one GPU only.
     instance_count: int
     volume_size_gb: int
     max_runtime_hours: int
@@ -478,7 +478,8 @@ class TitanHyperparameters:
     """Defaults of Titan Image Generator G1's fine-tuning hyperparameters (Bedrock's own names in
     cdk.json); an execution may override each. Bedrock takes them as strings."""
 
-    # None: chosen from the number of images by SPEC's table when the manifest is checked.
+    # None: chosen from the number of images by the recommended-steps table
+    # (docs/image-customization.md) when the manifest is checked.
     step_count: int | None
     batch_size: int
     learning_rate: float

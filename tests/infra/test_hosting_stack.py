@@ -257,7 +257,7 @@ def test_a_configured_diffusion_model_is_served_under_its_endpoint_name(
 def test_the_diffusion_endpoints_default_to_the_spec_instances() -> None:
     config = _config("dev")
     assert config.dreambooth.hosting.instance_type == "ml.g5.2xlarge"
-    # SPEC §4: a T4 can host styling.
+    # A T4 (ml.g4dn.xlarge) can host styling.
     assert config.styling.hosting.instance_type == "ml.g4dn.xlarge"
 
 

@@ -187,7 +187,7 @@ def test_pixels_outside_a_clipseg_mask_are_exactly_the_inputs(loaded: LoadedStyl
 def test_a_caller_mask_of_the_left_half_repaints_only_the_left_half(
     loaded: LoadedStyling,
 ) -> None:
-    # Given the SPEC form with a mask of the photo's left half
+    # Given the reference form with a mask of the photo's left half
     response = inference.predict_fn(by_mask(seed=2), loaded)
 
     # Then no mask comes back (the caller has it), and the right half is the photo's

@@ -1,4 +1,5 @@
-"""The dreambooth and styling sections: shipped defaults follow SPEC §3/§4 and the shared
+"""The dreambooth and styling sections: shipped defaults follow the reference DreamBooth and
+styling recipes (docs/dreambooth.md, docs/styling.md) and the shared
 contract, and every bad value fails with one line naming its key."""
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def test_text_to_image_training_defaults_are_jumpstarts(
     )
     assert (training.clipseg_model, training.clipseg_model_revision) == (None, None)
     assert training.instance_count == 1
-    # SPEC §3: prior preservation needs the 24 GB GPU.
+    # Prior preservation needs the 24 GB GPU (16 GB runs out of memory).
     assert training.prior_preservation_instance_type == "ml.g5.2xlarge"
     assert training.image_uri is None
     # JumpStart's defaults as SageMaker passes them (strings), then the extras' defaults.
@@ -146,7 +147,7 @@ def test_hosting_defaults_create_no_endpoint_and_scale(context: dict[str, Any]) 
     assert generation.model_data_url is None
     assert styling.model_data_url is None
     assert generation.instance_type == "ml.g5.2xlarge"
-    # SPEC §4: a T4 can host the styling pipeline.
+    # A T4 (ml.g4dn.xlarge) can host the styling pipeline.
     assert styling.instance_type == "ml.g4dn.xlarge"
     assert generation.autoscaling is True
     assert styling.autoscaling is True

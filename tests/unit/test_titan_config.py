@@ -34,11 +34,11 @@ def test_the_shipped_defaults_follow_spec(context: dict[str, Any]) -> None:
     # No Bedrock image model can be fine-tuned today (docs/image-customization.md).
     assert titan.base_model_id is None
     assert not titan.customizable
-    # SPEC: batch 8, learning rate 1e-5, steps by dataset size (null: from the manifest).
+    # Recommended: batch 8, learning rate 1e-5, steps by dataset size (null: from the manifest).
     assert titan.hyperparameters.batch_size == 8
     assert titan.hyperparameters.learning_rate == pytest.approx(1e-5)
     assert titan.hyperparameters.step_count is None
-    # SPEC: 1 model unit, no commitment, for testing; the cost guard releases it after 4 h.
+    # 1 model unit, no commitment, for testing; the cost guard releases it after 4 h.
     assert (titan.model_units, titan.commitment, titan.throughput_ttl_hours) == (1, "none", 4)
     # Nothing the cost guard cannot undo: no commitment term, one model unit.
     assert (titan.allowed_commitments, titan.max_model_units) == (("none",), 1)

@@ -1,6 +1,6 @@
 """Check, build and upload a Stable Diffusion DreamBooth dataset in JumpStart's layout.
 
-The layout (SPEC.md section 3), one folder or S3 prefix, read by `dreambooth/train.py` from the
+JumpStart's DreamBooth layout, one folder or S3 prefix, read by `dreambooth/train.py` from the
 `training` channel for both the text-to-image and the inpainting mode::
 
     dataset_info.json  {"instance_prompt": "a photo of sks dog", "class_prompt": "a photo of a dog"}

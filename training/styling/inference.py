@@ -13,7 +13,8 @@ Contract (`config.styling_endpoint_name`; the Api stack's POST /styling calls it
   "image_length"? (512 | 768), "mask_mode"? ("threshold" | "soft"), "mask_threshold"?, "seed"?}`
   → `{"generated_images": [<base64 JPEG>, ...], "mask": <base64 PNG>}`: CLIPSeg finds the region
   named by `mask_prompt`;
-- SPEC.md's form with the caller's own mask: `{"inputs": prompt, "input_img": <base64>,
+- the reference styling handler's form with the caller's own mask:
+  `{"inputs": prompt, "input_img": <base64>,
   "mask_img": <base64>, ...the same optional fields but mask_mode and mask_threshold}` →
   `{"generated_images": [...]}`.
 

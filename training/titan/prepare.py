@@ -19,7 +19,7 @@ With `--upload s3://bucket/prefix/` the images go to `<prefix>images/<file>` and
 to `<prefix>manifest.jsonl` (last, so it never names a missing image); objects already there with
 the same bytes are skipped, so re-runs are cheap.
 
-Limits checked (Bedrock's documented limits for this model, SPEC.md section 2): JPEG or PNG by
+Limits checked (Bedrock's documented limits for Titan Image Generator G1 fine-tuning): JPEG/PNG by
 content, at most 50 MB a file, sides 512-4,096 px, at most 12,582,912 pixels, aspect ratio between
 1:4 and 4:1, captions of 3-1,024 characters, 5-10,000 records. Also: images without a caption,
 captions without an image, file names that collide ignoring case, unreadable or truncated files,
@@ -117,7 +117,8 @@ _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 MIN_CAPTION_WORDS = 3
 SUMMARY_LIMIT = 50
 
-# Recommended stepCount by number of images (SPEC.md section 2), for batch size 8.
+# Recommended stepCount by number of images for batch size 8 and learning rate 1e-5 (the table
+# in docs/image-customization.md, "Recommended steps").
 STEP_TABLE: tuple[tuple[int, int], ...] = (
     (8, 1_000),
     (32, 4_000),

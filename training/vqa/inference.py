@@ -34,8 +34,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-# The prompt the model is fine-tuned on (SPEC.md section 1); train.py imports it from here so the
-# training and serving prompts are the same text by construction.
+# The prompt the model is fine-tuned on (the reference BLIP-2 VQA recipe's); train.py imports it
+# from here so the training and serving prompts are the same text by construction.
 PROMPT_TEMPLATE = "Question: {question} Answer:"
 
 MAX_QUESTIONS = 32

@@ -4,11 +4,11 @@ A manifest is JSON Lines in the datasets bucket, one image per line:
 
     {"image-ref": "s3://<datasets>/titan/dogs/ron_01.jpg", "caption": "Ron the dog on a bed"}
 
-Bedrock's rules (SPEC section 2): 5 to 10,000 records, captions of 3-1,024 characters, JPEG or PNG
-images of at most 50 MB. Ours on top: every image lies in the datasets bucket under the manifest's
-own folder, because the customization role may read `titan/*` of that bucket and nothing else.
-Every problem is reported at once (the first `MAX_REPORTED_PROBLEMS` in full), so one round of
-fixes is enough.
+Bedrock's rules for Titan Image Generator G1 fine-tuning: 5 to 10,000 records, captions of
+3-1,024 characters, JPEG or PNG images of at most 50 MB. Ours on top: every image lies in the
+datasets bucket under the manifest's own folder, because the customization role may read
+`titan/*` of that bucket and nothing else. Every problem is reported at once (the first
+`MAX_REPORTED_PROBLEMS` in full), so one round of fixes is enough.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ MAX_PROBLEM_CHARACTERS = 300
 # HeadObject calls in flight at once: 10,000 images take seconds, and S3 allows thousands/s.
 HEAD_CONCURRENCY = 32
 
-# SPEC's recommended steps by number of images (batch size 8, learning rate 1e-5).
+# Recommended steps by number of images (batch size 8, learning rate 1e-5; the table in
+# docs/image-customization.md, "Recommended steps").
 STEPS_BY_IMAGES: tuple[tuple[int, int], ...] = (
     (8, 1_000),
     (32, 4_000),
@@ -93,7 +94,7 @@ class ManifestReport:
 
 
 def recommended_step_count(images: int) -> int:
-    """SPEC's table, linearly interpolated between its rows and rounded to 100 steps."""
+    """The recommended steps, linearly interpolated between its rows and rounded to 100 steps."""
     first_images, first_steps = STEPS_BY_IMAGES[0]
     if images <= first_images:
         return first_steps

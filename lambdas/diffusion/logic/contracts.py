@@ -6,7 +6,8 @@ training/styling/inference.py): request bodies and the checks on their answers.
 - Styling with a mask prompt: `{"image", "mask_prompt", "prompt", "negative_prompt"?,
   "num_images_per_prompt", "num_inference_steps", "guidance_scale", "image_length",
   "mask_mode"?, "mask_threshold"?, "seed"}` → `{"generated_images": [...], "mask": <base64 PNG>}`.
-- Styling with the caller's mask (SPEC §4): `{"inputs": prompt, "input_img", "mask_img",
+- Styling with the caller's mask (the reference styling handler's form):
+  `{"inputs": prompt, "input_img", "mask_img",
   "num_inference_steps", "guidance_scale", "num_images_per_prompt", "image_length",
   "negative_prompt"?, "seed"}` → `{"generated_images": [...]}`.
 """
@@ -51,7 +52,7 @@ def generation_body(job: GenerationJob) -> dict[str, Any]:
 
 
 def styling_body(job: StylingJob, image: bytes, mask: bytes | None) -> dict[str, Any]:
-    """The mask-prompt form when the job has a mask prompt, else SPEC §4's form with `mask`."""
+    """The mask-prompt form when the job has a mask prompt, else the reference form with `mask`."""
     s = job.sampling
     encoded = _b64(image)
     if job.mask_prompt is not None:

@@ -47,9 +47,9 @@ from shared.models.diffusion import (
 from shared.models.errors import DependencyError
 from shared.retry import Deadline, RetryPolicy, call_with_retries
 
-# A 512x512 image at 25 steps takes a few seconds on one GPU (SPEC: ~15 s for three 768 px
-# images): an attempt started with less time left would almost surely be cut off, so the answer
-# is a 503 with Retry-After instead.
+# A 512x512 image at 25 steps takes a few seconds on one GPU (the reference styling workflow
+# reports ~15 s for three 768 px images): an attempt started with less time left would almost
+# surely be cut off, so the answer is a 503 with Retry-After instead.
 MIN_MODEL_ATTEMPT_SECONDS = 5.0
 MODEL_RETRY_POLICY = RetryPolicy(
     attempts=3, base_delay=0.5, max_delay=2.0, min_attempt_seconds=MIN_MODEL_ATTEMPT_SECONDS

@@ -57,7 +57,7 @@ def test_a_good_manifest_passes(s3: Any) -> None:
     manifest = upload_dataset(s3, "titan/cats/", 8)
     # When the workflow's task event reaches the handler
     report = check({"manifest": manifest}, checker(s3))
-    # Then it is valid, with its counts and SPEC's step recommendation for 8 images
+    # Then it is valid, with its counts and the recommended steps for 8 images
     assert report["valid"] is True, report["problems"]
     assert (report["records"], report["images"]) == (8, 8)
     assert report["totalBytes"] == 8 * len(png())

@@ -492,7 +492,7 @@ def test_steps_follow_the_dataset_size_when_not_given(cloud: Cloud) -> None:
         {"manifest": manifest, "customModelName": "smila_v2", "hyperparameters": {"batchSize": 16}},
     )
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
-    # SPEC: 32 images → 4,000 steps
+    # Recommended steps: 32 images → 4,000 steps
     assert cloud.job().hyper_parameters == {
         "batchSize": "16",
         "learningRate": "0.00001",

@@ -58,7 +58,8 @@ def check(
 def test_a_good_manifest_is_valid_with_counts_and_a_step_recommendation() -> None:
     # Given 60 captioned images under the manifest's folder
     report = check(dataset(60))
-    # Then it is valid, counted, and steps follow SPEC's table (between 32 → 4,000 and 64 → 8,000)
+    # Then it is valid, counted, and steps follow the recommended table
+    # (between 32 → 4,000 and 64 → 8,000)
     assert report["valid"] is True
     assert report["problems"] == []
     assert (report["records"], report["images"]) == (60, 60)
