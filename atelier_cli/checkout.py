@@ -1,8 +1,8 @@
 """The checkout's training code, imported by the commands that wrap it.
 
 training/ is the root of the SageMaker code asset (its modules import as `vqa.prepare`,
-`s3_upload`...), not a package of this distribution. `atelier` is installed editable from the
-checkout (`make install`), so the folder is found beside this package and put on the path.
+`common.s3_upload`...), not a package of this distribution. `atelier` is installed editable from
+the checkout (`make install`), so the folder is found beside this package and put on the path.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ TRAINING_DIR = Path(__file__).resolve().parent.parent / "training"
 
 
 def use_training_code() -> None:
-    """Make `vqa`, `titan`, `dreambooth` and `s3_upload` importable, or say why not."""
-    if not (TRAINING_DIR / "s3_upload.py").is_file():
+    """Make `vqa`, `titan`, `dreambooth` and `common` importable, or say why not."""
+    if not (TRAINING_DIR / "common" / "s3_upload.py").is_file():
         raise UsageError(
             f"the dataset builders are not here: {TRAINING_DIR} is missing",
             fix="run atelier from an Atelier checkout, installed with make install",

@@ -1,7 +1,7 @@
 """Uploading files to the stage's buckets: unchanged files are skipped, large ones go in parts
 and an interrupted upload resumes where it stopped.
 
-"Unchanged" is decided exactly as the dataset builders decide it (training/s3_upload.py: size and
+"Unchanged" is decided exactly as the dataset builders decide it (common/s3_upload.py: size and
 the MD5 kept in the object's metadata), so files sent by either are not sent again by the other.
 Files of `multipart_threshold` bytes or more are multipart uploads with a SHA-256 checksum per
 part. If one is interrupted, S3 keeps its parts; the next run finds the open upload for that key,
@@ -71,7 +71,7 @@ def upload_files(
 ) -> TransferResult:
     """Upload (local path, key) pairs in order; `progress` gets the bytes done as they go."""
     use_training_code()
-    import s3_upload
+    from common import s3_upload
 
     report = progress or (lambda done: None)
     result = TransferResult()
@@ -102,7 +102,7 @@ def upload_files(
 
 
 def _extra(path: Path, md5: str, settings: Settings) -> dict[str, Any]:
-    import s3_upload
+    from common import s3_upload
 
     extra: dict[str, Any] = {
         "ContentType": s3_upload.CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"),

@@ -60,24 +60,17 @@ from typing import Any, Literal
 from PIL import Image, ImageOps
 
 if __package__ in (None, ""):
-    # Run as a plain script: put the training/ import root on the path for the shared modules
-    # (image_fixes, prepare_outputs, s3_destination, s3_upload).
+    # Run as a plain script: put the training/ import root on the path for the shared `common`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import image_fixes
-import prepare_outputs
-import s3_destination
-import s3_upload
-from prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
+from common import image_checks, image_fixes, prepare_outputs, s3_destination, s3_upload
+from common.image_checks import ACCEPTED_FORMATS, SWAPPING_ORIENTATIONS, ImageInfo
+from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
 
 DATASET_INFO = "dataset_info.json"
 CLASS_DATA_DIR = "class_data_dir"
 # What training reads as images (case-insensitive); everything else is ignored by it.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-# Content format (Pillow's name) -> the extensions that match it; the first is used for renames.
-ACCEPTED_FORMATS: dict[str, tuple[str, ...]] = {"JPEG": (".jpg", ".jpeg"), "PNG": (".png",)}
-# Phone cameras write MPO (a baseline JPEG followed by extra frames); every JPEG reader takes it.
-_FORMAT_ALIASES = {"MPO": "JPEG"}
 # Files users mean as images that training does not read: named so the warning says "convert".
 _OTHER_IMAGE_SUFFIXES = frozenset(
     {".webp", ".heic", ".heif", ".avif", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
@@ -107,7 +100,6 @@ WORKFLOW_PREFIX = "dreambooth/"
 # The name in error messages and usage (`python -m dreambooth.prepare`).
 PROGRAM = "dreambooth.prepare"
 SUMMARY_LIMIT = 50
-_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 Role = Literal["instance", "class"]
 
@@ -382,65 +374,20 @@ def _compare_prompts(instance: str, klass: str, *, prior_preservation: bool) -> 
 # --------------------------------------------------------------------------- images
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    # Pillow's format name, MPO folded into JPEG; None if unknown.
-    format: str | None
-    # As stored (before EXIF orientation).
-    width: int
-    height: int
-    mode: str
-    has_alpha: bool
-    orientation: int
-    file_size: int
-    # Why convert("RGB") fails, when it does.
-    rgb_problem: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "width": self.width,
-            "height": self.height,
-            "mode": self.mode,
-            "orientation": self.orientation,
-            "bytes": self.file_size,
-        }
-
-
 def inspect_image(path: Path) -> ImageInfo | str:
-    """What the image is, or why it cannot be read (not an image, truncated, corrupt).
-
-    verify() checks structure (PNG checksums) but not a JPEG cut short: decoding finds that.
-    JPEGs decode at reduced scale (draft), which still reads all their data. The decoded picture
-    then goes through convert("RGB"), as in training.
-    """
+    """What the image is, or why it cannot be read (not an image, truncated, corrupt); its decoded
+    picture also goes through convert("RGB"), as in training."""
     try:
-        file_size = path.stat().st_size
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            width, height, mode = image.width, image.height, image.mode
-            image_format = _FORMAT_ALIASES.get(image.format or "", image.format)
-            alpha = image_fixes.has_alpha(image)
-            orientation = image_fixes.exif_orientation(image)
-            image.draft("RGB", (256, 256))
-            image.load()
-            rgb_problem = None
-            try:
-                image.convert("RGB")
-            except (ValueError, OSError) as error:
-                rgb_problem = f"{type(error).__name__}: {error}"
-    # Pillow raises OSError, SyntaxError, ValueError, struct.error... for broken files.
-    except Exception as error:
-        return f"not a readable image ({type(error).__name__}: {error}); replace or remove it"
-    return ImageInfo(image_format, width, height, mode, alpha, orientation, file_size, rgb_problem)
+        return image_checks.inspect_image(path, draft_side=256, check_rgb=True)
+    except image_checks.UnreadableImageError as error:
+        return f"not a readable image ({error}); replace or remove it"
 
 
 def image_findings(file: str, info: ImageInfo, *, resolution: int) -> list[Finding]:
     """The per-image rules (the file is its place in the dataset, for the report)."""
     findings = [*_format_findings(file, info), *_colour_findings(file, info)]
     width, height = info.width, info.height
-    if info.orientation in _SWAPPING_ORIENTATIONS:
+    if info.orientation in SWAPPING_ORIENTATIONS:
         width, height = height, width
     short, long = min(width, height), max(width, height)
     floor = resolution // MAX_UPSCALE
@@ -488,30 +435,21 @@ def image_findings(file: str, info: ImageInfo, *, resolution: int) -> list[Findi
 
 
 def _format_findings(file: str, info: ImageInfo) -> list[Finding]:
-    suffix = Path(file).suffix.lower()
-    if info.format not in ACCEPTED_FORMATS:
-        return [
-            _error(
-                Rule.UNSUPPORTED_FORMAT,
+    match image_checks.format_problem(file, info):
+        case ("unsupported", _):
+            message = (
                 f"holds {info.format or 'unknown'} data: the dataset takes only JPEG or PNG "
-                "(--fix converts it to PNG)",
-                file,
-                fixable=True,
+                "(--fix converts it to PNG)"
             )
-        ]
-    extensions = ACCEPTED_FORMATS[info.format]
-    if suffix not in extensions:
-        # Training reads by content, so this trains; but the name (and the S3 Content-Type
-        # taken from it) lies.
-        return [
-            _warning(
-                Rule.EXTENSION_MISMATCH,
-                f"holds {info.format} data but is named {suffix}: rename it to "
-                f"{' or '.join(extensions)} (--fix does)",
-                file,
-                fixable=True,
+            return [_error(Rule.UNSUPPORTED_FORMAT, message, file, fixable=True)]
+        case ("extension", extensions):
+            # Training reads by content, so this trains; but the name (and the S3 Content-Type
+            # taken from it) lies.
+            message = (
+                f"holds {info.format} data but is named {Path(file).suffix.lower()}: rename it "
+                f"to {' or '.join(extensions)} (--fix does)"
             )
-        ]
+            return [_warning(Rule.EXTENSION_MISMATCH, message, file, fixable=True)]
     return []
 
 
@@ -835,7 +773,7 @@ def _check(
                 f"{CLASS_DATA_DIR}/",
             )
         )
-    if destination is not None and not _workflow_readable(destination):
+    if destination is not None and not destination.is_named_folder_of(WORKFLOW_PREFIX):
         findings.append(
             _warning(
                 Rule.DESTINATION,
@@ -1099,40 +1037,26 @@ def _write_dataset(dataset_dir: Path, report: Report, document: dict[str, Any]) 
 # --------------------------------------------------------------------------- upload
 
 
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    # Ends in "/".
-    prefix: str
+# Its prefix ends in "/" (parse_s3_uri requires it).
+S3Location = s3_destination.S3Location
 
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+
+DESTINATION = s3_destination.DestinationRules(
+    max_prefix_bytes=768,
+    location_type=S3Location,
+    error=PrepareError,
+    folder_example="s3://bucket/dreambooth/<name>/",
+)
 
 
 def parse_s3_uri(uri: str) -> S3Location:
     """`s3://bucket/prefix/` -> S3Location. The trailing slash is required: the dataset is
     everything under the prefix, and s3://b/dreambooth/dog would also match dreambooth/dog2/."""
-    if not uri.endswith("/"):
-        raise PrepareError(
-            f"{uri!r} must end with '/': the dataset prefix is a folder "
-            "(s3://bucket/dreambooth/<name>/)"
-        )
-    try:
-        return S3Location(*s3_destination.split_s3_uri(uri, max_prefix_bytes=768))
-    except ValueError as error:
-        raise PrepareError(str(error)) from None
+    return DESTINATION.parse(uri)
 
 
 def check_kms_key_id(kms_key_id: str) -> None:
-    try:
-        s3_destination.check_kms_key_id(kms_key_id)
-    except ValueError as error:
-        raise PrepareError(str(error)) from None
-
-
-def _workflow_readable(destination: S3Location) -> bool:
-    return destination.prefix.startswith(WORKFLOW_PREFIX) and destination.prefix != WORKFLOW_PREFIX
+    DESTINATION.check_kms(kms_key_id)
 
 
 @dataclass
@@ -1321,12 +1245,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--out is required to build a dataset (or pass --check-only)")
     if (args.kms_key_id or args.prune) and not args.upload:
         parser.error("--kms-key-id and --prune only apply with --upload")
-    try:
-        args.destination = parse_s3_uri(args.upload) if args.upload else None
-        if args.kms_key_id:
-            check_kms_key_id(args.kms_key_id)
-    except PrepareError as error:
-        parser.error(str(error))
+    args.destination = DESTINATION.from_options(parser, args.upload, args.kms_key_id)
     return args
 
 

@@ -52,15 +52,12 @@ from typing import Any
 from PIL import Image, ImageOps
 
 if __package__ in (None, ""):
-    # Run as a plain script: put the training/ import root on the path for the shared modules
-    # (image_fixes, prepare_outputs, s3_destination, s3_upload).
+    # Run as a plain script: put the training/ import root on the path for the shared `common`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import image_fixes
-import prepare_outputs
-import s3_destination
-import s3_upload
-from prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
+from common import image_checks, image_fixes, prepare_outputs, s3_destination, s3_upload
+from common.image_checks import ACCEPTED_FORMATS, SWAPPING_ORIENTATIONS, ImageInfo
+from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
 
 BASE_MODEL_ID = "amazon.titan-image-generator-v1:0"
 
@@ -78,10 +75,6 @@ MAX_CAPTION_CHARS = 1024
 MIN_RECORDS = 5
 MAX_RECORDS = 10_000
 
-# Content format (Pillow's name) -> the extensions that match it; the first is used for renames.
-ACCEPTED_FORMATS: dict[str, tuple[str, ...]] = {"JPEG": (".jpg", ".jpeg"), "PNG": (".png",)}
-# Phone cameras write MPO (a baseline JPEG followed by extra frames); every JPEG reader takes it.
-_FORMAT_ALIASES = {"MPO": "JPEG"}
 # The documentation names formats only. The model trains on 8-bit RGB; a CMYK JPEG, a 16-bit or
 # palette PNG or one with transparency may be refused or decoded unlike what the user sees (the
 # colours hidden under transparent pixels), so only RGB passes and --fix converts the rest.
@@ -111,8 +104,6 @@ JPEG_QUALITY = 95
 WORKFLOW_PREFIX = "titan/"
 # The name in error messages and usage (`python -m titan.prepare`).
 PROGRAM = "titan.prepare"
-# EXIF orientations that turn the picture by 90 degrees, swapping width and height.
-_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 # Fewer words than this is likely a bare name ("Ron"): the reference advises "Ron the dog".
 MIN_CAPTION_WORDS = 3
 SUMMARY_LIMIT = 50
@@ -487,57 +478,12 @@ def _record_order(record: Record) -> tuple[str, str]:
 # --------------------------------------------------------------------------- images
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    # Pillow's format name ("JPEG", "PNG", "WEBP"...), MPO folded into JPEG; None if unknown.
-    format: str | None
-    width: int
-    height: int
-    mode: str
-    has_alpha: bool
-    orientation: int
-    file_size: int
-
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "width": self.width,
-            "height": self.height,
-            "mode": self.mode,
-            "bytes": self.file_size,
-        }
-
-
 def inspect_image(path: Path) -> ImageInfo | str:
-    """What the image is, or why it cannot be read (not an image, truncated, corrupt).
-
-    verify() checks structure (PNG checksums) but not a JPEG cut short by a partial copy: decoding
-    finds that. JPEGs decode at reduced scale (draft), which still reads all their data.
-    """
+    """What the image is, or why it cannot be read (not an image, truncated, corrupt)."""
     try:
-        file_size = path.stat().st_size
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            info = ImageInfo(
-                format=_FORMAT_ALIASES.get(image.format or "", image.format),
-                width=image.width,
-                height=image.height,
-                mode=image.mode,
-                has_alpha=image_fixes.has_alpha(image),
-                orientation=image_fixes.exif_orientation(image),
-                file_size=file_size,
-            )
-            image.draft("RGB", (MIN_SIDE, MIN_SIDE))
-            image.load()
-    # Pillow raises OSError, SyntaxError, ValueError, struct.error... for broken files.
-    except Exception as error:
-        return f"{path.name} is not a readable image: {type(error).__name__}: {error}"
-    return info
+        return image_checks.inspect_image(path, draft_side=MIN_SIDE)
+    except image_checks.UnreadableImageError as error:
+        return f"{path.name} is not a readable image: {error}"
 
 
 def image_findings(name: str, info: ImageInfo) -> list[Finding]:
@@ -590,23 +536,17 @@ def image_findings(name: str, info: ImageInfo) -> list[Finding]:
 
 
 def _format_findings(name: str, info: ImageInfo) -> list[Finding]:
-    suffix = Path(name).suffix.lower()
-    if info.format not in ACCEPTED_FORMATS:
-        return [
-            Finding(
-                Rule.UNSUPPORTED_FORMAT,
-                f"{name} holds {info.format or 'unknown'} data; Titan takes only JPEG or PNG",
-            )
-        ]
-    extensions = ACCEPTED_FORMATS[info.format]
-    if suffix not in extensions:
-        return [
-            Finding(
-                Rule.EXTENSION_MISMATCH,
+    match image_checks.format_problem(name, info):
+        case ("unsupported", _):
+            message = f"{name} holds {info.format or 'unknown'} data; Titan takes only JPEG or PNG"
+            return [Finding(Rule.UNSUPPORTED_FORMAT, message)]
+        case ("extension", extensions):
+            suffix = Path(name).suffix.lower()
+            message = (
                 f"{name} holds {info.format} data but is named {suffix or 'without an extension'}"
-                f"; expected {' or '.join(extensions)}",
+                f"; expected {' or '.join(extensions)}"
             )
-        ]
+            return [Finding(Rule.EXTENSION_MISMATCH, message)]
     return []
 
 
@@ -688,7 +628,7 @@ class RecordResult:
             "findings": [finding.to_dict() for finding in self.findings],
             "fixes": list(record.fixes),
             "warnings": list(self.warnings),
-            "image": self.image.to_dict() if self.image else None,
+            "image": self.image.to_dict(with_orientation=False) if self.image else None,
         }
 
 
@@ -885,7 +825,7 @@ def _plan(name: str, info: ImageInfo) -> _Plan:
     width, height = info.width, info.height
     if info.orientation != 1:
         actions.append(f"applied EXIF orientation {info.orientation}")
-        if info.orientation in _SWAPPING_ORIENTATIONS:
+        if info.orientation in SWAPPING_ORIENTATIONS:
             width, height = height, width
     if info.mode != ACCEPTED_MODE or info.has_alpha:
         flattened = " (transparency flattened onto white)" if info.has_alpha else ""
@@ -947,7 +887,7 @@ def _write_fixed(source: Path, target: Path, plan: _Plan) -> None:
             # Decoding a big JPEG at reduced scale is much faster; Lanczos then does the rest.
             stored = (
                 plan.size
-                if image_fixes.exif_orientation(opened) not in _SWAPPING_ORIENTATIONS
+                if image_fixes.exif_orientation(opened) not in SWAPPING_ORIENTATIONS
                 else plan.size[::-1]
             )
             opened.draft(opened.mode if opened.mode in ("RGB", "L") else None, stored)
@@ -1082,15 +1022,7 @@ def _clamp(name: str, value: float, bounds: tuple[float, float], notes: list[str
 
 
 @dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    # Empty or ending in "/".
-    prefix: str
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
+class S3Location(s3_destination.S3Location):
     @property
     def manifest_key(self) -> str:
         return f"{self.prefix}{MANIFEST_NAME}"
@@ -1099,19 +1031,18 @@ class S3Location:
         return f"{self.prefix}{IMAGES_FOLDER}/{name}"
 
 
+DESTINATION = s3_destination.DestinationRules(
+    max_prefix_bytes=768, location_type=S3Location, error=PrepareError
+)
+
+
 def parse_s3_uri(uri: str) -> S3Location:
     """`s3://bucket/prefix/` -> S3Location; the prefix gets a trailing slash if it lacks one."""
-    try:
-        return S3Location(*s3_destination.split_s3_uri(uri, max_prefix_bytes=768))
-    except ValueError as error:
-        raise PrepareError(str(error)) from None
+    return DESTINATION.parse(uri)
 
 
 def check_kms_key_id(kms_key_id: str) -> None:
-    try:
-        s3_destination.check_kms_key_id(kms_key_id)
-    except ValueError as error:
-        raise PrepareError(str(error)) from None
+    DESTINATION.check_kms(kms_key_id)
 
 
 @dataclass(frozen=True)
@@ -1211,7 +1142,7 @@ def prepare_dataset(
         + ", ".join(scanned.ignored)
     ]
     warnings = ignored if scanned.ignored else []
-    if destination is not None and not _workflow_readable(destination):
+    if destination is not None and not destination.is_named_folder_of(WORKFLOW_PREFIX):
         warnings.append(
             f"{destination.uri} is not a folder under {WORKFLOW_PREFIX} of the bucket: the Atelier "
             f"customization workflow only reads manifests in {WORKFLOW_PREFIX}<name>/ of the "
@@ -1228,10 +1159,6 @@ def prepare_dataset(
             write_manifest(report, destination, out_dir / MANIFEST_NAME)
     write_json(out_dir / "report.json", report.to_dict())
     return report
-
-
-def _workflow_readable(destination: S3Location) -> bool:
-    return destination.prefix.startswith(WORKFLOW_PREFIX) and destination.prefix != WORKFLOW_PREFIX
 
 
 def _check_out_dir(images_dir: Path, out_dir: Path) -> None:
@@ -1285,14 +1212,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.kms_key_id and not args.upload:
         parser.error("--kms-key-id only applies with --upload")
-    try:
-        args.destination = (
-            parse_s3_uri(args.upload or args.s3_prefix) if (args.upload or args.s3_prefix) else None
-        )
-        if args.kms_key_id:
-            check_kms_key_id(args.kms_key_id)
-    except PrepareError as error:
-        parser.error(str(error))
+    args.destination = DESTINATION.from_options(
+        parser, args.upload or args.s3_prefix, args.kms_key_id
+    )
     return args
 
 

@@ -40,13 +40,11 @@ from typing import Any, Literal
 from PIL import Image
 
 if __package__ in (None, ""):
-    # Run as a plain script: put the training/ import root on the path for the shared modules
-    # (prepare_outputs, s3_destination).
+    # Run as a plain script: put the training/ import root on the path for the shared `common`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import prepare_outputs
-import s3_destination
-from prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
+from common import prepare_outputs, s3_destination
+from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
 
 # Exactly the questions the description pipeline asks the endpoint (cdk.json
 # context.atelier.defaults.descriptions.questions): a model trained on other wording would be
@@ -1059,25 +1057,21 @@ def _write_dataset(
 # --------------------------------------------------------------------------- upload
 
 
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str
+S3Location = s3_destination.S3Location
+
+
+DESTINATION = s3_destination.DestinationRules(
+    max_prefix_bytes=900, location_type=S3Location, error=PrepareError
+)
 
 
 def parse_s3_uri(uri: str) -> S3Location:
     """`s3://bucket/prefix/` -> S3Location; the prefix gets a trailing slash if it lacks one."""
-    try:
-        return S3Location(*s3_destination.split_s3_uri(uri, max_prefix_bytes=900))
-    except ValueError as error:
-        raise PrepareError(str(error)) from None
+    return DESTINATION.parse(uri)
 
 
 def check_kms_key_id(kms_key_id: str) -> None:
-    try:
-        s3_destination.check_kms_key_id(kms_key_id)
-    except ValueError as error:
-        raise PrepareError(str(error)) from None
+    DESTINATION.check_kms(kms_key_id)
 
 
 def dataset_files(out_dir: Path) -> list[Path]:
@@ -1211,13 +1205,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.kms_key_id and not args.upload:
         parser.error("--kms-key-id only applies with --upload")
-    try:
-        if args.upload:
-            parse_s3_uri(args.upload)
-        if args.kms_key_id:
-            check_kms_key_id(args.kms_key_id)
-    except PrepareError as error:
-        parser.error(str(error))
+    DESTINATION.from_options(parser, args.upload, args.kms_key_id)
     return args
 
 

@@ -1,0 +1,7 @@
+"""What the dataset builders (`vqa.prepare`, `titan.prepare`, `dreambooth.prepare`) share: image
+reading and format checks, the output folder and exit statuses, the S3 destination and the
+upload. Each builder keeps only its own rules, its build and its command line.
+
+Part of the training code asset like the rest of training/ (imported as `common.<module>`);
+only the standard library, Pillow and, for uploads, boto3.
+"""
