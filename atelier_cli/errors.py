@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """`atelier`'s exit statuses (README, "Exit codes"). Never renumber: scripts test them."""
+    """`atelier`'s exit statuses (docs/cli.md, "Scripting"). Never renumber: scripts test them."""
 
     OK = 0
     INTERNAL = 1  # a bug in atelier itself

@@ -735,7 +735,7 @@ def _show(value: Any) -> str:
 
 
 def _describe(parse: Callable[..., Any]) -> str:
-    return getattr(parse, "expected", "see the README's configuration table")
+    return getattr(parse, "expected", "see docs/configuration.md")
 
 
 def _expects(text: str) -> Callable[[Callable[..., T]], Callable[..., T]]:

@@ -1,8 +1,8 @@
 """No default in cdk.json names a model that no longer works.
 
 The list below holds model ids that are Legacy or end of life on Amazon Bedrock, or gone from the
-Hugging Face Hub, as of the day it was last checked (2026-12-07; README "Models and their
-lifecycle", docs/base-models.md). An id counts wherever it appears in a string: bare, inside a
+Hugging Face Hub, as of the day it was last checked (2026-12-07; docs/models.md "Models and
+their lifecycle", docs/base-models.md). An id counts wherever it appears in a string: bare, inside a
 cross-region inference profile id (`us.anthropic...`) or an ARN. The lifecycle guard
 (`atelier doctor`, the daily check) watches the Bedrock models from here on; this test keeps the
 shipped defaults off the ones already known to be dead. Add an id when its model retires.
@@ -63,7 +63,7 @@ def test_no_default_or_stage_in_cdk_json_names_a_dead_model() -> None:
     found = dead_models(cdk_json_context()["atelier"])
     assert found == [], "\n".join(
         f"{where} = {text!r} names {dead}, which no longer works: pick a live model "
-        "(README, Models and their lifecycle)"
+        "(docs/models.md, Models and their lifecycle)"
         for where, text, dead in found
     )
 
