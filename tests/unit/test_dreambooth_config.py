@@ -1,5 +1,5 @@
 """The dreambooth and styling sections: shipped defaults follow the reference DreamBooth and
-styling recipes (docs/dreambooth.md, docs/styling.md) and the shared
+styling recipes (docs/stable-diffusion.md) and the shared
 contract, and every bad value fails with one line naming its key."""
 
 from __future__ import annotations
