@@ -42,7 +42,7 @@ DATASET_FOLDERS = r"([A-Za-z0-9][A-Za-z0-9._-]*/)+"
 BASE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 BASE_MODEL_REVISION = re.compile(r"^[0-9a-f]{40}$")
 MAX_DATASET_LENGTH = 512
-# infra/stacks/bedrock.py MANIFEST_IS_VALID, CUSTOM_MODEL_NAME_IS_VALID and Bedrock's
+# infra/workflows/titan_common.py MANIFEST_IS_VALID, CUSTOM_MODEL_NAME_IS_VALID and Bedrock's
 # hyperparameter ranges (docs/image-customization.md).
 TITAN_MANIFEST = re.compile(
     r"^titan/([A-Za-z0-9][A-Za-z0-9._-]*/)+[A-Za-z0-9][A-Za-z0-9._-]*\.jsonl$"

@@ -37,6 +37,19 @@ from infra.config import StageConfig
 from infra.constructs.bedrock_models import batch_invocation_type
 from infra.constructs.hf_images import ContainerImage
 from infra.constructs.ml_instances import has_instance_storage
+from infra.workflows.states import (
+    BEDROCK_TRANSIENT_ERRORS,
+    FUNCTION_DEPENDENCY_ERRORS,
+    LAMBDA_TRANSIENT_ERRORS,
+    SAGEMAKER_TRANSIENT_ERRORS,
+    SSM_TRANSIENT_ERRORS,
+    PollUntil,
+    dependency_retry,
+    jsonata,
+    quoted_list,
+    retry,
+    retry_json,
+)
 
 # Where each run keeps its files in the results bucket (lambdas/catalog/logic/layout.py).
 CATALOG_PREFIX = "catalog/"
@@ -53,23 +66,6 @@ TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped",
 # The start function's error for a request the caller must fix (its class name).
 INPUT_ERROR = "CatalogInputError"
 
-LAMBDA_TRANSIENT_ERRORS = [
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
-]
-BEDROCK_TRANSIENT_ERRORS = [
-    "Bedrock.ThrottlingException",
-    "Bedrock.InternalServerException",
-    "Bedrock.ServiceQuotaExceededException",
-]
-SAGEMAKER_TRANSIENT_ERRORS = ["SageMaker.ThrottlingException", "SageMaker.InternalFailure"]
-SSM_TRANSIENT_ERRORS = ["Ssm.ThrottlingException", "Ssm.InternalServerErrorException"]
-# What the catalog functions raise when S3 or DynamoDB kept failing after their own retries
-# (shared/models/errors.py): worth another attempt a little later.
-FUNCTION_DEPENDENCY_ERRORS = ["DependencyError"]
 # Step Functions refuses a child execution's input above 256 KiB; a batch of manifest rows stays
 # below this (the batch input and the execution's own fields take the rest).
 MAX_INPUT_BYTES_PER_BATCH = 200_000
@@ -85,54 +81,11 @@ ERROR_MESSAGE = """(
 )"""
 
 
-def jsonata(expression: str) -> str:
-    """A JSONata field value: `{% ... %}`, on one line."""
-    return "{% " + " ".join(expression.split()) + " %}"
-
-
-def quoted(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
-
-
 def optional(path: str) -> str:
     """`path`, or null where it names nothing. A field that evaluates to nothing (JSONata's
     undefined, e.g. a manifest row without that column) fails the state in Step Functions; null
     lets the row reach its child, which reports it."""
     return jsonata(f"$exists({path}) ? {path} : null")
-
-
-def _retry(*, max_attempts: int = 6) -> dict[str, Any]:
-    """Exponential backoff with full jitter, as in the other workflows."""
-    return {
-        "interval": Duration.seconds(5),
-        "max_attempts": max_attempts,
-        "backoff_rate": 2,
-        "max_delay": Duration.minutes(2),
-        "jitter_strategy": sfn.JitterType.FULL,
-    }
-
-
-def _dependency_retry() -> dict[str, Any]:
-    """For a function whose S3 or DynamoDB calls kept failing: 15 s, 30 s, 60 s later."""
-    return {
-        "interval": Duration.seconds(15),
-        "max_attempts": 3,
-        "backoff_rate": 2,
-        "max_delay": Duration.minutes(2),
-        "jitter_strategy": sfn.JitterType.FULL,
-    }
-
-
-def _retry_json(errors: list[str], retry: Mapping[str, Any]) -> dict[str, Any]:
-    """A retrier written out, for states given as JSON."""
-    return {
-        "ErrorEquals": errors,
-        "IntervalSeconds": int(retry["interval"].to_seconds()),
-        "MaxAttempts": retry["max_attempts"],
-        "BackoffRate": retry["backoff_rate"],
-        "MaxDelaySeconds": int(retry["max_delay"].to_seconds()),
-        "JitterStrategy": "FULL",
-    }
 
 
 @dataclass(frozen=True)
@@ -186,8 +139,8 @@ def lambda_task(
         assign=dict(assign) if assign else None,
         outputs=outputs,
     )
-    task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, **_retry())
-    task.add_retry(errors=FUNCTION_DEPENDENCY_ERRORS, **_dependency_retry())
+    task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, **retry())
+    task.add_retry(errors=FUNCTION_DEPENDENCY_ERRORS, **dependency_retry())
     return task
 
 
@@ -226,8 +179,8 @@ class CatalogWorkflow(Construct):
             },
             "Output": jsonata("$states.result.Payload"),
             "Retry": [
-                _retry_json(LAMBDA_TRANSIENT_ERRORS, _retry()),
-                _retry_json(FUNCTION_DEPENDENCY_ERRORS, _dependency_retry()),
+                retry_json(LAMBDA_TRANSIENT_ERRORS, retry()),
+                retry_json(FUNCTION_DEPENDENCY_ERRORS, dependency_retry()),
             ],
             "End": True,
         }
@@ -464,7 +417,7 @@ class CatalogWorkflow(Construct):
             },
             assign={"jobArn": jsonata("$states.result.JobArn")},
         )
-        create_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **_retry())
+        create_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
         # A job Bedrock refuses is reported like one that failed: every product of the group
         # goes into the failures report with Bedrock's reason.
         create_job.add_catch(
@@ -477,12 +430,6 @@ class CatalogWorkflow(Construct):
                     "$string($states.errorOutput.Cause)}"
                 )
             },
-        )
-        wait = sfn.Wait.jsonata(
-            self,
-            "WaitForJob",
-            state_name="Wait for Bedrock job",
-            time=sfn.WaitTime.duration(Duration.seconds(bedrock.poll_seconds)),
         )
         get_job = tasks.CallAwsService.jsonata(
             self,
@@ -502,20 +449,29 @@ class CatalogWorkflow(Construct):
                 }
             },
         )
-        get_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **_retry())
+        get_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
+        poll_job = PollUntil(
+            self,
+            "WaitForJob",
+            state_name="Wait for Bedrock job",
+            every=Duration.seconds(bedrock.poll_seconds),
+            poll=get_job,
+        )
         job_ended = (
             sfn.Choice.jsonata(self, "JobEnded", state_name="Bedrock job ended?")
             .when(
-                sfn.Condition.jsonata(jsonata(f"$job.status in {quoted(TERMINAL_JOB_STATUSES)}")),
+                sfn.Condition.jsonata(
+                    jsonata(f"$job.status in {quoted_list(TERMINAL_JOB_STATUSES)}")
+                ),
                 results,
             )
-            .otherwise(wait)
+            .otherwise(poll_job.wait)
         )
         has_records = (
             sfn.Choice.jsonata(self, "HasRecords", state_name="Anything to describe?")
             .when(
                 sfn.Condition.jsonata(jsonata("$bedrockInput.records > 0")),
-                create_job.next(wait).next(get_job).next(job_ended),
+                create_job.next(poll_job.until(job_ended)),
             )
             .otherwise(no_job.next(results))
         )
@@ -696,7 +652,7 @@ class CatalogWorkflow(Construct):
             parameters={"Name": parameter},
             assign={"modelDataUrl": jsonata("$states.result.Parameter.Value")},
         )
-        read_model.add_retry(errors=SSM_TRANSIENT_ERRORS, **_retry())
+        read_model.add_retry(errors=SSM_TRANSIENT_ERRORS, **retry())
         read_model.add_catch(
             self._fail(
                 "ModelNotTrained",
@@ -736,7 +692,7 @@ class CatalogWorkflow(Construct):
             },
             assign={"modelName": jsonata(f"'{resources.job_name_prefix}-' & $runId")},
         )
-        create_model.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **_retry())
+        create_model.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **retry())
         create_model.add_catch(
             self._fail(
                 "CreateModelFailed",
@@ -759,7 +715,7 @@ class CatalogWorkflow(Construct):
                 iam_resources=["*"],
                 parameters={"ModelName": jsonata("$modelName")},
             )
-            task.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **_retry())
+            task.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **retry())
             return task
 
         groups_failed = self._fail(

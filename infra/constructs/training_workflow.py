@@ -27,7 +27,7 @@ name is taken). Only the states, which are no resources, live in a scope of thei
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from infra.constructs.ml_instances import has_instance_storage
 from infra.constructs.sagemaker_roles import job_container_statements
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
+from infra.workflows.states import json_list, jsonata, quoted_list
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys a workflow input may have; anything else is a typo and fails the execution at once.
@@ -66,20 +67,6 @@ SCALAR_TYPES = ("string", "number")
 SCALAR_OR_BOOLEAN_TYPES = ("string", "number", "boolean")
 # How train.py scripts spell a boolean (any case).
 BOOLEAN_SPELLINGS = ("true", "false", "1", "0")
-
-
-def jsonata(expression: str) -> str:
-    """A JSONata field value: `{% ... %}`, on one line."""
-    return "{% " + " ".join(expression.split()) + " %}"
-
-
-def json_list(values: Iterable[str]) -> str:
-    return json.dumps(list(values))
-
-
-def quoted_list(values: Iterable[str]) -> str:
-    """A JSONata array of single-quoted strings: `['string', 'number']`."""
-    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
 
 
 def job_name_prefix(config: StageConfig, name: str, *, short_name: str) -> str:

@@ -473,7 +473,7 @@ def test_manifest_and_dataset_patterns_are_the_workflows() -> None:
         DATASET_FOLDERS,
     )
     from infra.constructs.training_workflow import BASE_MODEL_IS_VALID, dataset_is_valid
-    from infra.stacks.bedrock import CUSTOM_MODEL_NAME_IS_VALID, MANIFEST_IS_VALID
+    from infra.workflows.titan_common import CUSTOM_MODEL_NAME_IS_VALID, MANIFEST_IS_VALID
 
     def as_jsonata(pattern: str) -> str:
         return "/" + pattern.replace("/", "\\/") + "/"
@@ -489,8 +489,9 @@ def test_inputs_use_only_the_fields_the_workflows_accept() -> None:
     from atelier_cli.commands.catalog_run import catalog_input
     from atelier_cli.commands.training import Commitment, Trainable, titan_input, training_input
     from catalog.logic.sources import START_FIELDS
+    from infra.config import TITAN_HYPERPARAMETER_NAMES
     from infra.constructs.training_workflow import INPUT_KEYS
-    from infra.stacks.bedrock import CUSTOMIZE_INPUT_KEYS, TITAN_HYPERPARAMETER_NAMES
+    from infra.workflows.titan_common import CUSTOMIZE_INPUT_KEYS
 
     titan = titan_input(
         manifest="titan/p/m.jsonl",

@@ -13,14 +13,9 @@ from typing import Any
 import pytest
 
 from infra.config import StageConfig, load_stage_config
-from infra.stacks.bedrock import (
-    BEDROCK_TRANSIENT_ERRORS,
-    DEPLOYMENT_TAG,
-    EXPIRES_AT_TAG,
-    EXPIRY_NOTIFIED_TAG,
-    PUBLISHED_NAMES,
-    PUBLISHED_NAMES_WHEN_CUSTOMIZABLE,
-)
+from infra.stacks.bedrock import PUBLISHED_NAMES, PUBLISHED_NAMES_WHEN_CUSTOMIZABLE
+from infra.workflows.states import BEDROCK_TRANSIENT_ERRORS
+from infra.workflows.titan_common import DEPLOYMENT_TAG, EXPIRES_AT_TAG, EXPIRY_NOTIFIED_TAG
 from shared.models import customization as lambda_tags
 from tests.support import VARIANT_OVERRIDES, SynthesizedApp, cdk_json_context
 from tests.templates import (

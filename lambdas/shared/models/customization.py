@@ -2,7 +2,7 @@
 
 The tag names are the contract between the customize workflow (which writes them), the sweeper
 (which reads them) and whoever extends a throughput's life (`aws bedrock tag-resource`).
-infra/stacks/bedrock.py writes the same names; a test keeps the two equal.
+infra/workflows/titan_common.py writes the same names; a test keeps the two equal.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from moto.bedrock.models import bedrock_backends
 from customization.handlers.manifest import check
 from customization.logic.manifest import ManifestChecker
 from infra.config import load_stage_config
-from infra.stacks.bedrock import commitment_is_valid, jsonata, model_units_are_valid
+from infra.workflows.states import jsonata
+from infra.workflows.titan_common import commitment_is_valid, model_units_are_valid
 from shared.adapters.datasets import S3Datasets
 from tests.sfn_support import (
     Clock,

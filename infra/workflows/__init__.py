@@ -1,0 +1,1 @@
+"""Step Functions workflows: the shared state helpers (`states`) and the Titan workflows."""

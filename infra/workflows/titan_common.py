@@ -1,0 +1,215 @@
+"""What both Titan workflows share: the tags and names they give Bedrock resources, the keys
+their inputs may have, and the JSONata expressions that check those inputs and build the
+customization job's and the throughput's arguments. Each check is true or false, never undefined,
+so a Choice can branch on `$not(...)` of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from infra.config import TITAN_HYPERPARAMETER_NAMES, StageConfig
+from infra.image_models import ImageModelLimits
+from infra.workflows.states import json_list, literal
+
+# The datasets the customization role reads and where job outputs go, in the Data stack's buckets.
+TITAN_DATASETS_PREFIX = "titan/"
+TITAN_OUTPUT_PREFIX = "titan/"
+# Tags on every throughput the workflow creates (lambdas/shared/models/customization.py reads
+# the same names; a test keeps them equal).
+EXPIRES_AT_TAG = "atelier:expires-at"
+DEPLOYMENT_TAG = "atelier:deployment"
+EXPIRY_NOTIFIED_TAG = "atelier:expiry-notified"
+STAGE_TAG = "atelier:stage"
+
+CUSTOMIZE_INPUT_KEYS = (
+    "manifest",
+    "customModelName",
+    "hyperparameters",
+    "modelUnits",
+    "commitment",
+    "ttlHours",
+)
+RELEASE_INPUT_KEYS = ("provisionedModelArn", "reason")
+MAX_REASON_CHARACTERS = 1_000
+
+# `YYYY-MM-DDTHH:MM:SSZ`: the form `aws bedrock tag-resource` users type back to extend.
+ISO_UTC_PICTURE = "[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01]Z"
+
+
+def deployment_name(config: StageConfig) -> str:
+    """The `atelier:deployment` tag value: which deployment created (and may release) it."""
+    return f"{config.name_prefix}-{config.stage}"
+
+
+def resource_tags(config: StageConfig) -> dict[str, str]:
+    """Tags on the job, the custom model and the throughput (cost allocation and ownership)."""
+    return {**config.tags, STAGE_TAG: config.stage, DEPLOYMENT_TAG: deployment_name(config)}
+
+
+def job_name_prefix(config: StageConfig) -> str:
+    """`<prefix>-<stage>-titan` with single hyphens: custom model and throughput names take no
+    doubled hyphens, and they reuse the job name."""
+    return re.sub("-+", "-", config.resource_name("titan"))
+
+
+# --- customize: input checks (each true or false, never undefined) ----------------------------
+
+CUSTOMIZE_INPUT_IS_AN_OBJECT = f"""(
+  $type($states.input) = 'object'
+  and $count($keys($states.input)[$not($ in {json_list(CUSTOMIZE_INPUT_KEYS)})]) = 0
+)"""
+# A JSON Lines file in a folder below titan/ of the datasets bucket, in S3 URI characters
+# Bedrock accepts.
+MANIFEST_IS_VALID = r"""(
+  $m := $states.input.manifest;
+  $type($m) = 'string' and $length($m) <= 900
+  and $contains($m, /^titan\/([A-Za-z0-9][A-Za-z0-9._-]*\/)+[A-Za-z0-9][A-Za-z0-9._-]*\.jsonl$/)
+)"""
+CUSTOM_MODEL_NAME_IS_VALID = r"""(
+  $n := $states.input.customModelName;
+  $not($exists($n)) or (
+    $type($n) = 'string' and $length($n) <= 63 and $contains($n, /^([0-9a-zA-Z][_-]?)+$/)
+  )
+)"""
+
+
+def _whole_number_between(name: str, low: int, high: int) -> str:
+    return (
+        f"($v := {name}; $not($exists($v)) or ($type($v) = 'number' and $v = $floor($v) "
+        f"and $v >= {low} and $v <= {high}))"
+    )
+
+
+def hyperparameters_are_valid(limits: ImageModelLimits) -> str:
+    """Within the base model's ranges (infra/image_models.py)."""
+    low_rate, high_rate = limits.learning_rate
+    return f"""(
+      $h := $states.input.hyperparameters;
+      $not($exists($h)) or (
+        $type($h) = 'object'
+        and $count($keys($h)[$not($ in {json_list(TITAN_HYPERPARAMETER_NAMES)})]) = 0
+        and {_whole_number_between("$lookup($h, 'stepCount')", *limits.step_count)}
+        and {_whole_number_between("$lookup($h, 'batchSize')", *limits.batch_size)}
+        and ($r := $lookup($h, 'learningRate'); $not($exists($r)) or (
+          $type($r) = 'number' and $r >= {low_rate:.10f} and $r <= {high_rate}
+        ))
+      )
+    )"""
+
+
+def model_units_are_valid(max_units: int) -> str:
+    return _whole_number_between("$states.input.modelUnits", 1, max_units)
+
+
+def commitment_is_valid(allowed: Sequence[str]) -> str:
+    """null stands for "none"; only the terms of titan.allowed_commitments pass."""
+    return f"""(
+      $c := $states.input.commitment;
+      $not($exists($c)) or (
+        ($c = null or $type($c) = 'string') and ($c = null ? 'none' : $c) in {json_list(allowed)}
+      )
+    )"""
+
+
+def commitments_text(allowed: Sequence[str]) -> str:
+    return ", ".join('null or "none"' if c == "none" else json.dumps(c) for c in allowed)
+
+
+def ttl_is_valid(max_hours: int) -> str:
+    return _whole_number_between("$states.input.ttlHours", 1, max_hours)
+
+
+def job_name_expression(prefix: str) -> str:
+    """`<prefix>-<yyyymmddhhmmss>-<8 hex>`: unique per execution, at most 63 characters
+    (prefix at most 39: 20 name prefix + 12 stage + `-titan` and a hyphen)."""
+    return (
+        f"'{prefix}-' & $now('[Y0001][M01][D01][H01][m01][s01]') & '-' & $substring($uuid(), 0, 8)"
+    )
+
+
+def default_or_input(name: str, default: Any) -> str:
+    return f"$exists($states.input.{name}) ? $states.input.{name} : {json.dumps(default)}"
+
+
+def commitment_expression(default: str) -> str:
+    """An explicit input (null or "none" included) wins over the config; "none" becomes null."""
+    return f"""(
+      $c := {default_or_input("commitment", default)};
+      $c in ['OneMonth', 'SixMonths'] ? $c : null
+    )"""
+
+
+def learning_rate_text(value: float) -> str:
+    """1e-05 → "0.00001": the decimal form Bedrock documents."""
+    return f"{value:.12f}".rstrip("0").rstrip(".")
+
+
+def hyperparameters_expression(config: StageConfig) -> str:
+    """Config defaults (stepCount from the manifest's size when the config leaves it null), then
+    the input's overrides, every value as a string."""
+    defaults = config.titan.hyperparameters
+    fixed = {
+        "batchSize": str(defaults.batch_size),
+        "learningRate": learning_rate_text(defaults.learning_rate),
+    }
+    steps = (
+        literal(str(defaults.step_count))
+        if defaults.step_count is not None
+        else "$string($manifestReport.recommendedStepCount)"
+    )
+    return f"""$merge([
+      {json.dumps(fixed)},
+      {{ 'stepCount': {steps} }},
+      (
+        $h := $request.hyperparameters;
+        $exists($h) and $count($keys($h)) > 0
+          ? $merge($each($h, function($v, $k) {{ {{ $k: $string($v) }} }}))
+          : {{}}
+      )
+    ])"""
+
+
+def provisioning_arguments(config: StageConfig) -> str:
+    """CreateProvisionedModelThroughput's arguments; CommitmentDuration only with a commitment
+    (Bedrock takes its absence as "no commitment")."""
+    static_tags = ", ".join(
+        json.dumps({"Key": key, "Value": value}) for key, value in resource_tags(config).items()
+    )
+    return f"""$merge([
+      {{
+        'ModelId': $customModelArn,
+        'ModelUnits': $modelUnits,
+        'ProvisionedModelName': $jobName,
+        'ClientRequestToken': $throughputToken,
+        'Tags': [{{ 'Key': '{EXPIRES_AT_TAG}', 'Value': $expiresAt }}, {static_tags}]
+      }},
+      $commitment ? {{ 'CommitmentDuration': $commitment }} : {{}}
+    ])"""
+
+
+def _or_empty(expression: str) -> str:
+    """An Assign must not evaluate to undefined (an absent field): '' stands for it."""
+    return f"($v := {expression}; $exists($v) ? $v : '')"
+
+
+# --- release: input checks ---------------------------------------------------------------------
+
+RELEASE_INPUT_IS_AN_OBJECT = f"""(
+  $type($states.input) = 'object'
+  and $count($keys($states.input)[$not($ in {json_list(RELEASE_INPUT_KEYS)})]) = 0
+)"""
+PROVISIONED_MODEL_ARN_IS_VALID = r"""(
+  $a := $states.input.provisionedModelArn;
+  $not($exists($a)) or (
+    $type($a) = 'string'
+    and $contains($a, /^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:[0-9]{12}:provisioned-model\/[a-z0-9]+$/)
+  )
+)"""
+REASON_IS_VALID = f"""(
+  $r := $states.input.reason;
+  $not($exists($r)) or ($type($r) = 'string' and $length($r) <= {MAX_REASON_CHARACTERS})
+)"""
