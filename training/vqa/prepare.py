@@ -22,20 +22,16 @@ Only the standard library, Pillow and (for --upload, imported lazily) boto3: no 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
-import mimetypes
 import os
-import re
 import shutil
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image
 
@@ -43,33 +39,28 @@ if __package__ in (None, ""):
     # Run as a plain script: put the training/ import root on the path for the shared `common`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import prepare_outputs, s3_destination
+from common import prepare_outputs
 from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
+from vqa.outcomes import (
+    CHECKING,
+    READING,
+    WRITING,
+    PrepareError,
+    ProgressCallback,
+    Reason,
+    SkippedItem,
+    UploadError,
+    no_progress,
+)
+from vqa.questions import DEFAULT_QUESTIONS as DEFAULT_QUESTIONS
+from vqa.questions import AttributeSpec, default_question_map, load_question_map
+from vqa.questions import parse_question_map as parse_question_map
+from vqa.styles import RESAVE_AS_UTF8, StyleRecord, read_styles
+from vqa.upload import DESTINATION, OUTPUT_ENTRIES, SPLITS, upload
+from vqa.upload import S3Location as S3Location
+from vqa.upload import dataset_files as dataset_files
+from vqa.upload import parse_s3_uri as parse_s3_uri
 
-# Exactly the questions the description pipeline asks the endpoint (cdk.json
-# context.atelier.defaults.descriptions.questions): a model trained on other wording would be
-# asked questions it never saw. A test holds the two equal.
-DEFAULT_QUESTIONS: dict[str, str] = {
-    "fabric": "What is the fabric of the garment in this picture?",
-    "fit": "What is the fit of the garment in this picture?",
-    "collar": "What is the collar type of the garment in this picture?",
-    "pattern": "What is the pattern of the garment in this picture?",
-    "neck_type": "What is the neck type of the garment in this picture?",
-    "sleeve_length": "What is the sleeve length of the garment in this picture?",
-    "sleeve_styling": "What is the sleeve styling of the garment in this picture?",
-    "colour": "What is the colour of the garment in this picture?",
-}
-# Where each default attribute's answer comes from, and the label that prefixes it.
-_DEFAULT_SOURCES: dict[str, tuple[str, str]] = {
-    "fabric": ("attributes:Fabric", "Fabric"),
-    "fit": ("attributes:Fit", "Fit"),
-    "collar": ("attributes:Collar", "Collar"),
-    "pattern": ("attributes:Pattern", "Pattern"),
-    "neck_type": ("attributes:Neck", "Neck Type"),
-    "sleeve_length": ("attributes:Sleeve Length", "Sleeve Length"),
-    "sleeve_styling": ("attributes:Sleeve Styling", "Sleeve Styling"),
-    "colour": ("csv:baseColour", "Colour"),
-}
 # The reference kept only shirts and T-shirts.
 DEFAULT_ARTICLE_TYPES: tuple[str, ...] = ("Shirts", "Tshirts")
 DEFAULT_SEED = 42
@@ -77,82 +68,14 @@ DEFAULT_SEED = 42
 PROGRAM = "vqa.prepare"
 DEFAULT_VALIDATION_FRACTION = 0.1
 
-# The ten columns of the real styles.csv, in its order; productDisplayName is last, which is what
-# lets the reader put back names that carry unquoted commas.
-STYLES_COLUMNS: tuple[str, ...] = (
-    "id",
-    "gender",
-    "masterCategory",
-    "subCategory",
-    "articleType",
-    "baseColour",
-    "season",
-    "year",
-    "usage",
-    "productDisplayName",
-)
-NAME_COLUMN = "productDisplayName"
-SPLITS: tuple[str, ...] = ("train", "validation")
-# Everything a run writes into the output folder: --overwrite removes these and nothing else,
-# and upload() sends these and nothing else.
-OUTPUT_ENTRIES: tuple[str, ...] = ("train", "validation", "questions.json", "report.json")
 # Preferred first when one id has several image files.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
 
-ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-# The description pipeline strips answer labels with this shape (descriptions.logic.grounding);
-# a label it cannot strip would leak into the attributes Claude sees.
-LABEL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z _-]{0,30}$")
-PRODUCT_ID = re.compile(r"^[0-9]{1,18}$")
-# pandas names header cells it had to invent "Unnamed: N"; the original file has none.
-_PLACEHOLDER_COLUMN = re.compile(r"^(Unnamed: \d+)?$")
 # Values the catalog uses for "unknown": a row with one would teach the model to answer "NA".
 _EMPTY_VALUES = frozenset({"", "na", "n/a", "-", "--", "nan", "null"})
-MAX_QUESTION_CHARS = 500
 MAX_VALUE_CHARS = 100
-MAX_ATTRIBUTES = 64
 # Kaggle's styles/<id>.json files are a few KB; anything this large is not one of them.
 MAX_ATTRIBUTES_JSON_BYTES = 1_000_000
-# styles.csv is read as UTF-8 with undecodable bytes kept as lone surrogates (surrogateescape),
-# so that a bad byte marks its own field instead of failing the file or being replaced.
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-RESAVE_AS_UTF8 = "re-save styles.csv as UTF-8 (e.g. iconv -f cp1252 -t utf-8)"
-
-
-class Reason(StrEnum):
-    """Why a product (attribute None) or one of its rows (attribute set) was left out."""
-
-    MALFORMED_LINE = "malformed_line"
-    BAD_ID = "bad_id"
-    DUPLICATE_ID = "duplicate_id"
-    FILTERED_ARTICLE_TYPE = "filtered_article_type"
-    MISSING_IMAGE = "missing_image"
-    UNREADABLE_IMAGE = "unreadable_image"
-    MISSING_ATTRIBUTES_JSON = "missing_attributes_json"
-    BAD_ATTRIBUTES_JSON = "bad_attributes_json"
-    MISSING_VALUE = "missing_value"
-    EMPTY_VALUE = "empty_value"
-    BAD_VALUE = "bad_value"
-    # The value's bytes in styles.csv are not UTF-8: decoding them would mean guessing the
-    # encoding, and a wrong guess ("Bleu Fonc\ufffd") would become a training answer.
-    NOT_UTF8 = "not_utf8"
-    NO_ANSWERS = "no_answers"
-
-
-# (step, done, total) as the build goes: "reading" styles.csv lines (total None until the end,
-# which also lists images/), "checking" products (every image is opened and decoded: most of the
-# time on a large catalog), then "writing" products (rows and image copies).
-ProgressCallback = Callable[[str, int, int | None], None]
-READING, CHECKING, WRITING = "reading", "checking", "writing"
-_READING_EVERY = 2000  # lines between two "reading" reports
-
-
-def _no_progress(step: str, done: int, total: int | None) -> None:
-    del step, done, total
-
-
-class PrepareError(Exception):
-    """Wrong input layout or options: the CLI prints the message and exits 2."""
 
 
 class NoUsableDataError(PrepareError):
@@ -163,133 +86,7 @@ class NoUsableDataError(PrepareError):
         self.report = report
 
 
-class UploadError(Exception):
-    """The dataset was written locally but could not be uploaded: the CLI exits 1."""
-
-
-# --------------------------------------------------------------------------- question map
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where an answer comes from: a key of data.articleAttributes or a styles.csv column."""
-
-    kind: Literal["attributes", "csv"]
-    key: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.key}"
-
-
-@dataclass(frozen=True)
-class AttributeSpec:
-    question: str
-    source: Source
-    label: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"question": self.question, "source": str(self.source), "label": self.label}
-
-
-def parse_source(text: str) -> Source:
-    """`attributes:<articleAttributes key>` or `csv:<styles.csv column>`."""
-    kind, sep, key = text.partition(":")
-    key = key.strip()
-    if not sep or not key or kind not in ("attributes", "csv"):
-        raise PrepareError(
-            f"source {text!r} is not 'attributes:<articleAttributes key>' or 'csv:<column>'"
-        )
-    if kind == "csv" and (key not in STYLES_COLUMNS or key == "id"):
-        columns = ", ".join(column for column in STYLES_COLUMNS if column != "id")
-        raise PrepareError(f"source {text!r}: the styles.csv column must be one of {columns}")
-    return Source("attributes" if kind == "attributes" else "csv", key)
-
-
-def default_question_map() -> dict[str, AttributeSpec]:
-    return {
-        attribute: AttributeSpec(question, parse_source(source), label)
-        for attribute, question in DEFAULT_QUESTIONS.items()
-        for source, label in [_DEFAULT_SOURCES[attribute]]
-    }
-
-
-def parse_question_map(document: object) -> dict[str, AttributeSpec]:
-    """Validate a question map: `{attribute: {"question", "source"?, "label"?} | "question"}`.
-
-    The short forms (a bare question string, or no source/label) only work for the default
-    attributes, whose source and label are known.
-    """
-    if not isinstance(document, dict) or not document:
-        raise PrepareError("the question map must be a non-empty JSON object of attributes")
-    if len(document) > MAX_ATTRIBUTES:
-        raise PrepareError(f"the question map has {len(document)} attributes; at most 64")
-    return {
-        _attribute_name(attribute): _attribute_spec(attribute, entry)
-        for attribute, entry in document.items()
-    }
-
-
-def _attribute_name(attribute: object) -> str:
-    if not isinstance(attribute, str) or not ATTRIBUTE_NAME.fullmatch(attribute):
-        raise PrepareError(
-            f"attribute name {attribute!r} must match {ATTRIBUTE_NAME.pattern} "
-            "(lowercase letters, digits and _, starting with a letter, at most 48 characters)"
-        )
-    return attribute
-
-
-def _attribute_spec(attribute: str, entry: object) -> AttributeSpec:
-    if isinstance(entry, str):
-        entry = {"question": entry}
-    if not isinstance(entry, dict):
-        raise PrepareError(f"attribute {attribute!r}: expected a question string or an object")
-    unknown = sorted(set(entry) - {"question", "source", "label"})
-    if unknown:
-        raise PrepareError(f"attribute {attribute!r}: unknown keys {unknown}")
-    default_source, default_label = _DEFAULT_SOURCES.get(attribute, (None, None))
-    question = _question_text(attribute, entry.get("question"))
-    source_text = entry.get("source", default_source)
-    if not isinstance(source_text, str):
-        raise PrepareError(
-            f"attribute {attribute!r}: 'source' is required (not a default attribute) and must "
-            "be 'attributes:<articleAttributes key>' or 'csv:<column>'"
-        )
-    try:
-        source = parse_source(source_text)
-    except PrepareError as error:
-        raise PrepareError(f"attribute {attribute!r}: {error}") from None
-    label = entry.get("label", default_label or attribute.replace("_", " ").title())
-    if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label):
-        raise PrepareError(
-            f"attribute {attribute!r}: label {label!r} must match {LABEL_PATTERN.pattern} "
-            "(the description pipeline strips labels of that shape from answers)"
-        )
-    return AttributeSpec(question, source, label)
-
-
-def _question_text(attribute: str, question: object) -> str:
-    if not isinstance(question, str) or not question.strip():
-        raise PrepareError(f"attribute {attribute!r}: 'question' must be a non-empty string")
-    text = " ".join(question.split())
-    if len(text) > MAX_QUESTION_CHARS:
-        raise PrepareError(
-            f"attribute {attribute!r}: the question has {len(text)} characters; at most "
-            f"{MAX_QUESTION_CHARS}"
-        )
-    return text
-
-
-def load_question_map(path: Path) -> dict[str, AttributeSpec]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise PrepareError(f"cannot read the question map {path}: {error.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PrepareError(f"the question map {path} is not valid JSON: {error}") from None
-    try:
-        return parse_question_map(document)
-    except PrepareError as error:
-        raise PrepareError(f"{path}: {error}") from None
+# --------------------------------------------------------------------------- article types
 
 
 def parse_article_types(text: str) -> tuple[str, ...] | None:
@@ -298,216 +95,6 @@ def parse_article_types(text: str) -> tuple[str, ...] | None:
     if not names or (len(names) == 1 and names[0].casefold() == "all"):
         return None
     return names
-
-
-# --------------------------------------------------------------------------- styles.csv
-
-
-@dataclass(frozen=True)
-class SkippedItem:
-    """A product (attribute None) or one question row of it that did not make it into the data."""
-
-    line: int | None
-    id: str | None
-    reason: Reason
-    message: str
-    attribute: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "line": self.line,
-            "id": self.id,
-            "attribute": self.attribute,
-            "reason": str(self.reason),
-            "message": self.message,
-        }
-
-
-@dataclass(frozen=True)
-class StyleRecord:
-    line: int
-    id: str
-    # A value in `undecodable` holds its bytes as escapes (`Bleu Fonc\\xe9`), for messages only.
-    values: dict[str, str]
-    # The line's productDisplayName had unquoted commas (or bad quoting) and was put back together.
-    repaired: bool = False
-    # Columns whose bytes are not UTF-8: never used as an answer (Reason.NOT_UTF8).
-    undecodable: frozenset[str] = frozenset()
-
-
-@dataclass
-class StylesTable:
-    columns: tuple[str, ...]
-    records: list[StyleRecord] = field(default_factory=list)
-    skipped: list[SkippedItem] = field(default_factory=list)
-    data_lines: int = 0
-    blank_lines: int = 0
-    # Data lines with bytes that are not UTF-8, whatever became of the line.
-    undecodable_lines: list[int] = field(default_factory=list)
-
-    @property
-    def repaired_lines(self) -> list[int]:
-        return [record.line for record in self.records if record.repaired]
-
-
-@dataclass(frozen=True)
-class _Header:
-    cells: tuple[str, ...]
-    # (index, name) of every real column; pandas' "Unnamed: N" cells are left out.
-    named: tuple[tuple[int, str], ...]
-
-    def product_id(self, fields: Sequence[str]) -> str | None:
-        """The id of a bad line, for the report: None unless the id column holds an id."""
-        index = next(index for index, name in self.named if name == "id")
-        value = fields[index].strip() if index < len(fields) else ""
-        return value if PRODUCT_ID.fullmatch(value) else None
-
-    @property
-    def min_fields(self) -> int:
-        return max(index for index, _ in self.named) + 1
-
-    @property
-    def name_index(self) -> int | None:
-        """Index of productDisplayName if it is the last real column, else None.
-
-        Only then do surplus fields on a line belong to the name: the real file's broken lines
-        are names with commas, and pandas' re-save adds empty placeholder columns after it.
-        """
-        last_index, last_name = self.named[-1]
-        return last_index if last_name == NAME_COLUMN else None
-
-
-def read_styles(
-    path: Path,
-    *,
-    required_columns: Iterable[str] = ("id", "articleType"),
-    progress: ProgressCallback = _no_progress,
-) -> StylesTable:
-    """Read styles.csv line by line, repairing names with commas and reporting bad lines.
-
-    Lines are parsed one at a time (not as one CSV stream) so that a stray quote cannot swallow
-    the lines after it; the real file is unquoted, pandas' re-save quotes names with commas.
-    The file must be UTF-8: a value with other bytes (a latin-1 `\\xe9`) is kept out of the
-    answers and named in the report, never decoded by a guess.
-    """
-    try:
-        handle = path.open(encoding="utf-8-sig", errors="surrogateescape")
-    except OSError as error:
-        raise PrepareError(f"cannot read {path}: {error.strerror}") from None
-    with handle:
-        lines = enumerate((line.rstrip("\n") for line in handle), start=1)
-        header = _read_header(path, lines, required_columns)
-        table = StylesTable(columns=tuple(name for _, name in header.named))
-        for number, line in lines:
-            _read_line(table, header, number, line)
-            if number % _READING_EVERY == 0:
-                progress(READING, number, None)
-    return table
-
-
-def _read_header(
-    path: Path, lines: Iterator[tuple[int, str]], required_columns: Iterable[str]
-) -> _Header:
-    for _number, line in lines:
-        if not line.strip():
-            continue
-        if _ESCAPED_BYTE.search(line):
-            raise PrepareError(
-                f"{path}: the header line is not UTF-8 ({_escaped(line)!r}); {RESAVE_AS_UTF8}"
-            )
-        cells = tuple(cell.strip() for cell in _split_line(line)[0])
-        named = tuple(
-            (index, cell) for index, cell in enumerate(cells) if not _PLACEHOLDER_COLUMN.match(cell)
-        )
-        names = [name for _, name in named]
-        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
-        if duplicates:
-            raise PrepareError(f"{path}: the header repeats the columns {duplicates}")
-        # Every product needs an id: it names the image and the attributes file.
-        wanted = dict.fromkeys(["id", *required_columns])
-        missing = [column for column in wanted if column not in names]
-        if missing:
-            raise PrepareError(
-                f"{path}: the header lacks the columns {missing} (found {names}); expected the "
-                f"Kaggle styles.csv columns {', '.join(STYLES_COLUMNS)}"
-            )
-        return _Header(cells, named)
-    raise PrepareError(f"{path} is empty: expected a header line and one line per product")
-
-
-def _split_line(line: str) -> tuple[list[str], bool]:
-    """Fields of one line, and whether its quoting was broken (then it is read as plain text)."""
-    try:
-        return next(csv.reader([line], strict=True)), False
-    except csv.Error:
-        # The real file has no quoting at all: a name like `"Classic" Polo` is literal text.
-        return line.split(","), True
-
-
-def _read_line(table: StylesTable, header: _Header, number: int, line: str) -> None:
-    fields, broken_quotes = _split_line(line)
-    if not any(cell.strip() for cell in fields):
-        table.blank_lines += 1
-        return
-    table.data_lines += 1
-    if _ESCAPED_BYTE.search(line):
-        table.undecodable_lines.append(number)
-    problem = _field_count_problem(header, fields)
-    if problem:
-        table.skipped.append(
-            SkippedItem(number, header.product_id(fields), Reason.MALFORMED_LINE, problem)
-        )
-        return
-    values = {name: fields[index].strip() for index, name in header.named}
-    repaired = broken_quotes
-    name_index = header.name_index
-    if name_index is not None:
-        values[NAME_COLUMN], rejoined = _rejoin_name(fields[name_index:])
-        repaired = repaired or rejoined
-    undecodable = frozenset(name for name, value in values.items() if _ESCAPED_BYTE.search(value))
-    values = {
-        name: _escaped(value) if name in undecodable else value for name, value in values.items()
-    }
-    product_id = values["id"]
-    if not PRODUCT_ID.fullmatch(product_id):
-        table.skipped.append(
-            SkippedItem(
-                number,
-                product_id or None,
-                Reason.BAD_ID,
-                f"product id {product_id!r} is not a number (the image is images/<id>.jpg)",
-            )
-        )
-        return
-    table.records.append(StyleRecord(number, product_id, values, repaired, undecodable))
-
-
-def _escaped(text: str) -> str:
-    """Text read with surrogateescape, its undecodable bytes shown as `\\xe9` escapes."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _field_count_problem(header: _Header, fields: Sequence[str]) -> str | None:
-    if len(fields) < header.min_fields:
-        return f"{len(fields)} fields where the header has {header.min_fields} columns"
-    surplus = fields[len(header.cells) :]
-    if header.name_index is None and any(cell.strip() for cell in surplus):
-        return (
-            f"{len(fields)} fields where the header has {len(header.cells)} columns, and "
-            f"{NAME_COLUMN} is not the last column, so the extra fields cannot be put back"
-        )
-    return None
-
-
-def _rejoin_name(parts: Sequence[str]) -> tuple[str, bool]:
-    """productDisplayName from its field and every field after it.
-
-    Trailing empty fields are pandas' placeholder columns (or stray trailing commas), not text.
-    """
-    kept = list(parts)
-    while len(kept) > 1 and not kept[-1].strip():
-        kept.pop()
-    return ",".join(kept).strip(), len(kept) > 1
 
 
 # --------------------------------------------------------------------------- products
@@ -905,7 +492,7 @@ def build_dataset(
         article_types=None if article_types is None else list(article_types),
         questions=question_map,
     )
-    progress = progress or _no_progress
+    progress = progress or no_progress
     products = _collect_products(source_dir, question_map, selected, report, progress)
     if not products:
         reasons = ", ".join(f"{r} {n}" for r, n in report.skipped_by_reason.items())
@@ -1052,88 +639,6 @@ def _write_dataset(
     questions = {name: spec.question for name, spec in report.questions.items()}
     write_json(out_dir / "questions.json", questions)
     write_json(out_dir / "report.json", report.to_dict())
-
-
-# --------------------------------------------------------------------------- upload
-
-
-S3Location = s3_destination.S3Location
-
-
-DESTINATION = s3_destination.DestinationRules(
-    max_prefix_bytes=900, location_type=S3Location, error=PrepareError
-)
-
-
-def parse_s3_uri(uri: str) -> S3Location:
-    """`s3://bucket/prefix/` -> S3Location; the prefix gets a trailing slash if it lacks one."""
-    return DESTINATION.parse(uri)
-
-
-def check_kms_key_id(kms_key_id: str) -> None:
-    DESTINATION.check_kms(kms_key_id)
-
-
-def dataset_files(out_dir: Path) -> list[Path]:
-    """The files a run wrote, sorted; other files in the folder are not part of the dataset."""
-    files: list[Path] = []
-    for name in OUTPUT_ENTRIES:
-        path = out_dir / name
-        if path.is_dir():
-            files.extend(p for p in path.rglob("*") if p.is_file())
-        elif path.is_file():
-            files.append(path)
-    return sorted(files)
-
-
-def upload(
-    out_dir: Path, s3_uri: str, *, kms_key_id: str | None = None, client: Any = None
-) -> list[str]:
-    """Upload the dataset in `out_dir` under `s3_uri`; returns the keys written.
-
-    Keys keep the local layout: `<prefix>train/rows.jsonl`, `<prefix>report.json`... With
-    `kms_key_id` every object is encrypted with that key (SSE-KMS); without it the bucket's
-    default encryption applies.
-    """
-    location = parse_s3_uri(s3_uri)
-    if kms_key_id is not None:
-        check_kms_key_id(kms_key_id)
-    out_dir = Path(out_dir)
-    if not all((out_dir / split / "rows.jsonl").is_file() for split in SPLITS):
-        raise PrepareError(f"{out_dir} does not hold a dataset (no train/ and validation/ rows)")
-    if client is None:
-        import boto3  # Only uploads need it: the rest runs without AWS libraries.
-
-        client = boto3.client("s3")
-    from boto3.exceptions import Boto3Error
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    keys: list[str] = []
-    for path in dataset_files(out_dir):
-        key = location.prefix + path.relative_to(out_dir).as_posix()
-        try:
-            client.upload_file(
-                str(path), location.bucket, key, ExtraArgs=_extra_args(path, kms_key_id)
-            )
-        # upload_file wraps client errors in S3UploadFailedError (a Boto3Error).
-        except (Boto3Error, BotoCoreError, ClientError, OSError) as error:
-            raise UploadError(
-                f"upload of {key} to s3://{location.bucket} failed: {error}"
-            ) from error
-        keys.append(key)
-    return keys
-
-
-def _extra_args(path: Path, kms_key_id: str | None) -> dict[str, str]:
-    extra: dict[str, str] = {}
-    content_type = "application/x-ndjson" if path.suffix == ".jsonl" else None
-    content_type = content_type or mimetypes.guess_type(path.name)[0]
-    if content_type:
-        extra["ContentType"] = content_type
-    if kms_key_id:
-        extra["ServerSideEncryption"] = "aws:kms"
-        extra["SSEKMSKeyId"] = kms_key_id
-    return extra
 
 
 # --------------------------------------------------------------------------- CLI
