@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
@@ -31,8 +30,7 @@ from shared.adapters.run_files import RunFiles
 from shared.adapters.s3_lines import JsonLinesWriter
 from shared.models.catalog import CatalogSettings, FailureRecord, LedgerRecord, Stage
 from shared.models.descriptions import PipelineSettings
-
-logger = Logger()
+from shared.telemetry import logger, step_handler
 
 STEP = "bedrock-input"
 # S3 user metadata on ledger.jsonl: the results step names the attribute model after it.
@@ -216,6 +214,6 @@ def step() -> BedrockInputStep:
     )
 
 
-@logger.inject_lambda_context
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return step().run(event)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
@@ -23,8 +22,7 @@ from shared.adapters.aws import client
 from shared.adapters.run_files import RunFiles
 from shared.adapters.s3_lines import JsonLinesWriter
 from shared.models.catalog import CatalogSettings, FailureRecord, Stage
-
-logger = Logger()
+from shared.telemetry import logger, step_handler
 
 RESULT_NAME = "/result.json"
 
@@ -112,6 +110,6 @@ def step() -> FinalizeStep:
     )
 
 
-@logger.inject_lambda_context
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return step().run(event)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
@@ -27,8 +26,7 @@ from shared.adapters.uploads import S3Uploads
 from shared.models.catalog import CatalogSettings, FailureRecord, ProductRef, Stage
 from shared.models.errors import DependencyError, RequestError
 from shared.retry import Deadline
-
-logger = Logger()
+from shared.telemetry import logger, step_handler
 
 STEP = "online"
 # Left after the model calls to write the failure line and answer.
@@ -132,7 +130,7 @@ def step() -> OnlineStep:
     return build_step(CatalogEnvironment.load())
 
 
-@logger.inject_lambda_context
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deadline = Deadline.from_lambda_context(context, margin_seconds=RESPONSE_MARGIN_SECONDS)
     return step().run(event, deadline)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
@@ -35,8 +34,7 @@ from catalog.logic.layout import (
 from shared.adapters.catalog_runs import RunReader
 from shared.adapters.run_files import RunFiles
 from shared.models.catalog import IndexRecord, ProductRef
-
-logger = Logger()
+from shared.telemetry import logger, step_handler
 
 
 @dataclass(frozen=True)
@@ -153,6 +151,6 @@ def planner() -> Planner:
     return build_planner(CatalogEnvironment.load())
 
 
-@logger.inject_lambda_context
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return planner().handle(event)

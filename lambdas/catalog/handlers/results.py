@@ -16,7 +16,6 @@ from functools import cache
 from itertools import chain
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.bedrock_input import TRANSFORM_JOB_METADATA
@@ -39,8 +38,7 @@ from shared.adapters.s3_lines import JsonLinesWriter
 from shared.adapters.storage import S3ResultsArchive
 from shared.models.catalog import CatalogSettings, FailureRecord
 from shared.models.descriptions import PipelineSettings, StoredDescription
-
-logger = Logger()
+from shared.telemetry import logger, step_handler
 
 STEP = "results"
 OUTPUT_SUFFIX = ".jsonl.out"
@@ -170,6 +168,6 @@ def step() -> ResultsStep:
     )
 
 
-@logger.inject_lambda_context
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return step().run(event)

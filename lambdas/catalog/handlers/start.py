@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
@@ -29,8 +28,7 @@ from catalog.logic.sources import (
 )
 from shared.adapters.catalog_sources import S3CatalogSource
 from shared.adapters.run_files import RunFiles
-
-logger = Logger()
+from shared.telemetry import logger, step_handler
 
 
 @dataclass
@@ -104,6 +102,6 @@ def starter() -> Starter:
     return build_starter(CatalogEnvironment.load())
 
 
-@logger.inject_lambda_context
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return starter().handle(event)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
@@ -52,8 +51,7 @@ from shared.adapters.run_files import RunFiles
 from shared.adapters.s3_lines import JsonLinesWriter
 from shared.models.catalog import FailureRecord
 from shared.models.errors import DependencyError, RequestError
-
-logger = Logger()
+from shared.telemetry import logger, step_handler
 
 FAILURES_STEP = "input"
 
@@ -224,6 +222,6 @@ def batch_builder() -> BatchBuilder:
     return build_batch_builder(CatalogEnvironment.load())
 
 
-@logger.inject_lambda_context
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return batch_builder().handle(event)

@@ -11,15 +11,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customization.logic.manifest import ManifestChecker, ManifestReport
 from shared.adapters.datasets import S3Datasets
 from shared.environment import required
+from shared.telemetry import get_tracer, logger
 
-logger = Logger()
-tracer = Tracer()
+tracer = get_tracer()
 
 
 @cache

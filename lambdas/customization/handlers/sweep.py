@@ -3,6 +3,10 @@
 See `customization.logic.expiry` for the rules. The function fails (and its error alarm notifies
 the topic) when any throughput could not be handled, after handling all the others; the next
 sweep tries again.
+
+Each sweep records the cost guard's actions as metrics (namespace Atelier, service
+titan-customization, dimension `deployment`; names in `shared.metric_names`, which the stage
+dashboard reads): `ThroughputsReleased`, `ThroughputExpiryNotices`, `ThroughputSweepErrors`.
 """
 
 from __future__ import annotations
@@ -11,16 +15,16 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customization.logic.expiry import Sweeper, SweepReport
+from shared import metric_names as names
 from shared.adapters.bedrock_control import BedrockThroughputs
 from shared.adapters.workflows import SnsNotifier, StepFunctionsWorkflow
 from shared.environment import required
+from shared.telemetry import emit_count, get_tracer, logger
 
-logger = Logger()
-tracer = Tracer()
+tracer = get_tracer()
 
 
 class SweepIncompleteError(RuntimeError):
@@ -51,9 +55,20 @@ def scheduled_time(event: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def record_actions(report: SweepReport, *, deployment: str) -> None:
+    """One data point per metric and sweep, zeros included: a flat line says the guard ran."""
+    for name, value in (
+        (names.THROUGHPUTS_RELEASED, len(report.released)),
+        (names.THROUGHPUT_EXPIRY_NOTICES, len(report.notified)),
+        (names.THROUGHPUT_SWEEP_ERRORS, len(report.errors)),
+    ):
+        emit_count(name, value, **{names.DEPLOYMENT_DIMENSION: deployment})
+
+
 def run(sweeper_: Sweeper, now: datetime, scheduled: datetime | None = None) -> dict[str, Any]:
     report: SweepReport = sweeper_.sweep(now, scheduled=scheduled)
     logger.info("sweep done", **report.as_dict())
+    record_actions(report, deployment=sweeper_.deployment)
     if report.errors:
         raise SweepIncompleteError("; ".join(report.errors)[:4000])
     return report.as_dict()

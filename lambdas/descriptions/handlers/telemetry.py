@@ -1,4 +1,5 @@
-"""Logger, tracer and metrics shared by the description handlers, and what they record.
+"""What the description handlers record, through the shared telemetry setup (`shared.telemetry`;
+metric names from `shared.metric_names`, which the stage dashboard reads too).
 
 Never log image bytes or request bodies: they are customers' photos.
 """
@@ -7,14 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
+from shared import metric_names as names
 from shared.models.descriptions import StoredDescription
+from shared.telemetry import emit_count, get_tracer, logger, metrics
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+__all__ = [
+    "logger",
+    "metrics",
+    "record_described",
+    "record_description",
+    "record_failure",
+    "tracer",
+]
+
+tracer = get_tracer()
 
 
 def record_description(stored: StoredDescription, *, path: str) -> None:
@@ -37,13 +46,15 @@ def record_described(
 ) -> None:
     """Metrics and a log line for one stored description. Call from the handler's thread only:
     Powertools' metric buffer is not thread-safe."""
-    metrics.add_metric(name="DescriptionsCreated", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=names.DESCRIPTIONS_CREATED, unit=MetricUnit.Count, value=1)
     for stage, milliseconds in timings_ms.items():
         metrics.add_metric(
-            name=f"{stage.capitalize()}Latency", unit=MetricUnit.Milliseconds, value=milliseconds
+            name=names.description_latency(stage),
+            unit=MetricUnit.Milliseconds,
+            value=milliseconds,
         )
     for name, count in usage.items():
-        metrics.add_metric(name=name[0].upper() + name[1:], unit=MetricUnit.Count, value=count)
+        metrics.add_metric(name=names.usage_metric(name), unit=MetricUnit.Count, value=count)
     logger.info(
         "description stored",
         product_id=product_id,
@@ -55,11 +66,4 @@ def record_described(
 
 def record_failure(cause: str, *, path: str) -> None:
     """One failure, counted by cause (e.g. image_truncated, text_model_unavailable)."""
-    with single_metric(
-        name="DescriptionFailures",
-        unit=MetricUnit.Count,
-        value=1,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name="cause", value=cause)
-        metric.add_dimension(name="path", value=path)
+    emit_count(names.DESCRIPTION_FAILURES, cause=cause, path=path)

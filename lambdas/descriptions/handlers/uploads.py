@@ -51,6 +51,7 @@ from descriptions.logic.uploads import (
     parse_upload_event,
     product_id_for,
 )
+from shared import metric_names
 from shared.adapters.aws import client
 from shared.adapters.uploads import DeadLetters, S3Uploads
 from shared.environment import DeploymentError
@@ -251,7 +252,7 @@ class Worker:
                     path=PATH,
                 )
             metrics.add_metric(
-                name=f"Uploads{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1
+                name=metric_names.upload_outcome(outcome.status), unit=MetricUnit.Count, value=1
             )
             if outcome.cause is not None:
                 record_failure(outcome.cause, path=PATH)

@@ -1,4 +1,5 @@
-"""Logger, tracer and metrics of the diffusion function, and what they record.
+"""What the diffusion function records, through the shared telemetry setup (`shared.telemetry`;
+metric names from `shared.metric_names`, which the stage dashboard reads too).
 
 Never log prompts or image bytes: prompts describe customers' subjects and products; lengths are
 enough. Request and failure counts carry the route (`generations` or `styling`) as a dimension;
@@ -7,32 +8,29 @@ latencies are named after it (`GenerationsModelLatency`, `StylingInputsLatency`,
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from diffusion.logic.service import Outcome
+from shared import metric_names as names
+from shared.telemetry import emit_count, get_tracer, logger, metrics
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+__all__ = ["logger", "metrics", "record_failure", "record_outcome", "tracer"]
+
+tracer = get_tracer()
 
 
 def record_outcome(outcome: Outcome) -> None:
     """Metrics and a log line for one answered request. Call from the handler's thread only."""
     sampling = outcome.sampling
-    with single_metric(
-        name="DiffusionRequests",
-        unit=MetricUnit.Count,
-        value=1,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name="route", value=outcome.route)
+    emit_count(names.DIFFUSION_REQUESTS, route=outcome.route)
     metrics.add_metric(
-        name="DiffusionImagesGenerated", unit=MetricUnit.Count, value=sampling.number_of_images
+        name=names.DIFFUSION_IMAGES_GENERATED,
+        unit=MetricUnit.Count,
+        value=sampling.number_of_images,
     )
     for stage, milliseconds in outcome.timings_ms.items():
         metrics.add_metric(
-            name=f"{outcome.route.capitalize()}{stage.capitalize()}Latency",
+            name=names.diffusion_latency(outcome.route, stage),
             unit=MetricUnit.Milliseconds,
             value=milliseconds,
         )
@@ -53,11 +51,4 @@ def record_outcome(outcome: Outcome) -> None:
 
 def record_failure(route: str, cause: str) -> None:
     """One failed request, counted by route and cause (e.g. endpoint_not_deployed)."""
-    with single_metric(
-        name="DiffusionFailures",
-        unit=MetricUnit.Count,
-        value=1,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name="route", value=route)
-        metric.add_dimension(name="cause", value=cause)
+    emit_count(names.DIFFUSION_FAILURES, route=route, cause=cause)

@@ -1,28 +1,32 @@
-"""Logger, tracer and metrics of the images function, and what they record.
+"""What the images function records, through the shared telemetry setup (`shared.telemetry`;
+metric names from `shared.metric_names`, which the stage dashboard reads too).
 
 Never log prompts or image bytes: prompts describe customers' subjects; lengths are enough.
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from images.logic.service import Generation
+from shared import metric_names as names
+from shared.telemetry import emit_count, get_tracer, logger, metrics
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+__all__ = ["logger", "metrics", "record_failure", "record_generation", "tracer"]
+
+tracer = get_tracer()
 
 
 def record_generation(generation: Generation) -> None:
     """Metrics and a log line for one answered request. Call from the handler's thread only."""
     job = generation.job
-    metrics.add_metric(name="ImageRequests", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=job.number_of_images)
+    metrics.add_metric(name=names.IMAGE_REQUESTS, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name=names.IMAGES_GENERATED, unit=MetricUnit.Count, value=job.number_of_images
+    )
     for stage, milliseconds in generation.timings_ms.items():
         metrics.add_metric(
-            name=f"Image{stage.capitalize()}Latency",
+            name=names.image_latency(stage),
             unit=MetricUnit.Milliseconds,
             value=milliseconds,
         )
@@ -40,10 +44,4 @@ def record_generation(generation: Generation) -> None:
 
 def record_failure(cause: str) -> None:
     """One failed request, counted by cause (e.g. no_customized_model, image_model_unavailable)."""
-    with single_metric(
-        name="ImageFailures",
-        unit=MetricUnit.Count,
-        value=1,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name="cause", value=cause)
+    emit_count(names.IMAGE_FAILURES, cause=cause)

@@ -13,25 +13,23 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
 
 from lifecycle.logic.assessment import PHASE_LEVEL, Assessment
 from lifecycle.logic.checker import CheckReport, ConfiguredModel, LifecycleChecker
+from shared import metric_names as names
 from shared.adapters.bedrock_models import BedrockModels
 from shared.adapters.lifecycle_state import ParameterStates
 from shared.adapters.workflows import SnsNotifier
 from shared.environment import DeploymentError, required
+from shared.telemetry import emit_count, get_tracer, logger
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+tracer = get_tracer()
 
 _MODELS = TypeAdapter(list[ConfiguredModel])
 # What the stack's alarm watches (infra/constructs/model_lifecycle.py names the same).
-ATTENTION_METRIC = "ModelsNeedingAttention"
+ATTENTION_METRIC = names.MODELS_NEEDING_ATTENTION
 
 
 class CheckIncompleteError(RuntimeError):
@@ -47,11 +45,11 @@ class EmfMetrics:
 
     def model(self, *, model_id: str, assessment: Assessment) -> None:
         values: list[tuple[str, float]] = [
-            ("LifecycleStage", PHASE_LEVEL[assessment.phase]),
-            ("NeedsAttention", 1 if assessment.needs_attention else 0),
+            (names.LIFECYCLE_STAGE, PHASE_LEVEL[assessment.phase]),
+            (names.NEEDS_ATTENTION, 1 if assessment.needs_attention else 0),
         ]
         if assessment.days_to_end_of_life is not None:
-            values.append(("DaysToEndOfLife", round(assessment.days_to_end_of_life, 2)))
+            values.append((names.DAYS_TO_END_OF_LIFE, round(assessment.days_to_end_of_life, 2)))
         for name, value in values:
             self._emit(name, value, model=model_id)
 
@@ -59,15 +57,7 @@ class EmfMetrics:
         self._emit(ATTENTION_METRIC, count)
 
     def _emit(self, name: str, value: float, **dimensions: str) -> None:
-        with single_metric(
-            name=name,
-            unit=MetricUnit.Count,
-            value=value,
-            default_dimensions=metrics.default_dimensions,
-        ) as metric:
-            metric.add_dimension(name="deployment", value=self.deployment)
-            for key, dimension in dimensions.items():
-                metric.add_dimension(name=key, value=dimension)
+        emit_count(name, value, **{names.DEPLOYMENT_DIMENSION: self.deployment}, **dimensions)
 
 
 def configured_models(raw: str) -> list[ConfiguredModel]:

@@ -1,0 +1,66 @@
+"""Logger, tracer and metrics of every function: one setup, the same service and namespace rules.
+
+The service (`POWERTOOLS_SERVICE_NAME`) and namespace (`POWERTOOLS_METRICS_NAMESPACE`, always
+`shared.metric_names.NAMESPACE`) come from the environment PythonFunction sets; Powertools adds the
+service as the `service` dimension of every metric. Metric names live in `shared.metric_names`,
+which the stage dashboard reads too.
+
+The tracer is built on first use: creating a Powertools Tracer imports the X-Ray SDK (about
+0.1-0.3 s), so modules that only log stay as cheap to import as before. Never log image bytes,
+prompts or request bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+logger = Logger()
+metrics = Metrics()
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+@functools.cache
+def get_tracer() -> Tracer:
+    """The function's Tracer (one per process; Powertools shares its state between instances)."""
+    from aws_lambda_powertools import Tracer
+
+    return Tracer()
+
+
+def emit_count(name: str, value: float = 1, **dimensions: str) -> None:
+    """One metric with its own dimensions beside `service`, written at once (embedded metric
+    format on stdout), so it needs no flush decorator and never mixes with the batch buffer."""
+    emit(name, value, MetricUnit.Count, **dimensions)
+
+
+def emit(name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:
+    with single_metric(
+        name=name, unit=unit, value=value, default_dimensions=metrics.default_dimensions
+    ) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
+
+
+def step_handler(handler: _Handler) -> _Handler:
+    """A workflow step's entry point: the Lambda context in every log line and the invocation
+    traced (subsegment per call, AWS SDK calls patched). The tracer is built at the first
+    invocation, not at import, so the module's import time does not grow."""
+    wrapped: list[Callable[..., Any]] = []
+
+    @functools.wraps(handler)
+    def entry(event: Any, context: Any) -> Any:
+        if not wrapped:
+            traced = get_tracer().capture_lambda_handler(handler, capture_response=False)
+            wrapped.append(logger.inject_lambda_context(traced))
+        return wrapped[0](event, context)
+
+    return entry  # type: ignore[return-value]
