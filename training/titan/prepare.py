@@ -33,18 +33,11 @@ library, Pillow and (for --upload, imported lazily) boto3.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import shutil
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
-from enum import StrEnum
-from fractions import Fraction
-from itertools import pairwise
 from math import sqrt
 from pathlib import Path
 from typing import Any
@@ -55,9 +48,23 @@ if __package__ in (None, ""):
     # Run as a plain script: put the training/ import root on the path for the shared `common`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import image_checks, image_fixes, prepare_outputs, s3_destination, s3_upload
+from common import image_checks, image_fixes, prepare_outputs
 from common.image_checks import ACCEPTED_FORMATS, SWAPPING_ORIENTATIONS, ImageInfo
 from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
+from titan.captions import scan
+from titan.findings import RULE_ORDER, Finding, PrepareError, Record, Rule, UploadError
+from titan.hyperparameters import Recommendation, recommend_hyperparameters
+from titan.hyperparameters import recommended_step_count as recommended_step_count
+from titan.manifest import (
+    DESTINATION,
+    IMAGES_FOLDER,
+    MANIFEST_NAME,
+    S3Location,
+    manifest_entries,
+    upload,
+    write_manifest,
+)
+from titan.manifest import parse_s3_uri as parse_s3_uri
 
 BASE_MODEL_ID = "amazon.titan-image-generator-v1:0"
 
@@ -79,14 +86,6 @@ MAX_RECORDS = 10_000
 # palette PNG or one with transparency may be refused or decoded unlike what the user sees (the
 # colours hidden under transparent pixels), so only RGB passes and --fix converts the rest.
 ACCEPTED_MODE = "RGB"
-# Files with these extensions are taken as images (their content decides the format); HEIC and
-# AVIF are listed so that they fail loudly as unreadable instead of being ignored.
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-    | {".heic", ".heif", ".avif"}
-)
-CAPTION_SUFFIX = ".txt"
-CAPTION_FILE_SUFFIXES = (".csv", ".json")
 # Everything a run writes into --out: a run removes these first (and nothing else), so a failed
 # run never leaves a stale manifest behind to be uploaded by mistake.
 OUTPUT_ENTRIES: tuple[str, ...] = (
@@ -95,8 +94,6 @@ OUTPUT_ENTRIES: tuple[str, ...] = (
     "hyperparameters.json",
     "images",
 )
-MANIFEST_NAME = "manifest.jsonl"
-IMAGES_FOLDER = "images"
 # High enough that a re-encoded photo shows no visible loss; fixed PNGs stay lossless.
 JPEG_QUALITY = 95
 # The Atelier customization workflow reads manifests only in a folder under this prefix of the
@@ -107,372 +104,6 @@ PROGRAM = "titan.prepare"
 # Fewer words than this is likely a bare name ("Ron"): the reference advises "Ron the dog".
 MIN_CAPTION_WORDS = 3
 SUMMARY_LIMIT = 50
-
-# Recommended stepCount by number of images for batch size 8 and learning rate 1e-5 (the table
-# in docs/image-customization.md, "Recommended steps").
-STEP_TABLE: tuple[tuple[int, int], ...] = (
-    (8, 1_000),
-    (32, 4_000),
-    (64, 8_000),
-    (1_000, 10_000),
-    (10_000, 12_000),
-)
-# Recommendations are rounded to this many steps: finer precision means nothing for training.
-STEP_ROUNDING = 100
-STEP_COUNT_BOUNDS = (10, 40_000)
-BATCH_SIZE_BOUNDS = (8, 192)
-LEARNING_RATE_BOUNDS = (1e-7, 1.0)
-DEFAULT_BATCH_SIZE = 8
-DEFAULT_LEARNING_RATE = 1e-5
-
-
-class Rule(StrEnum):
-    """A rule a record (or the whole dataset) can break; the value is what report.json says."""
-
-    UNREADABLE_IMAGE = "unreadable_image"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    EXTENSION_MISMATCH = "extension_mismatch"
-    FILE_TOO_LARGE = "file_too_large"
-    TOO_SMALL = "too_small"
-    TOO_LARGE = "too_large"
-    TOO_MANY_PIXELS = "too_many_pixels"
-    ASPECT_RATIO = "aspect_ratio"
-    COLOR_MODE = "color_mode"
-    MISSING_CAPTION = "missing_caption"
-    MISSING_IMAGE = "missing_image"
-    CAPTION_TOO_SHORT = "caption_too_short"
-    CAPTION_TOO_LONG = "caption_too_long"
-    DUPLICATE_FILENAME = "duplicate_filename"
-    TOO_FEW_RECORDS = "too_few_records"
-    TOO_MANY_RECORDS = "too_many_records"
-
-
-# What --fix repairs. Too small (upscaling blurs the subject), extreme aspect ratios (cropping
-# could cut it out) and caption problems need a person.
-FIXABLE_RULES = frozenset(
-    {
-        Rule.UNSUPPORTED_FORMAT,
-        Rule.EXTENSION_MISMATCH,
-        Rule.FILE_TOO_LARGE,
-        Rule.TOO_LARGE,
-        Rule.TOO_MANY_PIXELS,
-        Rule.COLOR_MODE,
-    }
-)
-
-
-_RULE_ORDER = {rule: index for index, rule in enumerate(Rule)}
-
-
-class PrepareError(Exception):
-    """Wrong layout or options, or a dataset that cannot be written: the CLI exits 2."""
-
-
-class UploadError(Exception):
-    """The dataset was written locally but could not be uploaded: the CLI exits 1."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: Rule
-    message: str
-
-    @property
-    def fixable(self) -> bool:
-        return self.rule in FIXABLE_RULES
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rule": str(self.rule), "message": self.message, "fixable": self.fixable}
-
-
-@dataclass(frozen=True)
-class Record:
-    """One image and its caption, or a caption whose image is missing (path None)."""
-
-    # The file name the manifest uses (`<prefix>images/<name>`); a fixed copy may be renamed.
-    name: str
-    path: Path | None
-    caption: str | None
-    # Where the caption came from ("captions.csv line 4", "ron_01.txt"), for the report.
-    caption_source: str | None = None
-    # The user's file when `path` is a fixed copy; otherwise the same as `path`.
-    original: Path | None = None
-    fixes: tuple[str, ...] = ()
-    # Problems found while pairing images with captions (duplicates, missing caption).
-    issues: tuple[Finding, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.original is None and self.path is not None:
-            object.__setattr__(self, "original", self.path)
-
-
-@dataclass(frozen=True)
-class Scan:
-    images_dir: Path
-    captions: Path | None
-    records: list[Record]
-    # Files and folders in images_dir that are neither images nor captions, reported as warnings.
-    ignored: list[str] = field(default_factory=list)
-
-    @property
-    def caption_source(self) -> str:
-        return str(self.captions) if self.captions else f"sidecar {CAPTION_SUFFIX} files"
-
-
-# --------------------------------------------------------------------------- captions
-
-
-@dataclass(frozen=True)
-class _CaptionEntry:
-    # The image file the entry names; "" for a CSV row without a file name.
-    name: str
-    caption: str | None
-    where: str
-    # Why the caption could not be read; caption is None then.
-    problem: str | None = None
-
-
-def normalize_caption(text: str) -> str:
-    """Whitespace runs (newlines in a sidecar file, doubled spaces) become one space."""
-    return " ".join(text.split())
-
-
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        raise PrepareError(f"cannot read the {what} {path}: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise PrepareError(f"the {what} {path} is not UTF-8 text: {error}") from None
-
-
-def read_captions_csv(path: Path) -> list[_CaptionEntry]:
-    """Rows of a `filename,caption` CSV (header required; other columns are ignored).
-
-    When caption is the last column, surplus fields on a row are a caption with unquoted commas
-    and are joined back instead of failing the row.
-    """
-    reader = csv.reader(io.StringIO(_read_text(path, "captions file"), newline=""), strict=True)
-    try:
-        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
-        if header is None:
-            raise PrepareError(
-                f"the captions file {path} is empty: expected a filename,caption header"
-            )
-        names = [cell.strip().casefold() for cell in header]
-        if "filename" not in names or "caption" not in names:
-            raise PrepareError(
-                f"the captions file {path} needs a header naming the columns filename and caption "
-                f"(found {header})"
-            )
-        name_index, caption_index = names.index("filename"), names.index("caption")
-        caption_is_last = caption_index == len(names) - 1
-        entries = []
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            where = f"{path.name} line {reader.line_num}"
-            name = row[name_index].strip() if name_index < len(row) else ""
-            if caption_index >= len(row):
-                entries.append(_CaptionEntry(name, None, where, f"{where} has no caption column"))
-                continue
-            cells = row[caption_index:] if caption_is_last else [row[caption_index]]
-            entries.append(_CaptionEntry(name, normalize_caption(",".join(cells)), where))
-    except csv.Error as error:
-        raise PrepareError(f"the captions file {path} is not valid CSV: {error}") from None
-    return entries
-
-
-class _Pairs(list[tuple[str, Any]]):
-    """A JSON object as its list of pairs, so that repeated keys stay visible."""
-
-
-def read_captions_json(path: Path) -> list[_CaptionEntry]:
-    """Entries of a `{filename: caption}` JSON object, repeated keys included."""
-    try:
-        document = json.loads(_read_text(path, "captions file"), object_pairs_hook=_Pairs)
-    except json.JSONDecodeError as error:
-        raise PrepareError(f"the captions file {path} is not valid JSON: {error}") from None
-    if not isinstance(document, _Pairs):
-        raise PrepareError(
-            f"the captions file {path} must hold one JSON object {{filename: caption}}"
-        )
-    entries = []
-    for name, value in document:
-        where = f"{path.name} key {name!r}"
-        if isinstance(value, str):
-            entries.append(_CaptionEntry(name.strip(), normalize_caption(value), where))
-        else:
-            kind = "an object" if isinstance(value, _Pairs) else type(value).__name__
-            problem = f"{where}: the caption is {kind}, not text"
-            entries.append(_CaptionEntry(name.strip(), None, where, problem))
-    return entries
-
-
-def _read_sidecar(path: Path, image_stem: str) -> _CaptionEntry:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        return _CaptionEntry(image_stem, None, path.name, f"cannot read {path.name}: {error}")
-    except UnicodeDecodeError:
-        return _CaptionEntry(image_stem, None, path.name, f"{path.name} is not UTF-8 text")
-    return _CaptionEntry(image_stem, normalize_caption(text), path.name)
-
-
-# --------------------------------------------------------------------------- scan
-
-
-def scan(images_dir: Path, captions: Path | None = None) -> Scan:
-    """Pair every image in `images_dir` with its caption; raises PrepareError for a wrong layout.
-
-    Images are files with an image extension, plus any file the captions file names. Captions come
-    from `captions` (.csv or .json) or, without it, from a sidecar .txt per image. Names match
-    ignoring case. Nothing is dropped: an image without caption, a caption without image and every
-    other file appear in the result.
-    """
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise PrepareError(f"image folder {images_dir} does not exist or is not a folder")
-    entries = _caption_entries(Path(captions)) if captions is not None else None
-    named = {entry.name.casefold() for entry in entries or ()}
-    captions_file = Path(captions).resolve() if captions is not None else None
-    images: list[Path] = []
-    sidecars: list[Path] = []
-    ignored: list[str] = []
-    for path in sorted(images_dir.iterdir(), key=lambda p: (p.name.casefold(), p.name)):
-        if captions_file is not None and path.resolve() == captions_file:
-            continue
-        if path.is_dir():
-            ignored.append(f"{path.name}/ (sub-folders are not read)")
-        elif not path.is_file():
-            ignored.append(f"{path.name} (not a regular file)")
-        elif path.suffix.lower() in IMAGE_SUFFIXES or path.name.casefold() in named:
-            images.append(path)
-        elif entries is None and path.suffix.lower() == CAPTION_SUFFIX:
-            sidecars.append(path)
-        else:
-            ignored.append(path.name)
-    if entries is None:
-        records = _pair_sidecars(images, sidecars)
-    else:
-        records = _pair_caption_file(images, entries, Path(captions or ""), images_dir)
-    return Scan(images_dir, None if captions is None else Path(captions), records, ignored)
-
-
-def _caption_entries(captions: Path) -> list[_CaptionEntry]:
-    suffix = captions.suffix.lower()
-    if suffix not in CAPTION_FILE_SUFFIXES:
-        raise PrepareError(
-            f"captions file {captions} must be .csv (filename,caption) or .json "
-            "({filename: caption}); leave --captions out to read sidecar .txt files"
-        )
-    if not captions.is_file():
-        raise PrepareError(f"captions file {captions} does not exist")
-    return read_captions_csv(captions) if suffix == ".csv" else read_captions_json(captions)
-
-
-def _pair_caption_file(
-    images: Sequence[Path], entries: Sequence[_CaptionEntry], captions: Path, images_dir: Path
-) -> list[Record]:
-    by_key: dict[str, list[_CaptionEntry]] = defaultdict(list)
-    for entry in entries:
-        by_key[entry.name.casefold()].append(entry)
-    records: list[Record] = []
-    for image in images:
-        found = by_key.get(image.name.casefold(), [])
-        # An exact-case entry wins over one that matches only ignoring case.
-        found = sorted(found, key=lambda entry: entry.name != image.name)
-        issues: list[Finding] = []
-        if len(found) > 1:
-            wheres = ", ".join(entry.where for entry in found)
-            issues.append(
-                Finding(
-                    Rule.DUPLICATE_FILENAME,
-                    f"{image.name} is captioned {len(found)} times ({wheres}); keep one",
-                )
-            )
-        if not found:
-            message = f"no caption: {captions.name} has no entry for {image.name}"
-            issues.append(Finding(Rule.MISSING_CAPTION, message))
-        records.append(_record(image, found[0] if found else None, issues))
-    matched = {image.name.casefold() for image in images}
-    for entry in entries:
-        if entry.name.casefold() not in matched:
-            message = (
-                f"{entry.where} names no file"
-                if not entry.name
-                else f"{entry.where} names {entry.name}, which is not in {images_dir}"
-            )
-            records.append(_orphan_caption(entry.name or entry.where, entry, message))
-    return sorted(records, key=_record_order)
-
-
-def _pair_sidecars(images: Sequence[Path], sidecars: Sequence[Path]) -> list[Record]:
-    by_stem: dict[str, list[Path]] = defaultdict(list)
-    for image in images:
-        by_stem[image.stem.casefold()].append(image)
-    texts: dict[str, list[Path]] = defaultdict(list)
-    for sidecar in sidecars:
-        texts[sidecar.stem.casefold()].append(sidecar)
-    records: list[Record] = []
-    for stem, group in by_stem.items():
-        found = texts.get(stem, [])
-        issues: list[Finding] = []
-        if len(group) > 1:
-            names = ", ".join(image.name for image in group)
-            issues.append(
-                Finding(
-                    Rule.DUPLICATE_FILENAME,
-                    f"{names} have the same name apart from the extension: one caption file "
-                    f"{group[0].stem}{CAPTION_SUFFIX} cannot tell them apart; rename or remove one",
-                )
-            )
-        if len(found) > 1:
-            names = ", ".join(text.name for text in found)
-            issues.append(
-                Finding(Rule.DUPLICATE_FILENAME, f"several caption files for one image: {names}")
-            )
-        for image in group:
-            if not found:
-                message = f"no caption: no {image.stem}{CAPTION_SUFFIX} next to {image.name}"
-                records.append(
-                    _record(image, None, [*issues, Finding(Rule.MISSING_CAPTION, message)])
-                )
-            else:
-                records.append(_record(image, _read_sidecar(found[0], image.stem), issues))
-    for stem, found in texts.items():
-        if stem not in by_stem:
-            for text in found:
-                message = f"{text.name} has no image next to it (no {text.stem}.jpg, .png...)"
-                entry = _read_sidecar(text, text.stem)
-                records.append(_orphan_caption(text.name, entry, message))
-    return sorted(records, key=_record_order)
-
-
-def _record(image: Path, entry: _CaptionEntry | None, issues: list[Finding]) -> Record:
-    if entry is not None and entry.problem is not None:
-        issues = [*issues, Finding(Rule.MISSING_CAPTION, entry.problem)]
-    return Record(
-        name=image.name,
-        path=image,
-        caption=entry.caption if entry is not None else None,
-        caption_source=entry.where if entry is not None else None,
-        issues=tuple(issues),
-    )
-
-
-def _orphan_caption(name: str, entry: _CaptionEntry, message: str) -> Record:
-    return Record(
-        name=name,
-        path=None,
-        caption=entry.caption,
-        caption_source=entry.where,
-        issues=(Finding(Rule.MISSING_IMAGE, message),),
-    )
-
-
-def _record_order(record: Record) -> tuple[str, str]:
-    return record.name.casefold(), record.name
 
 
 # --------------------------------------------------------------------------- images
@@ -764,7 +395,7 @@ def validate(records: Sequence[Record], *, warnings: Iterable[str] = ()) -> Repo
         findings.extend(caption_findings(record))
         notes.extend(caption_warnings(record))
         # In the order of Rule (image rules, then caption rules): reports read the same each run.
-        findings.sort(key=lambda finding: _RULE_ORDER[finding.rule])
+        findings.sort(key=lambda finding: RULE_ORDER[finding.rule])
         results.append(RecordResult(record, tuple(findings), tuple(notes), info))
     image_count = sum(1 for record in records if record.path is not None)
     return Report(results, _count_findings(image_count), list(warnings))
@@ -905,217 +536,6 @@ def _write_fixed(source: Path, target: Path, plan: _Plan) -> None:
         if plan.format == "JPEG":
             options["quality"] = JPEG_QUALITY
         rgb.save(target, format=plan.format, **options)
-
-
-# --------------------------------------------------------------------------- hyperparameters
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    image_count: int
-    step_count: int
-    batch_size: int
-    learning_rate: float
-    notes: tuple[str, ...] = ()
-
-    @property
-    def image_passes(self) -> int:
-        """Images the job processes in all: what its cost grows with."""
-        return self.step_count * self.batch_size
-
-    @property
-    def passes_per_image(self) -> float:
-        return self.image_passes / self.image_count
-
-    def hyper_parameters(self) -> dict[str, str]:
-        """CreateModelCustomizationJob's hyperParameters: a map of strings, not numbers."""
-        return {
-            "stepCount": str(self.step_count),
-            "batchSize": str(self.batch_size),
-            "learningRate": format_learning_rate(self.learning_rate),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "hyperParameters": self.hyper_parameters(),
-            "imageCount": self.image_count,
-            "imagePasses": self.image_passes,
-            "passesPerImage": round(self.passes_per_image, 2),
-            "notes": list(self.notes),
-        }
-
-    def summary(self) -> str:
-        lines = [
-            f"Recommended for {self.image_count} images: stepCount {self.step_count}, batchSize "
-            f"{self.batch_size}, learningRate {format_learning_rate(self.learning_rate)} = "
-            f"{self.image_passes:,} image passes, {self.passes_per_image:,.1f} per image.",
-            "More steps if the style does not show; fewer if it shows with artifacts or blur.",
-        ]
-        lines.extend(f"Note: {note}" for note in self.notes)
-        return "\n".join(lines)
-
-
-def format_learning_rate(value: float) -> str:
-    """Plain decimal, never exponent notation: 1e-05 -> "0.00001"."""
-    return format(Decimal(repr(value)).normalize(), "f")
-
-
-def recommended_step_count(image_count: int) -> int:
-    """stepCount from the reference table, interpolated linearly in the number of images.
-
-    Linear, not in log(image count): from 8 to 64 images the table is exactly 125 steps per image
-    (1,000 passes over each image at batch 8), and linear interpolation keeps that proportion for
-    every size in between, where most subject fine-tunings (a pet, a product) sit; log
-    interpolation would over-train them (16 images: 2,500 steps instead of 2,000). Above 64 images
-    the table flattens and the two choices differ by at most about 600 steps (5-7%). Below 8
-    images the 8-image value applies, above 10,000 the 10,000-image value.
-
-    Rounded to the nearest 100 steps, ties to even like Python's round(): the same formula as the
-    customization workflow's manifest check (lambdas/customization/logic/manifest.py), so the CLI
-    and the workflow recommend the same number.
-    """
-    (first_count, first_steps), (last_count, last_steps) = STEP_TABLE[0], STEP_TABLE[-1]
-    if image_count <= first_count:
-        return first_steps
-    if image_count >= last_count:
-        return last_steps
-    for (x0, y0), (x1, y1) in pairwise(STEP_TABLE):
-        if x0 <= image_count <= x1:
-            # Exact fractions: a float could land a hair off a tie and round the other way.
-            steps = y0 + Fraction((y1 - y0) * (image_count - x0), x1 - x0)
-            return round(steps / STEP_ROUNDING) * STEP_ROUNDING
-    raise AssertionError("unreachable: STEP_TABLE covers every count in its range")
-
-
-def recommend_hyperparameters(
-    image_count: int,
-    *,
-    step_count: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
-) -> Recommendation:
-    """stepCount from the table (or `step_count`), all three clamped to the documented bounds;
-    each clamp is named in `notes`."""
-    if image_count < 1:
-        raise ValueError(f"image_count must be at least 1, got {image_count}")
-    notes: list[str] = []
-    steps = _clamp(
-        "stepCount",
-        recommended_step_count(image_count) if step_count is None else step_count,
-        STEP_COUNT_BOUNDS,
-        notes,
-    )
-    batch = _clamp("batchSize", batch_size, BATCH_SIZE_BOUNDS, notes)
-    rate = _clamp("learningRate", learning_rate, LEARNING_RATE_BOUNDS, notes)
-    return Recommendation(image_count, int(steps), int(batch), float(rate), tuple(notes))
-
-
-def _clamp(name: str, value: float, bounds: tuple[float, float], notes: list[str]) -> float:
-    low, high = bounds
-    clamped = min(max(value, low), high)
-    if clamped != value:
-        notes.append(f"{name} {value} is outside {low}-{high}: clamped to {clamped}")
-    return clamped
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class S3Location(s3_destination.S3Location):
-    @property
-    def manifest_key(self) -> str:
-        return f"{self.prefix}{MANIFEST_NAME}"
-
-    def image_key(self, name: str) -> str:
-        return f"{self.prefix}{IMAGES_FOLDER}/{name}"
-
-
-DESTINATION = s3_destination.DestinationRules(
-    max_prefix_bytes=768, location_type=S3Location, error=PrepareError
-)
-
-
-def parse_s3_uri(uri: str) -> S3Location:
-    """`s3://bucket/prefix/` -> S3Location; the prefix gets a trailing slash if it lacks one."""
-    return DESTINATION.parse(uri)
-
-
-def check_kms_key_id(kms_key_id: str) -> None:
-    DESTINATION.check_kms(kms_key_id)
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    image_ref: str
-    caption: str
-    # The local file to upload to `key`.
-    path: Path
-    key: str
-
-    def to_json(self) -> str:
-        # ensure_ascii=False: captions stay readable UTF-8; the file is written as UTF-8.
-        return json.dumps(
-            {"image-ref": self.image_ref, "caption": self.caption}, ensure_ascii=False
-        )
-
-
-def manifest_entries(report: Report, destination: S3Location) -> list[ManifestEntry]:
-    """One entry per image, in file-name order; refuses a report with failing records."""
-    if not report.valid:
-        raise PrepareError(
-            f"the dataset has {len(report.failing)} failing records or dataset problems: "
-            "no manifest for it"
-        )
-    entries = []
-    for result in report.images:
-        record = result.record
-        # A valid report has a path and a caption on every image record.
-        assert record.path is not None
-        assert record.caption is not None
-        key = destination.image_key(record.name)
-        entries.append(
-            ManifestEntry(f"s3://{destination.bucket}/{key}", record.caption, record.path, key)
-        )
-    return entries
-
-
-def write_manifest(report: Report, destination: S3Location, path: Path) -> list[ManifestEntry]:
-    """Write `path` as JSONL, one `{"image-ref", "caption"}` line per image; return the entries."""
-    entries = manifest_entries(report, destination)
-    Path(path).write_text("".join(entry.to_json() + "\n" for entry in entries), encoding="utf-8")
-    return entries
-
-
-# --------------------------------------------------------------------------- upload
-
-
-def upload(
-    entries: Sequence[ManifestEntry],
-    manifest: Path,
-    destination: S3Location,
-    *,
-    kms_key_id: str | None = None,
-    client: Any = None,
-    progress: Callable[[str], None] | None = None,
-) -> s3_upload.UploadResult:
-    """Upload the images, then the manifest (last, so it never names an image not yet there).
-
-    An object already at its key with the same size and MD5 is skipped (`s3_upload`). With
-    `kms_key_id` every object is written with SSE-KMS and an existing object not encrypted so is
-    replaced.
-    """
-    if kms_key_id is not None:
-        check_kms_key_id(kms_key_id)
-    files = [(entry.path, entry.key) for entry in entries] + [
-        (Path(manifest), destination.manifest_key)
-    ]
-    try:
-        return s3_upload.upload_files(
-            files, destination.bucket, kms_key_id=kms_key_id, client=client, progress=progress
-        )
-    except s3_upload.S3UploadError as error:
-        raise UploadError(str(error)) from error
 
 
 # --------------------------------------------------------------------------- build

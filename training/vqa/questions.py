@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vqa.outcomes import (
-    PrepareError,
-)
+from vqa.outcomes import PrepareError
 from vqa.styles import STYLES_COLUMNS
 
 # Exactly the questions the description pipeline asks the endpoint (cdk.json
@@ -46,16 +44,10 @@ _DEFAULT_SOURCES: dict[str, tuple[str, str]] = {
 
 
 ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-
-
 # The description pipeline strips answer labels with this shape (descriptions.logic.grounding);
 # a label it cannot strip would leak into the attributes Claude sees.
 LABEL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z _-]{0,30}$")
-
-
 MAX_QUESTION_CHARS = 500
-
-
 MAX_ATTRIBUTES = 64
 
 

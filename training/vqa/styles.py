@@ -16,14 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vqa.outcomes import (
-    READING,
-    PrepareError,
-    ProgressCallback,
-    Reason,
-    SkippedItem,
-    no_progress,
-)
+from vqa.outcomes import READING, PrepareError, ProgressCallback, Reason, SkippedItem, no_progress
 
 # The ten columns of the real styles.csv, in its order; productDisplayName is last, which is what
 # lets the reader put back names that carry unquoted commas.
@@ -42,23 +35,13 @@ STYLES_COLUMNS: tuple[str, ...] = (
 
 
 NAME_COLUMN = "productDisplayName"
-
-
 PRODUCT_ID = re.compile(r"^[0-9]{1,18}$")
-
-
 # pandas names header cells it had to invent "Unnamed: N"; the original file has none.
 _PLACEHOLDER_COLUMN = re.compile(r"^(Unnamed: \d+)?$")
-
-
 # styles.csv is read as UTF-8 with undecodable bytes kept as lone surrogates (surrogateescape),
 # so that a bad byte marks its own field instead of failing the file or being replaced.
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-
-
 RESAVE_AS_UTF8 = "re-save styles.csv as UTF-8 (e.g. iconv -f cp1252 -t utf-8)"
-
-
 _READING_EVERY = 2000  # lines between two "reading" reports
 
 

@@ -10,24 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from common import s3_destination
-from vqa.outcomes import (
-    PrepareError,
-    UploadError,
-)
-from vqa.questions import DEFAULT_QUESTIONS as DEFAULT_QUESTIONS
-from vqa.questions import parse_question_map as parse_question_map
+from vqa.outcomes import PrepareError, UploadError
 
 SPLITS: tuple[str, ...] = ("train", "validation")
-
-
 # Everything a run writes into the output folder: --overwrite removes these and nothing else,
 # and upload() sends these and nothing else.
 OUTPUT_ENTRIES: tuple[str, ...] = ("train", "validation", "questions.json", "report.json")
-
-
 S3Location = s3_destination.S3Location
-
-
 DESTINATION = s3_destination.DestinationRules(
     max_prefix_bytes=900, location_type=S3Location, error=PrepareError
 )
