@@ -26,6 +26,7 @@ from constructs import Construct
 from infra.checkov_skips import skip_check
 from infra.config import ConfigError, StageConfig
 from infra.constructs.bedrock_models import invoke_model_arns
+from infra.constructs.dashboard import StageDashboard
 from infra.constructs.log_groups import create_log_group
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import (
@@ -354,6 +355,22 @@ class ApiStack(Stack):
         self._grant_diffusion(config, data)
         self._connect_uploads(config, data)
         self.api = self._rest_api(config)
+        # The stage's operations dashboard: this stack holds the API, queues and functions; the
+        # rest of the stage is named in it, not referenced (no export, no stack dependency).
+        self.dashboard = StageDashboard(
+            self,
+            "Dashboard",
+            config=config,
+            api=self.api,
+            queue=self.uploads_queue,
+            dead_letter_queue=self.dead_letter_queue,
+            functions={
+                "Descriptions API function": self.api_function.function,
+                "Uploads function": self.uploads_function.function,
+                "Images function": self.images_function.function,
+                "Diffusion function": self.diffusion_function.function,
+            },
+        )
 
         publish_names(
             self,
