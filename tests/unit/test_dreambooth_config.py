@@ -17,7 +17,7 @@ from infra.config import (
 )
 from tests.support import cdk_json_context
 
-# The user-settable train.py hyperparameters, in the contract's order (notes/contracts.md):
+# The user-settable train.py hyperparameters, in the order of training/README.md's table:
 # JumpStart's set, then the extras.
 CONTRACT_HYPERPARAMETERS = (
     "with_prior_preservation",
