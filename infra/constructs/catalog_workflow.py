@@ -46,6 +46,7 @@ from infra.workflows.states import (
     PollUntil,
     dependency_retry,
     jsonata,
+    lambda_task,
     quoted_list,
     retry,
     retry_json,
@@ -111,37 +112,6 @@ class CatalogResources:
     job_name_prefix: str
     model_data_parameter: str
     inference_environment: Mapping[str, str]
-
-
-def lambda_task(
-    scope: Construct,
-    construct_id: str,
-    *,
-    state_name: str,
-    function: lambda_.IFunction,
-    payload: Mapping[str, Any] | str,
-    assign: Mapping[str, Any] | None = None,
-    outputs: Any = None,
-) -> tasks.LambdaInvoke:
-    task_input = (
-        sfn.TaskInput.from_text(payload)
-        if isinstance(payload, str)
-        else sfn.TaskInput.from_object(dict(payload))
-    )
-    task = tasks.LambdaInvoke.jsonata(
-        scope,
-        construct_id,
-        state_name=state_name,
-        lambda_function=function,
-        payload=task_input,
-        # Our own retrier below (throttles included), not CDK's default one.
-        retry_on_service_exceptions=False,
-        assign=dict(assign) if assign else None,
-        outputs=outputs,
-    )
-    task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, **retry())
-    task.add_retry(errors=FUNCTION_DEPENDENCY_ERRORS, **dependency_retry())
-    return task
 
 
 class CatalogWorkflow(Construct):

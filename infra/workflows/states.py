@@ -2,22 +2,25 @@
 expression wrapper, one retry policy, ONE list of transient errors per service, and the
 wait-call-decide polling loop.
 
-Transient errors, decided once per service (checked against botocore's service models,
-2026-12-07). An error is transient when the service documents it as "retry" or "resubmit your
-request later"; anything else (validation, not found, access denied, conflicts) is the caller's or
-the resource's state and is caught by the workflow instead:
+Transient errors, decided once per service with the rule the functions' own classifier uses
+(lambdas/shared/adapters/aws.py `is_transient`): what botocore's standard retry mode retries
+(throttling codes and server-side failures), checked against each service's model in botocore
+(2026-12-07). Anything else (validation, not found, access denied, conflicts, quotas) is the
+caller's or the resource's state: the workflow catches it and says what to change.
 
-- Bedrock: `ThrottlingException` (429, "resubmit your request later"), `InternalServerException`
-  (500, "retry your request") and `ServiceQuotaExceededException` ("the number of requests exceeds
-  the service quota. Resubmit your request later"): CreateModelInvocationJob,
-  CreateModelCustomizationJob and CreateProvisionedModelThroughput raise it while other jobs or
-  throughputs of the account hold the quota, which they give back when they end. The calls that
-  cannot raise it (Get*, Delete*, TagResource) list it harmlessly.
-- SSM: `ThrottlingException` (not modelled, but what SSM answers when throttled),
-  `InternalServerError` and `TooManyUpdates` ("concurrent updates for a resource that supports one
-  update at a time", PutParameter only). Step Functions names them with an `Exception` suffix.
+- Bedrock: `ThrottlingException` (429) and `InternalServerException` (500). Not
+  `ServiceQuotaExceededException` (400, sender's fault): a quota on concurrent jobs or model units
+  does not free itself within a retrier's minutes (a batch or customization job holds it for
+  hours, a provisioned throughput quota starts at 0 until Service Quotas raises it), so retrying
+  only delays the explanation: the Titan workflow ends in ThroughputNotCreated naming the quota,
+  the catalog reports the group's products with Bedrock's reason. (The catalog retried it until
+  this list was unified; the customize workflow did not.)
+- SSM: `ThrottlingException` (what SSM answers when throttled, not in its model),
+  `InternalServerError` and `TooManyUpdates` (PutParameter: "concurrent updates for a resource
+  that supports one update at a time", a collision that the next attempt avoids). Step Functions
+  names them with an `Exception` suffix. (The catalog, which only reads, lacked TooManyUpdates.)
 - SageMaker: `ThrottlingException` and `InternalFailure` (the common errors of every SageMaker
-  API; `ResourceLimitExceeded` is a quota that does not free itself within minutes).
+  API; `ResourceLimitExceeded` is a quota, as above).
 - Lambda: the invoke errors Step Functions documents as transient for `lambda:invoke`
   (service, SDK client and throttling errors).
 """
@@ -29,14 +32,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-BEDROCK_TRANSIENT_ERRORS = [
-    "Bedrock.ThrottlingException",
-    "Bedrock.InternalServerException",
-    "Bedrock.ServiceQuotaExceededException",
-]
+BEDROCK_TRANSIENT_ERRORS = ["Bedrock.ThrottlingException", "Bedrock.InternalServerException"]
 SSM_TRANSIENT_ERRORS = [
     "Ssm.ThrottlingException",
     "Ssm.TooManyUpdatesException",
@@ -104,6 +105,38 @@ def retry_json(errors: list[str], policy: Mapping[str, Any]) -> dict[str, Any]:
         "MaxDelaySeconds": int(policy["max_delay"].to_seconds()),
         "JitterStrategy": "FULL",
     }
+
+
+def lambda_task(
+    scope: Construct,
+    construct_id: str,
+    *,
+    state_name: str,
+    function: lambda_.IFunction,
+    payload: Mapping[str, Any] | str,
+    assign: Mapping[str, Any] | None = None,
+    outputs: Any = None,
+) -> tasks.LambdaInvoke:
+    """A Lambda task with the one Lambda retrier (throttles included, not CDK's default one) and,
+    for the functions' DependencyError (S3 or DynamoDB kept failing), a slower one."""
+    task_input = (
+        sfn.TaskInput.from_text(payload)
+        if isinstance(payload, str)
+        else sfn.TaskInput.from_object(dict(payload))
+    )
+    task = tasks.LambdaInvoke.jsonata(
+        scope,
+        construct_id,
+        state_name=state_name,
+        lambda_function=function,
+        payload=task_input,
+        retry_on_service_exceptions=False,
+        assign=dict(assign) if assign else None,
+        outputs=outputs,
+    )
+    task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, **retry())
+    task.add_retry(errors=FUNCTION_DEPENDENCY_ERRORS, **dependency_retry())
+    return task
 
 
 class PollUntil:

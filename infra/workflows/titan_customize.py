@@ -30,6 +30,7 @@ from infra.workflows.states import (
     SSM_TRANSIENT_ERRORS,
     PollUntil,
     jsonata,
+    lambda_task,
     literal,
     retry,
 )
@@ -172,16 +173,15 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
         },
     )
 
-    check_manifest = tasks.LambdaInvoke.jsonata(
+    # The function raises DependencyError only when S3 itself failed.
+    check_manifest = lambda_task(
         stack,
         "CustomizeCheckManifest",
         state_name="Check manifest",
-        lambda_function=stack.manifest_function.function,
-        payload=sfn.TaskInput.from_object({"manifest": jsonata("$request.manifest")}),
+        function=stack.manifest_function.function,
+        payload={"manifest": jsonata("$request.manifest")},
         assign={"manifestReport": jsonata("$states.result.Payload")},
     )
-    # The function raises DependencyError only when S3 itself failed.
-    check_manifest.add_retry(errors=["DependencyError"], **retry(max_attempts=3))
     check_manifest.add_catch(
         fail(
             "ManifestCheckFailed",
