@@ -30,7 +30,12 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.python_function import POWERTOOLS_METRICS_NAMESPACE, PythonFunction
+from infra.constructs.python_function import (
+    AWS_SDK_PIP_ARGS,
+    AWS_SDK_REQUIREMENTS,
+    POWERTOOLS_METRICS_NAMESPACE,
+    PythonFunction,
+)
 
 SERVICE_NAME = "model-lifecycle"
 # lambdas/lifecycle/handlers/check.py publishes it (a test keeps the names equal).
@@ -153,6 +158,12 @@ class ModelLifecycleGuard(Construct):
             "CheckFunction",
             config=config,
             handler="lifecycle.handlers.check.handler",
+            # The lifecycle dates (legacyTime, publicExtendedAccessTime, endOfLifeTime) are recent
+            # fields of GetFoundationModel: a runtime botocore that predates them drops them
+            # silently, and an end of life within the warning window would go unnoticed. Same
+            # pinned SDK as the Converse callers (one bundled asset).
+            requirements=AWS_SDK_REQUIREMENTS,
+            extra_pip_args=AWS_SDK_PIP_ARGS,
             description="Daily: the lifecycle of every configured Bedrock model; notifies when "
             "one is Legacy or near its end of life",
             service_name=SERVICE_NAME,

@@ -100,6 +100,21 @@ def test_every_converse_caller_ships_a_botocore_that_knows_output_config(
             assert (asset / "descriptions" / "logic" / "prompt.py").is_file(), construct
 
 
+def test_the_lifecycle_check_ships_a_botocore_that_knows_the_lifecycle_dates(
+    dev_app: SynthesizedApp,
+) -> None:
+    asset = _asset(dev_app, "-bedrock", "ModelLifecycleCheckFunction")
+    pinned = _pins(SDK_REQUIREMENTS)["botocore"]
+    assert (asset / f"botocore-{pinned}.dist-info").is_dir()
+    model_dir = asset / "botocore" / "data" / "bedrock"
+    (version,) = sorted(model_dir.iterdir())[-1:]
+    with gzip.open(version / "service-2.json.gz") as file:
+        shapes = json.load(file)["shapes"]
+    lifecycle = shapes["FoundationModelLifecycle"]["members"]
+    assert {"legacyTime", "publicExtendedAccessTime", "endOfLifeTime"} <= set(lifecycle)
+    assert (asset / "lifecycle" / "handlers" / "check.py").is_file()
+
+
 def test_functions_that_do_not_call_converse_stay_on_the_runtime_sdk(
     dev_app: SynthesizedApp,
 ) -> None:

@@ -29,6 +29,8 @@ DEAD_BEDROCK_MODELS = (
     # Titan Image Generator G1 v1 and v2 (the v2 model card: "Model EOL date: June 30, 2026").
     "amazon.titan-image-generator-v1",
     "amazon.titan-image-generator-v2",
+    # Nova Canvas: Legacy, end of life 2026-09-30 (docs/image-customization.md).
+    "amazon.nova-canvas-v1",
 )
 # Hugging Face Hub: repositories that answer 404. Stability AI removed every Stable Diffusion 2
 # repository around 2025-11-13 (copies live under sd2-community/, docs/base-models.md).
