@@ -20,7 +20,7 @@ ACCEPTED_FORMATS: dict[str, tuple[str, ...]] = {"JPEG": (".jpg", ".jpeg"), "PNG"
 # A phone's MPO (multi-picture JPEG) opens as a JPEG: its first frame is the picture.
 FORMAT_ALIASES = {"MPO": "JPEG"}
 # EXIF orientations that turn the picture a quarter: width and height swap once upright.
-SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+SWAPPING_ORIENTATIONS = image_fixes.SWAPPING_ORIENTATIONS
 
 
 class UnreadableImageError(Exception):

@@ -1,5 +1,5 @@
 """Turning a user's image into the 8-bit RGB picture they see, for the dataset builders'
-`--fix` (`titan.prepare`, `dreambooth.prepare`).
+`--fix` (`titan.prepare`, `dreambooth.prepare`), and writing that picture as their fixed copy.
 
 A plain `convert("RGB")` is what trainers do, and it is wrong for three kinds of file users
 have: transparency (the colours hidden under transparent pixels come back, often black), 16-bit
@@ -10,8 +10,10 @@ ICC profile). `to_rgb` handles those; EXIF orientation is read here too, so both
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 # Transparent pixels are flattened onto white: the usual background of catalog photos.
 FLATTEN_BACKGROUND = (255, 255, 255, 255)
@@ -19,6 +21,8 @@ FLATTEN_BACKGROUND = (255, 255, 255, 255)
 RGB_SPACE_MODES = frozenset({"RGB", "RGBA", "RGBa", "P", "PA"})
 SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _ORIENTATION_TAG = 0x0112
+# EXIF orientations that turn the picture a quarter: width and height swap once upright.
+SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -65,3 +69,35 @@ def cmyk_to_srgb(image: Image.Image, icc_profile: bytes) -> Image.Image | None:
         return ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
+
+
+def write_upright_rgb(
+    source: Path,
+    target: Path,
+    *,
+    image_format: str,
+    jpeg_quality: int,
+    size: tuple[int, int] | None = None,
+) -> None:
+    """Write `source` upright (EXIF orientation applied) as 8-bit RGB (`to_rgb`) to `target` in
+    `image_format`, resized to `size` (upright width, height; high-quality Lanczos) when given."""
+    with Image.open(source) as opened:
+        if size is not None and opened.format in ("JPEG", "MPO"):
+            # Decoding a big JPEG at reduced scale is much faster; Lanczos then does the rest.
+            swapped = exif_orientation(opened) in SWAPPING_ORIENTATIONS
+            stored = size[::-1] if swapped else size
+            opened.draft(opened.mode if opened.mode in ("RGB", "L") else None, stored)
+        icc_profile = opened.info.get("icc_profile")
+        upright = ImageOps.exif_transpose(opened) or opened
+        rgb = to_rgb(upright, icc_profile)
+        if size is not None and rgb.size != size:
+            rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        options: dict[str, Any] = {}
+        # Keep an RGB-space profile so colours stay as shot; a CMYK or grey one no longer
+        # applies. EXIF is not carried over: the orientation is applied, and a GPS location has
+        # no place in a bucket.
+        if icc_profile and opened.mode in RGB_SPACE_MODES:
+            options["icc_profile"] = icc_profile
+        if image_format == "JPEG":
+            options["quality"] = jpeg_quality
+        rgb.save(target, format=image_format, **options)

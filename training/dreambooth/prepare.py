@@ -44,38 +44,49 @@ standard library, Pillow and (for --upload, imported lazily) boto3.
 from __future__ import annotations
 
 import argparse
-import difflib
 import hashlib
-import json
-import re
 import shutil
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
-
-from PIL import Image, ImageOps
 
 if __package__ in (None, ""):
     # Run as a plain script: put the training/ import root on the path for the shared `common`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import image_checks, image_fixes, prepare_outputs, s3_destination, s3_upload
+from common import image_checks, image_fixes, prepare_outputs
 from common.image_checks import ACCEPTED_FORMATS, SWAPPING_ORIENTATIONS, ImageInfo
 from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
+from dreambooth.findings import Finding, Role, Rule, error_finding, warning_finding
+from dreambooth.findings import PrepareError as PrepareError
+from dreambooth.findings import Severity as Severity
+from dreambooth.findings import UploadError as UploadError
+from dreambooth.layout import (
+    CLASS_DATA_DIR,
+    DATASET_INFO,
+    IMAGE_SUFFIXES,
+    KNOWN_KEYS,
+    load_dataset_info,
+    prompt_findings,
+)
+from dreambooth.layout import DatasetError as DatasetError
+from dreambooth.layout import DatasetInfo as DatasetInfo
+from dreambooth.layout import class_image_paths as class_image_paths
+from dreambooth.layout import instance_image_paths as instance_image_paths
+from dreambooth.layout import read_dataset_info as read_dataset_info
+from dreambooth.report import SUMMARY_LIMIT, ImageResult
+from dreambooth.report import Report as Report
+from dreambooth.upload import DESTINATION
+from dreambooth.upload import S3Location as S3Location
+from dreambooth.upload import parse_s3_uri as parse_s3_uri
+from dreambooth.upload import upload_dataset as upload_dataset
 
-DATASET_INFO = "dataset_info.json"
-CLASS_DATA_DIR = "class_data_dir"
-# What training reads as images (case-insensitive); everything else is ignored by it.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 # Files users mean as images that training does not read: named so the warning says "convert".
 _OTHER_IMAGE_SUFFIXES = frozenset(
     {".webp", ".heic", ".heif", ".avif", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
 )
-KNOWN_KEYS = ("instance_prompt", "class_prompt")
 
 # The training resolution (the `resolution` hyperparameter; SD 2.1 base is trained at 512).
 DEFAULT_RESOLUTION = 512
@@ -99,276 +110,6 @@ JPEG_QUALITY = 95
 WORKFLOW_PREFIX = "dreambooth/"
 # The name in error messages and usage (`python -m dreambooth.prepare`).
 PROGRAM = "dreambooth.prepare"
-SUMMARY_LIMIT = 50
-
-Role = Literal["instance", "class"]
-
-
-class Rule(StrEnum):
-    """What a finding is about; the value is what report.json says."""
-
-    UNREADABLE_IMAGE = "unreadable_image"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    EXTENSION_MISMATCH = "extension_mismatch"
-    COLOR_MODE = "color_mode"
-    TOO_SMALL = "too_small"
-    ASPECT_RATIO = "aspect_ratio"
-    EXIF_ORIENTATION = "exif_orientation"
-    DUPLICATE_IMAGE = "duplicate_image"
-    IGNORED_FILE = "ignored_file"
-    IMAGE_COUNT = "image_count"
-    DATASET_INFO = "dataset_info"
-    INSTANCE_PROMPT = "instance_prompt"
-    CLASS_PROMPT = "class_prompt"
-    IDENTIFIER = "identifier"
-    UNKNOWN_KEY = "unknown_key"
-    CLASS_IMAGES_UNUSED = "class_images_unused"
-    DESTINATION = "destination"
-
-
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-
-
-class PrepareError(Exception):
-    """Wrong layout or options, or a dataset that cannot be written: the CLI exits 2."""
-
-
-class UploadError(Exception):
-    """The dataset is valid but could not be uploaded: the CLI exits 1."""
-
-
-class DatasetError(ValueError):
-    """A dataset the training job cannot use; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    instance_prompt: str
-    class_prompt: str | None
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: Rule
-    severity: Severity
-    message: str
-    # Where in the dataset: "dog_01.jpg", "class_data_dir/c_01.png", "dataset_info.json"; None
-    # for the dataset as a whole.
-    file: str | None = None
-    # Whether --fix repairs it.
-    fixable: bool = False
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity is Severity.ERROR
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "rule": str(self.rule),
-            "severity": str(self.severity),
-            "message": self.message,
-            "fixable": self.fixable,
-        }
-
-    def line(self) -> str:
-        where = f"{self.file}: " if self.file else ""
-        return f"{where}{self.message} [{self.rule}]"
-
-
-def _error(rule: Rule, message: str, file: str | None = None, *, fixable: bool = False) -> Finding:
-    return Finding(rule, Severity.ERROR, message, file, fixable)
-
-
-def _warning(
-    rule: Rule, message: str, file: str | None = None, *, fixable: bool = False
-) -> Finding:
-    return Finding(rule, Severity.WARNING, message, file, fixable)
-
-
-# --------------------------------------------------------------------------- reading a dataset
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
-def instance_image_paths(dataset_dir: Path) -> list[Path]:
-    """The instance images: .png/.jpg/.jpeg files (any case) at the top level, sorted."""
-    dataset_dir = Path(dataset_dir)
-    if not dataset_dir.is_dir():
-        raise DatasetError(f"dataset folder {dataset_dir} does not exist or is not a folder")
-    return _image_files(dataset_dir)
-
-
-def class_image_paths(dataset_dir: Path) -> list[Path]:
-    """The class images in `class_data_dir/`, sorted; empty when the folder is absent."""
-    folder = Path(dataset_dir) / CLASS_DATA_DIR
-    return _image_files(folder) if folder.is_dir() else []
-
-
-def read_dataset_info(dataset_dir: Path, *, prior_preservation: bool) -> DatasetInfo:
-    """The prompts of `dataset_dir/dataset_info.json`, checked by the same rules as the checker.
-
-    Raises DatasetError naming the file and the fix for every error (warnings are not raised).
-    """
-    path = Path(dataset_dir) / DATASET_INFO
-    document, findings = load_dataset_info(path)
-    if document is not None:
-        findings += prompt_findings(document, prior_preservation=prior_preservation)
-    errors = [finding.message for finding in findings if finding.is_error]
-    if errors or document is None:
-        raise DatasetError(f"{path}: " + "; ".join(errors))
-    class_prompt = document.get("class_prompt")
-    if not isinstance(class_prompt, str) or not class_prompt.strip():
-        class_prompt = None
-    return DatasetInfo(
-        instance_prompt=str(document["instance_prompt"]).strip(),
-        class_prompt=class_prompt.strip() if class_prompt is not None else None,
-    )
-
-
-# --------------------------------------------------------------------------- dataset_info.json
-
-_EXAMPLE = '{"instance_prompt": "a photo of sks dog", "class_prompt": "a photo of a dog"}'
-
-
-def load_dataset_info(path: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
-    """The JSON object in `path`, or None and the error that says why not."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        message = (
-            f"{DATASET_INFO} is missing: add one like {_EXAMPLE} (--instance-prompt and "
-            "--class-prompt write it)"
-        )
-        return None, [_error(Rule.DATASET_INFO, message, DATASET_INFO)]
-    except OSError as error:
-        message = f"cannot read {DATASET_INFO}: {error.strerror}"
-        return None, [_error(Rule.DATASET_INFO, message, DATASET_INFO)]
-    except UnicodeDecodeError:
-        message = f"{DATASET_INFO} is not UTF-8 text: save it as UTF-8 JSON like {_EXAMPLE}"
-        return None, [_error(Rule.DATASET_INFO, message, DATASET_INFO)]
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        message = f"{DATASET_INFO} is not valid JSON ({error}); expected {_EXAMPLE}"
-        return None, [_error(Rule.DATASET_INFO, message, DATASET_INFO)]
-    if not isinstance(document, dict):
-        message = (
-            f"{DATASET_INFO} holds a JSON {type(document).__name__}, not an object; "
-            f"expected {_EXAMPLE}"
-        )
-        return None, [_error(Rule.DATASET_INFO, message, DATASET_INFO)]
-    return document, []
-
-
-def prompt_findings(document: dict[str, Any], *, prior_preservation: bool) -> list[Finding]:
-    """The rules on the prompts and keys of a dataset_info.json object."""
-    findings = [*_unknown_keys(document)]
-    instance = document.get("instance_prompt")
-    if "instance_prompt" not in document or instance is None:
-        findings.append(
-            _error(
-                Rule.INSTANCE_PROMPT,
-                "instance_prompt is missing: name the subject with a rare identifier, e.g. "
-                '"a photo of sks dog" (--instance-prompt)',
-                DATASET_INFO,
-            )
-        )
-    elif not isinstance(instance, str) or not instance.strip():
-        what = "empty" if isinstance(instance, str) else f"a JSON {type(instance).__name__}"
-        findings.append(
-            _error(
-                Rule.INSTANCE_PROMPT,
-                f'instance_prompt is {what}: it must be text such as "a photo of sks dog"',
-                DATASET_INFO,
-            )
-        )
-    klass = document.get("class_prompt")
-    if not isinstance(klass, str) or not klass.strip():
-        findings.extend(_class_prompt_missing(klass, prior_preservation=prior_preservation))
-    elif isinstance(instance, str) and instance.strip():
-        findings.extend(_compare_prompts(instance, klass, prior_preservation=prior_preservation))
-    return findings
-
-
-def _unknown_keys(document: dict[str, Any]) -> list[Finding]:
-    findings = []
-    for key in document:
-        if key in KNOWN_KEYS:
-            continue
-        close = difflib.get_close_matches(str(key).replace(" ", "_").lower(), KNOWN_KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        findings.append(
-            _warning(
-                Rule.UNKNOWN_KEY,
-                f"unknown key {key!r}{hint}: training reads only instance_prompt and "
-                "class_prompt, and a build does not copy it",
-                DATASET_INFO,
-            )
-        )
-    return findings
-
-
-def _class_prompt_missing(klass: object, *, prior_preservation: bool) -> list[Finding]:
-    if klass is None:
-        if not prior_preservation:
-            return []
-        return [
-            _error(
-                Rule.CLASS_PROMPT,
-                "class_prompt is required with prior preservation: the job generates and trains "
-                'class images with it, e.g. "a photo of a dog" (--class-prompt)',
-                DATASET_INFO,
-            )
-        ]
-    what = "empty" if isinstance(klass, str) else f"a JSON {type(klass).__name__}"
-    if prior_preservation:
-        message = (
-            f'class_prompt is {what}: prior preservation needs text such as "a photo of a dog"'
-        )
-        return [_error(Rule.CLASS_PROMPT, message, DATASET_INFO)]
-    message = (
-        f"class_prompt is {what}: ignored without prior preservation, but a prior-preservation "
-        'run would fail; write the class (e.g. "a photo of a dog") or remove the key'
-    )
-    return [_warning(Rule.CLASS_PROMPT, message, DATASET_INFO)]
-
-
-def _words(prompt: str) -> list[str]:
-    return re.findall(r"\w+", prompt.casefold())
-
-
-def _compare_prompts(instance: str, klass: str, *, prior_preservation: bool) -> list[Finding]:
-    """The instance prompt should be the class prompt plus a rare identifier ("sks")."""
-    if _words(instance) == _words(klass):
-        if prior_preservation:
-            message = (
-                "class_prompt is the same as instance_prompt: prior preservation would teach the "
-                "class prompt your subject; add a rare identifier to the instance prompt "
-                '("a photo of sks dog" vs "a photo of a dog")'
-            )
-            return [_error(Rule.CLASS_PROMPT, message, DATASET_INFO)]
-        message = (
-            "class_prompt is the same as instance_prompt: give the instance prompt a rare "
-            'identifier ("a photo of sks dog" vs "a photo of a dog")'
-        )
-        return [_warning(Rule.CLASS_PROMPT, message, DATASET_INFO)]
-    rare = set(_words(instance)) - set(_words(klass))
-    if not rare:
-        message = (
-            f"instance_prompt {instance!r} has no word that class_prompt {klass!r} lacks: the "
-            "model cannot tell your subject from the class; add a rare identifier such as sks"
-        )
-        return [_warning(Rule.IDENTIFIER, message, DATASET_INFO)]
-    return []
 
 
 # --------------------------------------------------------------------------- images
@@ -393,7 +134,7 @@ def image_findings(file: str, info: ImageInfo, *, resolution: int) -> list[Findi
     floor = resolution // MAX_UPSCALE
     if short < floor:
         findings.append(
-            _error(
+            error_finding(
                 Rule.TOO_SMALL,
                 f"{width}x{height} px: the short side is under {floor} px, so training at "
                 f"{resolution} px would upscale it over {MAX_UPSCALE}x and learn mostly blur; use "
@@ -403,7 +144,7 @@ def image_findings(file: str, info: ImageInfo, *, resolution: int) -> list[Findi
         )
     elif short < resolution:
         findings.append(
-            _warning(
+            warning_finding(
                 Rule.TOO_SMALL,
                 f"{width}x{height} px: the short side is under the training resolution "
                 f"{resolution} px, so training upscales it (softer detail); a larger original "
@@ -414,7 +155,7 @@ def image_findings(file: str, info: ImageInfo, *, resolution: int) -> list[Findi
     if short and long / short > MAX_ASPECT_RATIO:
         cut = round(100 * (1 - short / long))
         findings.append(
-            _warning(
+            warning_finding(
                 Rule.ASPECT_RATIO,
                 f"{width}x{height} px: training crops a square, cutting {cut}% of the picture; "
                 "crop it around the subject",
@@ -423,7 +164,7 @@ def image_findings(file: str, info: ImageInfo, *, resolution: int) -> list[Findi
         )
     if info.orientation != 1:
         findings.append(
-            _warning(
+            warning_finding(
                 Rule.EXIF_ORIENTATION,
                 f"EXIF orientation {info.orientation}: Atelier's training turns it upright like "
                 "a viewer, a trainer that ignores EXIF would not (--fix writes an upright copy)",
@@ -441,7 +182,7 @@ def _format_findings(file: str, info: ImageInfo) -> list[Finding]:
                 f"holds {info.format or 'unknown'} data: the dataset takes only JPEG or PNG "
                 "(--fix converts it to PNG)"
             )
-            return [_error(Rule.UNSUPPORTED_FORMAT, message, file, fixable=True)]
+            return [error_finding(Rule.UNSUPPORTED_FORMAT, message, file, fixable=True)]
         case ("extension", extensions):
             # Training reads by content, so this trains; but the name (and the S3 Content-Type
             # taken from it) lies.
@@ -449,14 +190,14 @@ def _format_findings(file: str, info: ImageInfo) -> list[Finding]:
                 f"holds {info.format} data but is named {Path(file).suffix.lower()}: rename it "
                 f"to {' or '.join(extensions)} (--fix does)"
             )
-            return [_warning(Rule.EXTENSION_MISMATCH, message, file, fixable=True)]
+            return [warning_finding(Rule.EXTENSION_MISMATCH, message, file, fixable=True)]
     return []
 
 
 def _colour_findings(file: str, info: ImageInfo) -> list[Finding]:
     if info.rgb_problem is not None:
         return [
-            _error(
+            error_finding(
                 Rule.COLOR_MODE,
                 f"colour mode {info.mode} cannot be converted to RGB ({info.rgb_problem}); "
                 "save it as an 8-bit RGB JPEG or PNG",
@@ -478,7 +219,7 @@ def _colour_findings(file: str, info: ImageInfo) -> list[Finding]:
         return []
     alpha = " with transparency" if info.has_alpha else ""
     return [
-        _warning(
+        warning_finding(
             Rule.COLOR_MODE,
             f"colour mode {info.mode}{alpha}: {why} (--fix writes an 8-bit RGB copy)",
             file,
@@ -496,158 +237,6 @@ def _sha256(path: Path) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- report
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    role: Role
-    # Its name in the dataset (a fixed copy may be renamed).
-    name: str
-    # The user's file.
-    source: Path
-    # The file that is (or would be) in the dataset: the source or its fixed copy.
-    path: Path
-    info: ImageInfo | None
-    findings: tuple[Finding, ...]
-    fixes: tuple[str, ...] = ()
-
-    @property
-    def file(self) -> str:
-        """Its place in the dataset: the key under the dataset's folder or prefix."""
-        return self.name if self.role == "instance" else f"{CLASS_DATA_DIR}/{self.name}"
-
-    @property
-    def ok(self) -> bool:
-        return not any(finding.is_error for finding in self.findings)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "role": self.role,
-            "source": str(self.source),
-            "ok": self.ok,
-            "rules": list(dict.fromkeys(str(finding.rule) for finding in self.findings)),
-            "fixes": list(self.fixes),
-            "image": self.info.to_dict() if self.info else None,
-        }
-
-
-@dataclass
-class Report:
-    mode: Literal["check", "build"]
-    # The folder checked (check) or the instance-image folder (build).
-    source: Path
-    images: list[ImageResult]
-    findings: list[Finding]
-    # The prompts as read (check) or as written (build); None when there is no usable object.
-    dataset_info: dict[str, Any] | None
-    prior_preservation: bool
-    resolution: int
-    fixed: bool = False
-    # Where the dataset is: the folder checked, or OUT/dataset once built (None if not built).
-    dataset_dir: Path | None = None
-    class_source: Path | None = None
-
-    @property
-    def all_findings(self) -> list[Finding]:
-        return [*self.findings, *(finding for image in self.images for finding in image.findings)]
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [finding for finding in self.all_findings if finding.is_error]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [finding for finding in self.all_findings if not finding.is_error]
-
-    @property
-    def valid(self) -> bool:
-        return not self.errors
-
-    @property
-    def instance_images(self) -> list[ImageResult]:
-        return [image for image in self.images if image.role == "instance"]
-
-    @property
-    def class_images(self) -> list[ImageResult]:
-        return [image for image in self.images if image.role == "class"]
-
-    def rules(self, severity: Severity | None = None) -> dict[str, list[str]]:
-        """File (or "" for the dataset) -> the rules it breaks, for tests and quick reading."""
-        found: dict[str, list[str]] = {}
-        for finding in self.all_findings:
-            if severity is None or finding.severity is severity:
-                rules = found.setdefault(finding.file or "", [])
-                if str(finding.rule) not in rules:
-                    rules.append(str(finding.rule))
-        return found
-
-    def dataset_files(self) -> list[tuple[Path, str]]:
-        """(local file, key under the dataset prefix): the images, then dataset_info.json."""
-        if not self.valid or self.dataset_dir is None:
-            raise PrepareError("the dataset has errors: fix them first (see report.json)")
-        files = [(image.path, image.file) for image in self.images]
-        if self.mode == "build":
-            files = [(self.dataset_dir / key, key) for _, key in files]
-        return [*files, (self.dataset_dir / DATASET_INFO, DATASET_INFO)]
-
-    def to_dict(self) -> dict[str, Any]:
-        by_rule = Counter(str(finding.rule) for finding in self.all_findings)
-        return {
-            "valid": self.valid,
-            "mode": self.mode,
-            "source": str(self.source),
-            "class_source": str(self.class_source) if self.class_source else None,
-            "dataset_dir": str(self.dataset_dir) if self.dataset_dir else None,
-            "prior_preservation": self.prior_preservation,
-            "resolution": self.resolution,
-            "fix": self.fixed,
-            "dataset_info": self.dataset_info,
-            "counts": {
-                "instance_images": len(self.instance_images),
-                "class_images": len(self.class_images),
-                "errors": len(self.errors),
-                "warnings": len(self.warnings),
-                "fixed": sum(1 for image in self.images if image.fixes),
-                "by_rule": dict(sorted(by_rule.items())),
-            },
-            "errors": [finding.to_dict() for finding in self.errors],
-            "warnings": [finding.to_dict() for finding in self.warnings],
-            "limits": limits(self.resolution),
-            "images": [image.to_dict() for image in self.images],
-        }
-
-    def summary(self, limit: int = SUMMARY_LIMIT) -> str:
-        """A few lines for a person at a terminal; report.json has every detail."""
-        verdict = "valid" if self.valid else f"NOT valid: {len(self.errors)} errors to fix"
-        lines = [
-            f"Checked {len(self.instance_images)} instance images and {len(self.class_images)} "
-            f"class images from {self.source}: {verdict}, {len(self.warnings)} warnings."
-        ]
-        fixed = [image for image in self.images if image.fixes]
-        if fixed:
-            lines.append(f"Fixed {len(fixed)} images (copies; the originals are unchanged).")
-        lines.extend(_listed("Error", self.errors, limit))
-        fixable = [finding for finding in self.errors if finding.fixable]
-        if fixable and not self.fixed:
-            lines.append(f"{len(fixable)} of the errors can be repaired with --fix.")
-        lines.extend(_listed("Warning", self.warnings, limit))
-        if self.prior_preservation and self.valid:
-            lines.append(
-                f"Prior preservation: {len(self.class_images)} class images; the job generates "
-                "the rest of num_class_images from class_prompt."
-            )
-        return "\n".join(lines)
-
-
-def _listed(label: str, findings: Sequence[Finding], limit: int) -> list[str]:
-    lines = [f"{label}: {finding.line()}" for finding in findings[:limit]]
-    if len(findings) > limit:
-        lines.append(f"... and {len(findings) - limit} more (see report.json)")
-    return lines
 
 
 def limits(resolution: int = DEFAULT_RESOLUTION) -> dict[str, Any]:
@@ -705,7 +294,7 @@ def _scan(folder: Path, role: Role, scan: _Scan) -> None:
                 f"not an image: ignored by training (only .png/.jpg/.jpeg at {where} are read)"
             )
             file = f"{prefix}{name}"
-        scan.findings.append(_warning(Rule.IGNORED_FILE, message, file))
+        scan.findings.append(warning_finding(Rule.IGNORED_FILE, message, file))
 
 
 # --------------------------------------------------------------------------- check
@@ -766,7 +355,7 @@ def _check(
     class_count = sum(1 for image in images if image.role == "class")
     if class_count and not prior_preservation:
         findings.append(
-            _warning(
+            warning_finding(
                 Rule.CLASS_IMAGES_UNUSED,
                 f"{class_count} class images are used only with prior preservation "
                 "(--prior-preservation, with_prior_preservation=True in training)",
@@ -775,7 +364,7 @@ def _check(
         )
     if destination is not None and not destination.is_named_folder_of(WORKFLOW_PREFIX):
         findings.append(
-            _warning(
+            warning_finding(
                 Rule.DESTINATION,
                 f"{destination.uri} is not a folder under {WORKFLOW_PREFIX} of the bucket: the "
                 f"Atelier DreamBooth workflows read datasets in {WORKFLOW_PREFIX}<name>/ of the "
@@ -792,6 +381,7 @@ def _check(
         resolution=resolution,
         fixed=fix_into is not None,
         class_source=class_dir,
+        limits=limits(resolution),
     )
 
 
@@ -821,7 +411,7 @@ def _duplicate(result: ImageResult, first: str) -> Finding:
             f"the same bytes as the instance image {first}: the subject among the class images "
             "works against prior preservation; remove it"
         )
-    return _error(Rule.DUPLICATE_IMAGE, message, result.file)
+    return error_finding(Rule.DUPLICATE_IMAGE, message, result.file)
 
 
 def _check_image(
@@ -835,7 +425,7 @@ def _check_image(
     prefix = "" if candidate.role == "instance" else f"{CLASS_DATA_DIR}/"
     inspected = inspect_image(source)
     if isinstance(inspected, str):
-        finding = _error(Rule.UNREADABLE_IMAGE, inspected, prefix + source.name)
+        finding = error_finding(Rule.UNREADABLE_IMAGE, inspected, prefix + source.name)
         return ImageResult(candidate.role, source.name, source, source, None, (finding,))
     findings = image_findings(prefix + source.name, inspected, resolution=resolution)
     if fix_into is None or not any(finding.fixable for finding in findings):
@@ -881,18 +471,9 @@ def _write_fixed(
         # Only the name was wrong: the bytes are copied as they are.
         shutil.copyfile(source, target)
         return name, tuple(actions)
-    with Image.open(source) as opened:
-        icc_profile = opened.info.get("icc_profile")
-        upright = ImageOps.exif_transpose(opened) or opened
-        rgb = image_fixes.to_rgb(upright, icc_profile)
-        options: dict[str, Any] = {}
-        # Keep an RGB-space profile so colours stay as shot; EXIF is not carried over (the
-        # orientation is applied, and a GPS location has no place in a bucket).
-        if icc_profile and opened.mode in image_fixes.RGB_SPACE_MODES:
-            options["icc_profile"] = icc_profile
-        if out_format == "JPEG":
-            options["quality"] = JPEG_QUALITY
-        rgb.save(target, format=out_format, **options)
+    image_fixes.write_upright_rgb(
+        source, target, image_format=out_format, jpeg_quality=JPEG_QUALITY
+    )
     return name, tuple(actions)
 
 
@@ -912,19 +493,19 @@ def _count_findings(images: Sequence[ImageResult], images_dir: Path) -> list[Fin
             f"no instance images: put the subject's .png/.jpg/.jpeg files at the top level of "
             f"{images_dir} (4-20 good images are the sweet spot)"
         )
-        return [_error(Rule.IMAGE_COUNT, message)]
+        return [error_finding(Rule.IMAGE_COUNT, message)]
     if count < low:
         message = (
             f"only {count} instance images: the model sees too little of the subject; "
             f"{low}-{high} varied images (poses, backgrounds, light) work best"
         )
-        return [_warning(Rule.IMAGE_COUNT, message)]
+        return [warning_finding(Rule.IMAGE_COUNT, message)]
     if count > high:
         message = (
             f"{count} instance images: more than {high} rarely helps and costs steps; "
             f"{low}-{high} good, varied images work best"
         )
-        return [_warning(Rule.IMAGE_COUNT, message)]
+        return [warning_finding(Rule.IMAGE_COUNT, message)]
     return []
 
 
@@ -1032,121 +613,6 @@ def _write_dataset(dataset_dir: Path, report: Report, document: dict[str, Any]) 
     dataset_dir.mkdir(parents=True, exist_ok=True)
     info = {key: document[key].strip() for key in KNOWN_KEYS if isinstance(document.get(key), str)}
     write_json(dataset_dir / DATASET_INFO, info)
-
-
-# --------------------------------------------------------------------------- upload
-
-
-# Its prefix ends in "/" (parse_s3_uri requires it).
-S3Location = s3_destination.S3Location
-
-
-DESTINATION = s3_destination.DestinationRules(
-    max_prefix_bytes=768,
-    location_type=S3Location,
-    error=PrepareError,
-    folder_example="s3://bucket/dreambooth/<name>/",
-)
-
-
-def parse_s3_uri(uri: str) -> S3Location:
-    """`s3://bucket/prefix/` -> S3Location. The trailing slash is required: the dataset is
-    everything under the prefix, and s3://b/dreambooth/dog would also match dreambooth/dog2/."""
-    return DESTINATION.parse(uri)
-
-
-def check_kms_key_id(kms_key_id: str) -> None:
-    DESTINATION.check_kms(kms_key_id)
-
-
-@dataclass
-class DatasetUpload:
-    uploaded: list[str]
-    unchanged: list[str]
-    # Images under the prefix that are not in this dataset (training would read them).
-    stale: list[str]
-    # Those of `stale` deleted (with prune).
-    deleted: list[str]
-    # Why the prefix could not be listed for stale images, when it could not.
-    listing_problem: str | None = None
-
-
-def upload_dataset(
-    report: Report,
-    destination: S3Location,
-    *,
-    kms_key_id: str | None = None,
-    prune: bool = False,
-    client: Any = None,
-    progress: Callable[[str], None] | None = None,
-) -> DatasetUpload:
-    """Upload a valid dataset: images first, dataset_info.json last (so a job started on the
-    prefix never finds prompts without their images). Unchanged objects are skipped.
-
-    Then lists the prefix: images training would read that are not in this dataset (left from an
-    earlier upload) come back as `stale`, and are deleted with `prune`.
-    """
-    if kms_key_id is not None:
-        check_kms_key_id(kms_key_id)
-    files = [(path, destination.prefix + key) for path, key in report.dataset_files()]
-    if client is None:
-        import boto3  # Only uploads need it: the rest runs without AWS libraries.
-
-        client = boto3.client("s3")
-    try:
-        result = s3_upload.upload_files(
-            files, destination.bucket, kms_key_id=kms_key_id, client=client, progress=progress
-        )
-    except s3_upload.S3UploadError as error:
-        raise UploadError(str(error)) from error
-    wanted = {key for _, key in files}
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        stale = [key for key in _training_keys(client, destination) if key not in wanted]
-    # A role that may write but not list: the upload itself is done.
-    except (BotoCoreError, ClientError) as error:
-        return DatasetUpload(result.uploaded, result.unchanged, [], [], str(error))
-    deleted: list[str] = []
-    if prune and stale:
-        deleted = _delete(client, destination.bucket, stale)
-        if progress is not None:
-            progress(f"deleted {len(deleted)} stale images under {destination.uri}")
-    return DatasetUpload(result.uploaded, result.unchanged, stale, deleted)
-
-
-def _training_keys(client: Any, destination: S3Location) -> list[str]:
-    """The keys under the prefix that training reads as images."""
-    keys = []
-    pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=destination.bucket, Prefix=destination.prefix
-    )
-    for page in pages:
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            folder, _, name = key[len(destination.prefix) :].rpartition("/")
-            if folder in ("", CLASS_DATA_DIR) and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                keys.append(key)
-    return sorted(keys)
-
-
-def _delete(client: Any, bucket: str, keys: Sequence[str]) -> list[str]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    deleted: list[str] = []
-    try:
-        for start in range(0, len(keys), 1000):
-            batch = keys[start : start + 1000]
-            response = client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
-            )
-            failed = response.get("Errors", [])
-            if failed:
-                raise UploadError(f"could not delete stale images in s3://{bucket}: {failed}")
-            deleted.extend(batch)
-    except (BotoCoreError, ClientError) as error:
-        raise UploadError(f"deleting stale images in s3://{bucket} failed: {error}") from error
-    return deleted
 
 
 # --------------------------------------------------------------------------- CLI

@@ -80,13 +80,13 @@ from dreambooth.export import (
     serving_files,
     write_summary,
 )
-from dreambooth.metrics import EPOCH_LOSS, INSTANCE_LOSS, LEARNING_RATE, PRIOR_LOSS, STEP_LOSS
-from dreambooth.prepare import (
+from dreambooth.layout import (
     DatasetError,
     class_image_paths,
     instance_image_paths,
     read_dataset_info,
 )
+from dreambooth.metrics import EPOCH_LOSS, INSTANCE_LOSS, LEARNING_RATE, PRIOR_LOSS, STEP_LOSS
 from metric_lines import metric_line
 from sagemaker_job import (
     TrainingError,

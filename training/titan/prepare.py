@@ -42,8 +42,6 @@ from math import sqrt
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
-
 if __package__ in (None, ""):
     # Run as a plain script: put the training/ import root on the path for the shared `common`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,20 +49,21 @@ if __package__ in (None, ""):
 from common import image_checks, image_fixes, prepare_outputs
 from common.image_checks import ACCEPTED_FORMATS, SWAPPING_ORIENTATIONS, ImageInfo
 from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
-from titan.captions import scan
-from titan.findings import RULE_ORDER, Finding, PrepareError, Record, Rule, UploadError
-from titan.hyperparameters import Recommendation, recommend_hyperparameters
+from titan.captions import scan as scan
+from titan.findings import RULE_ORDER, Finding, Rule
+from titan.findings import PrepareError as PrepareError
+from titan.findings import Record as Record
+from titan.findings import UploadError as UploadError
+from titan.hyperparameters import Recommendation
+from titan.hyperparameters import recommend_hyperparameters as recommend_hyperparameters
 from titan.hyperparameters import recommended_step_count as recommended_step_count
-from titan.manifest import (
-    DESTINATION,
-    IMAGES_FOLDER,
-    MANIFEST_NAME,
-    S3Location,
-    manifest_entries,
-    upload,
-    write_manifest,
-)
+from titan.manifest import DESTINATION, IMAGES_FOLDER
+from titan.manifest import MANIFEST_NAME as MANIFEST_NAME
+from titan.manifest import S3Location as S3Location
+from titan.manifest import manifest_entries as manifest_entries
 from titan.manifest import parse_s3_uri as parse_s3_uri
+from titan.manifest import upload as upload
+from titan.manifest import write_manifest as write_manifest
 
 BASE_MODEL_ID = "amazon.titan-image-generator-v1:0"
 
@@ -513,29 +512,9 @@ def _fix_record(record: Record, staging_dir: Path) -> Record:
 
 
 def _write_fixed(source: Path, target: Path, plan: _Plan) -> None:
-    with Image.open(source) as opened:
-        if opened.format in ("JPEG", "MPO"):
-            # Decoding a big JPEG at reduced scale is much faster; Lanczos then does the rest.
-            stored = (
-                plan.size
-                if image_fixes.exif_orientation(opened) not in SWAPPING_ORIENTATIONS
-                else plan.size[::-1]
-            )
-            opened.draft(opened.mode if opened.mode in ("RGB", "L") else None, stored)
-        icc_profile = opened.info.get("icc_profile")
-        image = ImageOps.exif_transpose(opened) or opened
-        rgb = image_fixes.to_rgb(image, icc_profile)
-        if rgb.size != plan.size:
-            rgb = rgb.resize(plan.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        options: dict[str, Any] = {}
-        # Keep an RGB-space profile so colours stay as shot; a CMYK or grey one no longer
-        # applies. EXIF is not carried over: the orientation is applied, and a GPS location has
-        # no place in a bucket.
-        if icc_profile and opened.mode in image_fixes.RGB_SPACE_MODES:
-            options["icc_profile"] = icc_profile
-        if plan.format == "JPEG":
-            options["quality"] = JPEG_QUALITY
-        rgb.save(target, format=plan.format, **options)
+    image_fixes.write_upright_rgb(
+        source, target, image_format=plan.format, jpeg_quality=JPEG_QUALITY, size=plan.size
+    )
 
 
 # --------------------------------------------------------------------------- build

@@ -41,25 +41,25 @@ if __package__ in (None, ""):
 
 from common import prepare_outputs
 from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
-from vqa.outcomes import (
-    CHECKING,
-    READING,
-    WRITING,
-    PrepareError,
-    ProgressCallback,
-    Reason,
-    SkippedItem,
-    UploadError,
-    no_progress,
-)
+from vqa.outcomes import CHECKING as CHECKING
+from vqa.outcomes import READING as READING
+from vqa.outcomes import WRITING as WRITING
+from vqa.outcomes import PrepareError as PrepareError
+from vqa.outcomes import ProgressCallback, SkippedItem, no_progress
+from vqa.outcomes import Reason as Reason
+from vqa.outcomes import UploadError as UploadError
 from vqa.questions import DEFAULT_QUESTIONS as DEFAULT_QUESTIONS
-from vqa.questions import AttributeSpec, default_question_map, load_question_map
+from vqa.questions import AttributeSpec as AttributeSpec
+from vqa.questions import default_question_map as default_question_map
+from vqa.questions import load_question_map as load_question_map
 from vqa.questions import parse_question_map as parse_question_map
-from vqa.styles import RESAVE_AS_UTF8, StyleRecord, read_styles
-from vqa.upload import DESTINATION, OUTPUT_ENTRIES, SPLITS, upload
+from vqa.styles import RESAVE_AS_UTF8, StyleRecord
+from vqa.styles import read_styles as read_styles
+from vqa.upload import DESTINATION, OUTPUT_ENTRIES, SPLITS
 from vqa.upload import S3Location as S3Location
 from vqa.upload import dataset_files as dataset_files
 from vqa.upload import parse_s3_uri as parse_s3_uri
+from vqa.upload import upload as upload
 
 # The reference kept only shirts and T-shirts.
 DEFAULT_ARTICLE_TYPES: tuple[str, ...] = ("Shirts", "Tshirts")
