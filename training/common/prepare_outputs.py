@@ -9,6 +9,7 @@ must fix (the data, the layout or the options; argparse also exits 2), 1 for a f
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -36,6 +37,20 @@ def write_json(path: Path, document: object) -> None:
 
 def print_error(program: str, error: object) -> None:
     print(f"{program}: error: {error}", file=sys.stderr)
+
+
+def argument_parser(program: str, description: str) -> argparse.ArgumentParser:
+    """A builder's parser; its usage line says how it is run (`python -m vqa.prepare`)."""
+    return argparse.ArgumentParser(prog=f"python -m {program}", description=description)
+
+
+def add_upload_option(options: argparse._ActionsContainer, help_text: str) -> None:
+    """`--upload S3_URI`, on the parser or on a group (one exclusive with another destination)."""
+    options.add_argument("--upload", metavar="S3_URI", help=help_text)
+
+
+def add_kms_key_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kms-key-id", help="KMS key for SSE-KMS on the uploaded objects")
 
 
 def upload_summary(uploaded: int, unchanged: int, uri: str) -> str:

@@ -626,9 +626,9 @@ def _resolution(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {PROGRAM}",
-        description="Check a Stable Diffusion DreamBooth dataset (JumpStart layout: instance "
+    parser = prepare_outputs.argument_parser(
+        PROGRAM,
+        "Check a Stable Diffusion DreamBooth dataset (JumpStart layout: instance "
         "images, dataset_info.json, optional class_data_dir/), build it from a folder of images, "
         "and optionally upload it to S3.",
     )
@@ -679,12 +679,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="write upright 8-bit RGB copies (JPEG or PNG by content) into the built dataset; "
         "never modifies the originals, never upscales or crops",
     )
-    parser.add_argument(
-        "--upload",
-        metavar="S3_URI",
-        help="upload the valid dataset to s3://bucket/dreambooth/<name>/ (trailing slash)",
+    prepare_outputs.add_upload_option(
+        parser, "upload the valid dataset to s3://bucket/dreambooth/<name>/ (trailing slash)"
     )
-    parser.add_argument("--kms-key-id", help="KMS key for SSE-KMS on the uploaded objects")
+    prepare_outputs.add_kms_key_option(parser)
     parser.add_argument(
         "--prune",
         action="store_true",

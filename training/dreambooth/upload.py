@@ -25,15 +25,9 @@ DESTINATION = s3_destination.DestinationRules(
     folder_example="s3://bucket/dreambooth/<name>/",
 )
 
-
-def parse_s3_uri(uri: str) -> S3Location:
-    """`s3://bucket/prefix/` -> S3Location. The trailing slash is required: the dataset is
-    everything under the prefix, and s3://b/dreambooth/dog would also match dreambooth/dog2/."""
-    return DESTINATION.parse(uri)
-
-
-def check_kms_key_id(kms_key_id: str) -> None:
-    DESTINATION.check_kms(kms_key_id)
+# What the builder and its callers use: `parse_s3_uri("s3://bucket/prefix/")`.
+parse_s3_uri = DESTINATION.parse
+check_kms_key_id = DESTINATION.check_kms
 
 
 @dataclass

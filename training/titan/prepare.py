@@ -575,9 +575,9 @@ def _check_out_dir(images_dir: Path, out_dir: Path) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {PROGRAM}",
-        description="Check (and with --fix repair) images and captions for a Titan Image "
+    parser = prepare_outputs.argument_parser(
+        PROGRAM,
+        "Check (and with --fix repair) images and captions for a Titan Image "
         "Generator G1 fine-tuning, write manifest.jsonl, report.json and hyperparameters.json, "
         "and optionally upload the dataset to S3.",
     )
@@ -596,10 +596,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "EXIF rotation applied, downscaled to the limits); never upscales or crops",
     )
     destination = parser.add_mutually_exclusive_group()
-    destination.add_argument(
-        "--upload",
-        metavar="S3_URI",
-        help="upload the images and the manifest to s3://bucket/prefix/ (images under "
+    prepare_outputs.add_upload_option(
+        destination,
+        "upload the images and the manifest to s3://bucket/prefix/ (images under "
         "prefix/images/, prefix/manifest.jsonl)",
     )
     destination.add_argument(
@@ -607,7 +606,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="S3_URI",
         help="write the manifest for this destination without uploading",
     )
-    parser.add_argument("--kms-key-id", help="KMS key for SSE-KMS on the uploaded objects")
+    prepare_outputs.add_kms_key_option(parser)
     args = parser.parse_args(argv)
     if args.kms_key_id and not args.upload:
         parser.error("--kms-key-id only applies with --upload")

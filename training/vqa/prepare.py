@@ -665,9 +665,9 @@ def _seed(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {PROGRAM}",
-        description="Build the BLIP-2 attribute question/answer dataset (train/validation "
+    parser = prepare_outputs.argument_parser(
+        PROGRAM,
+        "Build the BLIP-2 attribute question/answer dataset (train/validation "
         "rows.jsonl, images, questions.json, report.json) from the Kaggle Fashion Product "
         "Images layout.",
     )
@@ -703,10 +703,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a dataset already in --out"
     )
-    parser.add_argument(
-        "--upload", metavar="S3_URI", help="also upload the dataset to s3://bucket/prefix/"
-    )
-    parser.add_argument("--kms-key-id", help="KMS key for SSE-KMS on the uploaded objects")
+    prepare_outputs.add_upload_option(parser, "also upload the dataset to s3://bucket/prefix/")
+    prepare_outputs.add_kms_key_option(parser)
     args = parser.parse_args(argv)
     if args.kms_key_id and not args.upload:
         parser.error("--kms-key-id only applies with --upload")

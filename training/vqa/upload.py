@@ -21,14 +21,9 @@ DESTINATION = s3_destination.DestinationRules(
     max_prefix_bytes=900, location_type=S3Location, error=PrepareError
 )
 
-
-def parse_s3_uri(uri: str) -> S3Location:
-    """`s3://bucket/prefix/` -> S3Location; the prefix gets a trailing slash if it lacks one."""
-    return DESTINATION.parse(uri)
-
-
-def check_kms_key_id(kms_key_id: str) -> None:
-    DESTINATION.check_kms(kms_key_id)
+# What the builder and its callers use: `parse_s3_uri("s3://bucket/prefix/")`.
+parse_s3_uri = DESTINATION.parse
+check_kms_key_id = DESTINATION.check_kms
 
 
 def dataset_files(out_dir: Path) -> list[Path]:
