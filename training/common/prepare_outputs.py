@@ -39,6 +39,12 @@ def print_error(program: str, error: object) -> None:
     print(f"{program}: error: {error}", file=sys.stderr)
 
 
+def error_exit(program: str, error: object, status: int) -> int:
+    """Print the error as `<program>: error: ...` (argparse's form) and return the exit status."""
+    print_error(program, error)
+    return status
+
+
 def argument_parser(program: str, description: str) -> argparse.ArgumentParser:
     """A builder's parser; its usage line says how it is run (`python -m vqa.prepare`)."""
     return argparse.ArgumentParser(prog=f"python -m {program}", description=description)

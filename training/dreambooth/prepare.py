@@ -110,6 +110,12 @@ JPEG_QUALITY = 95
 WORKFLOW_PREFIX = "dreambooth/"
 # The name in error messages and usage (`python -m dreambooth.prepare`).
 PROGRAM = "dreambooth.prepare"
+# What `--help` says the command does.
+DESCRIPTION = (
+    "Check a Stable Diffusion DreamBooth dataset (JumpStart layout: instance "
+    "images, dataset_info.json, optional class_data_dir/), build it from a folder of images, "
+    "and optionally upload it to S3."
+)
 
 
 # --------------------------------------------------------------------------- images
@@ -626,12 +632,7 @@ def _resolution(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = prepare_outputs.argument_parser(
-        PROGRAM,
-        "Check a Stable Diffusion DreamBooth dataset (JumpStart layout: instance "
-        "images, dataset_info.json, optional class_data_dir/), build it from a folder of images, "
-        "and optionally upload it to S3.",
-    )
+    parser = prepare_outputs.argument_parser(PROGRAM, DESCRIPTION)
     parser.add_argument(
         "--images",
         type=Path,
@@ -746,8 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 destination=destination,
             )
     except PrepareError as error:
-        prepare_outputs.print_error(PROGRAM, error)
-        return EXIT_INVALID
+        return prepare_outputs.error_exit(PROGRAM, error, EXIT_INVALID)
     details = f" Details: {args.out / REPORT_NAME}" if args.out is not None else ""
     if not report.valid:
         print(report.summary(), file=sys.stderr)
@@ -768,8 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report, destination, kms_key_id=args.kms_key_id, prune=args.prune, progress=print
         )
     except UploadError as error:
-        prepare_outputs.print_error(PROGRAM, error)
-        return EXIT_UPLOAD_FAILED
+        return prepare_outputs.error_exit(PROGRAM, error, EXIT_UPLOAD_FAILED)
     print(
         prepare_outputs.upload_summary(
             len(uploaded.uploaded), len(uploaded.unchanged), destination.uri

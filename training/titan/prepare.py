@@ -100,6 +100,12 @@ JPEG_QUALITY = 95
 WORKFLOW_PREFIX = "titan/"
 # The name in error messages and usage (`python -m titan.prepare`).
 PROGRAM = "titan.prepare"
+# What `--help` says the command does.
+DESCRIPTION = (
+    "Check (and with --fix repair) images and captions for a Titan Image "
+    "Generator G1 fine-tuning, write manifest.jsonl, report.json and hyperparameters.json, "
+    "and optionally upload the dataset to S3."
+)
 # Fewer words than this is likely a bare name ("Ron"): the reference advises "Ron the dog".
 MIN_CAPTION_WORDS = 3
 SUMMARY_LIMIT = 50
@@ -575,12 +581,7 @@ def _check_out_dir(images_dir: Path, out_dir: Path) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = prepare_outputs.argument_parser(
-        PROGRAM,
-        "Check (and with --fix repair) images and captions for a Titan Image "
-        "Generator G1 fine-tuning, write manifest.jsonl, report.json and hyperparameters.json, "
-        "and optionally upload the dataset to S3.",
-    )
+    parser = prepare_outputs.argument_parser(PROGRAM, DESCRIPTION)
     parser.add_argument("--images", type=Path, required=True, help="folder of JPEG/PNG images")
     parser.add_argument(
         "--captions",
@@ -629,8 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             destination=destination,
         )
     except PrepareError as error:
-        prepare_outputs.print_error(PROGRAM, error)
-        return EXIT_INVALID
+        return prepare_outputs.error_exit(PROGRAM, error, EXIT_INVALID)
     report_path = args.out / "report.json"
     if not report.valid:
         print(report.summary(), file=sys.stderr)
@@ -665,8 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=print,
             )
         except UploadError as error:
-            prepare_outputs.print_error(PROGRAM, error)
-            return EXIT_UPLOAD_FAILED
+            return prepare_outputs.error_exit(PROGRAM, error, EXIT_UPLOAD_FAILED)
         print(
             prepare_outputs.upload_summary(
                 len(result.uploaded), len(result.unchanged), destination.uri

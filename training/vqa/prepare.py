@@ -66,6 +66,12 @@ DEFAULT_ARTICLE_TYPES: tuple[str, ...] = ("Shirts", "Tshirts")
 DEFAULT_SEED = 42
 # The name in error messages and usage (`python -m vqa.prepare`).
 PROGRAM = "vqa.prepare"
+# What `--help` says the command does.
+DESCRIPTION = (
+    "Build the BLIP-2 attribute question/answer dataset (train/validation "
+    "rows.jsonl, images, questions.json, report.json) from the Kaggle Fashion Product "
+    "Images layout."
+)
 DEFAULT_VALIDATION_FRACTION = 0.1
 
 # Preferred first when one id has several image files.
@@ -665,12 +671,7 @@ def _seed(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = prepare_outputs.argument_parser(
-        PROGRAM,
-        "Build the BLIP-2 attribute question/answer dataset (train/validation "
-        "rows.jsonl, images, questions.json, report.json) from the Kaggle Fashion Product "
-        "Images layout.",
-    )
+    parser = prepare_outputs.argument_parser(PROGRAM, DESCRIPTION)
     parser.add_argument(
         "--source",
         type=Path,
@@ -728,19 +729,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except NoUsableDataError as error:
         print(error.report.summary(), file=sys.stderr)
-        prepare_outputs.print_error(PROGRAM, error)
-        return EXIT_INVALID
+        return prepare_outputs.error_exit(PROGRAM, error, EXIT_INVALID)
     except PrepareError as error:
-        prepare_outputs.print_error(PROGRAM, error)
-        return EXIT_INVALID
+        return prepare_outputs.error_exit(PROGRAM, error, EXIT_INVALID)
     print(report.summary())
     print(f"Wrote {args.out} (report: {args.out / 'report.json'}).")
     if args.upload:
         try:
             keys = upload(args.out, args.upload, kms_key_id=args.kms_key_id)
         except (PrepareError, UploadError) as error:
-            prepare_outputs.print_error(PROGRAM, error)
-            return EXIT_UPLOAD_FAILED
+            return prepare_outputs.error_exit(PROGRAM, error, EXIT_UPLOAD_FAILED)
         print(f"Uploaded {len(keys)} files to {args.upload}.")
     return EXIT_OK
 
