@@ -38,12 +38,10 @@ from infra.constructs.bedrock_models import batch_invocation_type
 from infra.constructs.hf_images import ContainerImage
 from infra.constructs.ml_instances import has_instance_storage
 from infra.workflows.states import (
-    BEDROCK_TRANSIENT_ERRORS,
     FUNCTION_DEPENDENCY_ERRORS,
     LAMBDA_TRANSIENT_ERRORS,
-    SAGEMAKER_TRANSIENT_ERRORS,
-    SSM_TRANSIENT_ERRORS,
     PollUntil,
+    aws_call,
     dependency_retry,
     jsonata,
     lambda_task,
@@ -354,7 +352,7 @@ class CatalogWorkflow(Construct):
             comment="No product of the group reached the description step",
             assign={"job": jsonata("{'arn': null, 'status': null, 'message': null}")},
         )
-        create_job = tasks.CallAwsService.jsonata(
+        create_job = aws_call(
             self,
             "CreateBedrockJob",
             state_name="Start Bedrock batch job",
@@ -387,7 +385,6 @@ class CatalogWorkflow(Construct):
             },
             assign={"jobArn": jsonata("$states.result.JobArn")},
         )
-        create_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
         # A job Bedrock refuses is reported like one that failed: every product of the group
         # goes into the failures report with Bedrock's reason.
         create_job.add_catch(
@@ -401,7 +398,7 @@ class CatalogWorkflow(Construct):
                 )
             },
         )
-        get_job = tasks.CallAwsService.jsonata(
+        get_job = aws_call(
             self,
             "GetBedrockJob",
             state_name="Get Bedrock job",
@@ -419,7 +416,6 @@ class CatalogWorkflow(Construct):
                 }
             },
         )
-        get_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
         poll_job = PollUntil(
             self,
             "WaitForJob",
@@ -612,7 +608,7 @@ class CatalogWorkflow(Construct):
         )
         online.next(finalize)
 
-        read_model = tasks.CallAwsService.jsonata(
+        read_model = aws_call(
             self,
             "ReadModel",
             state_name="Read VQA model archive",
@@ -622,7 +618,6 @@ class CatalogWorkflow(Construct):
             parameters={"Name": parameter},
             assign={"modelDataUrl": jsonata("$states.result.Parameter.Value")},
         )
-        read_model.add_retry(errors=SSM_TRANSIENT_ERRORS, **retry())
         read_model.add_catch(
             self._fail(
                 "ModelNotTrained",
@@ -641,7 +636,7 @@ class CatalogWorkflow(Construct):
             ),
             errors=["States.ALL"],
         )
-        create_model = tasks.CallAwsService.jsonata(
+        create_model = aws_call(
             self,
             "CreateModel",
             state_name="Create transform model",
@@ -662,7 +657,6 @@ class CatalogWorkflow(Construct):
             },
             assign={"modelName": jsonata(f"'{resources.job_name_prefix}-' & $runId")},
         )
-        create_model.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **retry())
         create_model.add_catch(
             self._fail(
                 "CreateModelFailed",
@@ -676,7 +670,7 @@ class CatalogWorkflow(Construct):
         )
 
         def delete_model(construct_id: str, state_name: str) -> tasks.CallAwsService:
-            task = tasks.CallAwsService.jsonata(
+            return aws_call(
                 self,
                 construct_id,
                 state_name=state_name,
@@ -685,8 +679,6 @@ class CatalogWorkflow(Construct):
                 iam_resources=["*"],
                 parameters={"ModelName": jsonata("$modelName")},
             )
-            task.add_retry(errors=SAGEMAKER_TRANSIENT_ERRORS, **retry())
-            return task
 
         groups_failed = self._fail(
             "GroupsFailed",

@@ -37,7 +37,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -46,7 +45,7 @@ from infra.constructs.ml_instances import has_instance_storage
 from infra.constructs.sagemaker_roles import job_container_statements
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
-from infra.workflows.states import json_list, jsonata, quoted_list
+from infra.workflows.states import aws_call, json_list, jsonata, quoted_list
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys a workflow input may have; anything else is a typo and fails the execution at once.
@@ -580,7 +579,8 @@ class TrainingWorkflow:
             fail("TrainingFailed", jsonata("$states.input.Error"), jsonata(TRAINING_FAILURE_CAUSE)),
             errors=["States.ALL"],
         )
-        record = tasks.CallAwsService.jsonata(
+        # A throttled SSM call must not fail a run whose model is trained: the one SSM retrier.
+        record = aws_call(
             scope,
             "RecordModel",
             state_name="Record model artifact",

@@ -57,6 +57,7 @@ from infra.workflows.titan_common import (
     EXPIRY_NOTIFIED_TAG,
     TITAN_DATASETS_PREFIX,
     TITAN_OUTPUT_PREFIX,
+    bedrock_key_grant,
     deployment_name,
 )
 from infra.workflows.titan_customize import build_customize_workflow
@@ -262,14 +263,7 @@ class BedrockStack(Stack):
                     }
                 },
             ),
-            iam.PolicyStatement(
-                actions=["kms:CreateGrant"],
-                resources=[data.key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"bedrock.{self.region}.amazonaws.com"},
-                    "Bool": {"kms:GrantIsForAWSResource": "true"},
-                },
-            ),
+            bedrock_key_grant(data.key.key_arn, self.region),
         ):
             role.add_to_principal_policy(statement)
         policy = role.node.find_child("DefaultPolicy")

@@ -28,11 +28,12 @@ caller's or the resource's state: the workflow catches it and says what to chang
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -51,6 +52,12 @@ LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
+# The one list of each service an AWS SDK task (`aws_call`) calls.
+TRANSIENT_ERRORS_BY_SERVICE = {
+    "bedrock": BEDROCK_TRANSIENT_ERRORS,
+    "ssm": SSM_TRANSIENT_ERRORS,
+    "sagemaker": SAGEMAKER_TRANSIENT_ERRORS,
+}
 # What the functions raise when S3 or DynamoDB kept failing after their own retries
 # (lambdas/shared/models/errors.py): worth another attempt a little later.
 FUNCTION_DEPENDENCY_ERRORS = ["DependencyError"]
@@ -105,6 +112,75 @@ def retry_json(errors: list[str], policy: Mapping[str, Any]) -> dict[str, Any]:
         "MaxDelaySeconds": int(policy["max_delay"].to_seconds()),
         "JitterStrategy": "FULL",
     }
+
+
+def aws_call(
+    scope: Construct,
+    construct_id: str,
+    *,
+    state_name: str,
+    service: str,
+    action: str,
+    iam_resources: Sequence[str],
+    parameters: Mapping[str, Any],
+    assign: Mapping[str, Any] | None = None,
+    outputs: Any = None,
+) -> tasks.CallAwsService:
+    """An AWS SDK task that retries its service's transient errors (the one list, `retry()`);
+    add a catch, and any retrier for errors of its own, to it."""
+    task = tasks.CallAwsService.jsonata(
+        scope,
+        construct_id,
+        state_name=state_name,
+        service=service,
+        action=action,
+        iam_resources=list(iam_resources),
+        parameters=dict(parameters),
+        assign=dict(assign) if assign else None,
+        outputs=outputs,
+    )
+    task.add_retry(errors=TRANSIENT_ERRORS_BY_SERVICE[service], **retry())
+    return task
+
+
+def fail_states(scope: Construct, id_prefix: str) -> Callable[..., sfn.Fail]:
+    """`fail(name, cause, error=None)`: a Fail state named `name` (its error too, unless given),
+    under the construct id `<id_prefix><name>`."""
+
+    def fail(construct_id: str, cause: str, error: str | None = None) -> sfn.Fail:
+        return sfn.Fail.jsonata(
+            scope,
+            f"{id_prefix}{construct_id}",
+            state_name=construct_id,
+            error=error or construct_id,
+            cause=cause,
+        )
+
+    return fail
+
+
+def notify_task(
+    scope: Construct,
+    construct_id: str,
+    *,
+    topic: sns.ITopic,
+    subject: str,
+    message: str,
+    outputs: Mapping[str, Any],
+) -> tasks.SnsPublish:
+    """A `Notify` state publishing `message` (a JSONata template, kept as written) to `topic`,
+    retried on any failure up to 3 times: a lost notice is worth a few seconds' wait."""
+    task = tasks.SnsPublish.jsonata(
+        scope,
+        construct_id,
+        state_name="Notify",
+        topic=topic,
+        subject=subject,
+        message=sfn.TaskInput.from_text(jsonata(message, compact=False)),
+        outputs=dict(outputs),
+    )
+    task.add_retry(errors=["States.TaskFailed"], **retry(max_attempts=3))
+    return task
 
 
 def lambda_task(

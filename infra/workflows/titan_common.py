@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from aws_cdk import aws_iam as iam
+
 from infra.config import TITAN_HYPERPARAMETER_NAMES, StageConfig
 from infra.image_models import ImageModelLimits
 from infra.workflows.states import json_list, literal
@@ -213,3 +215,16 @@ REASON_IS_VALID = f"""(
   $r := $states.input.reason;
   $not($exists($r)) or ($type($r) = 'string' and $length($r) <= {MAX_REASON_CHARACTERS})
 )"""
+
+
+def bedrock_key_grant(key_arn: str, region: str) -> iam.PolicyStatement:
+    """kms:CreateGrant on the data key, only for Bedrock's own use of it (the customization job
+    and the custom model encrypt with it)."""
+    return iam.PolicyStatement(
+        actions=["kms:CreateGrant"],
+        resources=[key_arn],
+        conditions={
+            "StringEquals": {"kms:ViaService": f"bedrock.{region}.amazonaws.com"},
+            "Bool": {"kms:GrantIsForAWSResource": "true"},
+        },
+    )

@@ -27,11 +27,13 @@ from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge
 from infra.workflows.states import (
     BEDROCK_TRANSIENT_ERRORS,
-    SSM_TRANSIENT_ERRORS,
     PollUntil,
+    aws_call,
+    fail_states,
     jsonata,
     lambda_task,
     literal,
+    notify_task,
     retry,
 )
 from infra.workflows.titan_common import (
@@ -43,6 +45,7 @@ from infra.workflows.titan_common import (
     MAX_REASON_CHARACTERS,
     TITAN_OUTPUT_PREFIX,
     _or_empty,
+    bedrock_key_grant,
     commitment_expression,
     commitment_is_valid,
     commitments_text,
@@ -72,14 +75,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
     datasets = data.datasets_bucket.bucket_name
     models = data.models_bucket.bucket_name
 
-    def fail(construct_id: str, cause: str, error: str | None = None) -> sfn.Fail:
-        return sfn.Fail.jsonata(
-            stack,
-            f"Customize{construct_id}",
-            state_name=construct_id,
-            error=error or construct_id,
-            cause=cause,
-        )
+    fail = fail_states(stack, "Customize")
 
     validate = (
         sfn.Choice.jsonata(stack, "CustomizeValidateInput", state_name="Validate input")
@@ -220,7 +216,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
     )
 
     tags = [{"Key": key, "Value": value} for key, value in resource_tags(config).items()]
-    start_job = tasks.CallAwsService.jsonata(
+    start_job = aws_call(
         stack,
         "CustomizeStartJob",
         state_name="Start customization job",
@@ -249,7 +245,6 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
             "jobStartedMillis": jsonata("$millis()"),
         },
     )
-    start_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     start_job.add_catch(
         fail(
             "JobNotStarted",
@@ -262,7 +257,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
         errors=["States.ALL"],
     )
 
-    get_job = tasks.CallAwsService.jsonata(
+    get_job = aws_call(
         stack,
         "CustomizeGetJob",
         state_name="Get job status",
@@ -277,7 +272,6 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
             "customModelArn": jsonata(_or_empty("$states.result.OutputModelArn")),
         },
     )
-    get_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     poll_job = PollUntil(
         stack,
         "CustomizeWaitForJob",
@@ -304,7 +298,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
         "job ' & $jobName & ' (' & $jobArn & '): ' & $states.errorOutput.Error & ': ' & "
         "$states.errorOutput.Cause & '; as it may still be running, it' }"
     )
-    stop_job = tasks.CallAwsService.jsonata(
+    stop_job = aws_call(
         stack,
         "CustomizeStopJob",
         state_name="Stop job",
@@ -313,7 +307,6 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
         iam_resources=[stack.job_arns],
         parameters={"JobIdentifier": jsonata("$jobName")},
     )
-    stop_job.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     stop_job.add_catch(
         fail(
             "JobStopFailed",
@@ -442,7 +435,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
             "$states.errorOutput.Cause }"
         )
     }
-    get_throughput = tasks.CallAwsService.jsonata(
+    get_throughput = aws_call(
         stack,
         "CustomizeGetThroughput",
         state_name="Get throughput status",
@@ -455,7 +448,6 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
             "throughputFailure": jsonata(_or_empty("$states.result.FailureMessage")),
         },
     )
-    get_throughput.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     poll_throughput = PollUntil(
         stack,
         "CustomizeWaitForThroughput",
@@ -489,7 +481,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
     throughput_failed.next(release)
     throughput_too_slow.next(release)
 
-    record = tasks.CallAwsService.jsonata(
+    record = aws_call(
         stack,
         "CustomizeRecord",
         state_name="Record throughput",
@@ -507,7 +499,6 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
             ),
         },
     )
-    record.add_retry(errors=SSM_TRANSIENT_ERRORS, **retry())
     record.add_catch(release, errors=["States.ALL"], assign=caught)
 
     release_command = (
@@ -548,13 +539,12 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
             literal(f" --tags key={EXPIRES_AT_TAG},value=YYYY-MM-DDTHH:MM:SSZ\n"),
         ]
     )
-    notify = tasks.SnsPublish.jsonata(
+    notify = notify_task(
         stack,
         "CustomizeNotify",
-        state_name="Notify",
         topic=stack.topic,
         subject=jsonata(f"$substring('[{deployment}] Titan model ready: ' & $jobName, 0, 100)"),
-        message=sfn.TaskInput.from_text(jsonata(message, compact=False)),
+        message=message,
         outputs={
             "jobName": jsonata("$jobName"),
             "customModelName": jsonata("$customModelName"),
@@ -566,7 +556,6 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
             "records": jsonata("$manifestReport.records"),
         },
     )
-    notify.add_retry(errors=["States.TaskFailed"], **retry(max_attempts=3))
     notify.add_catch(
         fail(
             "NotificationFailed",
@@ -582,7 +571,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
 
     # In service: the throughput's time starts now. Should tagging fail (after its retries)
     # the creation tag stands, later by titan.max_throughput_wait_hours, and is reported.
-    set_expiry = tasks.CallAwsService.jsonata(
+    set_expiry = aws_call(
         stack,
         "CustomizeSetExpiry",
         state_name="Set expiry",
@@ -595,7 +584,6 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
         },
         assign={"expiresAt": jsonata("$inServiceExpiresAt")},
     )
-    set_expiry.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     set_expiry.add_catch(record, errors=["States.ALL"])
     set_expiry.next(record).next(notify)
     throughput_ready = (
@@ -688,14 +676,7 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
                 },
             ),
             # Grants only for Bedrock's own use of the key.
-            iam.PolicyStatement(
-                actions=["kms:CreateGrant"],
-                resources=[data.key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"bedrock.{stack.region}.amazonaws.com"},
-                    "Bool": {"kms:GrantIsForAWSResource": "true"},
-                },
-            ),
+            bedrock_key_grant(data.key.key_arn, stack.region),
             iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[stack.parameter_arn]),
             iam.PolicyStatement(
                 actions=["states:StartExecution"],
@@ -749,7 +730,7 @@ def _base_model_gate(
         "fine-tuning (docs/image-customization.md lists them; `atelier doctor` shows each "
         "model's state), then deploy again. Nothing was started or billed."
     )
-    read = tasks.CallAwsService.jsonata(
+    read = aws_call(
         stack,
         "CustomizeCheckBaseModel",
         state_name="Check base model lifecycle",
@@ -763,7 +744,6 @@ def _base_model_gate(
             )
         },
     )
-    read.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     read.add_catch(
         fail(
             "BaseModelEndOfLife",

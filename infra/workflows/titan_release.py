@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge
 from infra.workflows.states import (
-    BEDROCK_TRANSIENT_ERRORS,
-    SSM_TRANSIENT_ERRORS,
+    aws_call,
+    fail_states,
     jsonata,
     literal,
-    retry,
+    notify_task,
 )
 from infra.workflows.titan_common import (
     DEPLOYMENT_TAG,
@@ -51,14 +50,7 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
     config = stack.config
     deployment = deployment_name(config)
 
-    def fail(construct_id: str, cause: str, error: str | None = None) -> sfn.Fail:
-        return sfn.Fail.jsonata(
-            stack,
-            f"Release{construct_id}",
-            state_name=construct_id,
-            error=error or construct_id,
-            cause=cause,
-        )
+    fail = fail_states(stack, "Release")
 
     validate = (
         sfn.Choice.jsonata(stack, "ReleaseValidateInput", state_name="Validate input")
@@ -109,7 +101,7 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
         state_name="Use the named throughput",
         assign={"arn": jsonata("$request.provisionedModelArn")},
     )
-    read_recorded_arn = tasks.CallAwsService.jsonata(
+    read_recorded_arn = aws_call(
         stack,
         "ReleaseReadRecordedArn",
         state_name="Read the recorded throughput",
@@ -119,7 +111,6 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
         parameters={"Name": stack.parameter_name},
         assign={"arn": jsonata("$states.result.Parameter.Value")},
     )
-    read_recorded_arn.add_retry(errors=SSM_TRANSIENT_ERRORS, **retry())
     nothing_to_release = sfn.Succeed.jsonata(
         stack,
         "ReleaseNothing",
@@ -141,7 +132,7 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
     )
     read_recorded_arn.add_catch(release_failed, errors=["States.ALL"])
 
-    check_owner = tasks.CallAwsService.jsonata(
+    check_owner = aws_call(
         stack,
         "ReleaseCheckOwner",
         state_name="Check the owner",
@@ -153,7 +144,6 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
             "owner": jsonata(_or_empty(f"$states.result.Tags[Key = '{DEPLOYMENT_TAG}'].Value"))
         },
     )
-    check_owner.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     already_released = sfn.Pass.jsonata(
         stack,
         "ReleaseAlreadyGone",
@@ -163,7 +153,7 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
     check_owner.add_catch(already_released, errors=["Bedrock.ResourceNotFoundException"])
     check_owner.add_catch(release_failed, errors=["States.ALL"])
 
-    delete = tasks.CallAwsService.jsonata(
+    delete = aws_call(
         stack,
         "ReleaseDelete",
         state_name="Delete the throughput",
@@ -172,7 +162,6 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
         iam_resources=[stack.provisioned_model_arns],
         parameters={"ProvisionedModelId": jsonata("$arn")},
     )
-    delete.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
     # A throughput still being created or updated answers ConflictException: wait it out.
     delete.add_retry(
         errors=["Bedrock.ConflictException"],
@@ -200,7 +189,7 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
         )
     )
 
-    read_record = tasks.CallAwsService.jsonata(
+    read_record = aws_call(
         stack,
         "ReleaseReadRecord",
         state_name="Read the record",
@@ -210,8 +199,7 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
         parameters={"Name": stack.parameter_name},
         assign={"recorded": jsonata("$states.result.Parameter.Value")},
     )
-    read_record.add_retry(errors=SSM_TRANSIENT_ERRORS, **retry())
-    clear_record = tasks.CallAwsService.jsonata(
+    clear_record = aws_call(
         stack,
         "ReleaseClearRecord",
         state_name="Clear the record",
@@ -221,7 +209,6 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
         parameters={"Name": stack.parameter_name},
         assign={"parameterCleared": True},
     )
-    clear_record.add_retry(errors=SSM_TRANSIENT_ERRORS, **retry())
     message = " & ".join(
         [
             literal("Provisioned throughput "),
@@ -241,20 +228,18 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
             + ")",
         ]
     )
-    notify = tasks.SnsPublish.jsonata(
+    notify = notify_task(
         stack,
         "ReleaseNotify",
-        state_name="Notify",
         topic=stack.topic,
         subject=jsonata(f"$substring('[{deployment}] Titan throughput ' & $outcome, 0, 100)"),
-        message=sfn.TaskInput.from_text(jsonata(message, compact=False)),
+        message=message,
         outputs={
             "provisionedModelArn": jsonata("$arn"),
             "outcome": jsonata("$outcome"),
             "parameterCleared": jsonata("$parameterCleared"),
         },
     )
-    notify.add_retry(errors=["States.TaskFailed"], **retry(max_attempts=3))
     notify.add_catch(
         fail(
             "NotificationFailed",

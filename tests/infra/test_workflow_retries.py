@@ -77,6 +77,33 @@ def test_every_workflow_retries_each_services_one_transient_list(
         assert drifted(app.templates) == []
 
 
+SDK_SERVICES = {"bedrock": "Bedrock", "ssm": "Ssm", "sagemaker": "SageMaker"}
+
+
+def unretried_sdk_calls(templates: dict[str, dict[str, Any]]) -> list[str]:
+    """The AWS SDK tasks whose first retrier is not their service's one transient list."""
+    problems = []
+    for template in templates.values():
+        for logical_id, machine in resources(template, "AWS::StepFunctions::StateMachine").items():
+            definition = json.loads(render_definition(machine["Properties"]["DefinitionString"]))
+            for name, state in _states(definition["States"]):
+                resource = state.get("Resource", "")
+                if ":aws-sdk:" not in resource:
+                    continue
+                service = SDK_SERVICES[resource.split(":aws-sdk:", 1)[1].split(":", 1)[0]]
+                retriers = state.get("Retry", [])
+                if not retriers or retriers[0]["ErrorEquals"] != TRANSIENT_LISTS[service]:
+                    problems.append(f"{logical_id} / {name}")
+    return problems
+
+
+def test_every_sdk_call_of_every_workflow_retries_its_services_transient_errors(
+    dev_app: SynthesizedApp, variant_app: SynthesizedApp
+) -> None:
+    for app in (dev_app, variant_app):
+        assert unretried_sdk_calls(app.templates) == []
+
+
 def test_a_drifted_list_is_found() -> None:
     # Given a state machine whose Bedrock retrier holds one error more than the shared list
     definition = {
