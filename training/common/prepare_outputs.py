@@ -50,6 +50,11 @@ def argument_parser(program: str, description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=f"python -m {program}", description=description)
 
 
+def add_input_folder(parser: argparse.ArgumentParser, flag: str, help_text: str) -> None:
+    """The folder a builder reads (required)."""
+    parser.add_argument(flag, type=Path, required=True, help=help_text)
+
+
 def add_upload_option(options: argparse._ActionsContainer, help_text: str) -> None:
     """`--upload S3_URI`, on the parser or on a group (one exclusive with another destination)."""
     options.add_argument("--upload", metavar="S3_URI", help=help_text)

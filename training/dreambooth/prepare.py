@@ -59,18 +59,12 @@ if __package__ in (None, ""):
 from common import image_checks, image_fixes, prepare_outputs
 from common.image_checks import ACCEPTED_FORMATS, SWAPPING_ORIENTATIONS, ImageInfo
 from common.prepare_outputs import EXIT_INVALID, EXIT_OK, EXIT_UPLOAD_FAILED, write_json
+from dreambooth import layout
 from dreambooth.findings import Finding, Role, Rule, error_finding, warning_finding
 from dreambooth.findings import PrepareError as PrepareError
 from dreambooth.findings import Severity as Severity
 from dreambooth.findings import UploadError as UploadError
-from dreambooth.layout import (
-    CLASS_DATA_DIR,
-    DATASET_INFO,
-    IMAGE_SUFFIXES,
-    KNOWN_KEYS,
-    load_dataset_info,
-    prompt_findings,
-)
+from dreambooth.layout import CLASS_DATA_DIR, DATASET_INFO, IMAGE_SUFFIXES, KNOWN_KEYS
 from dreambooth.layout import DatasetError as DatasetError
 from dreambooth.layout import DatasetInfo as DatasetInfo
 from dreambooth.layout import class_image_paths as class_image_paths
@@ -321,7 +315,7 @@ def check_dataset(
     _check_resolution(resolution)
     if not dataset_dir.is_dir():
         raise PrepareError(f"dataset folder {dataset_dir} does not exist or is not a folder")
-    document, info_findings = load_dataset_info(dataset_dir / DATASET_INFO)
+    document, info_findings = layout.load_dataset_info(dataset_dir / DATASET_INFO)
     class_dir = dataset_dir / CLASS_DATA_DIR
     report = _check(
         "check",
@@ -356,7 +350,7 @@ def _check(
     images = _check_images(scan.candidates, resolution=resolution, fix_into=fix_into)
     findings = [*scan.findings, *info_findings]
     if document is not None:
-        findings += prompt_findings(document, prior_preservation=prior_preservation)
+        findings += layout.prompt_findings(document, prior_preservation=prior_preservation)
     findings += _count_findings(images, images_dir)
     class_count = sum(1 for image in images if image.role == "class")
     if class_count and not prior_preservation:
@@ -563,7 +557,7 @@ def build_dataset(
         if class_prompt is not None:
             document["class_prompt"] = class_prompt
     else:
-        document, info_findings = load_dataset_info(images_dir / DATASET_INFO)
+        document, info_findings = layout.load_dataset_info(images_dir / DATASET_INFO)
     report = _check(
         "build",
         images_dir,
@@ -633,11 +627,10 @@ def _resolution(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = prepare_outputs.argument_parser(PROGRAM, DESCRIPTION)
-    parser.add_argument(
+    prepare_outputs.add_input_folder(
+        parser,
         "--images",
-        type=Path,
-        required=True,
-        help="folder of instance images (.png/.jpg/.jpeg at its top level); with --check-only, "
+        "folder of instance images (.png/.jpg/.jpeg at its top level); with --check-only, "
         "the dataset folder to check",
     )
     parser.add_argument(

@@ -582,7 +582,7 @@ def _check_out_dir(images_dir: Path, out_dir: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = prepare_outputs.argument_parser(PROGRAM, DESCRIPTION)
-    parser.add_argument("--images", type=Path, required=True, help="folder of JPEG/PNG images")
+    prepare_outputs.add_input_folder(parser, "--images", "folder of JPEG/PNG images")
     parser.add_argument(
         "--captions",
         type=Path,

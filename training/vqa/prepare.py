@@ -672,11 +672,10 @@ def _seed(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = prepare_outputs.argument_parser(PROGRAM, DESCRIPTION)
-    parser.add_argument(
+    prepare_outputs.add_input_folder(
+        parser,
         "--source",
-        type=Path,
-        required=True,
-        help="folder with styles.csv, images/<id>.jpg and optionally styles/<id>.json",
+        "folder with styles.csv, images/<id>.jpg and optionally styles/<id>.json",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
