@@ -45,7 +45,7 @@ from infra.constructs.ml_instances import has_instance_storage
 from infra.constructs.sagemaker_roles import job_container_statements
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
-from infra.workflows.states import aws_call, json_list, jsonata, quoted_list
+from infra.workflows.states import aws_call, input_checks, json_list, jsonata, quoted_list
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys a workflow input may have; anything else is a typo and fails the execution at once.
@@ -521,20 +521,15 @@ class TrainingWorkflow:
         hyperparameters_valid = hyperparameters_are_valid(
             spec.hyperparameter_names, types=types, booleans=spec.boolean_hyperparameters
         )
-        validate = (
-            sfn.Choice.jsonata(scope, "ValidateInput", state_name="Validate input")
-            .when(sfn.Condition.jsonata(jsonata(f"$not({INPUT_IS_AN_OBJECT})")), invalid_input)
-            .when(
-                sfn.Condition.jsonata(jsonata(f"$not({dataset_is_valid(spec.dataset_prefix)})")),
-                invalid_dataset,
-            )
-            .when(
-                sfn.Condition.jsonata(jsonata(f"$not({hyperparameters_valid})")),
-                invalid_hyperparameters,
-            )
-            .when(
-                sfn.Condition.jsonata(jsonata(f"$not({BASE_MODEL_IS_VALID})")), invalid_base_model
-            )
+        validate = input_checks(
+            scope,
+            "ValidateInput",
+            [
+                (INPUT_IS_AN_OBJECT, invalid_input),
+                (dataset_is_valid(spec.dataset_prefix), invalid_dataset),
+                (hyperparameters_valid, invalid_hyperparameters),
+                (BASE_MODEL_IS_VALID, invalid_base_model),
+            ],
         )
         prepare = sfn.Pass.jsonata(
             scope,

@@ -183,6 +183,21 @@ def notify_task(
     return task
 
 
+def input_checks(
+    scope: Construct,
+    construct_id: str,
+    checks: Sequence[tuple[str, sfn.IChainable]],
+    *,
+    state_name: str = "Validate input",
+) -> sfn.Choice:
+    """A Choice that goes to the failure of the first check (a JSONata expression, true or false)
+    that is false; the caller adds where a valid input goes (`otherwise`)."""
+    choice = sfn.Choice.jsonata(scope, construct_id, state_name=state_name)
+    for check, failure in checks:
+        choice.when(sfn.Condition.jsonata(jsonata(f"$not({check})")), failure)
+    return choice
+
+
 def lambda_task(
     scope: Construct,
     construct_id: str,

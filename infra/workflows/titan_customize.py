@@ -30,6 +30,7 @@ from infra.workflows.states import (
     PollUntil,
     aws_call,
     fail_states,
+    input_checks,
     jsonata,
     lambda_task,
     literal,
@@ -77,77 +78,78 @@ def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
 
     fail = fail_states(stack, "Customize")
 
-    validate = (
-        sfn.Choice.jsonata(stack, "CustomizeValidateInput", state_name="Validate input")
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({CUSTOMIZE_INPUT_IS_AN_OBJECT})")),
-            fail(
-                "InvalidInput",
-                "the input must be a JSON object with 'manifest' (required) and "
-                "'customModelName', 'hyperparameters', 'modelUnits', 'commitment', 'ttlHours' "
-                "(optional), and no other keys",
-            ),
-        )
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({MANIFEST_IS_VALID})")),
-            fail(
-                "InvalidManifest",
-                jsonata(
-                    "'manifest must be the key of a .jsonl file in a folder under titan/ of "
-                    'the datasets bucket, such as "titan/dogs/manifest.jsonl"; got \' & '
-                    "$string($states.input.manifest)"
+    validate = input_checks(
+        stack,
+        "CustomizeValidateInput",
+        [
+            (
+                CUSTOMIZE_INPUT_IS_AN_OBJECT,
+                fail(
+                    "InvalidInput",
+                    "the input must be a JSON object with 'manifest' (required) and "
+                    "'customModelName', 'hyperparameters', 'modelUnits', 'commitment', 'ttlHours' "
+                    "(optional), and no other keys",
                 ),
             ),
-        )
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({CUSTOM_MODEL_NAME_IS_VALID})")),
-            fail(
-                "InvalidCustomModelName",
-                "customModelName must be 1-63 letters, digits, '-' and '_', starting with a "
-                "letter or digit, never two of '-' and '_' in a row, and unique in the "
-                "account and region",
+            (
+                MANIFEST_IS_VALID,
+                fail(
+                    "InvalidManifest",
+                    jsonata(
+                        "'manifest must be the key of a .jsonl file in a folder under titan/ of "
+                        'the datasets bucket, such as "titan/dogs/manifest.jsonl"; got \' & '
+                        "$string($states.input.manifest)"
+                    ),
+                ),
             ),
-        )
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({hyperparameters_are_valid(limits)})")),
-            fail(
-                "InvalidHyperparameters",
-                "hyperparameters must be an object of numbers among stepCount (whole, "
-                f"{limits.step_count[0]}-{limits.step_count[1]}), batchSize (whole, "
-                f"{limits.batch_size[0]}-{limits.batch_size[1]}) and learningRate "
-                f"({learning_rate_text(limits.learning_rate[0])}-"
-                f"{limits.learning_rate[1]:g}): {limits.name}'s ranges",
+            (
+                CUSTOM_MODEL_NAME_IS_VALID,
+                fail(
+                    "InvalidCustomModelName",
+                    "customModelName must be 1-63 letters, digits, '-' and '_', starting with a "
+                    "letter or digit, never two of '-' and '_' in a row, and unique in the "
+                    "account and region",
+                ),
             ),
-        )
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({model_units_are_valid(titan.max_model_units)})")),
-            fail(
-                "InvalidModelUnits",
-                f"modelUnits must be a whole number from 1 to {titan.max_model_units} "
-                "(titan.max_model_units; raise it in cdk.json to allow more, up to "
-                f"{MAX_TITAN_MODEL_UNITS})",
+            (
+                hyperparameters_are_valid(limits),
+                fail(
+                    "InvalidHyperparameters",
+                    "hyperparameters must be an object of numbers among stepCount (whole, "
+                    f"{limits.step_count[0]}-{limits.step_count[1]}), batchSize (whole, "
+                    f"{limits.batch_size[0]}-{limits.batch_size[1]}) and learningRate "
+                    f"({learning_rate_text(limits.learning_rate[0])}-"
+                    f"{limits.learning_rate[1]:g}): {limits.name}'s ranges",
+                ),
             ),
-        )
-        .when(
-            sfn.Condition.jsonata(
-                jsonata(f"$not({commitment_is_valid(titan.allowed_commitments)})")
+            (
+                model_units_are_valid(titan.max_model_units),
+                fail(
+                    "InvalidModelUnits",
+                    f"modelUnits must be a whole number from 1 to {titan.max_model_units} "
+                    "(titan.max_model_units; raise it in cdk.json to allow more, up to "
+                    f"{MAX_TITAN_MODEL_UNITS})",
+                ),
             ),
-            fail(
-                "InvalidCommitment",
-                f"commitment must be {commitments_text(titan.allowed_commitments)} "
-                '(titan.allowed_commitments; add "OneMonth" or "SixMonths" there to '
-                "allow a term, which Bedrock bills in full and the cost guard cannot end "
-                "early)",
+            (
+                commitment_is_valid(titan.allowed_commitments),
+                fail(
+                    "InvalidCommitment",
+                    f"commitment must be {commitments_text(titan.allowed_commitments)} "
+                    '(titan.allowed_commitments; add "OneMonth" or "SixMonths" there to '
+                    "allow a term, which Bedrock bills in full and the cost guard cannot end "
+                    "early)",
+                ),
             ),
-        )
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({ttl_is_valid(titan.max_throughput_ttl_hours)})")),
-            fail(
-                "InvalidTtlHours",
-                "ttlHours must be a whole number of hours from 1 to "
-                f"{titan.max_throughput_ttl_hours} (titan.max_throughput_ttl_hours)",
+            (
+                ttl_is_valid(titan.max_throughput_ttl_hours),
+                fail(
+                    "InvalidTtlHours",
+                    "ttlHours must be a whole number of hours from 1 to "
+                    f"{titan.max_throughput_ttl_hours} (titan.max_throughput_ttl_hours)",
+                ),
             ),
-        )
+        ],
     )
     prepare = sfn.Pass.jsonata(
         stack,

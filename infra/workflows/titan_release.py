@@ -24,6 +24,7 @@ from infra.nag import acknowledge
 from infra.workflows.states import (
     aws_call,
     fail_states,
+    input_checks,
     jsonata,
     literal,
     notify_task,
@@ -52,34 +53,37 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
 
     fail = fail_states(stack, "Release")
 
-    validate = (
-        sfn.Choice.jsonata(stack, "ReleaseValidateInput", state_name="Validate input")
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({RELEASE_INPUT_IS_AN_OBJECT})")),
-            fail(
-                "InvalidInput",
-                "the input must be a JSON object with 'provisionedModelArn' and 'reason' "
-                "(both optional) and no other keys",
-            ),
-        )
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({PROVISIONED_MODEL_ARN_IS_VALID})")),
-            fail(
-                "InvalidProvisionedModelArn",
-                jsonata(
-                    "'provisionedModelArn must be a provisioned throughput ARN such as "
-                    "arn:aws:bedrock:<region>:<account>:provisioned-model/<id>; got ' & "
-                    "$string($states.input.provisionedModelArn)"
+    validate = input_checks(
+        stack,
+        "ReleaseValidateInput",
+        [
+            (
+                RELEASE_INPUT_IS_AN_OBJECT,
+                fail(
+                    "InvalidInput",
+                    "the input must be a JSON object with 'provisionedModelArn' and 'reason' "
+                    "(both optional) and no other keys",
                 ),
             ),
-        )
-        .when(
-            sfn.Condition.jsonata(jsonata(f"$not({REASON_IS_VALID})")),
-            fail(
-                "InvalidReason",
-                f"reason must be a string of at most {MAX_REASON_CHARACTERS} characters",
+            (
+                PROVISIONED_MODEL_ARN_IS_VALID,
+                fail(
+                    "InvalidProvisionedModelArn",
+                    jsonata(
+                        "'provisionedModelArn must be a provisioned throughput ARN such as "
+                        "arn:aws:bedrock:<region>:<account>:provisioned-model/<id>; got ' & "
+                        "$string($states.input.provisionedModelArn)"
+                    ),
+                ),
             ),
-        )
+            (
+                REASON_IS_VALID,
+                fail(
+                    "InvalidReason",
+                    f"reason must be a string of at most {MAX_REASON_CHARACTERS} characters",
+                ),
+            ),
+        ],
     )
     prepare = sfn.Pass.jsonata(
         stack,
