@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
 
-from infra.config import TITAN_HYPERPARAMETER_NAMES, StageConfig
+from infra.config import MAX_TITAN_MODEL_UNITS, TITAN_HYPERPARAMETER_NAMES, StageConfig, TitanConfig
 from infra.image_models import ImageModelLimits
-from infra.workflows.states import json_list, literal
+from infra.workflows.states import json_list, jsonata, literal
 
 # The datasets the customization role reads and where job outputs go, in the Data stack's buckets.
 TITAN_DATASETS_PREFIX = "titan/"
@@ -228,3 +229,125 @@ def bedrock_key_grant(key_arn: str, region: str) -> iam.PolicyStatement:
             "Bool": {"kms:GrantIsForAWSResource": "true"},
         },
     )
+
+
+def ready_message(deployment: str, *, release_state_machine_arn: str, parameter_name: str) -> str:
+    """The customize workflow's notice (a JSONata template, kept as written): what was made, what
+    it costs, and the commands that release it now or keep it longer."""
+    release_command = (
+        "aws stepfunctions start-execution --state-machine-arn "
+        f"{release_state_machine_arn}"
+        ' --input \'{"provisionedModelArn": "'
+    )
+    message = " & ".join(
+        [
+            literal("Titan Image Generator customization "),
+            "$jobName",
+            literal(f" of Atelier {deployment} is ready.\n\nCustom model: "),
+            "$customModelName",
+            literal(" ("),
+            "$customModelArn",
+            literal(")\nProvisioned throughput: "),
+            "$provisionedModelArn",
+            literal(" ("),
+            "$string($modelUnits)",
+            literal(" model unit(s), "),
+            "($commitment ? $commitment & ' commitment term' : 'no commitment term')",
+            literal(
+                f")\nRecorded in SSM parameter {parameter_name}: POST /images uses it "
+                "now.\n\nIt bills every hour while it exists. The cost guard releases it "
+                "after "
+            ),
+            "$expiresAt",
+            literal(
+                f" (its {EXPIRES_AT_TAG} tag; with a commitment term Bedrock deletes it only "
+                "after the term, and you are notified instead).\n\nRelease it now:\n  "
+                + release_command
+            ),
+            "$provisionedModelArn",
+            literal(
+                "\"}'\n\nKeep it longer (a UTC time):\n  aws bedrock tag-resource --resource-arn "
+            ),
+            "$provisionedModelArn",
+            literal(f" --tags key={EXPIRES_AT_TAG},value=YYYY-MM-DDTHH:MM:SSZ\n"),
+        ]
+    )
+    return message
+
+
+def customize_input_checks(
+    titan: TitanConfig, fail: Callable[..., sfn.Fail]
+) -> list[tuple[str, sfn.Fail]]:
+    """The customize workflow's input checks in order, each with the Fail state that names the
+    fix (the `fail` of `states.fail_states`)."""
+    limits = titan.limits
+    return [
+        (
+            CUSTOMIZE_INPUT_IS_AN_OBJECT,
+            fail(
+                "InvalidInput",
+                "the input must be a JSON object with 'manifest' (required) and "
+                "'customModelName', 'hyperparameters', 'modelUnits', 'commitment', "
+                "'ttlHours' (optional), and no other keys",
+            ),
+        ),
+        (
+            MANIFEST_IS_VALID,
+            fail(
+                "InvalidManifest",
+                jsonata(
+                    "'manifest must be the key of a .jsonl file in a folder under "
+                    'titan/ of the datasets bucket, such as "titan/dogs/manifest.jsonl"; '
+                    "got ' & "
+                    "$string($states.input.manifest)"
+                ),
+            ),
+        ),
+        (
+            CUSTOM_MODEL_NAME_IS_VALID,
+            fail(
+                "InvalidCustomModelName",
+                "customModelName must be 1-63 letters, digits, '-' and '_', starting "
+                "with a letter or digit, never two of '-' and '_' in a row, and unique "
+                "in the account and region",
+            ),
+        ),
+        (
+            hyperparameters_are_valid(limits),
+            fail(
+                "InvalidHyperparameters",
+                "hyperparameters must be an object of numbers among stepCount (whole, "
+                f"{limits.step_count[0]}-{limits.step_count[1]}), batchSize (whole, "
+                f"{limits.batch_size[0]}-{limits.batch_size[1]}) and learningRate "
+                f"({learning_rate_text(limits.learning_rate[0])}-"
+                f"{limits.learning_rate[1]:g}): {limits.name}'s ranges",
+            ),
+        ),
+        (
+            model_units_are_valid(titan.max_model_units),
+            fail(
+                "InvalidModelUnits",
+                f"modelUnits must be a whole number from 1 to {titan.max_model_units} "
+                "(titan.max_model_units; raise it in cdk.json to allow more, up to "
+                f"{MAX_TITAN_MODEL_UNITS})",
+            ),
+        ),
+        (
+            commitment_is_valid(titan.allowed_commitments),
+            fail(
+                "InvalidCommitment",
+                f"commitment must be {commitments_text(titan.allowed_commitments)} "
+                '(titan.allowed_commitments; add "OneMonth" or "SixMonths" there to '
+                "allow a term, which Bedrock bills in full and the cost guard cannot end "
+                "early)",
+            ),
+        ),
+        (
+            ttl_is_valid(titan.max_throughput_ttl_hours),
+            fail(
+                "InvalidTtlHours",
+                "ttlHours must be a whole number of hours from 1 to "
+                f"{titan.max_throughput_ttl_hours} (titan.max_throughput_ttl_hours)",
+            ),
+        ),
+    ]

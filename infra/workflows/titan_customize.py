@@ -14,7 +14,7 @@ what the stack deployed with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aws_cdk import Aws, Duration
@@ -22,7 +22,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 
-from infra.config import MAX_TITAN_MODEL_UNITS
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge
 from infra.workflows.states import (
@@ -38,746 +37,692 @@ from infra.workflows.states import (
     retry,
 )
 from infra.workflows.titan_common import (
-    CUSTOM_MODEL_NAME_IS_VALID,
-    CUSTOMIZE_INPUT_IS_AN_OBJECT,
     EXPIRES_AT_TAG,
     ISO_UTC_PICTURE,
-    MANIFEST_IS_VALID,
     MAX_REASON_CHARACTERS,
     TITAN_OUTPUT_PREFIX,
     _or_empty,
     bedrock_key_grant,
     commitment_expression,
-    commitment_is_valid,
-    commitments_text,
+    customize_input_checks,
     default_or_input,
     deployment_name,
-    hyperparameters_are_valid,
     hyperparameters_expression,
     job_name_expression,
     job_name_prefix,
-    learning_rate_text,
-    model_units_are_valid,
     provisioning_arguments,
+    ready_message,
     resource_tags,
-    ttl_is_valid,
 )
 
 if TYPE_CHECKING:
     from infra.stacks.bedrock import BedrockStack
 
 
-def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
-    config, data = stack.config, stack.data
-    titan = config.titan
-    limits = titan.limits
-    deployment = deployment_name(config)
-    prefix = job_name_prefix(config)
-    datasets = data.datasets_bucket.bucket_name
-    models = data.models_bucket.bucket_name
+class TitanCustomizeWorkflow:
+    """The workflow's states, role and state machine, built in the Bedrock stack's scope (ids
+    unchanged, see the module docstring); one method per phase, each given the state it goes on
+    to, so no method is longer than its phase."""
 
-    fail = fail_states(stack, "Customize")
-
-    validate = input_checks(
-        stack,
-        "CustomizeValidateInput",
-        [
-            (
-                CUSTOMIZE_INPUT_IS_AN_OBJECT,
-                fail(
-                    "InvalidInput",
-                    "the input must be a JSON object with 'manifest' (required) and "
-                    "'customModelName', 'hyperparameters', 'modelUnits', 'commitment', 'ttlHours' "
-                    "(optional), and no other keys",
-                ),
-            ),
-            (
-                MANIFEST_IS_VALID,
-                fail(
-                    "InvalidManifest",
-                    jsonata(
-                        "'manifest must be the key of a .jsonl file in a folder under titan/ of "
-                        'the datasets bucket, such as "titan/dogs/manifest.jsonl"; got \' & '
-                        "$string($states.input.manifest)"
-                    ),
-                ),
-            ),
-            (
-                CUSTOM_MODEL_NAME_IS_VALID,
-                fail(
-                    "InvalidCustomModelName",
-                    "customModelName must be 1-63 letters, digits, '-' and '_', starting with a "
-                    "letter or digit, never two of '-' and '_' in a row, and unique in the "
-                    "account and region",
-                ),
-            ),
-            (
-                hyperparameters_are_valid(limits),
-                fail(
-                    "InvalidHyperparameters",
-                    "hyperparameters must be an object of numbers among stepCount (whole, "
-                    f"{limits.step_count[0]}-{limits.step_count[1]}), batchSize (whole, "
-                    f"{limits.batch_size[0]}-{limits.batch_size[1]}) and learningRate "
-                    f"({learning_rate_text(limits.learning_rate[0])}-"
-                    f"{limits.learning_rate[1]:g}): {limits.name}'s ranges",
-                ),
-            ),
-            (
-                model_units_are_valid(titan.max_model_units),
-                fail(
-                    "InvalidModelUnits",
-                    f"modelUnits must be a whole number from 1 to {titan.max_model_units} "
-                    "(titan.max_model_units; raise it in cdk.json to allow more, up to "
-                    f"{MAX_TITAN_MODEL_UNITS})",
-                ),
-            ),
-            (
-                commitment_is_valid(titan.allowed_commitments),
-                fail(
-                    "InvalidCommitment",
-                    f"commitment must be {commitments_text(titan.allowed_commitments)} "
-                    '(titan.allowed_commitments; add "OneMonth" or "SixMonths" there to '
-                    "allow a term, which Bedrock bills in full and the cost guard cannot end "
-                    "early)",
-                ),
-            ),
-            (
-                ttl_is_valid(titan.max_throughput_ttl_hours),
-                fail(
-                    "InvalidTtlHours",
-                    "ttlHours must be a whole number of hours from 1 to "
-                    f"{titan.max_throughput_ttl_hours} (titan.max_throughput_ttl_hours)",
-                ),
-            ),
-        ],
-    )
-    prepare = sfn.Pass.jsonata(
-        stack,
-        "CustomizePrepare",
-        state_name="Prepare run",
-        assign={
-            "request": jsonata("$states.input"),
-            "jobName": jsonata(job_name_expression(prefix)),
-            "jobToken": jsonata("$uuid()"),
-            "modelUnits": jsonata(default_or_input("modelUnits", titan.model_units)),
-            "commitment": jsonata(commitment_expression(titan.commitment)),
-            "ttlHours": jsonata(default_or_input("ttlHours", titan.throughput_ttl_hours)),
-            # Read by the failure paths before they are known.
-            "jobArn": "",
-            "customModelName": "",
-            "customModelArn": "",
-            "provisionedModelArn": "",
-            "expiresAt": "",
-        },
-    )
-
-    # The function raises DependencyError only when S3 itself failed.
-    check_manifest = lambda_task(
-        stack,
-        "CustomizeCheckManifest",
-        state_name="Check manifest",
-        function=stack.manifest_function.function,
-        payload={"manifest": jsonata("$request.manifest")},
-        assign={"manifestReport": jsonata("$states.result.Payload")},
-    )
-    check_manifest.add_catch(
-        fail(
-            "ManifestCheckFailed",
-            jsonata(
-                "'could not check manifest ' & $request.manifest & ': ' & "
-                "$states.input.Error & ': ' & $states.input.Cause"
-            ),
-            error=jsonata("$states.input.Error"),
-        ),
-        errors=["States.ALL"],
-    )
-    manifest_rejected = fail(
-        "ManifestRejected",
-        jsonata(
-            "$manifestReport.manifestUri & ' has ' & $string($manifestReport.problemCount) & "
-            "' problem(s)' & ($manifestReport.problemCount > $count($manifestReport.problems)"
-            " ? ' (the first ' & $string($count($manifestReport.problems)) & ' shown)' : '') "
-            "& ': ' & $join($manifestReport.problems, '; ')"
-        ),
-    )
-    prepare_job = sfn.Pass.jsonata(
-        stack,
-        "CustomizePrepareJob",
-        state_name="Prepare customization job",
-        assign={
-            "customModelName": jsonata(
-                "$exists($request.customModelName) ? $request.customModelName : $jobName"
-            ),
-            "hyperParameters": jsonata(hyperparameters_expression(config)),
-        },
-    )
-    manifest_usable = (
-        sfn.Choice.jsonata(stack, "CustomizeManifestUsable", state_name="Manifest usable?")
-        .when(sfn.Condition.jsonata(jsonata("$manifestReport.valid = true")), prepare_job)
-        .otherwise(manifest_rejected)
-    )
-
-    tags = [{"Key": key, "Value": value} for key, value in resource_tags(config).items()]
-    start_job = aws_call(
-        stack,
-        "CustomizeStartJob",
-        state_name="Start customization job",
-        service="bedrock",
-        action="createModelCustomizationJob",
-        iam_resources=[stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
-        parameters={
-            "JobName": jsonata("$jobName"),
-            "CustomModelName": jsonata("$customModelName"),
-            "RoleArn": stack.customization_role.role_arn,
-            # Makes a retried call (throttling) create the job once.
-            "ClientRequestToken": jsonata("$jobToken"),
-            "BaseModelIdentifier": titan.base_model_id,
-            "CustomizationType": "FINE_TUNING",
-            "CustomModelKmsKeyId": data.key.key_arn,
-            "TrainingDataConfig": {"S3Uri": jsonata(f"'s3://{datasets}/' & $request.manifest")},
-            "OutputDataConfig": {
-                "S3Uri": jsonata(f"'s3://{models}/{TITAN_OUTPUT_PREFIX}' & $jobName & '/'")
-            },
-            "HyperParameters": jsonata("$hyperParameters"),
-            "JobTags": tags,
-            "CustomModelTags": tags,
-        },
-        assign={
-            "jobArn": jsonata("$states.result.JobArn"),
-            "jobStartedMillis": jsonata("$millis()"),
-        },
-    )
-    start_job.add_catch(
-        fail(
-            "JobNotStarted",
-            jsonata(
-                "'could not start customization job ' & $jobName & ': ' & "
-                "$states.input.Error & ': ' & $states.input.Cause"
-            ),
-            error=jsonata("$states.input.Error"),
-        ),
-        errors=["States.ALL"],
-    )
-
-    get_job = aws_call(
-        stack,
-        "CustomizeGetJob",
-        state_name="Get job status",
-        service="bedrock",
-        action="getModelCustomizationJob",
-        iam_resources=[stack.job_arns],
-        # The name identifies the job as well as its ARN does.
-        parameters={"JobIdentifier": jsonata("$jobName")},
-        assign={
-            "jobStatus": jsonata("$states.result.Status"),
-            "jobFailure": jsonata(_or_empty("$states.result.FailureMessage")),
-            "customModelArn": jsonata(_or_empty("$states.result.OutputModelArn")),
-        },
-    )
-    poll_job = PollUntil(
-        stack,
-        "CustomizeWaitForJob",
-        state_name="Wait for job",
-        every=Duration.seconds(titan.job_poll_seconds),
-        poll=get_job,
-    )
-    job_failed = fail(
-        "JobFailed",
-        jsonata(
-            "'customization job ' & $jobName & ' ended ' & $jobStatus & ': ' & "
-            "($jobFailure != '' ? $jobFailure : 'Bedrock gave no failure message')"
-        ),
-    )
-    max_job_ms = titan.max_job_runtime_hours * 3_600_000
-    # Why a job is stopped ($stop.error names the run's error): it ran too long, or its
-    # status could not be read, so it may still be running (and billing).
-    timed_out = (
-        "{ 'error': 'JobTimedOut', 'cause': 'customization job ' & $jobName & ' ran longer "
-        f"than titan.max_job_runtime_hours ({titan.max_job_runtime_hours} h) and' }}"
-    )
-    status_unknown = (
-        "{ 'error': 'JobStatusUnknown', 'cause': 'could not read the status of customization "
-        "job ' & $jobName & ' (' & $jobArn & '): ' & $states.errorOutput.Error & ': ' & "
-        "$states.errorOutput.Cause & '; as it may still be running, it' }"
-    )
-    stop_job = aws_call(
-        stack,
-        "CustomizeStopJob",
-        state_name="Stop job",
-        service="bedrock",
-        action="stopModelCustomizationJob",
-        iam_resources=[stack.job_arns],
-        parameters={"JobIdentifier": jsonata("$jobName")},
-    )
-    stop_job.add_catch(
-        fail(
-            "JobStopFailed",
-            jsonata(
-                "$stop.cause & ' could not be stopped: ' & $states.input.Error & ': ' & "
-                "$states.input.Cause & '; stop it with aws bedrock "
-                "stop-model-customization-job --job-identifier ' & $jobName"
-            ),
-        ),
-        errors=["States.ALL"],
-    )
-    stop_job.next(
-        fail("JobStopped", jsonata("$stop.cause & ' was stopped'"), error=jsonata("$stop.error"))
-    )
-    get_job.add_catch(stop_job, errors=["States.ALL"], assign={"stop": jsonata(status_unknown)})
-
-    prepare_throughput = sfn.Pass.jsonata(
-        stack,
-        "CustomizePrepareThroughput",
-        state_name="Prepare throughput",
-        assign={
-            # Creation may take up to titan.max_throughput_wait_hours: until the throughput is
-            # in service (when "Set expiry" moves the tag to now + ttlHours) its tag allows
-            # for that wait, so the sweeper never releases one still being created, while an
-            # orphan (a run that died meanwhile) is still released.
-            "expiresAt": jsonata(
-                "$fromMillis($millis() + ($ttlHours + "
-                f"{titan.max_throughput_wait_hours}) * 3600000, '{ISO_UTC_PICTURE}')"
-            ),
-            "throughputToken": jsonata("$uuid()"),
-        },
-    )
-    job_finished = (
-        sfn.Choice.jsonata(stack, "CustomizeJobFinished", state_name="Job finished?")
-        .when(sfn.Condition.jsonata(jsonata("$jobStatus = 'Completed'")), prepare_throughput)
-        .when(sfn.Condition.jsonata(jsonata("$jobStatus in ['Failed', 'Stopped']")), job_failed)
-        .when(
-            sfn.Condition.jsonata(
-                jsonata(
-                    f"$jobStatus = 'InProgress' and $millis() - $jobStartedMillis > {max_job_ms}"
-                )
-            ),
-            stop_job,
-            assign={"stop": jsonata(timed_out)},
+    def __init__(self, stack: BedrockStack) -> None:
+        self.stack = stack
+        self.config = stack.config
+        self.titan = stack.config.titan
+        self.fail = fail_states(stack, "Customize")
+        throughput = self._throughput()
+        job = self._job(then=throughput)
+        check_manifest = self._check_manifest(then=job)
+        definition = self._validate().otherwise(
+            self._prepare().next(self._base_model_gate(then=check_manifest))
         )
-        .otherwise(poll_job.wait)
-    )
+        self.state_machine = self._state_machine(definition)
 
-    # The Arguments are one expression, so CommitmentDuration can be left out: CallAwsService
-    # takes only an object of fields.
-    provision = sfn.CustomState(
-        stack,
-        # A custom state takes its construct id as its name.
-        "Provision throughput",
-        state_json={
-            "Type": "Task",
-            "Comment": "Creates the provisioned throughput, tagged with its expiry",
-            "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:bedrock:"
-            "createProvisionedModelThroughput",
-            "Arguments": jsonata(provisioning_arguments(config)),
-            "Assign": {
-                "provisionedModelArn": jsonata("$states.result.ProvisionedModelArn"),
-                "provisioningStartedMillis": jsonata("$millis()"),
-            },
-        },
-    )
-    provision.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
-    provision.add_catch(
-        fail(
-            "ThroughputNotCreated",
-            jsonata(
-                "'could not create a provisioned throughput for custom model ' & "
-                "$customModelArn & ' (' & $customModelName & '): ' & $states.input.Error & "
-                "': ' & $states.input.Cause & ' (ServiceQuotaExceededException: ask for a "
-                "Provisioned Throughput quota for the model in Service Quotas); the custom "
-                "model is kept'"
-            ),
-            error=jsonata("$states.input.Error"),
-        ),
-        errors=["States.ALL"],
-    )
+    # --- input ----------------------------------------------------------------------------------
 
-    release_name = stack.release.state_machine_name
-    release = tasks.StepFunctionsStartExecution.jsonata(
-        stack,
-        "CustomizeRelease",
-        state_name="Release throughput",
-        state_machine=stack.release,
-        input=sfn.TaskInput.from_object(
-            {
-                "provisionedModelArn": jsonata("$provisionedModelArn"),
-                "reason": jsonata(f"$substring($failure.cause, 0, {MAX_REASON_CHARACTERS})"),
-            }
-        ),
-        assign={
-            "releaseNote": jsonata(
-                "'It was handed to the release workflow (execution ' & "
-                "$states.result.ExecutionArn & ').'"
-            )
-        },
-    )
-    provisioning_failed = fail(
-        "ProvisioningFailed",
-        jsonata("$failure.cause & ' Throughput ' & $provisionedModelArn & ': ' & $releaseNote"),
-        error=jsonata("$failure.error"),
-    )
-    release.add_catch(
-        provisioning_failed,
-        errors=["States.ALL"],
-        assign={
-            "releaseNote": jsonata(
-                f"'starting {release_name} failed (' & $states.errorOutput.Error & '); the "
-                "cost guard releases it after ' & $expiresAt & '.'"
-            )
-        },
-    )
-    release.next(provisioning_failed)
+    def _validate(self) -> sfn.Choice:
+        checks = customize_input_checks(self.titan, self.fail)
+        return input_checks(self.stack, "CustomizeValidateInput", checks)
 
-    def failure(error: str, cause: str) -> dict[str, str]:
-        return {"failure": jsonata(f"{{ 'error': {literal(error)}, 'cause': {cause} }}")}
-
-    caught = {
-        "failure": jsonata(
-            "{ 'error': $states.errorOutput.Error, 'cause': 'provisioned throughput for ' & "
-            "$jobName & ' failed: ' & $states.errorOutput.Error & ': ' & "
-            "$states.errorOutput.Cause }"
-        )
-    }
-    get_throughput = aws_call(
-        stack,
-        "CustomizeGetThroughput",
-        state_name="Get throughput status",
-        service="bedrock",
-        action="getProvisionedModelThroughput",
-        iam_resources=[stack.provisioned_model_arns],
-        parameters={"ProvisionedModelId": jsonata("$provisionedModelArn")},
-        assign={
-            "throughputStatus": jsonata("$states.result.Status"),
-            "throughputFailure": jsonata(_or_empty("$states.result.FailureMessage")),
-        },
-    )
-    poll_throughput = PollUntil(
-        stack,
-        "CustomizeWaitForThroughput",
-        state_name="Wait for throughput",
-        every=Duration.seconds(titan.throughput_poll_seconds),
-        poll=get_throughput,
-    )
-    get_throughput.add_catch(release, errors=["States.ALL"], assign=caught)
-    throughput_failed = sfn.Pass.jsonata(
-        stack,
-        "CustomizeThroughputFailed",
-        state_name="Throughput failed",
-        assign=failure(
-            "ThroughputFailed",
-            "'provisioned throughput for ' & $jobName & ' failed: ' & "
-            "($throughputFailure != '' ? $throughputFailure : 'Bedrock gave no failure "
-            "message')",
-        ),
-    )
-    max_wait_ms = titan.max_throughput_wait_hours * 3_600_000
-    throughput_too_slow = sfn.Pass.jsonata(
-        stack,
-        "CustomizeThroughputTooSlow",
-        state_name="Throughput too slow",
-        assign=failure(
-            "ThroughputTimedOut",
-            "'provisioned throughput for ' & $jobName & ' was not in service after "
-            f"titan.max_throughput_wait_hours ({titan.max_throughput_wait_hours} h)'",
-        ),
-    )
-    throughput_failed.next(release)
-    throughput_too_slow.next(release)
-
-    record = aws_call(
-        stack,
-        "CustomizeRecord",
-        state_name="Record throughput",
-        service="ssm",
-        action="putParameter",
-        iam_resources=[stack.parameter_arn],
-        parameters={
-            "Name": stack.parameter_name,
-            "Value": jsonata("$provisionedModelArn"),
-            "Type": "String",
-            "Overwrite": True,
-            "Description": jsonata(
-                "'Titan provisioned throughput of customization ' & $jobName & ', expires ' "
-                "& $expiresAt"
-            ),
-        },
-    )
-    record.add_catch(release, errors=["States.ALL"], assign=caught)
-
-    release_command = (
-        "aws stepfunctions start-execution --state-machine-arn "
-        f"{stack.release.state_machine_arn}"
-        ' --input \'{"provisionedModelArn": "'
-    )
-    message = " & ".join(
-        [
-            literal("Titan Image Generator customization "),
-            "$jobName",
-            literal(f" of Atelier {deployment} is ready.\n\nCustom model: "),
-            "$customModelName",
-            literal(" ("),
-            "$customModelArn",
-            literal(")\nProvisioned throughput: "),
-            "$provisionedModelArn",
-            literal(" ("),
-            "$string($modelUnits)",
-            literal(" model unit(s), "),
-            "($commitment ? $commitment & ' commitment term' : 'no commitment term')",
-            literal(
-                f")\nRecorded in SSM parameter {stack.parameter_name}: POST /images uses it "
-                "now.\n\nIt bills every hour while it exists. The cost guard releases it "
-                "after "
-            ),
-            "$expiresAt",
-            literal(
-                f" (its {EXPIRES_AT_TAG} tag; with a commitment term Bedrock deletes it only "
-                "after the term, and you are notified instead).\n\nRelease it now:\n  "
-                + release_command
-            ),
-            "$provisionedModelArn",
-            literal(
-                "\"}'\n\nKeep it longer (a UTC time):\n  aws bedrock tag-resource --resource-arn "
-            ),
-            "$provisionedModelArn",
-            literal(f" --tags key={EXPIRES_AT_TAG},value=YYYY-MM-DDTHH:MM:SSZ\n"),
-        ]
-    )
-    notify = notify_task(
-        stack,
-        "CustomizeNotify",
-        topic=stack.topic,
-        subject=jsonata(f"$substring('[{deployment}] Titan model ready: ' & $jobName, 0, 100)"),
-        message=message,
-        outputs={
-            "jobName": jsonata("$jobName"),
-            "customModelName": jsonata("$customModelName"),
-            "customModelArn": jsonata("$customModelArn"),
-            "provisionedModelArn": jsonata("$provisionedModelArn"),
-            "expiresAt": jsonata("$expiresAt"),
-            "provisionedModelParameter": stack.parameter_name,
-            "hyperParameters": jsonata("$hyperParameters"),
-            "records": jsonata("$manifestReport.records"),
-        },
-    )
-    notify.add_catch(
-        fail(
-            "NotificationFailed",
-            jsonata(
-                "'throughput ' & $provisionedModelArn & ' is in service and recorded (expires "
-                "' & $expiresAt & '), but the notification failed: ' & $states.input.Error & "
-                "': ' & $states.input.Cause"
-            ),
-            error=jsonata("$states.input.Error"),
-        ),
-        errors=["States.ALL"],
-    )
-
-    # In service: the throughput's time starts now. Should tagging fail (after its retries)
-    # the creation tag stands, later by titan.max_throughput_wait_hours, and is reported.
-    set_expiry = aws_call(
-        stack,
-        "CustomizeSetExpiry",
-        state_name="Set expiry",
-        service="bedrock",
-        action="tagResource",
-        iam_resources=[stack.provisioned_model_arns],
-        parameters={
-            "ResourceARN": jsonata("$provisionedModelArn"),
-            "Tags": [{"Key": EXPIRES_AT_TAG, "Value": jsonata("$inServiceExpiresAt")}],
-        },
-        assign={"expiresAt": jsonata("$inServiceExpiresAt")},
-    )
-    set_expiry.add_catch(record, errors=["States.ALL"])
-    set_expiry.next(record).next(notify)
-    throughput_ready = (
-        sfn.Choice.jsonata(stack, "CustomizeThroughputReady", state_name="Throughput ready?")
-        .when(
-            sfn.Condition.jsonata(jsonata("$throughputStatus = 'InService'")),
-            set_expiry,
+    def _prepare(self) -> sfn.Pass:
+        stack, config, titan = self.stack, self.config, self.titan
+        prefix = job_name_prefix(config)
+        return sfn.Pass.jsonata(
+            stack,
+            "CustomizePrepare",
+            state_name="Prepare run",
             assign={
-                "inServiceExpiresAt": jsonata(
-                    f"$fromMillis($millis() + $ttlHours * 3600000, '{ISO_UTC_PICTURE}')"
+                "request": jsonata("$states.input"),
+                "jobName": jsonata(job_name_expression(prefix)),
+                "jobToken": jsonata("$uuid()"),
+                "modelUnits": jsonata(default_or_input("modelUnits", titan.model_units)),
+                "commitment": jsonata(commitment_expression(titan.commitment)),
+                "ttlHours": jsonata(default_or_input("ttlHours", titan.throughput_ttl_hours)),
+                # Read by the failure paths before they are known.
+                "jobArn": "",
+                "customModelName": "",
+                "customModelArn": "",
+                "provisionedModelArn": "",
+                "expiresAt": "",
+            },
+        )
+
+    def _check_manifest(self, then: sfn.IChainable) -> sfn.IChainable:
+        stack, fail = self.stack, self.fail
+        # The function raises DependencyError only when S3 itself failed.
+        check_manifest = lambda_task(
+            stack,
+            "CustomizeCheckManifest",
+            state_name="Check manifest",
+            function=stack.manifest_function.function,
+            payload={"manifest": jsonata("$request.manifest")},
+            assign={"manifestReport": jsonata("$states.result.Payload")},
+        )
+        check_manifest.add_catch(
+            fail(
+                "ManifestCheckFailed",
+                jsonata(
+                    "'could not check manifest ' & $request.manifest & ': ' & "
+                    "$states.input.Error & ': ' & $states.input.Cause"
+                ),
+                error=jsonata("$states.input.Error"),
+            ),
+            errors=["States.ALL"],
+        )
+        manifest_rejected = fail(
+            "ManifestRejected",
+            jsonata(
+                "$manifestReport.manifestUri & ' has ' & $string($manifestReport.problemCount) & "
+                "' problem(s)' & ($manifestReport.problemCount > $count($manifestReport.problems)"
+                " ? ' (the first ' & $string($count($manifestReport.problems)) & ' shown)' : '') "
+                "& ': ' & $join($manifestReport.problems, '; ')"
+            ),
+        )
+        manifest_usable = (
+            sfn.Choice.jsonata(stack, "CustomizeManifestUsable", state_name="Manifest usable?")
+            .when(sfn.Condition.jsonata(jsonata("$manifestReport.valid = true")), then)
+            .otherwise(manifest_rejected)
+        )
+        return check_manifest.next(manifest_usable)
+
+    # --- the customization job ----------------------------------------------------------------
+
+    def _job(self, then: sfn.IChainable) -> sfn.IChainable:
+        """Start the job, poll it to its end, stop it when it runs too long or cannot be read."""
+        stack, config, titan, fail = self.stack, self.config, self.titan, self.fail
+        data = stack.data
+        datasets = data.datasets_bucket.bucket_name
+        models = data.models_bucket.bucket_name
+        prepare_job = sfn.Pass.jsonata(
+            stack,
+            "CustomizePrepareJob",
+            state_name="Prepare customization job",
+            assign={
+                "customModelName": jsonata(
+                    "$exists($request.customModelName) ? $request.customModelName : $jobName"
+                ),
+                "hyperParameters": jsonata(hyperparameters_expression(config)),
+            },
+        )
+
+        tags = [{"Key": key, "Value": value} for key, value in resource_tags(config).items()]
+        start_job = aws_call(
+            stack,
+            "CustomizeStartJob",
+            state_name="Start customization job",
+            service="bedrock",
+            action="createModelCustomizationJob",
+            iam_resources=[stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
+            parameters={
+                "JobName": jsonata("$jobName"),
+                "CustomModelName": jsonata("$customModelName"),
+                "RoleArn": stack.customization_role.role_arn,
+                # Makes a retried call (throttling) create the job once.
+                "ClientRequestToken": jsonata("$jobToken"),
+                "BaseModelIdentifier": titan.base_model_id,
+                "CustomizationType": "FINE_TUNING",
+                "CustomModelKmsKeyId": data.key.key_arn,
+                "TrainingDataConfig": {"S3Uri": jsonata(f"'s3://{datasets}/' & $request.manifest")},
+                "OutputDataConfig": {
+                    "S3Uri": jsonata(f"'s3://{models}/{TITAN_OUTPUT_PREFIX}' & $jobName & '/'")
+                },
+                "HyperParameters": jsonata("$hyperParameters"),
+                "JobTags": tags,
+                "CustomModelTags": tags,
+            },
+            assign={
+                "jobArn": jsonata("$states.result.JobArn"),
+                "jobStartedMillis": jsonata("$millis()"),
+            },
+        )
+        start_job.add_catch(
+            fail(
+                "JobNotStarted",
+                jsonata(
+                    "'could not start customization job ' & $jobName & ': ' & "
+                    "$states.input.Error & ': ' & $states.input.Cause"
+                ),
+                error=jsonata("$states.input.Error"),
+            ),
+            errors=["States.ALL"],
+        )
+
+        get_job = aws_call(
+            stack,
+            "CustomizeGetJob",
+            state_name="Get job status",
+            service="bedrock",
+            action="getModelCustomizationJob",
+            iam_resources=[stack.job_arns],
+            # The name identifies the job as well as its ARN does.
+            parameters={"JobIdentifier": jsonata("$jobName")},
+            assign={
+                "jobStatus": jsonata("$states.result.Status"),
+                "jobFailure": jsonata(_or_empty("$states.result.FailureMessage")),
+                "customModelArn": jsonata(_or_empty("$states.result.OutputModelArn")),
+            },
+        )
+        poll_job = PollUntil(
+            stack,
+            "CustomizeWaitForJob",
+            state_name="Wait for job",
+            every=Duration.seconds(titan.job_poll_seconds),
+            poll=get_job,
+        )
+        job_failed = fail(
+            "JobFailed",
+            jsonata(
+                "'customization job ' & $jobName & ' ended ' & $jobStatus & ': ' & "
+                "($jobFailure != '' ? $jobFailure : 'Bedrock gave no failure message')"
+            ),
+        )
+        max_job_ms = titan.max_job_runtime_hours * 3_600_000
+        # Why a job is stopped ($stop.error names the run's error): it ran too long, or its
+        # status could not be read, so it may still be running (and billing).
+        timed_out = (
+            "{ 'error': 'JobTimedOut', 'cause': 'customization job ' & $jobName & ' ran longer "
+            f"than titan.max_job_runtime_hours ({titan.max_job_runtime_hours} h) and' }}"
+        )
+        status_unknown = (
+            "{ 'error': 'JobStatusUnknown', 'cause': 'could not read the status of customization "
+            "job ' & $jobName & ' (' & $jobArn & '): ' & $states.errorOutput.Error & ': ' & "
+            "$states.errorOutput.Cause & '; as it may still be running, it' }"
+        )
+        stop_job = aws_call(
+            stack,
+            "CustomizeStopJob",
+            state_name="Stop job",
+            service="bedrock",
+            action="stopModelCustomizationJob",
+            iam_resources=[stack.job_arns],
+            parameters={"JobIdentifier": jsonata("$jobName")},
+        )
+        stop_job.add_catch(
+            fail(
+                "JobStopFailed",
+                jsonata(
+                    "$stop.cause & ' could not be stopped: ' & $states.input.Error & ': ' & "
+                    "$states.input.Cause & '; stop it with aws bedrock "
+                    "stop-model-customization-job --job-identifier ' & $jobName"
+                ),
+            ),
+            errors=["States.ALL"],
+        )
+        stop_job.next(
+            fail(
+                "JobStopped", jsonata("$stop.cause & ' was stopped'"), error=jsonata("$stop.error")
+            )
+        )
+        get_job.add_catch(stop_job, errors=["States.ALL"], assign={"stop": jsonata(status_unknown)})
+        job_finished = (
+            sfn.Choice.jsonata(stack, "CustomizeJobFinished", state_name="Job finished?")
+            .when(sfn.Condition.jsonata(jsonata("$jobStatus = 'Completed'")), then)
+            .when(sfn.Condition.jsonata(jsonata("$jobStatus in ['Failed', 'Stopped']")), job_failed)
+            .when(
+                sfn.Condition.jsonata(
+                    jsonata(
+                        "$jobStatus = 'InProgress' and "
+                        f"$millis() - $jobStartedMillis > {max_job_ms}"
+                    )
+                ),
+                stop_job,
+                assign={"stop": jsonata(timed_out)},
+            )
+            .otherwise(poll_job.wait)
+        )
+        return prepare_job.next(start_job).next(poll_job.until(job_finished))
+
+    # --- the provisioned throughput -----------------------------------------------------------
+
+    def _throughput(self) -> sfn.IChainable:
+        """Provision, poll until in service, set its expiry, record and notify; a throughput that
+        fails, takes too long or cannot be read or recorded goes to the release workflow."""
+        stack, config, titan, fail = self.stack, self.config, self.titan, self.fail
+        prepare_throughput = sfn.Pass.jsonata(
+            stack,
+            "CustomizePrepareThroughput",
+            state_name="Prepare throughput",
+            assign={
+                # Creation may take up to titan.max_throughput_wait_hours: until the throughput is
+                # in service (when "Set expiry" moves the tag to now + ttlHours) its tag allows
+                # for that wait, so the sweeper never releases one still being created, while an
+                # orphan (a run that died meanwhile) is still released.
+                "expiresAt": jsonata(
+                    "$fromMillis($millis() + ($ttlHours + "
+                    f"{titan.max_throughput_wait_hours}) * 3600000, '{ISO_UTC_PICTURE}')"
+                ),
+                "throughputToken": jsonata("$uuid()"),
+            },
+        )
+        # The Arguments are one expression, so CommitmentDuration can be left out: CallAwsService
+        # takes only an object of fields.
+        provision = sfn.CustomState(
+            stack,
+            # A custom state takes its construct id as its name.
+            "Provision throughput",
+            state_json={
+                "Type": "Task",
+                "Comment": "Creates the provisioned throughput, tagged with its expiry",
+                "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:bedrock:"
+                "createProvisionedModelThroughput",
+                "Arguments": jsonata(provisioning_arguments(config)),
+                "Assign": {
+                    "provisionedModelArn": jsonata("$states.result.ProvisionedModelArn"),
+                    "provisioningStartedMillis": jsonata("$millis()"),
+                },
+            },
+        )
+        provision.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
+        provision.add_catch(
+            fail(
+                "ThroughputNotCreated",
+                jsonata(
+                    "'could not create a provisioned throughput for custom model ' & "
+                    "$customModelArn & ' (' & $customModelName & '): ' & $states.input.Error & "
+                    "': ' & $states.input.Cause & ' (ServiceQuotaExceededException: ask for a "
+                    "Provisioned Throughput quota for the model in Service Quotas); the custom "
+                    "model is kept'"
+                ),
+                error=jsonata("$states.input.Error"),
+            ),
+            errors=["States.ALL"],
+        )
+        release = self._release()
+
+        def failure(error: str, cause: str) -> dict[str, str]:
+            return {"failure": jsonata(f"{{ 'error': {literal(error)}, 'cause': {cause} }}")}
+
+        caught = {
+            "failure": jsonata(
+                "{ 'error': $states.errorOutput.Error, 'cause': 'provisioned throughput for ' & "
+                "$jobName & ' failed: ' & $states.errorOutput.Error & ': ' & "
+                "$states.errorOutput.Cause }"
+            )
+        }
+        get_throughput = aws_call(
+            stack,
+            "CustomizeGetThroughput",
+            state_name="Get throughput status",
+            service="bedrock",
+            action="getProvisionedModelThroughput",
+            iam_resources=[stack.provisioned_model_arns],
+            parameters={"ProvisionedModelId": jsonata("$provisionedModelArn")},
+            assign={
+                "throughputStatus": jsonata("$states.result.Status"),
+                "throughputFailure": jsonata(_or_empty("$states.result.FailureMessage")),
+            },
+        )
+        poll_throughput = PollUntil(
+            stack,
+            "CustomizeWaitForThroughput",
+            state_name="Wait for throughput",
+            every=Duration.seconds(titan.throughput_poll_seconds),
+            poll=get_throughput,
+        )
+        get_throughput.add_catch(release, errors=["States.ALL"], assign=caught)
+        throughput_failed = sfn.Pass.jsonata(
+            stack,
+            "CustomizeThroughputFailed",
+            state_name="Throughput failed",
+            assign=failure(
+                "ThroughputFailed",
+                "'provisioned throughput for ' & $jobName & ' failed: ' & "
+                "($throughputFailure != '' ? $throughputFailure : 'Bedrock gave no failure "
+                "message')",
+            ),
+        )
+        max_wait_ms = titan.max_throughput_wait_hours * 3_600_000
+        throughput_too_slow = sfn.Pass.jsonata(
+            stack,
+            "CustomizeThroughputTooSlow",
+            state_name="Throughput too slow",
+            assign=failure(
+                "ThroughputTimedOut",
+                "'provisioned throughput for ' & $jobName & ' was not in service after "
+                f"titan.max_throughput_wait_hours ({titan.max_throughput_wait_hours} h)'",
+            ),
+        )
+        throughput_failed.next(release)
+        throughput_too_slow.next(release)
+        set_expiry = self._record_and_notify(release, caught)
+        throughput_ready = (
+            sfn.Choice.jsonata(stack, "CustomizeThroughputReady", state_name="Throughput ready?")
+            .when(
+                sfn.Condition.jsonata(jsonata("$throughputStatus = 'InService'")),
+                set_expiry,
+                assign={
+                    "inServiceExpiresAt": jsonata(
+                        f"$fromMillis($millis() + $ttlHours * 3600000, '{ISO_UTC_PICTURE}')"
+                    )
+                },
+            )
+            .when(sfn.Condition.jsonata(jsonata("$throughputStatus = 'Failed'")), throughput_failed)
+            .when(
+                sfn.Condition.jsonata(
+                    jsonata(f"$millis() - $provisioningStartedMillis > {max_wait_ms}")
+                ),
+                throughput_too_slow,
+            )
+            .otherwise(poll_throughput.wait)
+        )
+        return prepare_throughput.next(provision).next(poll_throughput.until(throughput_ready))
+
+    def _release(self) -> tasks.StepFunctionsStartExecution:
+        """Hand the throughput to the release workflow; the run then fails with the reason."""
+        stack, fail = self.stack, self.fail
+        release_name = stack.release.state_machine_name
+        release = tasks.StepFunctionsStartExecution.jsonata(
+            stack,
+            "CustomizeRelease",
+            state_name="Release throughput",
+            state_machine=stack.release,
+            input=sfn.TaskInput.from_object(
+                {
+                    "provisionedModelArn": jsonata("$provisionedModelArn"),
+                    "reason": jsonata(f"$substring($failure.cause, 0, {MAX_REASON_CHARACTERS})"),
+                }
+            ),
+            assign={
+                "releaseNote": jsonata(
+                    "'It was handed to the release workflow (execution ' & "
+                    "$states.result.ExecutionArn & ').'"
                 )
             },
         )
-        .when(sfn.Condition.jsonata(jsonata("$throughputStatus = 'Failed'")), throughput_failed)
-        .when(
-            sfn.Condition.jsonata(
-                jsonata(f"$millis() - $provisioningStartedMillis > {max_wait_ms}")
-            ),
-            throughput_too_slow,
+        provisioning_failed = fail(
+            "ProvisioningFailed",
+            jsonata("$failure.cause & ' Throughput ' & $provisionedModelArn & ': ' & $releaseNote"),
+            error=jsonata("$failure.error"),
         )
-        .otherwise(poll_throughput.wait)
-    )
-    prepare_throughput.next(provision).next(poll_throughput.until(throughput_ready))
-    prepare_job.next(start_job).next(poll_job.until(job_finished))
-    check_manifest.next(manifest_usable)
-    check_base_model = _base_model_gate(stack, fail, check_manifest)
-    definition = validate.otherwise(prepare.next(check_base_model))
+        release.add_catch(
+            provisioning_failed,
+            errors=["States.ALL"],
+            assign={
+                "releaseNote": jsonata(
+                    f"'starting {release_name} failed (' & $states.errorOutput.Error & '); the "
+                    "cost guard releases it after ' & $expiresAt & '.'"
+                )
+            },
+        )
+        release.next(provisioning_failed)
+        return release
 
-    role = iam.Role(
-        stack,
-        "TitanCustomizeRole",
-        assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-        description=f"Atelier {config.stage}: customizes Titan Image Generator and provisions "
-        "its throughput",
-    )
-    tasks_policy = iam.Policy(
-        stack,
-        "TitanCustomizePolicy",
-        roles=[role],
-        statements=[
-            iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"],
-                resources=[stack.manifest_function.function.function_arn],
-            ),
-            iam.PolicyStatement(
-                actions=["bedrock:GetFoundationModel"], resources=[stack.foundation_model_arn]
-            ),
-            iam.PolicyStatement(
-                actions=["bedrock:CreateModelCustomizationJob"],
-                resources=[stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
-            ),
-            iam.PolicyStatement(
-                actions=[
-                    "bedrock:GetModelCustomizationJob",
-                    "bedrock:StopModelCustomizationJob",
-                ],
-                resources=[stack.job_arns],
-            ),
-            # The service authorization reference lists custom-model and foundation-model
-            # (the custom model's base) as resources of this action.
-            iam.PolicyStatement(
-                actions=["bedrock:CreateProvisionedModelThroughput"],
-                resources=[
-                    stack.foundation_model_arn,
-                    stack.custom_model_arns,
-                    stack.provisioned_model_arns,
-                ],
-            ),
-            iam.PolicyStatement(
-                actions=["bedrock:GetProvisionedModelThroughput"],
-                resources=[stack.provisioned_model_arns],
-            ),
-            # Tags given at creation (job, custom model, throughput) need TagResource too.
-            iam.PolicyStatement(
-                actions=["bedrock:TagResource"],
-                resources=[stack.custom_model_arns, stack.job_arns, stack.provisioned_model_arns],
-            ),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[stack.customization_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
-            ),
-            # The custom model is encrypted with the data key: creating it, and serving it
-            # from a throughput, use the key through Bedrock.
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
-                resources=[data.key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"bedrock.{stack.region}.amazonaws.com"}
-                },
-            ),
-            # Grants only for Bedrock's own use of the key.
-            bedrock_key_grant(data.key.key_arn, stack.region),
-            iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[stack.parameter_arn]),
-            iam.PolicyStatement(
-                actions=["states:StartExecution"],
-                resources=[stack.release.state_machine_arn],
-            ),
-            *stack.publish_statements(),
-        ],
-    )
-    for resource, reason in (
-        (
-            "custom-model/*",
-            "Custom models are named by Bedrock (base model and a generated id) when a job "
-            "completes; the workflow creates them and provisions throughput for them.",
-        ),
-        (
-            "model-customization-job/*",
-            "Job ARNs carry an id Bedrock makes per job; the workflow creates, polls and "
-            "stops only the jobs it starts (names unique per run).",
-        ),
-        (
-            "provisioned-model/*",
-            "Provisioned throughputs are named by an id Bedrock makes at creation; the "
-            "workflow creates, tags and polls only the one it creates.",
-        ),
-    ):
-        acknowledge(tasks_policy, f"AwsSolutions-IAM5[Resource::{stack.nag_arn(resource)}]", reason)
-    hours = titan.max_job_runtime_hours + titan.max_throughput_wait_hours + 2
-    return observed_state_machine(
-        stack,
-        "TitanCustomize",
-        config=config,
-        name=config.resource_name("titan-customize"),
-        comment="Customizes Titan Image Generator, provisions its throughput and records it",
-        definition=definition,
-        role=role,
-        policies=[tasks_policy],
-        timeout=Duration.hours(hours),
-    )
+    def _record_and_notify(
+        self, release: sfn.IChainable, caught: Mapping[str, str]
+    ) -> sfn.IChainable:
+        """Set the in-service expiry, record the throughput in SSM and notify; returns the first."""
+        stack, config, fail = self.stack, self.config, self.fail
+        deployment = deployment_name(config)
+        record = aws_call(
+            stack,
+            "CustomizeRecord",
+            state_name="Record throughput",
+            service="ssm",
+            action="putParameter",
+            iam_resources=[stack.parameter_arn],
+            parameters={
+                "Name": stack.parameter_name,
+                "Value": jsonata("$provisionedModelArn"),
+                "Type": "String",
+                "Overwrite": True,
+                "Description": jsonata(
+                    "'Titan provisioned throughput of customization ' & $jobName & ', expires ' "
+                    "& $expiresAt"
+                ),
+            },
+        )
+        record.add_catch(release, errors=["States.ALL"], assign=caught)
 
+        message = ready_message(
+            deployment,
+            release_state_machine_arn=stack.release.state_machine_arn,
+            parameter_name=stack.parameter_name,
+        )
+        notify = notify_task(
+            stack,
+            "CustomizeNotify",
+            topic=stack.topic,
+            subject=jsonata(f"$substring('[{deployment}] Titan model ready: ' & $jobName, 0, 100)"),
+            message=message,
+            outputs={
+                "jobName": jsonata("$jobName"),
+                "customModelName": jsonata("$customModelName"),
+                "customModelArn": jsonata("$customModelArn"),
+                "provisionedModelArn": jsonata("$provisionedModelArn"),
+                "expiresAt": jsonata("$expiresAt"),
+                "provisionedModelParameter": stack.parameter_name,
+                "hyperParameters": jsonata("$hyperParameters"),
+                "records": jsonata("$manifestReport.records"),
+            },
+        )
+        notify.add_catch(
+            fail(
+                "NotificationFailed",
+                jsonata(
+                    "'throughput ' & $provisionedModelArn & ' is in service and recorded (expires "
+                    "' & $expiresAt & '), but the notification failed: ' & $states.input.Error & "
+                    "': ' & $states.input.Cause"
+                ),
+                error=jsonata("$states.input.Error"),
+            ),
+            errors=["States.ALL"],
+        )
 
-def _base_model_gate(
-    stack: BedrockStack, fail: Callable[..., sfn.Fail], then: sfn.IChainable
-) -> sfn.IChainable:
-    """Before anything is paid for: the base model's lifecycle, from Bedrock itself. A Legacy
-    model takes no new customization job or provisioned throughput, and one past its end of
-    life is not found: either way the run stops here with what to change."""
-    titan = stack.config.titan
-    named = f"{titan.base_model_id} ({titan.limits.name})"
-    fix = (
-        "Set titan.base_model_id in cdk.json to an Active Bedrock image model that supports "
-        "fine-tuning (docs/image-customization.md lists them; `atelier doctor` shows each "
-        "model's state), then deploy again. Nothing was started or billed."
-    )
-    read = aws_call(
-        stack,
-        "CustomizeCheckBaseModel",
-        state_name="Check base model lifecycle",
-        service="bedrock",
-        action="getFoundationModel",
-        iam_resources=[stack.foundation_model_arn],
-        parameters={"ModelIdentifier": titan.base_model_id},
-        assign={
-            "baseModelLifecycle": jsonata(
-                "($l := $states.result.ModelDetails.ModelLifecycle; $exists($l) ? $l : {})"
+        # In service: the throughput's time starts now. Should tagging fail (after its retries)
+        # the creation tag stands, later by titan.max_throughput_wait_hours, and is reported.
+        set_expiry = aws_call(
+            stack,
+            "CustomizeSetExpiry",
+            state_name="Set expiry",
+            service="bedrock",
+            action="tagResource",
+            iam_resources=[stack.provisioned_model_arns],
+            parameters={
+                "ResourceARN": jsonata("$provisionedModelArn"),
+                "Tags": [{"Key": EXPIRES_AT_TAG, "Value": jsonata("$inServiceExpiresAt")}],
+            },
+            assign={"expiresAt": jsonata("$inServiceExpiresAt")},
+        )
+        set_expiry.add_catch(record, errors=["States.ALL"])
+        set_expiry.next(record).next(notify)
+        return set_expiry
+
+    # --- role and state machine ---------------------------------------------------------------
+
+    def _state_machine(self, definition: sfn.IChainable) -> sfn.StateMachine:
+        stack, config, titan = self.stack, self.config, self.titan
+        data = stack.data
+        role = iam.Role(
+            stack,
+            "TitanCustomizeRole",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description=f"Atelier {config.stage}: customizes Titan Image Generator and provisions "
+            "its throughput",
+        )
+        tasks_policy = iam.Policy(
+            stack,
+            "TitanCustomizePolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"],
+                    resources=[stack.manifest_function.function.function_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=["bedrock:GetFoundationModel"], resources=[stack.foundation_model_arn]
+                ),
+                iam.PolicyStatement(
+                    actions=["bedrock:CreateModelCustomizationJob"],
+                    resources=[stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "bedrock:GetModelCustomizationJob",
+                        "bedrock:StopModelCustomizationJob",
+                    ],
+                    resources=[stack.job_arns],
+                ),
+                # The service authorization reference lists custom-model and foundation-model
+                # (the custom model's base) as resources of this action.
+                iam.PolicyStatement(
+                    actions=["bedrock:CreateProvisionedModelThroughput"],
+                    resources=[
+                        stack.foundation_model_arn,
+                        stack.custom_model_arns,
+                        stack.provisioned_model_arns,
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["bedrock:GetProvisionedModelThroughput"],
+                    resources=[stack.provisioned_model_arns],
+                ),
+                # Tags given at creation (job, custom model, throughput) need TagResource too.
+                iam.PolicyStatement(
+                    actions=["bedrock:TagResource"],
+                    resources=[
+                        stack.custom_model_arns,
+                        stack.job_arns,
+                        stack.provisioned_model_arns,
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["iam:PassRole"],
+                    resources=[stack.customization_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+                ),
+                # The custom model is encrypted with the data key: creating it, and serving it
+                # from a throughput, use the key through Bedrock.
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+                    resources=[data.key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"bedrock.{stack.region}.amazonaws.com"}
+                    },
+                ),
+                # Grants only for Bedrock's own use of the key.
+                bedrock_key_grant(data.key.key_arn, stack.region),
+                iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[stack.parameter_arn]),
+                iam.PolicyStatement(
+                    actions=["states:StartExecution"],
+                    resources=[stack.release.state_machine_arn],
+                ),
+                *stack.publish_statements(),
+            ],
+        )
+        for resource, reason in (
+            (
+                "custom-model/*",
+                "Custom models are named by Bedrock (base model and a generated id) when a job "
+                "completes; the workflow creates them and provisions throughput for them.",
+            ),
+            (
+                "model-customization-job/*",
+                "Job ARNs carry an id Bedrock makes per job; the workflow creates, polls and "
+                "stops only the jobs it starts (names unique per run).",
+            ),
+            (
+                "provisioned-model/*",
+                "Provisioned throughputs are named by an id Bedrock makes at creation; the "
+                "workflow creates, tags and polls only the one it creates.",
+            ),
+        ):
+            acknowledge(
+                tasks_policy, f"AwsSolutions-IAM5[Resource::{stack.nag_arn(resource)}]", reason
             )
-        },
-    )
-    read.add_catch(
-        fail(
-            "BaseModelEndOfLife",
-            f"{named} is not offered by Bedrock in this region: it is past its end of life "
-            f"(or was never offered here). {fix}",
-        ),
-        errors=["Bedrock.ResourceNotFoundException", "Bedrock.ValidationException"],
-    )
-    read.add_catch(
-        fail(
-            "BaseModelCheckFailed",
-            jsonata(
-                f"'could not read the lifecycle of {named}: ' & $states.input.Error & ': ' & "
-                "$states.input.Cause"
+        hours = titan.max_job_runtime_hours + titan.max_throughput_wait_hours + 2
+        return observed_state_machine(
+            stack,
+            "TitanCustomize",
+            config=config,
+            name=config.resource_name("titan-customize"),
+            comment="Customizes Titan Image Generator, provisions its throughput and records it",
+            definition=definition,
+            role=role,
+            policies=[tasks_policy],
+            timeout=Duration.hours(hours),
+        )
+
+    def _base_model_gate(self, then: sfn.IChainable) -> sfn.IChainable:
+        """Before anything is paid for: the base model's lifecycle, from Bedrock itself. A Legacy
+        model takes no new customization job or provisioned throughput, and one past its end of
+        life is not found: either way the run stops here with what to change."""
+        stack, fail = self.stack, self.fail
+        titan = stack.config.titan
+        named = f"{titan.base_model_id} ({titan.limits.name})"
+        fix = (
+            "Set titan.base_model_id in cdk.json to an Active Bedrock image model that supports "
+            "fine-tuning (docs/image-customization.md lists them; `atelier doctor` shows each "
+            "model's state), then deploy again. Nothing was started or billed."
+        )
+        read = aws_call(
+            stack,
+            "CustomizeCheckBaseModel",
+            state_name="Check base model lifecycle",
+            service="bedrock",
+            action="getFoundationModel",
+            iam_resources=[stack.foundation_model_arn],
+            parameters={"ModelIdentifier": titan.base_model_id},
+            assign={
+                "baseModelLifecycle": jsonata(
+                    "($l := $states.result.ModelDetails.ModelLifecycle; $exists($l) ? $l : {})"
+                )
+            },
+        )
+        read.add_catch(
+            fail(
+                "BaseModelEndOfLife",
+                f"{named} is not offered by Bedrock in this region: it is past its end of life "
+                f"(or was never offered here). {fix}",
             ),
-            error=jsonata("$states.input.Error"),
-        ),
-        errors=["States.ALL"],
-    )
-    legacy = fail(
-        "BaseModelLegacy",
-        jsonata(
-            f"{literal(named + ' is Legacy on Bedrock')} & "
-            "($exists($baseModelLifecycle.EndOfLifeTime) ? ' (end of life ' & "
-            "$string($baseModelLifecycle.EndOfLifeTime) & ')' : '') & "
-            f"{literal(': Bedrock takes no new customization job or provisioned throughput ')}"
-            f" & {literal('on a Legacy model. ' + fix)}"
-        ),
-    )
-    usable = (
-        sfn.Choice.jsonata(stack, "CustomizeBaseModelUsable", state_name="Base model usable?")
-        .when(sfn.Condition.jsonata(jsonata("$baseModelLifecycle.Status = 'LEGACY'")), legacy)
-        .otherwise(then)
-    )
-    return read.next(usable)
+            errors=["Bedrock.ResourceNotFoundException", "Bedrock.ValidationException"],
+        )
+        read.add_catch(
+            fail(
+                "BaseModelCheckFailed",
+                jsonata(
+                    f"'could not read the lifecycle of {named}: ' & $states.input.Error & ': ' & "
+                    "$states.input.Cause"
+                ),
+                error=jsonata("$states.input.Error"),
+            ),
+            errors=["States.ALL"],
+        )
+        legacy = fail(
+            "BaseModelLegacy",
+            jsonata(
+                f"{literal(named + ' is Legacy on Bedrock')} & "
+                "($exists($baseModelLifecycle.EndOfLifeTime) ? ' (end of life ' & "
+                "$string($baseModelLifecycle.EndOfLifeTime) & ')' : '') & "
+                f"{literal(': Bedrock takes no new customization job or provisioned throughput ')}"
+                f" & {literal('on a Legacy model. ' + fix)}"
+            ),
+        )
+        usable = (
+            sfn.Choice.jsonata(stack, "CustomizeBaseModelUsable", state_name="Base model usable?")
+            .when(sfn.Condition.jsonata(jsonata("$baseModelLifecycle.Status = 'LEGACY'")), legacy)
+            .otherwise(then)
+        )
+        return read.next(usable)
+
+
+def build_customize_workflow(stack: BedrockStack) -> sfn.StateMachine:
+    return TitanCustomizeWorkflow(stack).state_machine
