@@ -8,6 +8,9 @@ every such role, scoped to the key, the image's repository and the job kind's lo
 from __future__ import annotations
 
 from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.nag import acknowledge
 
 
 def job_container_statements(
@@ -49,3 +52,50 @@ def job_container_statements(
             resources=[f"{log_group_arn}:*"],
         ),
     ]
+
+
+def metrics_policy(
+    scope: Construct, construct_id: str, *, role: iam.IRole, namespace: str, kind: str
+) -> iam.Policy:
+    """cloudwatch:PutMetricData for the job's (or instance's) own namespace only: the action takes
+    no resource ARN, so a condition on the namespace is what limits it."""
+    policy = iam.Policy(
+        scope,
+        construct_id,
+        roles=[role],
+        statements=[
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
+            )
+        ],
+    )
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        "cloudwatch:PutMetricData supports no resource-level permissions; the statement is "
+        f"limited to SageMaker's {kind} metrics namespace by condition.",
+    )
+    return policy
+
+
+def image_pull_auth_policy(
+    scope: Construct, construct_id: str, *, role: iam.IRole, repository: str
+) -> iam.Policy:
+    """ecr:GetAuthorizationToken in a policy of its own: the action supports no resource-level
+    permissions, so the acknowledgment covers exactly it and a later wildcard elsewhere still
+    fails synth. Pulls themselves stay limited to `repository` (the job's image)."""
+    policy = iam.Policy(
+        scope,
+        construct_id,
+        roles=[role],
+        statements=[iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])],
+    )
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken supports no resource-level permissions; image pulls "
+        f"themselves are limited to the one {repository} in the role's default policy.",
+    )
+    return policy

@@ -42,7 +42,11 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.constructs.hf_images import ContainerImage, huggingface_image
 from infra.constructs.ml_instances import has_instance_storage
-from infra.constructs.sagemaker_roles import job_container_statements
+from infra.constructs.sagemaker_roles import (
+    image_pull_auth_policy,
+    job_container_statements,
+    metrics_policy,
+)
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
 from infra.workflows.states import aws_call, input_checks, json_list, jsonata, quoted_list
@@ -350,41 +354,19 @@ class TrainingWorkflow:
         ):
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
 
-        # Neither action supports resource-level permissions: each gets a policy of its own, so
-        # the acknowledgment covers exactly it and a later wildcard elsewhere still fails synth.
-        ecr_auth = iam.Policy(
+        # Neither action supports resource-level permissions: each gets a policy of its own.
+        image_pull_auth_policy(
             stack,
             self._id("EcrAuthPolicy"),
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-            ],
+            role=role,
+            repository="training repository",
         )
-        acknowledge(
-            ecr_auth,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken supports no resource-level permissions; image pulls "
-            "themselves are limited to the one training repository in the role's default policy.",
-        )
-        metrics = iam.Policy(
+        metrics_policy(
             stack,
             self._id("MetricsPolicy"),
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={
-                        "StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}
-                    },
-                )
-            ],
-        )
-        acknowledge(
-            metrics,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData supports no resource-level permissions; the statement is "
-            "limited to SageMaker's training-job metrics namespace by condition.",
+            role=role,
+            namespace=TRAINING_METRICS_NAMESPACE,
+            kind="training-job",
         )
 
     # --- the workflow ------------------------------------------------------------------------

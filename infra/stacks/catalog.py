@@ -52,7 +52,11 @@ from infra.constructs.python_function import (
     PythonFunction,
 )
 from infra.constructs.sagemaker_endpoint import grant_invoke_endpoint
-from infra.constructs.sagemaker_roles import job_container_statements
+from infra.constructs.sagemaker_roles import (
+    image_pull_auth_policy,
+    job_container_statements,
+    metrics_policy,
+)
 from infra.constructs.workflows import observed_state_machine
 from infra.nag import acknowledge, exported_name
 from infra.stacks.api import RESULTS_PREFIX, descriptions_settings_json
@@ -599,39 +603,18 @@ class CatalogStack(Stack):
             "Log streams in SageMaker's transform-job log group only; SageMaker names a stream "
             "per job and instance, so they cannot be listed in advance.",
         )
-        ecr_auth = iam.Policy(
+        ecr_auth = image_pull_auth_policy(
             self,
             "TransformEcrAuthPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-            ],
+            role=role,
+            repository="inference repository",
         )
-        acknowledge(
-            ecr_auth,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken supports no resource-level permissions; image pulls "
-            "themselves are limited to the one inference repository in the role's default policy.",
-        )
-        metrics = iam.Policy(
+        metrics = metrics_policy(
             self,
             "TransformMetricsPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={
-                        "StringEquals": {"cloudwatch:namespace": TRANSFORM_METRICS_NAMESPACE}
-                    },
-                )
-            ],
-        )
-        acknowledge(
-            metrics,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData supports no resource-level permissions; the statement is "
-            "limited to SageMaker's transform-job metrics namespace by condition.",
+            role=role,
+            namespace=TRANSFORM_METRICS_NAMESPACE,
+            kind="transform-job",
         )
         self.transform_policies = [ecr_auth, metrics]
         return role
