@@ -8,12 +8,22 @@ profile routes to any commercial region and also to a region-less model ARN.
 The geography is granted as a region prefix (`eu-*`), not as a list of today's destination
 regions: AWS adds destination regions to a profile without notice, and a request routed to a
 region missing from the list would fail with AccessDenied. Only `global.` needs `*`.
+
+Those wide model ARNs are only usable through the profile: their statement carries the
+condition `bedrock:InferenceProfileArn` = the profile's ARN (Bedrock user guide, "Prerequisites
+for inference profiles", checked 2026-12-07), so a caller cannot invoke the model directly in
+any region. ARNs are built in the stack's partition (`${AWS::Partition}`), not `aws`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
+
+from aws_cdk import Aws, Stack
+from aws_cdk import aws_iam as iam
 
 # Prefixes of the system-defined inference profiles (`us.anthropic.claude-...`).
 INFERENCE_PROFILE_GEOS = ("us", "eu", "apac", "jp", "au", "ca", "us-gov", "global")
@@ -37,8 +47,12 @@ STRUCTURED_OUTPUT_SETTINGS = ("auto", "tool", "json_schema")
 # (`outputConfig.textFormat`); newer ones refuse forced tool use.
 FIRST_JSON_SCHEMA_CLAUDE = (4, 5)
 
+# The request context key Bedrock sets on the foundation-model check of a call made through an
+# inference profile: the profile's ARN.
+INFERENCE_PROFILE_ARN_KEY = "bedrock:InferenceProfileArn"
+
 _ARN = re.compile(
-    r"^arn:aws:bedrock:[a-z0-9-]*:\d{0,12}:(?P<kind>foundation-model|inference-profile)/(?P<id>.+)$"
+    r"^arn:(?P<partition>aws[a-z-]*):bedrock:[a-z0-9-]*:\d{0,12}:(?P<kind>foundation-model|inference-profile)/(?P<id>.+)$"
 )
 # `claude-3-5-sonnet-2024...`, `claude-sonnet-4-5-2025...`, `claude-sonnet-4-6`: the release
 # is the first one or two short numbers after `claude-` (dates have eight digits).
@@ -53,26 +67,79 @@ def _profile_model(model_id: str) -> tuple[str, str] | None:
     return None
 
 
-def _model_arns(geo: str, model: str) -> list[str]:
-    arns = [f"arn:aws:bedrock:{GEO_REGION_PATTERNS[geo]}::foundation-model/{model}"]
+def _model_arns(partition: str, geo: str, model: str) -> list[str]:
+    arns = [f"arn:{partition}:bedrock:{GEO_REGION_PATTERNS[geo]}::foundation-model/{model}"]
     if geo == "global":
-        arns.append(f"arn:aws:bedrock:::foundation-model/{model}")
+        arns.append(f"arn:{partition}:bedrock:::foundation-model/{model}")
     return arns
 
 
-def invoke_model_arns(model_id: str, *, region: str, account: str) -> list[str]:
-    """Every ARN a caller of `model_id` must be allowed `bedrock:InvokeModel` on."""
+def invoke_model_arns(model_id: str, *, region: str, account: str, partition: str) -> list[str]:
+    """Every ARN a caller of `model_id` must be allowed `bedrock:InvokeModel` on; for a profile,
+    its own ARN first, then its foundation model's."""
     match = _ARN.fullmatch(model_id)
     if match:
         profile = _profile_model(match["id"]) if match["kind"] == "inference-profile" else None
-        return [model_id, *_model_arns(*profile)] if profile else [model_id]
+        # A given ARN names its own partition; the models it routes to are in the same one.
+        return [model_id, *_model_arns(match["partition"], *profile)] if profile else [model_id]
     profile = _profile_model(model_id)
     if profile is None:
-        return [f"arn:aws:bedrock:{region}::foundation-model/{model_id}"]
+        return [f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}"]
     return [
-        f"arn:aws:bedrock:{region}:{account}:inference-profile/{model_id}",
-        *_model_arns(*profile),
+        f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model_id}",
+        *_model_arns(partition, *profile),
     ]
+
+
+@dataclass(frozen=True)
+class ModelGrant:
+    """The resources of one IAM statement; `through_profile` set: only via that profile."""
+
+    resources: tuple[str, ...]
+    through_profile: str | None = None
+
+    @property
+    def conditions(self) -> dict[str, dict[str, str]] | None:
+        if self.through_profile is None:
+            return None
+        return {"StringEquals": {INFERENCE_PROFILE_ARN_KEY: self.through_profile}}
+
+
+def invoke_model_grants(
+    model_id: str, *, region: str, account: str, partition: str
+) -> list[ModelGrant]:
+    """A foundation model: one grant on its ARN. A profile: the profile's ARN, and its
+    foundation model's ARNs on condition that the call comes through that profile."""
+    arns = invoke_model_arns(model_id, region=region, account=account, partition=partition)
+    if len(arns) == 1:
+        return [ModelGrant(tuple(arns))]
+    profile, *models = arns
+    return [ModelGrant((profile,)), ModelGrant(tuple(models), through_profile=profile)]
+
+
+def invoke_model_statements(
+    stack: Stack, model_id: str, actions: Sequence[str] = ("bedrock:InvokeModel",)
+) -> list[iam.PolicyStatement]:
+    """The statements allowing `actions` (InvokeModel also authorizes Converse) on `model_id`
+    in `stack`'s region, account and partition."""
+    return [
+        iam.PolicyStatement(
+            actions=list(actions), resources=list(grant.resources), conditions=grant.conditions
+        )
+        for grant in invoke_model_grants(
+            model_id, region=stack.region, account=stack.account, partition=Aws.PARTITION
+        )
+    ]
+
+
+def nag_model_arns(model_id: str) -> list[str]:
+    """The model ARNs as cdk-nag names them in findings (tokens as `<AWS::Region>`)."""
+    return invoke_model_arns(
+        model_id,
+        region="<AWS::Region>",
+        account="<AWS::AccountId>",
+        partition="<AWS::Partition>",
+    )
 
 
 def foundation_model_id(model_id: str) -> str:

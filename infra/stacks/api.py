@@ -17,7 +17,6 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
@@ -27,6 +26,7 @@ from infra.checkov_skips import skip_check
 from infra.config import ConfigError, StageConfig
 from infra.constructs.bedrock_models import invoke_model_arns
 from infra.constructs.dashboard import StageDashboard
+from infra.constructs.encrypted_queue_target import add_encrypted_queue_target
 from infra.constructs.log_groups import create_log_group
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import (
@@ -241,8 +241,8 @@ class ApiStack(Stack):
 
         # Both queues are encrypted with the stage's data key, like everything else the stage
         # stores: messages carry bucket, object key and failure reason (customer file names).
-        # The SqsQueue target below lets EventBridge use the key, for this account's rules only
-        # (aws:SourceAccount), in the Data stack's key policy; the queue policy names the rule.
+        # EventBridge may use the key for this stage's queues only (the Data stack's key policy,
+        # infra/constructs/encrypted_queue_target.py); the queue policies name the rule.
         self.dead_letter_queue = sqs.Queue(
             self,
             "UploadsDeadLetterQueue",
@@ -603,26 +603,14 @@ class ApiStack(Stack):
                 },
             ),
         )
-        # The target adds queue policies allowing only this rule (aws:SourceArn) to send.
-        self.uploads_rule.add_target(
-            targets.SqsQueue(
-                self.uploads_queue,
-                dead_letter_queue=self.dead_letter_queue,
-                retry_attempts=EVENT_DELIVERY_RETRIES,
-                max_event_age=EVENT_MAX_AGE,
-            )
-        )
-        # For a queue under a KMS key the target allows EventBridge by account only
-        # (aws:SourceAccount): CDK drops aws:SourceArn to avoid a cycle when the key shares the
-        # queue's stack. The key is in the Data stack, so there is no cycle: only this rule sends.
-        self.uploads_queue.add_to_resource_policy(
-            iam.PolicyStatement(
-                effect=iam.Effect.DENY,
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sqs:SendMessage"],
-                resources=[self.uploads_queue.queue_arn],
-                conditions={"ArnNotEquals": {"aws:SourceArn": self.uploads_rule.rule_arn}},
-            )
+        # Only this rule may send to either queue (aws:SourceArn in both queue policies), and the
+        # data key's policy lets EventBridge use the key for this stage's queues only.
+        add_encrypted_queue_target(
+            self.uploads_rule,
+            self.uploads_queue,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=EVENT_DELIVERY_RETRIES,
+            max_event_age=EVENT_MAX_AGE,
         )
         self.uploads_function.function.add_event_source(
             event_sources.SqsEventSource(

@@ -37,7 +37,11 @@ from infra.config import (
     ConfigError,
     StageConfig,
 )
-from infra.constructs.bedrock_models import invoke_model_arns
+from infra.constructs.bedrock_models import (
+    invoke_model_arns,
+    invoke_model_statements,
+    nag_model_arns,
+)
 from infra.constructs.catalog_workflow import (
     CATALOG_PREFIX,
     CatalogFunctions,
@@ -349,18 +353,24 @@ class CatalogStack(Stack):
             f"{exported_name(self._data, bucket.bucket_arn)}/{pattern}",
         )
 
-    def _acknowledge_model_regions(self, policy: IConstruct, who: str) -> None:
-        """A cross-region inference profile as model id: its foundation model in every region."""
-        model_arns = invoke_model_arns(
-            self._config.descriptions.model_id, region=self.region, account=self.account
+    def _model_arns(self) -> list[str]:
+        """The text model's ARNs in this stack's region, account and partition (no condition)."""
+        return invoke_model_arns(
+            self._config.descriptions.model_id,
+            region=self.region,
+            account=self.account,
+            partition=Aws.PARTITION,
         )
-        for arn in (arn for arn in model_arns if "*" in arn):
+
+    def _acknowledge_model_regions(self, policy: IConstruct, who: str, why: str) -> None:
+        """A cross-region inference profile as model id: its foundation model in every region."""
+        for arn in (a for a in nag_model_arns(self._config.descriptions.model_id) if "*" in a):
             acknowledge(
                 policy,
                 f"AwsSolutions-IAM5[Resource::{arn}]",
                 f"{who}: a cross-region inference profile routes each request to the foundation "
                 "model in any region of its geography; IAM checks that model ARN in the region "
-                "that serves the call.",
+                f"that serves the call. {why}",
             )
 
     def _check_environment_size(self, environment: Mapping[str, str]) -> None:
@@ -411,9 +421,6 @@ class CatalogStack(Stack):
             },
         )
         table = data.table.table_arn
-        model_arns = invoke_model_arns(
-            config.descriptions.model_id, region=self.region, account=self.account
-        )
 
         def objects(*patterns: tuple[str, str]) -> list[str]:
             return [arn for arn, _ in patterns]
@@ -503,7 +510,8 @@ class CatalogStack(Stack):
                     iam.PolicyStatement(
                         actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[table]
                     ),
-                    iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=model_arns),
+                    # Through a profile: the profile, and its model only via that profile.
+                    *invoke_model_statements(self, config.descriptions.model_id),
                 ],
                 [
                     *((source, "reads the product images a run names") for source in sources),
@@ -536,7 +544,12 @@ class CatalogStack(Stack):
             policy = function.role.node.find_child("DefaultPolicy")
             self._acknowledge_objects(policy, dict(acknowledged), function=key)
             if key == "online":
-                self._acknowledge_model_regions(policy, "The online function")
+                self._acknowledge_model_regions(
+                    policy,
+                    "The online function",
+                    "The statement allows it only through this stage's profile (condition "
+                    "bedrock:InferenceProfileArn).",
+                )
 
     def _acknowledge_objects(
         self, policy: IConstruct, reasons: Mapping[tuple[str, str], str], *, function: str
@@ -650,12 +663,13 @@ class CatalogStack(Stack):
                 conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
             ),
         ]
-        model_arns = invoke_model_arns(
-            config.descriptions.model_id, region=self.region, account=self.account
-        )
+        model_arns = self._model_arns()
         if len(model_arns) > 1:
             # Through an inference profile the service role itself must be allowed the profile
             # and the model in each region it routes to (Bedrock's batch inference guide).
+            # Unlike the functions' grant, no bedrock:InferenceProfileArn condition: the batch
+            # guide's service-role policy shows none, and whether Bedrock sets that key on
+            # the calls a batch job makes is not documented (checked 2026-12-07).
             statements.append(
                 iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=model_arns)
             )
@@ -663,7 +677,11 @@ class CatalogStack(Stack):
             role.add_to_principal_policy(statement)
         policy = role.node.find_child("DefaultPolicy")
         if len(model_arns) > 1:
-            self._acknowledge_model_regions(policy, "The Bedrock batch role")
+            self._acknowledge_model_regions(
+                policy,
+                "The Bedrock batch role",
+                "Only Bedrock can assume the role, for this stage's batch jobs.",
+            )
         for (_, nag_name), reason in (
             (inputs, "reads each group's Bedrock input files"),
             (outputs, "writes each group's Bedrock output files"),
@@ -691,9 +709,7 @@ class CatalogStack(Stack):
         models = self._arn("sagemaker", f"model/{prefix}-*")
         transform_jobs = self._arn("sagemaker", f"transform-job/{prefix}-*")
         bedrock_jobs = self._arn("bedrock", "model-invocation-job/*")
-        model_arns = invoke_model_arns(
-            config.descriptions.model_id, region=self.region, account=self.account
-        )
+        model_arns = self._model_arns()
         sources = [
             self._objects(data.uploads_bucket, "*"),
             self._objects(data.datasets_bucket, "*"),
@@ -833,5 +849,9 @@ class CatalogStack(Stack):
         ]
         for nag_id, reason in reasons:
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{nag_id}]", reason)
-        self._acknowledge_model_regions(policy, "The workflow's CreateModelInvocationJob")
+        self._acknowledge_model_regions(
+            policy,
+            "The workflow's CreateModelInvocationJob",
+            "It creates jobs only; the invocations are the batch role's.",
+        )
         return [policy]

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.buckets import EncryptedBucket, create_access_log_bucket
+from infra.constructs.encrypted_queue_target import eventbridge_queues_key_policy_statement
 from infra.constructs.log_groups import logs_key_policy_statement, removal_policy_for
 from infra.constructs.publishing import publish_names
 
@@ -68,6 +69,8 @@ class DataStack(Stack):
         )
         # Every log group of the stage is encrypted with this key (infra/constructs/log_groups.py).
         self.key.add_to_resource_policy(logs_key_policy_statement(config))
+        # The Api stack's uploads queues are under this key and fed by an EventBridge rule.
+        self.key.add_to_resource_policy(eventbridge_queues_key_policy_statement(config))
 
         self.access_log_bucket = create_access_log_bucket(
             self, "AccessLogs", data=config.data, removal_policy=removal_policy

@@ -299,25 +299,15 @@ def test_rule_sends_incoming_uploads_to_the_queue_only(dev_app: SynthesizedApp) 
     this_rule = {"Fn::GetAtt": [rule_id, "Arn"]}
     policies = resources(template, "AWS::SQS::QueuePolicy")
     assert len(policies) == 2
+    allowed = set()
     for policy in policies.values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         (allow,) = [s for s in statements if s["Effect"] == "Allow"]
         assert allow["Principal"] == {"Service": "events.amazonaws.com"}
-        if allow["Resource"] == {"Fn::GetAtt": [dlq_id, "Arn"]}:
-            assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": this_rule}}
-            continue
-        # The uploads queue is under the data key, so CDK's target allows the account's rules
-        # (aws:SourceAccount); an explicit deny keeps every other rule out.
-        assert allow["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
-        (deny,) = [
-            s
-            for s in statements
-            if s["Effect"] == "Deny"
-            and "Principal" in s
-            and s["Principal"] == {"Service": "events.amazonaws.com"}
-        ]
-        assert deny["Action"] == "sqs:SendMessage"
-        assert deny["Condition"] == {"ArnNotEquals": {"aws:SourceArn": this_rule}}
+        assert allow["Action"] == "sqs:SendMessage"
+        assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": this_rule}}
+        allowed.add(allow["Resource"]["Fn::GetAtt"][0])
+    assert allowed == {queue_id, dlq_id}
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -1,24 +1,35 @@
-"""Which ARNs `bedrock:InvokeModel` must name for each way of configuring a model."""
+"""Which ARNs `bedrock:InvokeModel` must name for each way of configuring a model, and which of
+them only through the configured inference profile."""
 
 from __future__ import annotations
 
 import pytest
+from aws_cdk import App, Stack
 
 from infra.constructs.bedrock_models import (
     GEO_REGION_PATTERNS,
     INFERENCE_PROFILE_GEOS,
+    ModelGrant,
     StructuredOutput,
     batch_invocation_type,
     claude_release,
     foundation_model_id,
     invoke_model_arns,
+    invoke_model_grants,
+    invoke_model_statements,
 )
 
 MODEL = "anthropic.claude-3-sonnet-20240229-v1:0"
 
 
 def _arns(model_id: str) -> list[str]:
-    return invoke_model_arns(model_id, region="eu-west-1", account="123456789012")
+    return invoke_model_arns(model_id, region="eu-west-1", account="123456789012", partition="aws")
+
+
+def _grants(model_id: str) -> list[ModelGrant]:
+    return invoke_model_grants(
+        model_id, region="eu-west-1", account="123456789012", partition="aws"
+    )
 
 
 def test_a_foundation_model_id_is_its_regional_arn() -> None:
@@ -62,6 +73,70 @@ def test_a_global_profile_also_needs_the_region_less_model() -> None:
         f"arn:aws:bedrock:*::foundation-model/{MODEL}",
         f"arn:aws:bedrock:::foundation-model/{MODEL}",
     ]
+
+
+def test_arns_are_built_in_the_given_partition() -> None:
+    arns = invoke_model_arns(
+        f"us-gov.{MODEL}", region="us-gov-west-1", account="123456789012", partition="aws-us-gov"
+    )
+    assert arns == [
+        f"arn:aws-us-gov:bedrock:us-gov-west-1:123456789012:inference-profile/us-gov.{MODEL}",
+        f"arn:aws-us-gov:bedrock:us-gov-*::foundation-model/{MODEL}",
+    ]
+
+
+def test_a_profile_arn_keeps_its_partition_for_its_models() -> None:
+    arn = f"arn:aws-us-gov:bedrock:us-gov-west-1:123456789012:inference-profile/us-gov.{MODEL}"
+    assert _arns(arn) == [arn, f"arn:aws-us-gov:bedrock:us-gov-*::foundation-model/{MODEL}"]
+
+
+def test_a_foundation_model_is_one_grant_without_condition() -> None:
+    (grant,) = _grants(MODEL)
+    assert grant.resources == (f"arn:aws:bedrock:eu-west-1::foundation-model/{MODEL}",)
+    assert grant.conditions is None
+
+
+@pytest.mark.parametrize("geo", ["global", "eu"])
+def test_a_profiles_models_are_granted_only_through_that_profile(geo: str) -> None:
+    # Given a system inference profile, When its grants are listed
+    profile, models = _grants(f"{geo}.{MODEL}")
+    # Then the profile itself unconditionally, and its wide model ARNs only when the call
+    # comes through exactly this profile (not directly, in any region)
+    profile_arn = f"arn:aws:bedrock:eu-west-1:123456789012:inference-profile/{geo}.{MODEL}"
+    assert profile == ModelGrant((profile_arn,))
+    assert profile.conditions is None
+    assert list(models.resources) == _arns(f"{geo}.{MODEL}")[1:]
+    assert models.conditions == {"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}}
+
+
+def test_the_statements_name_the_stacks_partition_region_and_account() -> None:
+    stack = Stack(App(), "Models")
+    profile, models = (
+        stack.resolve(statement.to_statement_json())
+        for statement in invoke_model_statements(stack, f"global.{MODEL}")
+    )
+    profile_arn = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":bedrock:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":inference-profile/global.{MODEL}",
+            ],
+        ]
+    }
+    assert profile == {"Action": "bedrock:InvokeModel", "Effect": "Allow", "Resource": profile_arn}
+    assert models["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}}
+    assert models["Resource"][0] == {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, f":bedrock:*::foundation-model/{MODEL}"],
+        ]
+    }
 
 
 def test_a_foundation_model_arn_is_used_as_given() -> None:

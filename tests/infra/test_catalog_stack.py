@@ -14,7 +14,7 @@ import pytest
 from aws_cdk import App
 
 from infra.config import ConfigError, StageConfig, load_stage_config
-from infra.constructs.bedrock_models import invoke_model_arns
+from infra.constructs.bedrock_models import invoke_model_arns, invoke_model_grants
 from infra.nag import attach_nag
 from infra.stacks.catalog import (
     PUBLISHED_NAMES,
@@ -56,9 +56,13 @@ FUNCTIONS = {
 GEO_PROFILE = "eu.anthropic.claude-3-7-sonnet-20250219-v1:0"
 # The dev stage's text model, a global profile: the profile, and its model in any region and
 # region-less.
-TEXT_MODEL_ARNS = invoke_model_arns(
-    "global.anthropic.claude-sonnet-4-6", region="${AWS::Region}", account="${AWS::AccountId}"
-)
+TEMPLATE_ARN_PARTS = {
+    "region": "${AWS::Region}",
+    "account": "${AWS::AccountId}",
+    "partition": "${AWS::Partition}",
+}
+TEXT_MODEL = "global.anthropic.claude-sonnet-4-6"
+TEXT_MODEL_ARNS = invoke_model_arns(TEXT_MODEL, **TEMPLATE_ARN_PARTS)
 ACCOUNT_PREFIX = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:"
 
 
@@ -278,8 +282,28 @@ def test_the_online_function_invokes_exactly_the_vqa_endpoint_and_the_text_model
     template = dev_app.template("-catalog")
     (endpoint,) = statements_granting(template, "OnlineFunctionRole", "sagemaker:InvokeEndpoint")
     assert _rendered(dev_app, endpoint) == [_arn("sagemaker", "endpoint/atelier-dev-vqa")]
-    (model,) = statements_granting(template, "OnlineFunctionRole", "bedrock:InvokeModel")
-    assert sorted(_rendered(dev_app, model)) == sorted(TEXT_MODEL_ARNS)
+    # The profile, and its model in any region only through that profile (never directly)
+    granted = [
+        (sorted(_rendered(dev_app, statement)), _through_profile(statement))
+        for statement in statements_granting(template, "OnlineFunctionRole", "bedrock:InvokeModel")
+    ]
+    expected = [
+        (sorted(grant.resources), grant.through_profile)
+        for grant in invoke_model_grants(TEXT_MODEL, **TEMPLATE_ARN_PARTS)
+    ]
+    assert sorted(granted, key=str) == sorted(expected, key=str)
+    assert [through for _, through in granted if through] == [TEXT_MODEL_ARNS[0]]
+
+
+def _through_profile(statement: dict[str, Any]) -> str | None:
+    """The profile a statement's `bedrock:InferenceProfileArn` condition requires, if any."""
+    condition = statement.get("Condition")
+    if condition is None:
+        return None
+    assert condition.keys() == {"StringEquals"}, condition
+    ((key, value),) = condition["StringEquals"].items()
+    assert key == "bedrock:InferenceProfileArn", condition
+    return render(value)
 
 
 def test_the_functions_write_only_below_their_prefixes(dev_app: SynthesizedApp) -> None:
@@ -471,12 +495,14 @@ def test_a_geographic_profile_in_tool_mode_is_granted_its_regions_and_runs_invok
     template = app.synth().get_stack_by_name("atelier-dev-catalog").template
     # Then the Bedrock service role may invoke the profile and its model wherever it routes
     (invoke,) = statements_granting(template, "BedrockBatchRole", "bedrock:InvokeModel")
-    expected = invoke_model_arns(GEO_PROFILE, region="${AWS::Region}", account="${AWS::AccountId}")
+    expected = invoke_model_arns(GEO_PROFILE, **TEMPLATE_ARN_PARTS)
     assert sorted(render(arn) for arn in listed(invoke["Resource"])) == sorted(expected)
-    # (its geography's regions, not any region)
+    # (its geography's regions, not any region; no profile condition on the service role)
     assert expected[1:] == [
-        "arn:aws:bedrock:eu-*::foundation-model/anthropic.claude-3-7-sonnet-20250219-v1:0"
+        "arn:${AWS::Partition}:bedrock:eu-*::foundation-model/"
+        "anthropic.claude-3-7-sonnet-20250219-v1:0"
     ]
+    assert "Condition" not in invoke
     # And the workflow may create jobs on the profile
     created = [
         render(arn)

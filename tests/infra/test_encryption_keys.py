@@ -82,6 +82,40 @@ def test_cloudwatch_logs_may_use_the_key_for_the_stages_log_groups_only(
             assert "LogGroupName" not in resource["Properties"]
 
 
+@pytest.mark.infra
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_eventbridge_may_use_the_key_only_to_send_to_the_stages_queues(
+    synthesized_apps: dict[str, SynthesizedApp], stage: str
+) -> None:
+    (key,) = resources(synthesized_apps[stage].template("-data"), "AWS::KMS::Key").values()
+    statements = [
+        statement
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]
+        if "events.amazonaws.com" in str(statement["Principal"])
+    ]
+    # One statement (CDK's SqsQueue target adds an account-wide one unless kept from it).
+    (statement,) = statements
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    # What EventBridge needs to send to an SSE-KMS queue; no Encrypt, ReEncrypt* or wildcards.
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    prefix = _config(stage).resource_name("")
+    condition = statement["Condition"]
+    assert sorted(condition) == ["ArnLike", "StringEquals"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    # SQS names the queue in the encryption context of each call: this stage's queues only.
+    ((context_key, queues),) = condition["ArnLike"].items()
+    assert context_key == "kms:EncryptionContext:aws:sqs:arn"
+    assert render(queues) == (
+        f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{prefix}*"
+    )
+    # Every queue is unnamed, so CloudFormation names it after its stack: `<prefix>...`.
+    for stack, template in synthesized_apps[stage].templates.items():
+        assert stack.startswith(prefix)
+        for resource in resources(template, "AWS::SQS::Queue").values():
+            assert "QueueName" not in resource["Properties"]
+
+
 def test_a_log_group_named_outside_the_stage_is_refused_at_synthesis() -> None:
     app = App()
     stack = Stack(app, "atelier-dev-api")

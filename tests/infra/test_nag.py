@@ -301,7 +301,7 @@ _CATALOG_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
 # any commercial region, so each grant of it names the model in region `*` (the region-less ARN
 # it also needs has no wildcard). Only these five policies invoke or start jobs on it.
 _TEXT_MODEL_ANY_REGION = (
-    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:bedrock:*::foundation-model/"
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/"
     "anthropic.claude-sonnet-4-6]"
 )
 _TEXT_MODEL_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
