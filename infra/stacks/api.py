@@ -24,7 +24,7 @@ from constructs import Construct
 
 from infra.checkov_skips import skip_check
 from infra.config import ConfigError, StageConfig
-from infra.constructs.bedrock_models import invoke_model_arns
+from infra.constructs.bedrock_models import invoke_model_statements, nag_model_arns
 from infra.constructs.dashboard import StageDashboard
 from infra.constructs.encrypted_queue_target import add_encrypted_queue_target
 from infra.constructs.log_groups import create_log_group
@@ -390,9 +390,6 @@ class ApiStack(Stack):
         self, config: StageConfig, data: DataStack, endpoint: SageMakerEndpoint | None
     ) -> None:
         """Exactly the resources each function touches, written into its own role policy."""
-        model_arns = invoke_model_arns(
-            config.descriptions.model_id, region=self.region, account=self.account
-        )
         results_objects = data.results_bucket.arn_for_objects(f"{RESULTS_PREFIX}*")
         table_actions = {
             self.api_function: ["dynamodb:GetItem", "dynamodb:PutItem"],
@@ -414,7 +411,8 @@ class ApiStack(Stack):
                     function.role, stack=self, endpoint_name=config.attribute_endpoint_name
                 )
             statements = [
-                iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=model_arns),
+                # Through a profile: the profile, and its model only via that profile.
+                *invoke_model_statements(self, config.descriptions.model_id),
                 iam.PolicyStatement(actions=actions, resources=[data.table.table_arn]),
                 iam.PolicyStatement(actions=["s3:PutObject"], resources=[results_objects]),
                 # The data key encrypts the table and the buckets; only those services may use
@@ -475,13 +473,15 @@ class ApiStack(Stack):
                 "Writes only result objects under the descriptions/ prefix of the results "
                 "bucket; object keys are per product, so the prefix is the narrowest scope.",
             )
-            for arn in (arn for arn in model_arns if "*" in arn):
+            wide_models = [a for a in nag_model_arns(config.descriptions.model_id) if "*" in a]
+            for arn in wide_models:
                 acknowledge(
                     policy,
                     f"AwsSolutions-IAM5[Resource::{arn}]",
                     "A cross-region inference profile routes each request to the foundation "
                     "model in any region of its geography; IAM checks that model ARN in the "
-                    "region that serves the call.",
+                    "region that serves the call. The statement allows it only through this "
+                    "stage's profile (condition bedrock:InferenceProfileArn).",
                 )
         acknowledge(
             self.uploads_function.role.node.find_child("DefaultPolicy"),

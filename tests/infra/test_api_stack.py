@@ -13,7 +13,7 @@ from aws_cdk import App
 
 from app import build_app
 from infra.config import ConfigError, StageConfig, load_stage_config
-from infra.constructs.bedrock_models import invoke_model_arns
+from infra.constructs.bedrock_models import invoke_model_grants
 from infra.stacks.api import (
     GATEWAY_ERROR_CODES,
     MAX_SETTINGS_BYTES,
@@ -344,12 +344,38 @@ def test_dead_letter_queue_alarms_on_the_first_message(dev_app: SynthesizedApp) 
 # ---------------------------------------------------------------------------------------------
 
 
-def _expected_model_arns(config: StageConfig) -> set[str]:
-    return set(
-        invoke_model_arns(
-            config.descriptions.model_id, region="${AWS::Region}", account="${AWS::AccountId}"
+def _expected_model_grants(config: StageConfig) -> list[tuple[list[str], str | None]]:
+    """(resources, profile the call must come through) of each InvokeModel statement."""
+    return [
+        (sorted(grant.resources), grant.through_profile)
+        for grant in invoke_model_grants(
+            config.descriptions.model_id,
+            region="${AWS::Region}",
+            account="${AWS::AccountId}",
+            partition="${AWS::Partition}",
         )
-    )
+    ]
+
+
+def _model_grants(
+    app: SynthesizedApp, template: dict[str, Any], function: str
+) -> list[tuple[list[str], str | None]]:
+    """The same, read from the statements granting InvokeModel to `function`'s role."""
+    exports = _exports(app)
+    grants = []
+    for statement in _statements(template, function):
+        if "bedrock:InvokeModel" not in listed(statement["Action"]):
+            continue
+        condition = statement.get("Condition")
+        through = None
+        if condition is not None:
+            ((operator, values),) = condition.items()
+            assert operator == "StringEquals", condition
+            through = _render(values.pop("bedrock:InferenceProfileArn"), exports)
+            assert values == {}, condition
+        resources = sorted(_render(r, exports) for r in listed(statement["Resource"]))
+        grants.append((resources, through))
+    return grants
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -362,9 +388,13 @@ def test_functions_may_invoke_exactly_their_endpoint_and_model(
     assert _resources_for(app, template, function, "sagemaker:InvokeEndpoint") == {
         f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/atelier-{stage}-vqa"
     }
-    assert _resources_for(app, template, function, "bedrock:InvokeModel") == (
-        _expected_model_arns(config)
-    )
+    # A profile: the profile, and its model's (wide) ARNs only through that profile
+    grants = _model_grants(app, template, function)
+    assert sorted(grants, key=str) == sorted(_expected_model_grants(config), key=str)
+    assert [through for _, through in grants if through is not None] == [
+        f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}:${{AWS::AccountId}}:inference-profile/"
+        f"{config.descriptions.model_id}"
+    ]
 
 
 def test_functions_touch_only_their_table_prefixes_and_key(dev_app: SynthesizedApp) -> None:
@@ -691,7 +721,17 @@ def test_an_inference_profile_is_granted_with_its_models(cognito_app: Synthesize
     config = replace(
         _config("dev"), descriptions=replace(_config("dev").descriptions, model_id=GLOBAL_PROFILE)
     )
-    expected = _expected_model_arns(config)
-    assert "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0" in expected
+    expected = _expected_model_grants(config)
+    profile_arn = (
+        "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/"
+        f"{GLOBAL_PROFILE}"
+    )
+    region_less = (
+        "arn:${AWS::Partition}:bedrock:::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0"
+    )
+    # The profile alone; the model (any region, and region-less) only through the profile
+    assert ([profile_arn], None) in expected
+    assert any(region_less in arns and through == profile_arn for arns, through in expected)
     for function in ("ApiFunction", "UploadsFunction"):
-        assert _resources_for(cognito_app, template, function, "bedrock:InvokeModel") == expected
+        grants = _model_grants(cognito_app, template, function)
+        assert sorted(grants, key=str) == sorted(expected, key=str)
