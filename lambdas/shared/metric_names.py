@@ -77,5 +77,5 @@ def usage_metric(name: str) -> str:
 
 
 def upload_outcome(status: str) -> str:
-    """`done` → `UploadsDone`."""
+    """`described` → `UploadsDescribed`."""
     return f"Uploads{status.capitalize()}"
