@@ -1310,7 +1310,7 @@ def _hub_revision(model_key: str) -> Callable[[str, Any], str]:
     return _matching(
         _HUB_REVISION,
         f"the 40-hex Hugging Face Hub commit of {model_key} (not a branch or tag, which can "
-        "move or vanish); look it up with `python -c \"from huggingface_hub import HfApi; "
+        'move or vanish); look it up with `python -c "from huggingface_hub import HfApi; '
         "print(HfApi().model_info('<model id>').sha)\"`",
     )
 

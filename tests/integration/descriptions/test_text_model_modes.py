@@ -74,9 +74,10 @@ def test_a_malformed_json_schema_field_is_refused_by_botocores_model() -> None:
     structure = request["outputConfig"]["textFormat"]["structure"]["jsonSchema"]
     structure["schema"] = json.loads(structure["schema"])
     client = _client()
-    with Stubber(client) as stubber, pytest.raises(ParamValidationError, match="schema"):
+    with Stubber(client) as stubber:
         stubber.add_response("converse", converse_json_response(tool_input(LANGUAGES)))
-        client.converse(**request)
+        with pytest.raises(ParamValidationError, match="schema"):
+            client.converse(**request)
 
 
 @pytest.mark.parametrize(
@@ -133,9 +134,10 @@ def test_an_sdk_older_than_output_config_is_named_not_a_parameter_error(tmp_path
     old = _client_without_output_config(tmp_path)
     request = _request("json_schema")
     # Given the failure a runtime botocore without outputConfig produces on its own
-    with Stubber(old) as stubber, pytest.raises(ParamValidationError, match="outputConfig"):
+    with Stubber(old) as stubber:
         stubber.add_response("converse", converse_json_response(tool_input(LANGUAGES)))
-        old.converse(**request)
+        with pytest.raises(ParamValidationError, match="outputConfig"):
+            old.converse(**request)
 
     # When the adapter sends it, Then the answer names the SDK and the fix instead
     with pytest.raises(DependencyError) as error:

@@ -18,7 +18,17 @@ def test_the_document_describes_both_routes_their_ranges_and_our_errors() -> Non
         post = spec["paths"][path]["post"]
         schema = post["requestBody"]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith(f"/{request}")
-        assert set(post["responses"]) == {"200", "400", "409", "413", "415", "422", "502", "503", "504"}
+        assert set(post["responses"]) == {
+            "200",
+            "400",
+            "409",
+            "413",
+            "415",
+            "422",
+            "502",
+            "503",
+            "504",
+        }
     # Our 422 is the endpoint's refusal, in our error shape, not Powertools' validation body.
     assert "HTTPValidationError" not in json.dumps(spec)
     schemas = spec["components"]["schemas"]
