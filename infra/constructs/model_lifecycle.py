@@ -30,6 +30,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.constructs.alarms import occurrence_alarm
 from infra.constructs.python_function import (
     AWS_SDK_PIP_ARGS,
     AWS_SDK_REQUIREMENTS,
@@ -248,15 +249,11 @@ class ModelLifecycleGuard(Construct):
                 "The daily model lifecycle check failed: see its log group.",
             ),
         ):
-            alarm = cloudwatch.Alarm(
+            occurrence_alarm(
                 self,
                 construct_id,
                 alarm_name=config.resource_name(name),
-                alarm_description=description,
                 metric=metric,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                description=description,
+                action=action,
             )
-            alarm.add_alarm_action(action)

@@ -48,6 +48,7 @@ from constructs import Construct
 from infra.config import (
     StageConfig,
 )
+from infra.constructs.alarms import occurrence_alarm
 from infra.constructs.model_lifecycle import ModelLifecycleGuard, stage_inventory
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
@@ -441,18 +442,14 @@ class BedrockStack(Stack):
                 )
             )
         for construct_id, name, metric, description in alarms:
-            alarm = cloudwatch.Alarm(
+            occurrence_alarm(
                 self,
                 construct_id,
                 alarm_name=config.resource_name(name),
-                alarm_description=description,
                 metric=metric,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                description=description,
+                action=action,
             )
-            alarm.add_alarm_action(action)
 
     @staticmethod
     def _ended_badly(state_machine: sfn.StateMachine) -> cloudwatch.IMetric:
