@@ -142,6 +142,14 @@ def nag_model_arns(model_id: str) -> list[str]:
     )
 
 
+def inference_profile_id(model_id: str) -> str | None:
+    """The system inference profile an id or ARN names (`global.anthropic.claude-sonnet-4-6`);
+    None for a foundation model."""
+    match = _ARN.fullmatch(model_id)
+    bare = match["id"] if match else model_id
+    return bare if _profile_model(bare) else None
+
+
 def foundation_model_id(model_id: str) -> str:
     """The foundation model behind an id, profile id or ARN (`anthropic.claude-sonnet-4-6`)."""
     match = _ARN.fullmatch(model_id)

@@ -31,6 +31,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.alarms import occurrence_alarm
+from infra.constructs.bedrock_models import foundation_model_id, inference_profile_id
 from infra.constructs.python_function import (
     AWS_SDK_PIP_ARGS,
     AWS_SDK_REQUIREMENTS,
@@ -46,7 +47,6 @@ CHECK_TIMEOUT = Duration.seconds(60)
 # Once a day, early UTC, so a change is in the inbox at the start of the working day.
 SCHEDULE = events.Schedule.cron(minute="0", hour="6")
 WARNING_DAYS_KEY = "lifecycle.warning_days"
-_ARN = "arn:aws:bedrock:"
 
 
 @dataclass(frozen=True)
@@ -124,15 +124,6 @@ def stage_inventory(config: StageConfig) -> dict[str, Any]:
     }
 
 
-def _profile_and_model(model_id: str) -> tuple[str | None, str]:
-    """(inference profile id or None, foundation model id) of a configured id or ARN: a system
-    profile id is `<geography>.<model id>`, e.g. `global.anthropic.claude-sonnet-4-6`."""
-    bare = model_id.split("/", 1)[1] if model_id.startswith(_ARN) else model_id
-    if ":inference-profile/" in model_id or bare.split(":", 1)[0].count(".") >= 2:
-        return bare, bare.split(".", 1)[1]
-    return None, bare
-
-
 class ModelLifecycleGuard(Construct):
     def __init__(
         self,
@@ -182,7 +173,8 @@ class ModelLifecycleGuard(Construct):
         profiles: list[str] = []
         foundation_models: list[str] = []
         for model in models:
-            profile, foundation = _profile_and_model(model.model_id)
+            profile = inference_profile_id(model.model_id)
+            foundation = foundation_model_id(model.model_id)
             if profile is not None:
                 profiles.append(
                     f"arn:{Aws.PARTITION}:bedrock:{stack.region}:{stack.account}:"

@@ -10,6 +10,7 @@ import pytest
 
 from infra.config import load_stage_config
 from infra.constructs import model_lifecycle
+from infra.constructs.bedrock_models import foundation_model_id, inference_profile_id
 from infra.constructs.model_lifecycle import configured_bedrock_models
 from lifecycle.handlers import check
 from tests.support import SynthesizedApp, cdk_json_context
@@ -67,7 +68,8 @@ def test_it_may_read_exactly_the_configured_models(
     region = "${AWS::Region}"
     expected_models = set()
     for model in configured_bedrock_models(config):
-        profile, foundation = model_lifecycle._profile_and_model(model.model_id)
+        profile = inference_profile_id(model.model_id)
+        foundation = foundation_model_id(model.model_id)
         expected_models.add(
             f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{foundation}"
         )
@@ -119,7 +121,9 @@ def test_a_configured_image_base_model_is_checked_and_granted(
 
 
 def test_an_inference_profile_is_told_from_a_model() -> None:
-    profile = model_lifecycle._profile_and_model
+    def profile(model_id: str) -> tuple[str | None, str]:
+        return inference_profile_id(model_id), foundation_model_id(model_id)
+
     assert profile("global.anthropic.claude-sonnet-4-6") == (
         "global.anthropic.claude-sonnet-4-6",
         "anthropic.claude-sonnet-4-6",
