@@ -23,7 +23,7 @@ the daily lifecycle check warns ahead of its end of life): never from this table
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -64,26 +64,24 @@ _CAPTIONED_IMAGES = DatasetRules(
     image_formats=("jpeg", "png"),
 )
 
+_TITAN_G1 = ImageModelLimits(
+    name="Titan Image Generator G1 v1",
+    model_ids=("amazon.titan-image-generator-v1:0", "amazon.titan-image-generator-v1"),
+    step_count=(10, 40_000),
+    batch_size=(8, 192),
+    learning_rate=(1e-7, 1.0),
+    dataset=_CAPTIONED_IMAGES,
+    regions=("us-east-1", "us-west-2"),
+    documented_state="end of life (2026-06-30)",
+)
+
 IMAGE_MODELS: tuple[ImageModelLimits, ...] = (
-    ImageModelLimits(
-        name="Titan Image Generator G1 v1",
-        model_ids=("amazon.titan-image-generator-v1:0", "amazon.titan-image-generator-v1"),
-        step_count=(10, 40_000),
-        batch_size=(8, 192),
-        learning_rate=(1e-7, 1.0),
-        dataset=_CAPTIONED_IMAGES,
-        regions=("us-east-1", "us-west-2"),
-        documented_state="end of life (2026-06-30)",
-    ),
-    ImageModelLimits(
+    _TITAN_G1,
+    # v2 took the same customization limits, regions and end-of-life date as v1.
+    replace(
+        _TITAN_G1,
         name="Titan Image Generator G1 v2",
         model_ids=("amazon.titan-image-generator-v2:0",),
-        step_count=(10, 40_000),
-        batch_size=(8, 192),
-        learning_rate=(1e-7, 1.0),
-        dataset=_CAPTIONED_IMAGES,
-        regions=("us-east-1", "us-west-2"),
-        documented_state="end of life (2026-06-30)",
     ),
     ImageModelLimits(
         name="Amazon Nova Canvas",
