@@ -17,6 +17,7 @@ from PIL import Image
 from infra.config import load_stage_config
 from infra.stacks.api import descriptions_settings_json
 from infra.stacks.data import TABLE_SCHEMA
+from shared.models.attributes import AttributeAnswers, AttributesSource
 from shared.models.descriptions import PipelineSettings, TextModelReply
 from tests.support import cdk_json_context
 
@@ -109,14 +110,25 @@ class FakeAttributeModel:
     calls: int = 0
     failures: list[Exception] = field(default_factory=list)
 
-    def extract(self, image: bytes, questions: Sequence[Any]) -> dict[str, str]:
+    model: str = "atelier-dev-vqa"
+
+    @property
+    def source(self) -> AttributesSource:
+        return AttributesSource(kind="endpoint", model=self.model)
+
+    def check_image(self, info: object) -> None:
+        del info
+
+    def answer(self, image: bytes, questions: Sequence[Any]) -> AttributeAnswers:
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)
         if self.barrier is not None:
             self.barrier.wait()
         time.sleep(self.delay)
-        return {q.name: self.answers[q.name] for q in questions if q.name in self.answers}
+        return AttributeAnswers(
+            attributes={q.name: self.answers[q.name] for q in questions if q.name in self.answers}
+        )
 
 
 @dataclass

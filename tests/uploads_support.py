@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from descriptions.handlers.environment import Environment
 from descriptions.handlers.uploads import Worker
 from descriptions.logic.pipeline import DescriptionPipeline
-from descriptions.logic.ports import AttributeModel, TextModel
+from descriptions.logic.ports import AttributeSource, TextModel
 from shared.adapters.storage import DynamoDescriptionTable, S3ResultsArchive
 from shared.adapters.uploads import DeadLetters, S3Uploads
 from tests.descriptions_support import (
@@ -43,7 +43,7 @@ class Harness:
     def __init__(
         self,
         *,
-        attribute_model: AttributeModel | None = None,
+        attribute_model: AttributeSource | None = None,
         text_model: TextModel | None = None,
         client: Callable[[str], Any] = boto3.client,
     ) -> None:

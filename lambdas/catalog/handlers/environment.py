@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from descriptions.handlers.environment import attribute_source_settings
 from shared.environment import json_settings
+from shared.models.attributes import AttributeSourceSettings
 from shared.models.catalog import CatalogSettings
 from shared.models.descriptions import PipelineSettings
 
@@ -20,10 +22,13 @@ from shared.models.descriptions import PipelineSettings
 class CatalogEnvironment:
     catalog: CatalogSettings
     descriptions: PipelineSettings
+    # The online step's attribute source (the same variables as the description functions').
+    attributes: AttributeSourceSettings = field(default_factory=AttributeSourceSettings)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] = os.environ) -> CatalogEnvironment:
         return cls(
             catalog=json_settings("CATALOG_SETTINGS", CatalogSettings, environ),
             descriptions=json_settings("DESCRIPTIONS_SETTINGS", PipelineSettings, environ),
+            attributes=attribute_source_settings(environ),
         )

@@ -1,9 +1,10 @@
 """Step 5 of `describe-catalog` (catalogs too small for a batch job): one product online.
 
-The product goes through the upload worker's own pipeline (endpoint, Converse, grounding with
-regeneration, results JSON, PutItem), built by the same wiring. A product the pipeline refuses or
-fails on is written to `failures/online/<productId>.jsonl` and answered `{"described": false}`,
-so one bad product does not fail the run; anything unexpected raises, and Step Functions retries.
+The product goes through the upload worker's own pipeline (the configured attribute source,
+Converse, grounding with regeneration, results JSON, PutItem), built by the same wiring. A product
+the pipeline refuses or fails on is written to `failures/online/<productId>.jsonl` and answered
+`{"described": false}`, so one bad product does not fail the run; anything unexpected raises, and
+Step Functions retries.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def build_step(environment: CatalogEnvironment) -> OnlineStep:
             dead_letter_queue_url=None,
             idempotency_ttl_seconds=0,
             worker_concurrency=1,
+            attributes=environment.attributes,
         )
     )
     return OnlineStep(

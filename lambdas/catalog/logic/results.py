@@ -30,6 +30,7 @@ from catalog.logic.ledger import Ledger
 from descriptions.logic.grounding import check_grounding
 from descriptions.logic.pipeline import result_document, result_key
 from descriptions.logic.prompt import MalformedAnswerError
+from shared.models.attributes import AttributesSource
 from shared.models.catalog import FailureRecord, LedgerRecord, Stage
 from shared.models.descriptions import PIPELINE_VERSION, PipelineSettings, StoredDescription
 from shared.models.errors import DependencyError
@@ -127,6 +128,8 @@ def describe_record(
         descriptions=descriptions,
         grounding=grounding,
         attribute_model=attribute_model,
+        # The batch path's attributes come from the endpoint's model through Batch Transform.
+        attributes_source=AttributesSource(kind="endpoint", model=attribute_model),
         text_model=settings.model_id,
         timings_ms={},
         usage={"inputTokens": reply.input_tokens, "outputTokens": reply.output_tokens},

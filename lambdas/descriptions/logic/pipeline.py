@@ -1,6 +1,7 @@
 """Image → attributes → description → grounding check → stored result.
 
-The order is the cost order: the free header check runs before the GPU endpoint, the endpoint
+The order is the cost order: the free header checks (the configured limits, then the attribute
+source's own) run before the attribute source (GPU endpoint or vision model), the attributes
 before the (more expensive) text model, and nothing is stored unless every step succeeded.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from descriptions.logic.grounding import check_grounding
 from descriptions.logic.images import ImageLimits, ImageProblem, InvalidImageError, inspect_image
-from descriptions.logic.ports import AttributeModel, DescriptionTable, ResultsArchive, TextModel
+from descriptions.logic.ports import AttributeSource, DescriptionTable, ResultsArchive, TextModel
 from descriptions.logic.prompt import (
     MalformedAnswerError,
     UnstructuredAnswerError,
@@ -56,7 +57,8 @@ def result_key(product_id: str) -> str:
 @dataclass
 class DescriptionPipeline:
     settings: PipelineSettings
-    attribute_model: AttributeModel
+    # The attribute source (`endpoint` or `vision-llm`); the field keeps its historical name.
+    attribute_model: AttributeSource
     text_model: TextModel
     archive: ResultsArchive
     table: DescriptionTable
@@ -70,13 +72,15 @@ class DescriptionPipeline:
         Returns the category used, its questions and the languages to write."""
         limits = self.settings.image
         try:
-            inspect_image(
+            info = inspect_image(
                 job.image,
                 ImageLimits(limits.max_bytes, limits.max_pixels, limits.max_side, limits.min_side),
             )
         except InvalidImageError as error:
             status = 413 if error.problem is ImageProblem.TOO_LARGE else 400
             raise RequestError(error.problem.value, error.message, status=status) from None
+        # The source's own limits (Bedrock's for the vision model), before any call is paid for.
+        self.attribute_model.check_image(info)
         category, questions = questions_for(self.settings, job.category)
         return category, questions, languages_for(self.settings, job.languages)
 
@@ -87,16 +91,17 @@ class DescriptionPipeline:
         timings["validate"] = _elapsed_ms(started)
 
         stage = time.perf_counter()
-        attributes = self._retrying(
-            lambda: self.attribute_model.extract(job.image, questions), deadline
+        answers = self._retrying(
+            lambda: self.attribute_model.answer(job.image, questions), deadline
         )
-        attributes = answered(attributes, questions)
+        attributes = answered(answers.attributes, questions)
         if not attributes:
             raise DependencyError(
                 "attribute_model_empty",
                 "the attribute model answered none of the questions",
                 retryable=False,
             )
+        source = self.attribute_model.source
         timings["attributes"] = _elapsed_ms(stage)
 
         stage = time.perf_counter()
@@ -114,7 +119,8 @@ class DescriptionPipeline:
             attributes=attributes,
             descriptions=descriptions,
             grounding=grounding,
-            attribute_model=self.settings.endpoint_name,
+            attribute_model=source.model,
+            attributes_source=source,
             text_model=self.settings.model_id,
             timings_ms=timings,
             usage=usage,

@@ -35,8 +35,20 @@ _STRUCTURED_OUTPUT_REFUSAL = re.compile(
 
 
 class BedrockTextModel:
-    def __init__(self, *, bedrock_runtime: Any | None = None) -> None:
+    """A Converse-capable model. `code_prefix` starts the error codes (`text_model_throttled`...)
+    and `setting` names the configuration key that picks its structured-output mode: the
+    attribute source's calls go through this class too, under their own codes."""
+
+    def __init__(
+        self,
+        *,
+        bedrock_runtime: Any | None = None,
+        code_prefix: str = "text_model",
+        setting: str = "descriptions.structured_output",
+    ) -> None:
         self._client = bedrock_runtime or client("bedrock-runtime")
+        self.code_prefix = code_prefix
+        self.setting = setting
 
     def converse(self, request: Mapping[str, Any]) -> TextModelReply:
         what = f"Bedrock model {request.get('modelId')}"
@@ -51,14 +63,14 @@ class BedrockTextModel:
                 mode = "tool" if "toolConfig" in request else "json_schema"
                 other = "json_schema" if mode == "tool" else "tool"
                 raise DependencyError(
-                    "text_model_structured_output_unsupported",
+                    f"{self.code_prefix}_structured_output_unsupported",
                     f"{what} refused the {mode!r} structured-output mode ({message[:300]}); "
-                    f"set descriptions.structured_output to {other!r}",
+                    f"set {self.setting} to {other!r}",
                     retryable=False,
                 ) from error
-            raise as_dependency_error(error, code_prefix="text_model", what=what) from error
+            raise as_dependency_error(error, code_prefix=self.code_prefix, what=what) from error
         except BotoCoreError as error:
-            raise as_dependency_error(error, code_prefix="text_model", what=what) from error
+            raise as_dependency_error(error, code_prefix=self.code_prefix, what=what) from error
         return TextModelReply.from_converse(response)
 
     def _check_sdk_knows(self, request: Mapping[str, Any]) -> None:
@@ -68,11 +80,10 @@ class BedrockTextModel:
         unknown = sorted(set(request) - set(members))
         if unknown:
             raise DependencyError(
-                "text_model_sdk_outdated",
+                f"{self.code_prefix}_sdk_outdated",
                 f"this function's botocore {botocore.__version__} does not know Converse's "
                 f"{', '.join(unknown)}; deploy the function with the bundled AWS SDK "
-                "(lambdas/requirements/aws-sdk.txt) or set descriptions.structured_output to "
-                "'tool'",
+                f"(lambdas/requirements/aws-sdk.txt) or set {self.setting} to 'tool'",
                 retryable=False,
             )
 

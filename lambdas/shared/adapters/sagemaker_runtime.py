@@ -1,7 +1,8 @@
-"""The attribute model behind a SageMaker real-time endpoint.
+"""The `endpoint` attribute source: the fine-tuned attribute model on a SageMaker endpoint.
 
 Contract (implemented by training/vqa/inference.py): one request per image carrying every
-question, `{"image": <base64>, "questions": [{"name", "text"}]}` → `{"attributes": {name: answer}}`.
+question, `{"image": <base64>, "questions": [{"name", "text"}]}` → `{"attributes": {name: answer}}`,
+validated by `AttributeAnswers` like the `vision-llm` source's answer.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from shared.adapters.aws import as_dependency_error, client, error_code
+from shared.models.attributes import AttributeAnswers, AttributesSource
 from shared.models.errors import DependencyError
 
 
@@ -30,7 +33,15 @@ class SageMakerAttributeModel:
         self.endpoint_name = endpoint_name
         self._client = sagemaker_runtime or client("sagemaker-runtime")
 
-    def extract(self, image: bytes, questions: Sequence[_Question]) -> dict[str, str]:
+    @property
+    def source(self) -> AttributesSource:
+        return AttributesSource(kind="endpoint", model=self.endpoint_name)
+
+    def check_image(self, info: object) -> None:
+        """The endpoint takes whatever the configured image limits let through."""
+        del info
+
+    def answer(self, image: bytes, questions: Sequence[_Question]) -> AttributeAnswers:
         body = json.dumps(
             {
                 "image": base64.b64encode(image).decode("ascii"),
@@ -67,18 +78,12 @@ class SageMakerAttributeModel:
         )
 
 
-def _attributes(payload: bytes, what: str) -> dict[str, str]:
+def _attributes(payload: bytes, what: str) -> AttributeAnswers:
     try:
-        document = json.loads(payload)
-    except ValueError:
-        document = None
-    attributes = document.get("attributes") if isinstance(document, dict) else None
-    if not isinstance(attributes, dict) or not all(
-        isinstance(value, str) for value in attributes.values()
-    ):
+        return AttributeAnswers.model_validate_json(payload)
+    except ValidationError:
         raise DependencyError(
             "attribute_model_bad_response",
             f'{what} did not answer {{"attributes": {{name: text}}}}',
             retryable=False,
-        )
-    return {str(name): value.strip() for name, value in attributes.items()}
+        ) from None

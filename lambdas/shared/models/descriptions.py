@@ -6,14 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared.models.attributes import AttributesSource
 
 PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ProductId = Annotated[str, StringConstraints(pattern=PRODUCT_ID_PATTERN)]
 
 # Bumped whenever prompts, grounding rules or the stored shape change, so stored descriptions
 # say which pipeline wrote them.
-PIPELINE_VERSION = "1"
+# 2: `attributesSource` records the attribute source (endpoint or vision-llm) and its model.
+PIPELINE_VERSION = "2"
 
 
 class _Model(BaseModel):
@@ -117,7 +120,13 @@ class StoredDescription(BaseModel):
     attributes: dict[str, str]
     descriptions: dict[str, LocalizedDescription]
     grounding: GroundingReport
-    attribute_model: str = Field(alias="attributeModel")
+    attribute_model: str = Field(
+        alias="attributeModel", description="The model that read the attributes (as below)"
+    )
+    attributes_source: AttributesSource = Field(
+        alias="attributesSource",
+        description="Which attribute source answered (endpoint or vision-llm) and its model",
+    )
     text_model: str = Field(alias="textModel")
     timings_ms: dict[str, int] = Field(alias="timingsMs")
     usage: dict[str, int]
@@ -126,6 +135,21 @@ class StoredDescription(BaseModel):
     )
     created_at: str = Field(alias="createdAt")
     version: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_of_older_items(cls, data: Any) -> Any:
+        """Descriptions stored before version 2 came from the endpoint (or its Batch Transform
+        job), which `attributeModel` names."""
+        if (
+            isinstance(data, dict)
+            and "attributesSource" not in data
+            and ("attributes_source" not in data)
+        ):
+            model = data.get("attributeModel", data.get("attribute_model"))
+            if isinstance(model, str) and model:
+                return {**data, "attributesSource": {"kind": "endpoint", "model": model}}
+        return data
 
 
 @dataclass(frozen=True)
