@@ -26,6 +26,12 @@ from constructs import Construct
 from infra.config import S3_MODEL_URI
 from infra.constructs.hf_images import ContainerImage
 from infra.constructs.ml_instances import has_instance_storage
+from infra.constructs.sagemaker_roles import (
+    image_pull_auth_policy,
+    image_pull_statement,
+    log_statements,
+    metrics_policy,
+)
 from infra.nag import acknowledge
 
 # SageMaker publishes endpoint metrics here; ModelLatency is in microseconds.
@@ -153,22 +159,8 @@ class SageMakerEndpoint(Construct):
                 actions=["s3:GetObject"],
                 resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"],
             ),
-            iam.PolicyStatement(
-                actions=[
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                ],
-                resources=[image.repository_arn],
-            ),
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup"],
-                resources=[self._log_group_arn(stack)],
-            ),
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                resources=[f"{self._log_group_arn(stack)}:*"],
-            ),
+            image_pull_statement(image.repository_arn),
+            *log_statements(self._log_group_arn(stack)),
         ]
         if key_for_data is not None:
             statements.append(
@@ -189,41 +181,15 @@ class SageMakerEndpoint(Construct):
             "instance and container, so they cannot be listed in advance.",
         )
 
-        # Neither action supports resource-level permissions: each gets a policy of its own, so
-        # the acknowledgment covers exactly it and a later wildcard elsewhere still fails synth.
-        ecr_auth = iam.Policy(
-            self,
-            "EcrAuthPolicy",
-            roles=[self.role],
-            statements=[
-                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-            ],
+        ecr_auth = image_pull_auth_policy(
+            self, "EcrAuthPolicy", role=self.role, repository="repository"
         )
-        acknowledge(
-            ecr_auth,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken supports no resource-level permissions; image pulls "
-            "themselves are limited to the one repository in the role's default policy.",
-        )
-        metrics = iam.Policy(
+        metrics = metrics_policy(
             self,
             "MetricsPolicy",
-            roles=[self.role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={
-                        "StringEquals": {"cloudwatch:namespace": INSTANCE_METRICS_NAMESPACE}
-                    },
-                )
-            ],
-        )
-        acknowledge(
-            metrics,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData supports no resource-level permissions; the statement is "
-            "limited to SageMaker's endpoint instance-metrics namespace by condition.",
+            role=self.role,
+            namespace=INSTANCE_METRICS_NAMESPACE,
+            kind="endpoint instance",
         )
         return [ecr_auth, metrics]
 

@@ -1,8 +1,11 @@
-"""What every SageMaker job's execution role needs besides its own data.
+"""What every SageMaker execution role needs besides its own data.
 
 A training or transform job reads and writes S3 objects under the data key, pulls its container
 image from the Deep Learning Containers registry and writes its logs: the same five statements for
-every such role, scoped to the key, the image's repository and the job kind's log group.
+every such role, scoped to the key, the image's repository and the job kind's log group. An
+endpoint's model role pulls and logs the same way (`image_pull_statement`, `log_statements`), and
+every role gets its ECR token and metrics namespace through `image_pull_auth_policy` and
+`metrics_policy`.
 """
 
 from __future__ import annotations
@@ -38,14 +41,26 @@ def job_container_statements(
             resources=[key_arn],
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         ),
-        iam.PolicyStatement(
-            actions=[
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:GetDownloadUrlForLayer",
-            ],
-            resources=[repository_arn],
-        ),
+        image_pull_statement(repository_arn),
+        *log_statements(log_group_arn),
+    ]
+
+
+def image_pull_statement(repository_arn: str) -> iam.PolicyStatement:
+    """Pull the container image's layers from its one repository."""
+    return iam.PolicyStatement(
+        actions=[
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ],
+        resources=[repository_arn],
+    )
+
+
+def log_statements(log_group_arn: str) -> list[iam.PolicyStatement]:
+    """Create the one log group and write its streams (named by SageMaker, hence `:*`)."""
+    return [
         iam.PolicyStatement(actions=["logs:CreateLogGroup"], resources=[log_group_arn]),
         iam.PolicyStatement(
             actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
