@@ -12,6 +12,7 @@ from aws_cdk import App, Environment
 
 from infra.config import STAGE_CONTEXT_KEY, ConfigError, StageConfig, load_stage_config
 from infra.constructs.log_groups import encrypt_log_groups
+from infra.models import hosted_models, listed, trained_models
 from infra.nag import attach_nag
 from infra.stacks.api import ApiStack
 from infra.stacks.bedrock import BedrockStack
@@ -56,23 +57,21 @@ def build_app(app: App) -> App:
         data=data,
         env=env,
         tags=tags,
-        description=f"Atelier ({config.stage}) training: VQA, DreamBooth text-to-image and "
-        "DreamBooth inpainting training workflows, their SageMaker execution roles, training code",
+        description=f"Atelier ({config.stage}) training: "
+        f"{listed([m.training.title for m in trained_models() if m.training])} training "
+        "workflows, their SageMaker execution roles, training code",
         termination_protection=config.is_production_like,
     )
     hosted = [
-        f"{name} on {hosting.instance_type}"
-        for name, hosting in (
-            (config.attribute_endpoint_name, config.vqa.hosting),
-            (config.generation_endpoint_name, config.dreambooth.hosting),
-            (config.styling_endpoint_name, config.styling.hosting),
-        )
-        if hosting.model_data_url
+        f"{model.endpoint_name(config)} on {model.hosting(config).instance_type}"
+        for model in hosted_models()
+        if model.is_hosted(config)
     ]
+    keys = listed([model.key for model in hosted_models()])
     hosting_description = (
         f"SageMaker endpoints {', '.join(hosted)}"
         if hosted
-        else "no endpoint (vqa, dreambooth and styling hosting.model_data_url are null)"
+        else f"no endpoint ({keys} hosting.model_data_url are null)"
     )
     hosting = HostingStack(
         app,

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from atelier_cli.errors import UsageError
 
-TRAINING_DIR = Path(__file__).resolve().parent.parent / "training"
+CHECKOUT_DIR = Path(__file__).resolve().parent.parent
+TRAINING_DIR = CHECKOUT_DIR / "training"
 
 
 def use_training_code() -> None:
@@ -24,5 +25,19 @@ def use_training_code() -> None:
             code="checkout_missing",
         )
     path = str(TRAINING_DIR)
+    if path not in sys.path:
+        sys.path.append(path)
+
+
+def use_model_registry() -> None:
+    """Make `infra.models` importable: the one declaration of every model (standard library
+    only, so the command does not load the CDK)."""
+    if not (CHECKOUT_DIR / "infra" / "models.py").is_file():
+        raise UsageError(
+            f"the model registry is not here: {CHECKOUT_DIR / 'infra' / 'models.py'} is missing",
+            fix="run atelier from an Atelier checkout, installed with make install",
+            code="checkout_missing",
+        )
+    path = str(CHECKOUT_DIR)
     if path not in sys.path:
         sys.path.append(path)

@@ -12,6 +12,7 @@ from typer._click.exceptions import ClickException, UsageError
 
 from atelier_cli import stage_command
 from atelier_cli.commands import (
+    attributes,
     catalog_run,
     datasets,
     descriptions,
@@ -85,6 +86,7 @@ runs.register(app)
 provisioned.register(app)
 descriptions.register(app)
 catalog_run.register(app)
+attributes.register(app)
 pictures.register(app)
 doctor.register(app)
 

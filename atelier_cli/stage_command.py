@@ -11,15 +11,19 @@ from rich.table import Table
 
 from atelier_cli.errors import AccessError
 from atelier_cli.output import escape
+from atelier_cli.registry import MODEL_DATA_URL, trained_models
 from atelier_cli.runtime import JsonFlag, command
 
 # The stacks in deployment order, by the section their names are published under.
 SECTIONS = ("data", "training", "hosting", "bedrock", "api", "catalog")
-# Values the workflows record at run time (not stack resources).
+# Values the workflows record at run time (not stack resources): each trained model's archive,
+# and the customized image model's throughput.
 RECORDED = (
-    ("vqa", "model-data-url", "atelier train vqa"),
-    ("dreambooth", "model-data-url", "atelier train dreambooth"),
-    ("styling", "model-data-url", "atelier train inpainting"),
+    *(
+        (model.key, MODEL_DATA_URL, f"atelier train {model.training.command}")
+        for model in trained_models()
+        if model.training is not None
+    ),
     ("titan", "provisioned-model-arn", "atelier customize titan"),
 )
 

@@ -14,9 +14,8 @@ import json
 import os
 import stat
 import tempfile
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from botocore.exceptions import ClientError
@@ -26,21 +25,25 @@ from rich.table import Table
 from atelier_cli.aws import error_code, translated_errors
 from atelier_cli.errors import NotDeployedError, UsageError
 from atelier_cli.output import escape
+from atelier_cli.registry import MODEL_DATA_URL, choices, hosted_models
+from atelier_cli.registry import model as registry_model
 from atelier_cli.runtime import JsonFlag, Run, command
 
-
-class Model(StrEnum):
-    vqa = "vqa"
-    dreambooth = "dreambooth"
-    styling = "styling"
+# The hosted models of the registry, by key: each is `<key>.hosting` in cdk.json.
+MODELS = tuple(entry.key for entry in hosted_models())
 
 
-# Where each model's archive is recorded by its training workflow, and which command trains it.
-TRAINED_BY = {
-    Model.vqa: "atelier train vqa",
-    Model.dreambooth: "atelier train dreambooth",
-    Model.styling: "atelier train inpainting",
-}
+def trained_by(key: str) -> str:
+    """The command whose workflow records the model's archives."""
+    training = registry_model(key).training
+    return f"atelier train {training.command}" if training else f"the {key} training"
+
+
+if TYPE_CHECKING:
+    ModelChoice = str
+else:
+    ModelChoice = choices("ModelChoice", MODELS)
+ModelArgument = Annotated[ModelChoice, typer.Argument(help="Which endpoint.")]
 CHECKOUT_CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 
 app = typer.Typer(
@@ -113,12 +116,12 @@ def stage_section(document: dict[str, Any], stage: str, path: Path) -> dict[str,
     return section
 
 
-def configured_archive(document: dict[str, Any], stage: str, model: Model) -> str | None:
+def configured_archive(document: dict[str, Any], stage: str, model: str) -> str | None:
     """The stage's archive for `model`, its own setting over the defaults (as infra/config.py
     merges them)."""
     atelier = document["context"]["atelier"]
     for source in (atelier.get("stages", {}).get(stage, {}), atelier.get("defaults", {})):
-        section = source.get(model.value) if isinstance(source, dict) else None
+        section = source.get(model) if isinstance(source, dict) else None
         hosting = section.get("hosting") if isinstance(section, dict) else None
         if isinstance(hosting, dict) and "model_data_url" in hosting:
             value = hosting["model_data_url"]
@@ -126,13 +129,13 @@ def configured_archive(document: dict[str, Any], stage: str, model: Model) -> st
     return None
 
 
-def set_archive(path: Path, stage: str, model: Model, archive: str | None) -> str | None:
+def set_archive(path: Path, stage: str, model: str, archive: str | None) -> str | None:
     """Write `stages.<stage>.<model>.hosting.model_data_url`; returns the value it replaced."""
     document = read_cdk_json(path)
     previous = configured_archive(document, stage, model)
     section: Any = stage_section(document, stage, path)
     where = f"stages.{stage}"
-    for name in (model.value, "hosting"):
+    for name in (model, "hosting"):
         where += f".{name}"
         child = section.setdefault(name, {})
         if not isinstance(child, dict):
@@ -172,8 +175,8 @@ def write_file(path: Path, text: str) -> None:
         ) from error
 
 
-def setting_name(stage: str, model: Model) -> str:
-    return f"stages.{stage}.{model.value}.hosting.model_data_url"
+def setting_name(stage: str, model: str) -> str:
+    return f"stages.{stage}.{model}.hosting.model_data_url"
 
 
 # --- AWS -----------------------------------------------------------------------------------------
@@ -228,21 +231,21 @@ def endpoint_state(run: Run, name: str) -> dict[str, Any]:
 def list_endpoints(
     ctx: typer.Context, cdk_json: CdkJsonOption = None, json_output: JsonFlag = False
 ) -> None:
-    """The three endpoints: archive configured in cdk.json, archive last trained, live state."""
+    """Every endpoint: archive configured in cdk.json, archive last trained, live state."""
     with command(ctx, "endpoint list", json_output) as run:
         path = cdk_json_path(cdk_json)
         document = read_cdk_json(path)
         stage = run.options.stage
         stage_section(document, stage, path)
         endpoints = []
-        for model in Model:
-            name = run.resources.published("hosting", f"{model.value}-endpoint-name")
+        for model in MODELS:
+            name = run.resources.published("hosting", f"{model}-endpoint-name")
             endpoints.append(
                 {
-                    "model": model.value,
+                    "model": model,
                     "endpointName": name,
                     "configuredArchive": configured_archive(document, stage, model),
-                    "recordedArchive": run.resources.recorded(model.value, "model-data-url"),
+                    "recordedArchive": run.resources.recorded(model, MODEL_DATA_URL),
                     **endpoint_state(run, name),
                 }
             )
@@ -273,7 +276,7 @@ def list_endpoints(
 @app.command("use")
 def use(
     ctx: typer.Context,
-    model: Annotated[Model, typer.Argument(help="Which endpoint.")],
+    model: ModelArgument,
     archive: ArchiveOption = None,
     cdk_json: CdkJsonOption = None,
     json_output: JsonFlag = False,
@@ -285,12 +288,12 @@ def use(
         stage = run.options.stage
         stage_section(read_cdk_json(path), stage, path)
         if archive is None:
-            archive = run.resources.recorded(model.value, "model-data-url")
+            archive = run.resources.recorded(model, MODEL_DATA_URL)
             if archive is None:
                 raise NotDeployedError(
-                    f"no {model.value} archive recorded: SSM has no "
-                    f"{run.stage.parameter(model.value, 'model-data-url')}",
-                    fix=f"train one first ({TRAINED_BY[model]} --wait), or pass --archive",
+                    f"no {model} archive recorded: SSM has no "
+                    f"{run.stage.parameter(model, MODEL_DATA_URL)}",
+                    fix=f"train one first ({trained_by(model)} --wait), or pass --archive",
                     code="nothing_recorded",
                 )
         check_archive(run, archive)
@@ -304,7 +307,7 @@ def use(
 @app.command("remove")
 def remove(
     ctx: typer.Context,
-    model: Annotated[Model, typer.Argument(help="Which endpoint.")],
+    model: ModelArgument,
     cdk_json: CdkJsonOption = None,
     json_output: JsonFlag = False,
 ) -> None:
@@ -315,14 +318,14 @@ def remove(
         write_setting(run, path, model, None, "Delete the endpoint: [bold]{deploy}[/]")
 
 
-def write_setting(run: Run, path: Path, model: Model, archive: str | None, then: str) -> None:
+def write_setting(run: Run, path: Path, model: str, archive: str | None, then: str) -> None:
     """Write the stage's archive setting and answer with what changed and what to deploy."""
     stage = run.options.stage
     previous = set_archive(path, stage, model, archive)
     deploy = f"make deploy STAGE={stage}"
     run.done(
         {
-            "model": model.value,
+            "model": model,
             "cdkJson": str(path),
             "setting": setting_name(stage, model),
             "archive": archive,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from botocore.exceptions import ClientError
@@ -13,17 +13,10 @@ from rich.table import Table
 from atelier_cli.aws import translated_errors
 from atelier_cli.errors import NotDeployedError, UsageError
 from atelier_cli.executions import watch_and_report
+from atelier_cli.registry import choices, trained_models
 from atelier_cli.runtime import JsonFlag, Run, command
 
-
-class Kind(StrEnum):
-    all = "all"
-    vqa = "vqa"
-    dreambooth = "dreambooth"
-    inpainting = "inpainting"
-    titan = "titan"
-    release = "release"
-    catalog = "catalog"
+ALL = "all"
 
 
 class Status(StrEnum):
@@ -34,15 +27,30 @@ class Status(StrEnum):
     ABORTED = "ABORTED"
 
 
-# Each kind's workflow: the section and name its stack publishes the ARN under.
+# Each kind's workflow: the section and name its stack publishes the ARN under. A trained model's
+# kind is its `atelier train` command.
 WORKFLOWS = {
-    Kind.vqa: ("training", "vqa-state-machine-arn"),
-    Kind.dreambooth: ("training", "dreambooth-state-machine-arn"),
-    Kind.inpainting: ("training", "inpainting-state-machine-arn"),
-    Kind.titan: ("bedrock", "titan-customize-state-machine-arn"),
-    Kind.release: ("bedrock", "titan-release-state-machine-arn"),
-    Kind.catalog: ("catalog", "describe-catalog-state-machine-arn"),
+    **{
+        model.training.command: ("training", f"{model.training.workflow}-state-machine-arn")
+        for model in trained_models()
+        if model.training is not None
+    },
+    "titan": ("bedrock", "titan-customize-state-machine-arn"),
+    "release": ("bedrock", "titan-release-state-machine-arn"),
+    "catalog": ("catalog", "describe-catalog-state-machine-arn"),
 }
+# Old kind names, still accepted for one release.
+DEPRECATED_KINDS = {
+    old: model.training.command
+    for model in trained_models()
+    if model.training is not None
+    for old in model.training.deprecated_commands
+}
+KINDS = (ALL, *WORKFLOWS, *DEPRECATED_KINDS)
+if TYPE_CHECKING:
+    KindChoice = str
+else:
+    KindChoice = choices("KindChoice", KINDS)
 
 app = typer.Typer(help="Workflow runs of the stage: list them, follow one.", no_args_is_help=True)
 
@@ -51,25 +59,28 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="jobs")
 
 
-def state_machines(run: Run, kind: Kind) -> tuple[dict[Kind, str], list[str]]:
+def state_machines(run: Run, kind: str) -> tuple[dict[str, str], list[str]]:
     """The ARNs of the workflows asked for; with `all`, stacks not deployed are skipped (and
     named in the returned notes) instead of failing the listing."""
-    kinds = list(WORKFLOWS) if kind is Kind.all else [kind]
-    found: dict[Kind, str] = {}
+    if kind in DEPRECATED_KINDS:
+        run.note(f"--kind {kind} is deprecated; use --kind {DEPRECATED_KINDS[kind]}")
+        kind = DEPRECATED_KINDS[kind]
+    kinds = list(WORKFLOWS) if kind == ALL else [kind]
+    found: dict[str, str] = {}
     skipped: list[str] = []
     for each in kinds:
         section, name = WORKFLOWS[each]
         try:
             found[each] = run.resources.published(section, name)
         except NotDeployedError as error:
-            if kind is not Kind.all:
+            if kind != ALL:
                 raise
-            skipped.append(f"{each.value}: {error.message}")
+            skipped.append(f"{each}: {error.message}")
     return found, skipped
 
 
 def list_runs(
-    run: Run, arns: dict[Kind, str], status: Status | None, limit: int
+    run: Run, arns: dict[str, str], status: Status | None, limit: int
 ) -> list[dict[str, Any]]:
     stepfunctions = run.aws.client("stepfunctions")
     runs: list[dict[str, Any]] = []
@@ -77,13 +88,13 @@ def list_runs(
         arguments: dict[str, Any] = {"stateMachineArn": arn, "maxResults": limit}
         if status is not None:
             arguments["statusFilter"] = status.value
-        with translated_errors(f"list the {kind.value} workflow's executions"):
+        with translated_errors(f"list the {kind} workflow's executions"):
             # The newest `limit` of each workflow are enough for the newest `limit` overall.
             executions = stepfunctions.list_executions(**arguments).get("executions", [])
         for execution in executions:
             runs.append(
                 {
-                    "kind": kind.value,
+                    "kind": kind,
                     "name": execution["name"],
                     "executionArn": execution["executionArn"],
                     "status": execution["status"],
@@ -100,7 +111,7 @@ def list_runs(
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    kind: Annotated[Kind, typer.Option("--kind", help="Which workflow.")] = Kind.all,
+    kind: Annotated[KindChoice, typer.Option("--kind", help="Which workflow.")] = ALL,
     status: Annotated[Status | None, typer.Option("--status", help="Only runs in it.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
     json_output: JsonFlag = False,
@@ -140,7 +151,7 @@ def resolve_execution(run: Run, reference: str) -> str:
                 fix="pass an execution ARN or name (atelier jobs list shows them)",
             )
         return reference
-    arns, _ = state_machines(run, Kind.all)
+    arns, _ = state_machines(run, ALL)
     for arn in arns.values():
         candidate = arn.replace(":stateMachine:", ":execution:") + f":{reference}"
         stepfunctions = run.aws.client("stepfunctions")

@@ -1,4 +1,4 @@
-"""`atelier train vqa|dreambooth|inpainting` and `atelier customize titan`: start the stage's
+"""`atelier train vqa|dreambooth|styling` and `atelier customize titan`: start the stage's
 training and customization workflows with the input they accept, and optionally follow them.
 
 Inputs are checked here with the workflows' own rules (tests compare them with infra's), so a
@@ -19,24 +19,10 @@ from atelier_cli.errors import UsageError
 from atelier_cli.executions import watch_and_report
 from atelier_cli.image_customization import customize_state_machine
 from atelier_cli.output import escape
+from atelier_cli.registry import Model, training_commands
 from atelier_cli.runtime import JsonFlag, Run, command
 from atelier_cli.workflows import start_execution
 
-# The workflows' hyperparameter names (infra/config.py VqaHyperparameters and
-# DreamBoothHyperparameters; a test keeps these in step).
-VQA_HYPERPARAMETERS = (
-    "epochs", "batch_size", "eval_batch_size", "learning_rate", "weight_decay",
-    "gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-    "seed", "precision", "max_answer_tokens", "max_grad_norm", "checkpoint_steps",
-)  # fmt: skip
-DREAMBOOTH_HYPERPARAMETERS = (
-    "with_prior_preservation", "num_class_images", "epochs", "max_steps", "batch_size",
-    "learning_rate", "prior_loss_weight", "center_crop", "lr_scheduler", "adam_weight_decay",
-    "adam_beta1", "adam_beta2", "adam_epsilon", "gradient_accumulation_steps", "max_grad_norm",
-    "seed", "train_text_encoder", "resolution", "gradient_checkpointing", "use_8bit_adam",
-    "mixed_precision", "lr_warmup_steps", "checkpoint_steps", "class_image_inference_steps",
-    "class_image_batch_size",
-)  # fmt: skip
 # infra/constructs/training_workflow.py dataset_is_valid and BASE_MODEL_IS_VALID.
 DATASET_FOLDERS = r"([A-Za-z0-9][A-Za-z0-9._-]*/)+"
 BASE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -52,19 +38,10 @@ CUSTOM_MODEL_NAME = re.compile(r"^([0-9a-zA-Z][_-]?)+$")
 MAX_CUSTOM_MODEL_NAME = 63
 
 
-class Trainable(StrEnum):
-    vqa = "vqa"
-    dreambooth = "dreambooth"
-    inpainting = "inpainting"
-
-
-# What each workflow trains: its datasets folder, hyperparameter names, and the endpoint its
-# archive is for (`atelier endpoint use <model>`).
-TRAINING = {
-    Trainable.vqa: ("vqa/", VQA_HYPERPARAMETERS, "vqa"),
-    Trainable.dreambooth: ("dreambooth/", DREAMBOOTH_HYPERPARAMETERS, "dreambooth"),
-    Trainable.inpainting: ("dreambooth/", DREAMBOOTH_HYPERPARAMETERS, "styling"),
-}
+# `atelier train <command>`: the model each command trains (the registry's `Training`: its
+# datasets folder, hyperparameter names and workflow; the archive is for `atelier endpoint use
+# <model key>`). Deprecated names are still commands, hidden, for one release.
+TRAINING: dict[str, Model] = dict(training_commands())
 
 
 class Commitment(StrEnum):
@@ -141,9 +118,10 @@ def parse_hyperparameters(pairs: list[str], allowed: tuple[str, ...]) -> dict[st
 
 
 def training_input(
-    model: Trainable, dataset: str, hyperparameters: list[str], base_model: str | None
+    model: Model, dataset: str, hyperparameters: list[str], base_model: str | None
 ) -> dict[str, Any]:
-    folder, allowed, _ = TRAINING[model]
+    assert model.training is not None
+    folder, allowed = model.training.dataset_prefix, model.training.hyperparameters
     document: dict[str, Any] = {"dataset": check_dataset(dataset, folder)}
     parsed = parse_hyperparameters(hyperparameters, allowed)
     if parsed:
@@ -268,17 +246,10 @@ BaseModelOption = Annotated[
         "--base-model", help="Hugging Face model id and its 40-hex commit: org/name@<commit>."
     ),
 ]
-TRAINS = {
-    Trainable.vqa: "Fine-tune the BLIP-2 attribute model on a `vqa/` dataset.",
-    Trainable.dreambooth: "DreamBooth-tune Stable Diffusion (text to image) on a `dreambooth/` "
-    "dataset.",
-    Trainable.inpainting: "DreamBooth-tune the inpainting model of virtual styling on a "
-    "`dreambooth/` dataset.",
-}
 
 
-def training_command(model: Trainable) -> Callable[..., None]:
-    """The `train <model>` command: the three differ only in the workflow they start."""
+def training_command(name: str, model: Model) -> Callable[..., None]:
+    """The `train <name>` command: every one differs only in the workflow it starts."""
 
     def train(
         ctx: typer.Context,
@@ -290,19 +261,24 @@ def training_command(model: Trainable) -> Callable[..., None]:
         timeout: TimeoutOption = None,
         json_output: JsonFlag = False,
     ) -> None:
-        _train(ctx, model, dataset, hp, base_model, wait, interval, timeout, json_output)
+        _train(ctx, name, model, dataset, hp, base_model, wait, interval, timeout, json_output)
 
-    train.__doc__ = TRAINS[model]
+    assert model.training is not None
+    train.__doc__ = model.training.summary
     return train
 
 
-for _model in Trainable:
-    train_app.command(_model.value)(training_command(_model))
+for _name, _model in TRAINING.items():
+    assert _model.training is not None
+    train_app.command(_name, hidden=_name in _model.training.deprecated_commands)(
+        training_command(_name, _model)
+    )
 
 
 def _train(
     ctx: typer.Context,
-    model: Trainable,
+    name: str,
+    model: Model,
     dataset: str,
     hp: list[str] | None,
     base_model: str | None,
@@ -311,20 +287,24 @@ def _train(
     timeout: float | None,
     json_output: bool,
 ) -> None:
-    with command(ctx, f"train {model.value}", json_output) as run:
+    assert model.training is not None
+    with command(ctx, f"train {name}", json_output) as run:
+        command_name = model.training.command
+        if name != command_name:
+            run.note(f"atelier train {name} is deprecated; use atelier train {command_name}")
         document = training_input(model, dataset, hp or [], base_model)
-        arn = run.resources.published("training", f"{model.value}-state-machine-arn")
-        endpoint = TRAINING[model][2]
+        workflow = model.training.workflow
+        arn = run.resources.published("training", f"{workflow}-state-machine-arn")
         start_and_report(
             run,
             state_machine_arn=arn,
             document=document,
-            kind=model.value,
-            what=f"start the {model.value} training workflow",
+            kind=command_name,
+            what=f"start the {command_name} training workflow",
             wait=wait,
             interval=interval,
             timeout=timeout,
-            after=f"atelier endpoint use {endpoint} && make deploy STAGE={run.options.stage}",
+            after=f"atelier endpoint use {model.key} && make deploy STAGE={run.options.stage}",
         )
 
 

@@ -36,6 +36,7 @@ from infra.config import StageConfig
 from infra.constructs.model_lifecycle import SERVICE_NAME as LIFECYCLE_SERVICE
 from infra.constructs.model_lifecycle import configured_bedrock_models
 from infra.constructs.python_function import POWERTOOLS_METRICS_NAMESPACE
+from infra.models import hosted_models, trained_models
 
 METRIC_NAMES_FILE = Path(__file__).resolve().parents[2] / "lambdas" / "shared" / "metric_names.py"
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
@@ -67,23 +68,18 @@ class DashedEndpoint:
 def configured_endpoints(config: StageConfig) -> list[DashedEndpoint]:
     """Only endpoints the stage hosts (model_data_url set) or names (an external attribute
     endpoint): a widget for an endpoint that does not exist would only show 'no data'."""
-    endpoints = []
-    if config.vqa.hosting.model_data_url or config.descriptions.endpoint_name:
-        endpoints.append(DashedEndpoint("Attributes (VQA)", config.attribute_endpoint_name))
-    if config.dreambooth.hosting.model_data_url:
-        endpoints.append(DashedEndpoint("DreamBooth generation", config.generation_endpoint_name))
-    if config.styling.hosting.model_data_url:
-        endpoints.append(DashedEndpoint("Virtual styling", config.styling_endpoint_name))
-    return endpoints
+    return [
+        DashedEndpoint(model.title, model.endpoint_name(config))
+        for model in hosted_models()
+        if model.is_hosted(config) or getattr(model.hosting(config), "endpoint_name", None)
+    ]
 
 
 def workflow_names(config: StageConfig) -> list[str]:
     """The stage's state machines, by the names their constructs give them."""
     names = [
         "describe-catalog",
-        "vqa-training",
-        "dreambooth-training",
-        "inpainting-training",
+        *(f"{model.training.workflow}-training" for model in trained_models() if model.training),
         "titan-release",
     ]
     if config.titan.customizable:

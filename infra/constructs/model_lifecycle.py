@@ -38,6 +38,7 @@ from infra.constructs.python_function import (
     POWERTOOLS_METRICS_NAMESPACE,
     PythonFunction,
 )
+from infra.models import hosted_models
 
 SERVICE_NAME = "model-lifecycle"
 # lambdas/lifecycle/handlers/check.py publishes it (a test keeps the names equal).
@@ -88,9 +89,8 @@ def stage_inventory(config: StageConfig) -> dict[str, Any]:
         "warningDays": config.lifecycle.warning_days,
         "bedrockModels": [model.as_dict() for model in configured_bedrock_models(config)],
         "endpoints": [
-            {"name": config.attribute_endpoint_name, "configKey": "vqa.hosting"},
-            {"name": config.generation_endpoint_name, "configKey": "dreambooth.hosting"},
-            {"name": config.styling_endpoint_name, "configKey": "styling.hosting"},
+            {"name": model.endpoint_name(config), "configKey": model.config_key}
+            for model in hosted_models()
         ],
         "trainingBaseModels": [
             # modelId null: not configured (no image model can be fine-tuned today); doctor

@@ -35,6 +35,7 @@ from infra.constructs.python_function import (
     PythonFunction,
 )
 from infra.constructs.sagemaker_endpoint import SageMakerEndpoint, grant_invoke_endpoint
+from infra.models import DREAMBOOTH, STYLING, VQA, Model
 from infra.nag import acknowledge, exported_name
 from infra.stacks.data import UPLOADS_PREFIX, DataStack
 
@@ -128,7 +129,7 @@ def descriptions_settings(config: StageConfig) -> dict[str, Any]:
     """The pipeline settings both functions read from `DESCRIPTIONS_SETTINGS`."""
     d = config.descriptions
     return {
-        "endpointName": config.attribute_endpoint_name,
+        "endpointName": VQA.endpoint_name(config),
         "modelId": d.model_id,
         "structuredOutput": d.structured_output,
         "maxTokensPerLanguage": d.max_tokens_per_language,
@@ -166,22 +167,25 @@ def base64_length(size: int) -> int:
     return (size + 2) // 3 * 4
 
 
+def diffusion_model_settings(config: StageConfig, model: Model, *, label: str) -> dict[str, str]:
+    """Which endpoint serves one diffusion route, and what to tell a caller when it is absent."""
+    return {
+        "endpointName": model.endpoint_name(config),
+        "configKey": f"{model.config_key}.model_data_url",
+        "modelDataParameter": model.model_data_parameter(config),
+        "label": label,
+    }
+
+
 def diffusion_settings(config: StageConfig) -> dict[str, Any]:
     """What the diffusion function reads from `DIFFUSION_SETTINGS`."""
     d = config.diffusion
     return {
-        "generation": {
-            "endpointName": config.generation_endpoint_name,
-            "configKey": "dreambooth.hosting.model_data_url",
-            "modelDataParameter": config.dreambooth_model_data_parameter,
-            "label": "DreamBooth text-to-image",
-        },
-        "styling": {
-            "endpointName": config.styling_endpoint_name,
-            "configKey": "styling.hosting.model_data_url",
-            "modelDataParameter": config.styling_model_data_parameter,
-            "label": "styling",
-        },
+        # The function's names for its two models (POST /generations and POST /styling).
+        "generation": diffusion_model_settings(
+            config, DREAMBOOTH, label="DreamBooth text-to-image"
+        ),
+        "styling": diffusion_model_settings(config, STYLING, label="styling"),
         "maxPromptCharacters": d.max_prompt_characters,
         "maxImagesPerRequest": d.max_images_per_request,
         "minSide": d.min_side,
@@ -408,7 +412,7 @@ class ApiStack(Stack):
                 endpoint.grant_invoke(function.role)
             else:
                 grant_invoke_endpoint(
-                    function.role, stack=self, endpoint_name=config.attribute_endpoint_name
+                    function.role, stack=self, endpoint_name=VQA.endpoint_name(config)
                 )
             statements = [
                 # Through a profile: the profile, and its model only via that profile.
@@ -551,8 +555,8 @@ class ApiStack(Stack):
         """The diffusion function's own role: exactly its two endpoints (by name, so the Hosting
         stack may come and go), its input and output prefixes, and the data key through S3."""
         role = self.diffusion_function.role
-        for endpoint_name in (config.generation_endpoint_name, config.styling_endpoint_name):
-            grant_invoke_endpoint(role, stack=self, endpoint_name=endpoint_name)
+        for model in (DREAMBOOTH, STYLING):
+            grant_invoke_endpoint(role, stack=self, endpoint_name=model.endpoint_name(config))
         inputs = [data.uploads_bucket.arn_for_objects(f"{p}*") for p in DIFFUSION_INPUT_PREFIXES]
         outputs = [data.results_bucket.arn_for_objects(f"{p}*") for p in DIFFUSION_OUTPUT_PREFIXES]
         for statement in (

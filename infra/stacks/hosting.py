@@ -1,9 +1,9 @@
-"""SageMaker endpoints, each created only when its model artifact is configured.
+"""SageMaker endpoints: one per hosted model of the registry (`infra/models.py`), each created
+only when its `<model>.hosting.model_data_url` is configured:
 
-- the VQA attribute model (`vqa.hosting`, endpoint `config.attribute_endpoint_name`);
-- the DreamBooth text-to-image pipeline (`dreambooth.hosting`, `config.generation_endpoint_name`);
-- virtual styling, CLIPSeg and the inpainting pipeline in one archive (`styling.hosting`,
-  `config.styling_endpoint_name`).
+- `vqa`: the VQA attribute model;
+- `dreambooth`: the DreamBooth text-to-image pipeline;
+- `styling`: virtual styling, CLIPSeg and the inpainting pipeline in one archive.
 
 GPU endpoints bill by the instance-hour from creation to deletion, so every one lives in this
 stack and is deleted with it (no retain). The stack always exists, even with nothing to host: after
@@ -19,10 +19,11 @@ from typing import Any
 from aws_cdk import Duration, Stack
 from constructs import Construct
 
-from infra.config import EndpointHostingConfig, StageConfig
+from infra.config import StageConfig
 from infra.constructs.hf_images import huggingface_image
 from infra.constructs.publishing import publish_names
 from infra.constructs.sagemaker_endpoint import SageMakerEndpoint
+from infra.models import VQA, Model, hosted_models
 from infra.stacks.data import DataStack
 
 # The Hugging Face inference toolkit's settings for every endpoint here. One worker per GPU: a
@@ -36,28 +37,23 @@ INFERENCE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
 }
 
-# Endpoints by their key in the published names, in publishing order.
-ENDPOINTS = ("vqa", "dreambooth", "styling")
 # SSM parameter names under `/<name_prefix>/<stage>/hosting/`: every endpoint's name always (its
 # callers are configured with it), its archive and model role when it is hosted.
-PUBLISHED_NAMES = tuple(f"{endpoint}-endpoint-name" for endpoint in ENDPOINTS)
+ENDPOINT_NAME = "endpoint-name"
 HOSTED_NAMES = ("model-data-url", "model-role-arn")
 
 
-def published_names(hosted: tuple[str, ...]) -> tuple[str, ...]:
-    """The names the stack publishes when the endpoints in `hosted` are created."""
+def published_names(hosted: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The names the stack publishes when the models keyed in `hosted` are served."""
+    keys = [model.key for model in hosted_models()]
     return (
-        *PUBLISHED_NAMES,
-        *(
-            f"{endpoint}-{name}"
-            for endpoint in ENDPOINTS
-            if endpoint in hosted
-            for name in HOSTED_NAMES
-        ),
+        *(f"{key}-{ENDPOINT_NAME}" for key in keys),
+        *(f"{key}-{name}" for key in keys if key in hosted for name in HOSTED_NAMES),
     )
 
 
-PUBLISHED_NAMES_WHEN_HOSTED = published_names(ENDPOINTS)
+PUBLISHED_NAMES = published_names()
+PUBLISHED_NAMES_WHEN_HOSTED = published_names(tuple(model.key for model in hosted_models()))
 
 
 class HostingStack(Stack):
@@ -73,85 +69,44 @@ class HostingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self._config = config
         self._data = data
-        # The endpoint the description pipeline asks for attributes, when this stack hosts it.
-        self.vqa_endpoint = self._endpoint(
-            "VqaEndpoint",
-            hosting=config.vqa.hosting,
-            config_key="vqa.hosting",
-            endpoint_name=config.attribute_endpoint_name,
-            environment=INFERENCE_ENVIRONMENT,
-            what="VQA attribute model",
-            alarm_label="VQA endpoint",
-        )
-        # POST /generations: the DreamBooth-tuned text-to-image pipeline.
-        self.generation_endpoint = self._endpoint(
-            "DreamboothEndpoint",
-            hosting=config.dreambooth.hosting,
-            config_key="dreambooth.hosting",
-            endpoint_name=config.generation_endpoint_name,
-            environment=INFERENCE_ENVIRONMENT,
-            what="DreamBooth text-to-image model",
-            alarm_label="DreamBooth text-to-image endpoint",
-        )
-        # POST /styling: CLIPSeg masks, Stable Diffusion inpainting fills.
-        self.styling_endpoint = self._endpoint(
-            "StylingEndpoint",
-            hosting=config.styling.hosting,
-            config_key="styling.hosting",
-            endpoint_name=config.styling_endpoint_name,
-            environment=INFERENCE_ENVIRONMENT,
-            what="CLIPSeg + inpainting styling model",
-            alarm_label="styling endpoint",
-        )
-
-        endpoints = {
-            "vqa": (config.attribute_endpoint_name, config.vqa.hosting, self.vqa_endpoint),
-            "dreambooth": (
-                config.generation_endpoint_name,
-                config.dreambooth.hosting,
-                self.generation_endpoint,
-            ),
-            "styling": (
-                config.styling_endpoint_name,
-                config.styling.hosting,
-                self.styling_endpoint,
-            ),
+        # The endpoint of each hosted model, by key; None where no archive is configured.
+        self.endpoints: dict[str, SageMakerEndpoint | None] = {
+            model.key: self._endpoint(model) for model in hosted_models()
         }
-        values = {f"{key}-endpoint-name": name for key, (name, _, _) in endpoints.items()}
-        for key, (_, hosting, endpoint) in endpoints.items():
-            if endpoint is not None and hosting.model_data_url is not None:
-                values[f"{key}-model-data-url"] = hosting.model_data_url
-                values[f"{key}-model-role-arn"] = endpoint.role.role_arn
-        hosted = tuple(key for key, (_, _, endpoint) in endpoints.items() if endpoint is not None)
+        values = {
+            f"{model.key}-{ENDPOINT_NAME}": model.endpoint_name(config) for model in hosted_models()
+        }
+        for model in hosted_models():
+            endpoint = self.endpoints[model.key]
+            if endpoint is not None:
+                values[f"{model.key}-model-data-url"] = str(model.hosting(config).model_data_url)
+                values[f"{model.key}-model-role-arn"] = endpoint.role.role_arn
+        hosted = tuple(key for key, endpoint in self.endpoints.items() if endpoint is not None)
         publish_names(
             self, config=config, section="hosting", names=published_names(hosted), values=values
         )
 
-    def _endpoint(
-        self,
-        construct_id: str,
-        *,
-        hosting: EndpointHostingConfig,
-        config_key: str,
-        endpoint_name: str,
-        environment: dict[str, str],
-        what: str,
-        alarm_label: str,
-    ) -> SageMakerEndpoint | None:
-        """The endpoint of one `hosting` section, with autoscaling and alarms; None without a
-        model archive."""
+    @property
+    def vqa_endpoint(self) -> SageMakerEndpoint | None:
+        """The endpoint the description pipeline asks for attributes, when this stack hosts it."""
+        return self.endpoints.get(VQA.key)
+
+    def _endpoint(self, model: Model) -> SageMakerEndpoint | None:
+        """The model's endpoint, with autoscaling and alarms; None without a model archive."""
+        config, data = self._config, self._data
+        hosting = model.hosting(config)
         if hosting.model_data_url is None:
             return None
-        config, data = self._config, self._data
+        endpoint_name = model.endpoint_name(config)
         endpoint = SageMakerEndpoint(
             self,
-            construct_id,
+            f"{model.construct_id}Endpoint",
             endpoint_name=endpoint_name,
             image=huggingface_image(
                 self,
                 kind="inference",
                 override=hosting.image_uri,
-                config_key=f"{config_key}.image_uri",
+                config_key=f"{model.config_key}.image_uri",
             ),
             model_data_url=hosting.model_data_url,
             # Training writes the archive into the models bucket under the data key.
@@ -159,9 +114,11 @@ class HostingStack(Stack):
             instance_type=hosting.instance_type,
             initial_instance_count=hosting.min_instances,
             volume_kms_key=data.key,
-            environment=environment,
+            environment=INFERENCE_ENVIRONMENT,
             startup_timeout=Duration.seconds(hosting.startup_timeout_seconds),
-            description=f"Atelier {config.stage}: serves the {what} {hosting.model_data_url}",
+            description=(
+                f"Atelier {config.stage}: serves the {model.title} {hosting.model_data_url}"
+            ),
         )
         if hosting.autoscaling:
             # Off while the instance type changes: UpdateEndpoint refuses a new instance
@@ -176,6 +133,6 @@ class HostingStack(Stack):
         endpoint.add_alarms(
             latency_p90=Duration.millis(hosting.latency_alarm_p90_ms),
             errors_5xx_threshold=hosting.error_alarm_5xx_threshold,
-            description_prefix=f"Atelier {config.stage} {alarm_label} {endpoint_name}",
+            description_prefix=f"Atelier {config.stage} {model.label} {endpoint_name}",
         )
         return endpoint

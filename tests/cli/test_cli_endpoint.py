@@ -111,7 +111,7 @@ def test_use_without_a_recorded_archive_says_how_to_train_one(cdk_json: Path) ->
 
     assert result.exit_code == ExitCode.NOT_DEPLOYED
     assert "/atelier/dev/styling/model-data-url" in result.stderr
-    assert "atelier train inpainting" in result.stderr
+    assert "atelier train styling" in result.stderr
 
 
 @pytest.mark.parametrize("archive", ["vqa/model.tar.gz", "s3://bucket/model.zip", "s3://bucket/"])

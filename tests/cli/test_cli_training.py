@@ -1,4 +1,4 @@
-"""`atelier train vqa|dreambooth|inpainting` and `atelier customize titan`: the exact input each
+"""`atelier train vqa|dreambooth|styling` and `atelier customize titan`: the exact input each
 workflow gets, local refusals that start nothing, and `--wait`."""
 
 from __future__ import annotations
@@ -13,12 +13,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from atelier_cli.commands.training import (
-    DREAMBOOTH_HYPERPARAMETERS,
-    TITAN_MANIFEST,
-    VQA_HYPERPARAMETERS,
-    parse_value,
-)
+from atelier_cli.commands.training import TITAN_MANIFEST, parse_value
 from atelier_cli.errors import ExitCode
 from atelier_cli.executions import latest_metrics
 from atelier_cli.output import Printer
@@ -94,12 +89,18 @@ def test_train_vqa_starts_the_workflow_with_typed_hyperparameters() -> None:
 
 @mock_aws
 @pytest.mark.parametrize(
-    ("model", "endpoint"), [("dreambooth", "dreambooth"), ("inpainting", "styling")]
+    ("model", "workflow", "endpoint"),
+    [
+        ("dreambooth", "dreambooth", "dreambooth"),
+        ("styling", "inpainting", "styling"),
+        # The command's name before the names were made one, kept for a release.
+        ("inpainting", "inpainting", "styling"),
+    ],
 )
 def test_train_dreambooth_workflows_take_booleans_and_point_at_their_endpoint(
-    model: str, endpoint: str
+    model: str, workflow: str, endpoint: str
 ) -> None:
-    deploy_workflow("training", f"{model}-state-machine-arn", f"atelier-dev-{model}-training")
+    deploy_workflow("training", f"{workflow}-state-machine-arn", f"atelier-dev-{workflow}-training")
 
     result = invoke(
         [
@@ -122,6 +123,18 @@ def test_train_dreambooth_workflows_take_booleans_and_point_at_their_endpoint(
         "hyperparameters": {"with_prior_preservation": True, "max_steps": 400},
     }
     assert started["next"].startswith(f"atelier endpoint use {endpoint} ")
+
+
+@mock_aws
+@pytest.mark.parametrize(("command", "deprecated"), [("styling", False), ("inpainting", True)])
+def test_the_old_styling_command_says_it_is_deprecated(command: str, deprecated: bool) -> None:
+    deploy_workflow("training", "inpainting-state-machine-arn", "atelier-dev-inpainting-training")
+
+    result = invoke(["train", command, "--dataset", "dreambooth/dog/"])
+
+    assert result.exit_code == 0, result.output
+    notice = "atelier train inpainting is deprecated; use atelier train styling"
+    assert (notice in result.stderr) is deprecated
 
 
 @mock_aws
@@ -460,9 +473,13 @@ def test_wait_on_a_failed_run_exits_6_with_its_error_and_cause() -> None:
 
 def test_hyperparameter_names_are_the_workflows() -> None:
     from infra.config import DREAMBOOTH_HYPERPARAMETER_NAMES, VQA_HYPERPARAMETER_NAMES
+    from infra.models import DREAMBOOTH, STYLING, VQA
 
-    assert VQA_HYPERPARAMETERS == VQA_HYPERPARAMETER_NAMES
-    assert DREAMBOOTH_HYPERPARAMETERS == DREAMBOOTH_HYPERPARAMETER_NAMES
+    assert VQA.training
+    assert VQA.training.hyperparameters == VQA_HYPERPARAMETER_NAMES
+    for model in (DREAMBOOTH, STYLING):
+        assert model.training
+        assert model.training.hyperparameters == DREAMBOOTH_HYPERPARAMETER_NAMES
 
 
 def test_manifest_and_dataset_patterns_are_the_workflows() -> None:
@@ -487,10 +504,11 @@ def test_manifest_and_dataset_patterns_are_the_workflows() -> None:
 
 def test_inputs_use_only_the_fields_the_workflows_accept() -> None:
     from atelier_cli.commands.catalog_run import catalog_input
-    from atelier_cli.commands.training import Commitment, Trainable, titan_input, training_input
+    from atelier_cli.commands.training import Commitment, titan_input, training_input
     from catalog.logic.sources import START_FIELDS
     from infra.config import TITAN_HYPERPARAMETER_NAMES
     from infra.constructs.training_workflow import INPUT_KEYS
+    from infra.models import VQA
     from infra.workflows.titan_common import CUSTOMIZE_INPUT_KEYS
 
     titan = titan_input(
@@ -505,7 +523,7 @@ def test_inputs_use_only_the_fields_the_workflows_accept() -> None:
     )
     assert set(titan) == set(CUSTOMIZE_INPUT_KEYS)
     assert set(titan["hyperparameters"]) == set(TITAN_HYPERPARAMETER_NAMES)
-    training = training_input(Trainable.vqa, "vqa/a/", ["epochs=1"], f"org/model@{'a' * 40}")
+    training = training_input(VQA, "vqa/a/", ["epochs=1"], f"org/model@{'a' * 40}")
     assert set(training) == set(INPUT_KEYS)
     catalog = catalog_input("s3://u/p/", ["en"], "default", True, {"uploads-bucket": "u"})
     assert set(catalog) == set(START_FIELDS)

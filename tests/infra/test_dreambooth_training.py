@@ -21,11 +21,8 @@ from dreambooth.metrics import (
 )
 from infra.config import DREAMBOOTH_HYPERPARAMETER_NAMES, StageConfig, load_stage_config
 from infra.constructs.training_workflow import MAX_JOB_NAME_PREFIX_LENGTH, job_name_prefix
-from infra.stacks.training import (
-    DREAMBOOTH_BOOLEAN_HYPERPARAMETERS,
-    DREAMBOOTH_METRICS,
-    PUBLISHED_NAMES,
-)
+from infra.stacks.training import PUBLISHED_NAMES
+from infra.training_specs.dreambooth import DREAMBOOTH_BOOLEAN_HYPERPARAMETERS, DREAMBOOTH_METRICS
 from metric_lines import metric_line
 from tests.support import VARIANT_OVERRIDES, SynthesizedApp, cdk_json_context
 from tests.templates import (

@@ -13,13 +13,9 @@ import pytest
 
 from infra.config import VQA_HYPERPARAMETER_NAMES, ConfigError, StageConfig, load_stage_config
 from infra.constructs.source_archive import write_archive
-from infra.stacks.training import (
-    MAX_METRIC_DEFINITIONS,
-    PUBLISHED_NAMES,
-    TRAINING_DIR,
-    VQA_METRICS,
-    metric_definitions,
-)
+from infra.stacks.training import PUBLISHED_NAMES, TRAINING_DIR
+from infra.training_specs.metrics import MAX_METRIC_DEFINITIONS
+from infra.training_specs.vqa import VQA_METRICS, metric_definitions
 from tests.support import VARIANT_OVERRIDES, SynthesizedApp, cdk_json_context
 from tests.templates import (
     assembly_artifacts,
