@@ -363,7 +363,7 @@ def dreambooth(
             prefix = destination.prefix
             result["next"] = (
                 f"atelier train dreambooth --dataset {prefix} --wait "
-                f"(or atelier train inpainting --dataset {prefix} --wait for styling)"
+                f"(or atelier train styling --dataset {prefix} --wait for styling)"
             )
         finish(run, result, report.summary())
 
