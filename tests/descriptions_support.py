@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from infra.config import load_stage_config
-from infra.stacks.api import descriptions_settings_json
+from infra.stacks.api_settings import descriptions_settings_json
 from infra.stacks.data import TABLE_SCHEMA
 from shared.models.attributes import AttributeAnswers, AttributesSource
 from shared.models.descriptions import PipelineSettings, TextModelReply

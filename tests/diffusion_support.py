@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from infra.config import load_stage_config
-from infra.stacks.api import diffusion_settings
+from infra.stacks.api_settings import diffusion_settings
 from shared.models.diffusion import DiffusionSettings, EndpointSettings
 from shared.models.errors import RequestError
 from tests.support import cdk_json_context

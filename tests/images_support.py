@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image
 
 from infra.config import load_stage_config
-from infra.stacks.api import images_settings
+from infra.stacks.api_settings import images_settings
 from shared.models.images import GenerateImagesRequest, ImagesSettings
 from tests.support import cdk_json_context
 

@@ -14,11 +14,10 @@ from aws_cdk import App
 from app import build_app
 from infra.config import ConfigError, StageConfig, load_stage_config
 from infra.constructs.bedrock_models import invoke_model_grants
-from infra.stacks.api import (
-    GATEWAY_ERROR_CODES,
+from infra.stacks.api import PUBLISHED_NAMES
+from infra.stacks.api_rest import GATEWAY_ERROR_CODES, VALIDATION_RESPONSE_TYPES
+from infra.stacks.api_settings import (
     MAX_SETTINGS_BYTES,
-    PUBLISHED_NAMES,
-    VALIDATION_RESPONSE_TYPES,
     descriptions_settings,
     descriptions_settings_json,
     images_settings,

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from infra.config import StageConfig, load_stage_config
-from infra.stacks.api import MAX_SETTINGS_BYTES, base64_length, diffusion_settings
+from infra.stacks.api_rest import base64_length
+from infra.stacks.api_settings import MAX_SETTINGS_BYTES, diffusion_settings
 from tests.support import SynthesizedApp, cdk_json_context
 from tests.templates import exports, listed, one, render, resources, role_statements
 

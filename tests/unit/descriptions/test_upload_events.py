@@ -77,7 +77,8 @@ def test_category_and_languages_come_from_metadata() -> None:
 def test_infra_and_lambda_code_agree_on_prefixes_and_product_ids() -> None:
     from descriptions.logic.pipeline import RESULTS_PREFIX as LAMBDA_RESULTS_PREFIX
     from descriptions.logic.uploads import UPLOAD_PREFIX
-    from infra.stacks.api import PRODUCT_ID_PATTERN, RESULTS_PREFIX
+    from infra.stacks.api import RESULTS_PREFIX
+    from infra.stacks.api_rest import PRODUCT_ID_PATTERN
     from infra.stacks.data import UPLOADS_PREFIX
     from shared.models.descriptions import PRODUCT_ID_PATTERN as LAMBDA_PRODUCT_ID_PATTERN
 

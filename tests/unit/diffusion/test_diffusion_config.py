@@ -13,6 +13,7 @@ from diffusion.logic.service import MIN_MODEL_ATTEMPT_SECONDS
 from infra import config as infra_config
 from infra.config import ConfigError, load_stage_config
 from infra.stacks import api as api_stack
+from infra.stacks import api_settings
 from shared.models import diffusion as models
 from tests.support import cdk_json_context
 
@@ -125,7 +126,7 @@ def test_the_section_is_required(context: dict[str, Any]) -> None:
 def test_the_stack_and_the_function_agree_on_prefixes_and_margin() -> None:
     assert api_stack.DIFFUSION_OUTPUT_PREFIXES == (keys.GENERATIONS_PREFIX, keys.STYLING_PREFIX)
     assert api_stack.DIFFUSION_INPUT_PREFIXES == keys.INPUT_PREFIXES
-    assert api_stack.DIFFUSION_RESPONSE_MARGIN_SECONDS == RESPONSE_MARGIN_SECONDS
+    assert api_settings.DIFFUSION_RESPONSE_MARGIN_SECONDS == RESPONSE_MARGIN_SECONDS
 
 
 def test_the_shortest_allowed_timeout_leaves_time_for_one_endpoint_call() -> None:

@@ -92,9 +92,10 @@ def test_the_stack_and_the_function_agree_on_prefix_and_margin() -> None:
     from images.handlers.api import RESPONSE_MARGIN_SECONDS
     from images.logic.keys import IMAGES_PREFIX
     from infra.stacks import api as api_stack
+    from infra.stacks import api_settings
 
     assert api_stack.IMAGES_PREFIX == IMAGES_PREFIX
-    assert api_stack.IMAGES_RESPONSE_MARGIN_SECONDS == RESPONSE_MARGIN_SECONDS
+    assert api_settings.IMAGES_RESPONSE_MARGIN_SECONDS == RESPONSE_MARGIN_SECONDS
 
 
 def test_the_shortest_allowed_timeout_leaves_time_for_one_titan_call(
