@@ -16,7 +16,8 @@ its Bedrock job for up to `bedrock.timeout_hours`, and a catalog of many groups 
 one execution would exhaust its 25,000-event history. Every state's error ends in a Fail state
 that names what happened, and a model created by the run is deleted on the way out.
 
-The functions and roles are made by `infra/stacks/catalog.py`; this module only wires states.
+The functions and roles are made by the Catalog stack (`infra/stacks/catalog_functions.py` and
+`catalog_roles.py`); this module only wires states.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from infra.workflows.states import (
     PollUntil,
     aws_call,
     dependency_retry,
+    error_output,
     jsonata,
     lambda_task,
     quoted_list,
+    read_parameter,
     retry,
     retry_json,
 )
@@ -78,6 +81,16 @@ ERROR_MESSAGE = """(
   $c := $states.input.Cause;
   $type($c) = 'string' and $contains($c, '"errorMessage"') ? $parse($c).errorMessage : $string($c)
 )"""
+
+
+def group_payload(**fields: Any) -> dict[str, Any]:
+    """A group step's payload: the group's run, group and languages, then its own `fields`."""
+    return {
+        "runId": jsonata("$item.runId"),
+        "group": jsonata("$item.group"),
+        "languages": jsonata("$item.languages"),
+        **fields,
+    }
 
 
 def optional(path: str) -> str:
@@ -311,13 +324,9 @@ class CatalogWorkflow(Construct):
             "BedrockInput",
             state_name="Build Bedrock input",
             function=functions.bedrock_input,
-            payload={
-                "runId": jsonata("$item.runId"),
-                "group": jsonata("$item.group"),
-                "languages": jsonata("$item.languages"),
-                "transformJob": jsonata("$item.jobName"),
-                "transformError": jsonata("$transformError"),
-            },
+            payload=group_payload(
+                transformJob=jsonata("$item.jobName"), transformError=jsonata("$transformError")
+            ),
             assign={"bedrockInput": jsonata("$states.result.Payload")},
         )
         # A failed transform still leaves the products it did describe, and the rest must be
@@ -325,24 +334,14 @@ class CatalogWorkflow(Construct):
         transform.add_catch(
             bedrock_input,
             errors=["States.ALL"],
-            assign={
-                "transformError": {
-                    "Error": jsonata("$states.errorOutput.Error"),
-                    "Cause": jsonata("$states.errorOutput.Cause"),
-                }
-            },
+            assign={"transformError": error_output()},
         )
         results = lambda_task(
             self,
             "Results",
             state_name="Store descriptions",
             function=functions.results,
-            payload={
-                "runId": jsonata("$item.runId"),
-                "group": jsonata("$item.group"),
-                "languages": jsonata("$item.languages"),
-                "job": jsonata("$job"),
-            },
+            payload=group_payload(job=jsonata("$job")),
             outputs=jsonata("$states.result.Payload"),
         )
         no_job = sfn.Pass.jsonata(
@@ -416,12 +415,9 @@ class CatalogWorkflow(Construct):
                 }
             },
         )
+        every = Duration.seconds(bedrock.poll_seconds)
         poll_job = PollUntil(
-            self,
-            "WaitForJob",
-            state_name="Wait for Bedrock job",
-            every=Duration.seconds(bedrock.poll_seconds),
-            poll=get_job,
+            self, "WaitForJob", state_name="Wait for Bedrock job", every=every, poll=get_job
         )
         job_ended = (
             sfn.Choice.jsonata(self, "JobEnded", state_name="Bedrock job ended?")
@@ -548,12 +544,7 @@ class CatalogWorkflow(Construct):
             build.add_catch(
                 report_build,
                 errors=["States.ALL"],
-                assign={
-                    "buildError": {
-                        "Error": jsonata("$states.errorOutput.Error"),
-                        "Cause": jsonata("$states.errorOutput.Cause"),
-                    }
-                },
+                assign={"buildError": error_output()},
             )
             build.next(plan)
         choose_kind = sfn.Choice.jsonata(self, "ChooseKind", state_name="Source kind?")
@@ -608,15 +599,12 @@ class CatalogWorkflow(Construct):
         )
         online.next(finalize)
 
-        read_model = aws_call(
+        read_model = read_parameter(
             self,
             "ReadModel",
             state_name="Read VQA model archive",
-            service="ssm",
-            action="getParameter",
-            iam_resources=[parameter_arn],
-            parameters={"Name": parameter},
-            assign={"modelDataUrl": jsonata("$states.result.Parameter.Value")},
+            parameter=(parameter_arn, parameter),
+            assign_to="modelDataUrl",
         )
         read_model.add_catch(
             self._fail(
@@ -697,12 +685,7 @@ class CatalogWorkflow(Construct):
         groups.add_catch(
             cleanup,
             errors=["States.ALL"],
-            assign={
-                "groupsError": {
-                    "Error": jsonata("$states.errorOutput.Error"),
-                    "Cause": jsonata("$states.errorOutput.Cause"),
-                }
-            },
+            assign={"groupsError": error_output()},
         )
         # A model bills nothing while no job uses it: a failed delete does not fail the run.
         delete = delete_model("DeleteModel", "Delete model")

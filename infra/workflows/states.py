@@ -143,6 +143,63 @@ def aws_call(
     return task
 
 
+def error_output() -> dict[str, str]:
+    """The error a catcher caught, as a value for its Assign: `{Error, Cause}`."""
+    return {
+        "Error": jsonata("$states.errorOutput.Error"),
+        "Cause": jsonata("$states.errorOutput.Cause"),
+    }
+
+
+def catch_all(
+    state: sfn.TaskStateBase | sfn.CustomState,
+    handler: sfn.IChainable,
+    *,
+    assign: Mapping[str, Any] | None = None,
+) -> None:
+    """Any error of `state` (after its retriers) goes to `handler`."""
+    state.add_catch(handler, errors=["States.ALL"], assign=dict(assign) if assign else None)
+
+
+def caught_failure(
+    fail: Callable[..., sfn.Fail], construct_id: str, context: str, *, note: str = ""
+) -> sfn.Fail:
+    """A `fail` state for a catch-all, under the caught error's own name: `context` (a JSONata
+    expression ending where the error's name follows, e.g. `'could not read ' & $x & ': '`), the
+    error and its cause, then `note` (plain text)."""
+    if "'" in note:
+        raise ValueError(f"note must not hold a single quote: {note!r}")
+    tail = f" & '{note}'" if note else ""
+    return fail(
+        construct_id,
+        jsonata(f"{context} & $states.input.Error & ': ' & $states.input.Cause{tail}"),
+        error=jsonata("$states.input.Error"),
+    )
+
+
+def read_parameter(
+    scope: Construct,
+    construct_id: str,
+    *,
+    state_name: str,
+    parameter: tuple[str, str],
+    assign_to: str,
+) -> tasks.CallAwsService:
+    """An SSM GetParameter task (`parameter`: its ARN and name) that assigns the value to the
+    variable `assign_to`."""
+    arn, name = parameter
+    return aws_call(
+        scope,
+        construct_id,
+        state_name=state_name,
+        service="ssm",
+        action="getParameter",
+        iam_resources=[arn],
+        parameters={"Name": name},
+        assign={assign_to: jsonata("$states.result.Parameter.Value")},
+    )
+
+
 def fail_states(scope: Construct, id_prefix: str) -> Callable[..., sfn.Fail]:
     """`fail(name, cause, error=None)`: a Fail state named `name` (its error too, unless given),
     under the construct id `<id_prefix><name>`."""

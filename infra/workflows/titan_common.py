@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 
 from infra.config import MAX_TITAN_MODEL_UNITS, TITAN_HYPERPARAMETER_NAMES, StageConfig, TitanConfig
+from infra.constructs.workflows import observed_state_machine
 from infra.image_models import ImageModelLimits
-from infra.workflows.states import json_list, jsonata, literal
+from infra.nag import acknowledge
+from infra.workflows.states import json_list, jsonata, literal, notify_task
+
+if TYPE_CHECKING:
+    from infra.stacks.bedrock import BedrockStack
 
 # The datasets the customization role reads and where job outputs go, in the Data stack's buckets.
 TITAN_DATASETS_PREFIX = "titan/"
@@ -216,6 +223,109 @@ REASON_IS_VALID = f"""(
   $r := $states.input.reason;
   $not($exists($r)) or ($type($r) = 'string' and $length($r) <= {MAX_REASON_CHARACTERS})
 )"""
+
+
+def release_input_checks(fail: Callable[..., sfn.Fail]) -> list[tuple[str, sfn.Fail]]:
+    """The release workflow's input checks in order, each with the Fail state that names the fix
+    (the `fail` of `states.fail_states`)."""
+    return [
+        (
+            RELEASE_INPUT_IS_AN_OBJECT,
+            fail(
+                "InvalidInput",
+                "the input must be a JSON object with 'provisionedModelArn' and 'reason' "
+                "(both optional) and no other keys",
+            ),
+        ),
+        (
+            PROVISIONED_MODEL_ARN_IS_VALID,
+            fail(
+                "InvalidProvisionedModelArn",
+                jsonata(
+                    "'provisionedModelArn must be a provisioned throughput ARN such as "
+                    "arn:aws:bedrock:<region>:<account>:provisioned-model/<id>; got ' & "
+                    "$string($states.input.provisionedModelArn)"
+                ),
+            ),
+        ),
+        (
+            REASON_IS_VALID,
+            fail(
+                "InvalidReason",
+                f"reason must be a string of at most {MAX_REASON_CHARACTERS} characters",
+            ),
+        ),
+    ]
+
+
+def titan_notify(
+    stack: BedrockStack,
+    construct_id: str,
+    subject: tuple[str, str],
+    message: str,
+    outputs: Mapping[str, Any],
+) -> tasks.SnsPublish:
+    """A Titan workflow's `Notify` state on the Bedrock stack's topic. `subject` is (text, a
+    JSONata expression): `[<deployment>] <text><value>`, cut to SNS's 100 characters."""
+    text, value = subject
+    return notify_task(
+        stack,
+        construct_id,
+        topic=stack.topic,
+        subject=jsonata(
+            f"$substring('[{deployment_name(stack.config)}] {text}' & {value}, 0, 100)"
+        ),
+        message=message,
+        outputs=outputs,
+    )
+
+
+# What each workflow's role and state machine are for: (role description, state machine comment).
+PURPOSES = {
+    "Customize": (
+        "customizes Titan Image Generator and provisions its throughput",
+        "Customizes Titan Image Generator, provisions its throughput and records it",
+    ),
+    "Release": (
+        "releases Titan provisioned throughputs",
+        "Releases a Titan provisioned throughput and clears its SSM record",
+    ),
+}
+
+
+def titan_state_machine(
+    stack: BedrockStack,
+    kind: str,
+    definition: sfn.IChainable,
+    statements: Sequence[iam.PolicyStatement],
+    acknowledged: Sequence[tuple[str, str]],
+    timeout: Duration,
+) -> sfn.StateMachine:
+    """The state machine `<prefix>-<stage>-titan-<kind>` (construct `Titan<Kind>`), its role and
+    its one policy of `statements`; `acknowledged` holds (Bedrock resource pattern, reason) for
+    each wildcard ARN cdk-nag reports in that policy."""
+    config = stack.config
+    role_description, comment = PURPOSES[kind]
+    role = iam.Role(
+        stack,
+        f"Titan{kind}Role",
+        assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+        description=f"Atelier {config.stage}: {role_description}",
+    )
+    policy = iam.Policy(stack, f"Titan{kind}Policy", roles=[role], statements=list(statements))
+    for resource, reason in acknowledged:
+        acknowledge(policy, f"AwsSolutions-IAM5[Resource::{stack.nag_arn(resource)}]", reason)
+    return observed_state_machine(
+        stack,
+        f"Titan{kind}",
+        config=config,
+        name=config.resource_name(f"titan-{kind.lower()}"),
+        comment=comment,
+        definition=definition,
+        role=role,
+        policies=[policy],
+        timeout=timeout,
+    )
 
 
 def bedrock_key_grant(key_arn: str, region: str) -> iam.PolicyStatement:

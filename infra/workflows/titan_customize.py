@@ -22,18 +22,17 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 
-from infra.constructs.workflows import observed_state_machine
-from infra.nag import acknowledge
 from infra.workflows.states import (
     BEDROCK_TRANSIENT_ERRORS,
     PollUntil,
     aws_call,
+    catch_all,
+    caught_failure,
     fail_states,
     input_checks,
     jsonata,
     lambda_task,
     literal,
-    notify_task,
     retry,
 )
 from infra.workflows.titan_common import (
@@ -53,6 +52,8 @@ from infra.workflows.titan_common import (
     provisioning_arguments,
     ready_message,
     resource_tags,
+    titan_notify,
+    titan_state_machine,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +77,39 @@ class TitanCustomizeWorkflow:
             self._prepare().next(self._base_model_gate(then=check_manifest))
         )
         self.state_machine = self._state_machine(definition)
+
+    def _status_poll(
+        self,
+        subject: str,
+        call: tuple[str, str, dict[str, str]],
+        every_seconds: int,
+        **assign: str,
+    ) -> PollUntil:
+        """Poll the Bedrock `subject` (job or throughput) every `every_seconds` with `call`
+        (action, its resource ARN, its parameters as JSONata expressions), keeping its status
+        and failure message in `$<subject>Status` and `$<subject>Failure`, and `assign`."""
+        stack = self.stack
+        action, resource, parameters = call
+        noun = subject.capitalize()
+        get_status = aws_call(
+            stack,
+            f"CustomizeGet{noun}",
+            state_name=f"Get {subject} status",
+            service="bedrock",
+            action=action,
+            iam_resources=[resource],
+            parameters={name: jsonata(value) for name, value in parameters.items()},
+            assign={
+                f"{subject}Status": jsonata("$states.result.Status"),
+                f"{subject}Failure": jsonata(_or_empty("$states.result.FailureMessage")),
+                **assign,
+            },
+        )
+        wait_name = f"Wait for {subject}"
+        every = Duration.seconds(every_seconds)
+        return PollUntil(
+            stack, f"CustomizeWaitFor{noun}", state_name=wait_name, every=every, poll=get_status
+        )
 
     # --- input ----------------------------------------------------------------------------------
 
@@ -117,16 +151,13 @@ class TitanCustomizeWorkflow:
             payload={"manifest": jsonata("$request.manifest")},
             assign={"manifestReport": jsonata("$states.result.Payload")},
         )
-        check_manifest.add_catch(
-            fail(
+        catch_all(
+            check_manifest,
+            caught_failure(
+                fail,
                 "ManifestCheckFailed",
-                jsonata(
-                    "'could not check manifest ' & $request.manifest & ': ' & "
-                    "$states.input.Error & ': ' & $states.input.Cause"
-                ),
-                error=jsonata("$states.input.Error"),
+                "'could not check manifest ' & $request.manifest & ': '",
             ),
-            errors=["States.ALL"],
         )
         manifest_rejected = fail(
             "ManifestRejected",
@@ -194,40 +225,22 @@ class TitanCustomizeWorkflow:
                 "jobStartedMillis": jsonata("$millis()"),
             },
         )
-        start_job.add_catch(
-            fail(
-                "JobNotStarted",
-                jsonata(
-                    "'could not start customization job ' & $jobName & ': ' & "
-                    "$states.input.Error & ': ' & $states.input.Cause"
-                ),
-                error=jsonata("$states.input.Error"),
+        catch_all(
+            start_job,
+            caught_failure(
+                fail, "JobNotStarted", "'could not start customization job ' & $jobName & ': '"
             ),
-            errors=["States.ALL"],
         )
 
-        get_job = aws_call(
-            stack,
-            "CustomizeGetJob",
-            state_name="Get job status",
-            service="bedrock",
-            action="getModelCustomizationJob",
-            iam_resources=[stack.job_arns],
-            # The name identifies the job as well as its ARN does.
-            parameters={"JobIdentifier": jsonata("$jobName")},
-            assign={
-                "jobStatus": jsonata("$states.result.Status"),
-                "jobFailure": jsonata(_or_empty("$states.result.FailureMessage")),
-                "customModelArn": jsonata(_or_empty("$states.result.OutputModelArn")),
-            },
+        # The name identifies the job as well as its ARN does.
+        job = ("getModelCustomizationJob", stack.job_arns, {"JobIdentifier": "$jobName"})
+        poll_job = self._status_poll(
+            "job",
+            job,
+            titan.job_poll_seconds,
+            customModelArn=jsonata(_or_empty("$states.result.OutputModelArn")),
         )
-        poll_job = PollUntil(
-            stack,
-            "CustomizeWaitForJob",
-            state_name="Wait for job",
-            every=Duration.seconds(titan.job_poll_seconds),
-            poll=get_job,
-        )
+        get_job = poll_job.poll
         job_failed = fail(
             "JobFailed",
             jsonata(
@@ -256,23 +269,21 @@ class TitanCustomizeWorkflow:
             iam_resources=[stack.job_arns],
             parameters={"JobIdentifier": jsonata("$jobName")},
         )
-        stop_job.add_catch(
-            fail(
-                "JobStopFailed",
-                jsonata(
-                    "$stop.cause & ' could not be stopped: ' & $states.input.Error & ': ' & "
-                    "$states.input.Cause & '; stop it with aws bedrock "
-                    "stop-model-customization-job --job-identifier ' & $jobName"
-                ),
+        stop_failed = fail(
+            "JobStopFailed",
+            jsonata(
+                "$stop.cause & ' could not be stopped: ' & $states.input.Error & ': ' & "
+                "$states.input.Cause & '; stop it with aws bedrock "
+                "stop-model-customization-job --job-identifier ' & $jobName"
             ),
-            errors=["States.ALL"],
         )
+        catch_all(stop_job, stop_failed)
         stop_job.next(
             fail(
                 "JobStopped", jsonata("$stop.cause & ' was stopped'"), error=jsonata("$stop.error")
             )
         )
-        get_job.add_catch(stop_job, errors=["States.ALL"], assign={"stop": jsonata(status_unknown)})
+        catch_all(get_job, stop_job, assign={"stop": jsonata(status_unknown)})
         job_finished = (
             sfn.Choice.jsonata(stack, "CustomizeJobFinished", state_name="Job finished?")
             .when(sfn.Condition.jsonata(jsonata("$jobStatus = 'Completed'")), then)
@@ -332,20 +343,15 @@ class TitanCustomizeWorkflow:
             },
         )
         provision.add_retry(errors=BEDROCK_TRANSIENT_ERRORS, **retry())
-        provision.add_catch(
-            fail(
-                "ThroughputNotCreated",
-                jsonata(
-                    "'could not create a provisioned throughput for custom model ' & "
-                    "$customModelArn & ' (' & $customModelName & '): ' & $states.input.Error & "
-                    "': ' & $states.input.Cause & ' (ServiceQuotaExceededException: ask for a "
-                    "Provisioned Throughput quota for the model in Service Quotas); the custom "
-                    "model is kept'"
-                ),
-                error=jsonata("$states.input.Error"),
-            ),
-            errors=["States.ALL"],
+        not_created = caught_failure(
+            fail,
+            "ThroughputNotCreated",
+            "'could not create a provisioned throughput for custom model ' & $customModelArn & "
+            "' (' & $customModelName & '): '",
+            note=" (ServiceQuotaExceededException: ask for a Provisioned Throughput quota for the "
+            "model in Service Quotas); the custom model is kept",
         )
+        catch_all(provision, not_created)
         release = self._release()
 
         def failure(error: str, cause: str) -> dict[str, str]:
@@ -358,27 +364,14 @@ class TitanCustomizeWorkflow:
                 "$states.errorOutput.Cause }"
             )
         }
-        get_throughput = aws_call(
-            stack,
-            "CustomizeGetThroughput",
-            state_name="Get throughput status",
-            service="bedrock",
-            action="getProvisionedModelThroughput",
-            iam_resources=[stack.provisioned_model_arns],
-            parameters={"ProvisionedModelId": jsonata("$provisionedModelArn")},
-            assign={
-                "throughputStatus": jsonata("$states.result.Status"),
-                "throughputFailure": jsonata(_or_empty("$states.result.FailureMessage")),
-            },
+        throughput = (
+            "getProvisionedModelThroughput",
+            stack.provisioned_model_arns,
+            {"ProvisionedModelId": "$provisionedModelArn"},
         )
-        poll_throughput = PollUntil(
-            stack,
-            "CustomizeWaitForThroughput",
-            state_name="Wait for throughput",
-            every=Duration.seconds(titan.throughput_poll_seconds),
-            poll=get_throughput,
-        )
-        get_throughput.add_catch(release, errors=["States.ALL"], assign=caught)
+        poll_throughput = self._status_poll("throughput", throughput, titan.throughput_poll_seconds)
+        get_throughput = poll_throughput.poll
+        catch_all(get_throughput, release, assign=caught)
         throughput_failed = sfn.Pass.jsonata(
             stack,
             "CustomizeThroughputFailed",
@@ -453,9 +446,9 @@ class TitanCustomizeWorkflow:
             jsonata("$failure.cause & ' Throughput ' & $provisionedModelArn & ': ' & $releaseNote"),
             error=jsonata("$failure.error"),
         )
-        release.add_catch(
+        catch_all(
+            release,
             provisioning_failed,
-            errors=["States.ALL"],
             assign={
                 "releaseNote": jsonata(
                     f"'starting {release_name} failed (' & $states.errorOutput.Error & '); the "
@@ -490,42 +483,30 @@ class TitanCustomizeWorkflow:
                 ),
             },
         )
-        record.add_catch(release, errors=["States.ALL"], assign=caught)
+        catch_all(record, release, assign=caught)
 
         message = ready_message(
             deployment,
             release_state_machine_arn=stack.release.state_machine_arn,
             parameter_name=stack.parameter_name,
         )
-        notify = notify_task(
-            stack,
-            "CustomizeNotify",
-            topic=stack.topic,
-            subject=jsonata(f"$substring('[{deployment}] Titan model ready: ' & $jobName, 0, 100)"),
-            message=message,
-            outputs={
-                "jobName": jsonata("$jobName"),
-                "customModelName": jsonata("$customModelName"),
-                "customModelArn": jsonata("$customModelArn"),
-                "provisionedModelArn": jsonata("$provisionedModelArn"),
-                "expiresAt": jsonata("$expiresAt"),
-                "provisionedModelParameter": stack.parameter_name,
-                "hyperParameters": jsonata("$hyperParameters"),
-                "records": jsonata("$manifestReport.records"),
-            },
+        outputs = {
+            "jobName": jsonata("$jobName"),
+            "customModelName": jsonata("$customModelName"),
+            "customModelArn": jsonata("$customModelArn"),
+            "provisionedModelArn": jsonata("$provisionedModelArn"),
+            "expiresAt": jsonata("$expiresAt"),
+            "provisionedModelParameter": stack.parameter_name,
+            "hyperParameters": jsonata("$hyperParameters"),
+            "records": jsonata("$manifestReport.records"),
+        }
+        subject = ("Titan model ready: ", "$jobName")
+        notify = titan_notify(stack, "CustomizeNotify", subject, message, outputs)
+        notice_failed = (
+            "'throughput ' & $provisionedModelArn & ' is in service and recorded (expires ' & "
+            "$expiresAt & '), but the notification failed: '"
         )
-        notify.add_catch(
-            fail(
-                "NotificationFailed",
-                jsonata(
-                    "'throughput ' & $provisionedModelArn & ' is in service and recorded (expires "
-                    "' & $expiresAt & '), but the notification failed: ' & $states.input.Error & "
-                    "': ' & $states.input.Cause"
-                ),
-                error=jsonata("$states.input.Error"),
-            ),
-            errors=["States.ALL"],
-        )
+        catch_all(notify, caught_failure(fail, "NotificationFailed", notice_failed))
 
         # In service: the throughput's time starts now. Should tagging fail (after its retries)
         # the creation tag stands, later by titan.max_throughput_wait_hours, and is reported.
@@ -542,93 +523,81 @@ class TitanCustomizeWorkflow:
             },
             assign={"expiresAt": jsonata("$inServiceExpiresAt")},
         )
-        set_expiry.add_catch(record, errors=["States.ALL"])
+        catch_all(set_expiry, record)
         set_expiry.next(record).next(notify)
         return set_expiry
 
     # --- role and state machine ---------------------------------------------------------------
 
     def _state_machine(self, definition: sfn.IChainable) -> sfn.StateMachine:
-        stack, config, titan = self.stack, self.config, self.titan
+        stack, titan = self.stack, self.titan
         data = stack.data
-        role = iam.Role(
-            stack,
-            "TitanCustomizeRole",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description=f"Atelier {config.stage}: customizes Titan Image Generator and provisions "
-            "its throughput",
-        )
-        tasks_policy = iam.Policy(
-            stack,
-            "TitanCustomizePolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    actions=["lambda:InvokeFunction"],
-                    resources=[stack.manifest_function.function.function_arn],
-                ),
-                iam.PolicyStatement(
-                    actions=["bedrock:GetFoundationModel"], resources=[stack.foundation_model_arn]
-                ),
-                iam.PolicyStatement(
-                    actions=["bedrock:CreateModelCustomizationJob"],
-                    resources=[stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
-                ),
-                iam.PolicyStatement(
-                    actions=[
-                        "bedrock:GetModelCustomizationJob",
-                        "bedrock:StopModelCustomizationJob",
-                    ],
-                    resources=[stack.job_arns],
-                ),
-                # The service authorization reference lists custom-model and foundation-model
-                # (the custom model's base) as resources of this action.
-                iam.PolicyStatement(
-                    actions=["bedrock:CreateProvisionedModelThroughput"],
-                    resources=[
-                        stack.foundation_model_arn,
-                        stack.custom_model_arns,
-                        stack.provisioned_model_arns,
-                    ],
-                ),
-                iam.PolicyStatement(
-                    actions=["bedrock:GetProvisionedModelThroughput"],
-                    resources=[stack.provisioned_model_arns],
-                ),
-                # Tags given at creation (job, custom model, throughput) need TagResource too.
-                iam.PolicyStatement(
-                    actions=["bedrock:TagResource"],
-                    resources=[
-                        stack.custom_model_arns,
-                        stack.job_arns,
-                        stack.provisioned_model_arns,
-                    ],
-                ),
-                iam.PolicyStatement(
-                    actions=["iam:PassRole"],
-                    resources=[stack.customization_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
-                ),
-                # The custom model is encrypted with the data key: creating it, and serving it
-                # from a throughput, use the key through Bedrock.
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
-                    resources=[data.key.key_arn],
-                    conditions={
-                        "StringEquals": {"kms:ViaService": f"bedrock.{stack.region}.amazonaws.com"}
-                    },
-                ),
-                # Grants only for Bedrock's own use of the key.
-                bedrock_key_grant(data.key.key_arn, stack.region),
-                iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[stack.parameter_arn]),
-                iam.PolicyStatement(
-                    actions=["states:StartExecution"],
-                    resources=[stack.release.state_machine_arn],
-                ),
-                *stack.publish_statements(),
-            ],
-        )
-        for resource, reason in (
+        statements = [
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[stack.manifest_function.function.function_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["bedrock:GetFoundationModel"], resources=[stack.foundation_model_arn]
+            ),
+            iam.PolicyStatement(
+                actions=["bedrock:CreateModelCustomizationJob"],
+                resources=[stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
+            ),
+            iam.PolicyStatement(
+                actions=[
+                    "bedrock:GetModelCustomizationJob",
+                    "bedrock:StopModelCustomizationJob",
+                ],
+                resources=[stack.job_arns],
+            ),
+            # The service authorization reference lists custom-model and foundation-model
+            # (the custom model's base) as resources of this action.
+            iam.PolicyStatement(
+                actions=["bedrock:CreateProvisionedModelThroughput"],
+                resources=[
+                    stack.foundation_model_arn,
+                    stack.custom_model_arns,
+                    stack.provisioned_model_arns,
+                ],
+            ),
+            iam.PolicyStatement(
+                actions=["bedrock:GetProvisionedModelThroughput"],
+                resources=[stack.provisioned_model_arns],
+            ),
+            # Tags given at creation (job, custom model, throughput) need TagResource too.
+            iam.PolicyStatement(
+                actions=["bedrock:TagResource"],
+                resources=[
+                    stack.custom_model_arns,
+                    stack.job_arns,
+                    stack.provisioned_model_arns,
+                ],
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[stack.customization_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+            ),
+            # The custom model is encrypted with the data key: creating it, and serving it
+            # from a throughput, use the key through Bedrock.
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+                resources=[data.key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"bedrock.{stack.region}.amazonaws.com"}
+                },
+            ),
+            # Grants only for Bedrock's own use of the key.
+            bedrock_key_grant(data.key.key_arn, stack.region),
+            iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[stack.parameter_arn]),
+            iam.PolicyStatement(
+                actions=["states:StartExecution"],
+                resources=[stack.release.state_machine_arn],
+            ),
+            *stack.publish_statements(),
+        ]
+        acknowledged = [
             (
                 "custom-model/*",
                 "Custom models are named by Bedrock (base model and a generated id) when a job "
@@ -644,21 +613,10 @@ class TitanCustomizeWorkflow:
                 "Provisioned throughputs are named by an id Bedrock makes at creation; the "
                 "workflow creates, tags and polls only the one it creates.",
             ),
-        ):
-            acknowledge(
-                tasks_policy, f"AwsSolutions-IAM5[Resource::{stack.nag_arn(resource)}]", reason
-            )
+        ]
         hours = titan.max_job_runtime_hours + titan.max_throughput_wait_hours + 2
-        return observed_state_machine(
-            stack,
-            "TitanCustomize",
-            config=config,
-            name=config.resource_name("titan-customize"),
-            comment="Customizes Titan Image Generator, provisions its throughput and records it",
-            definition=definition,
-            role=role,
-            policies=[tasks_policy],
-            timeout=Duration.hours(hours),
+        return titan_state_machine(
+            stack, "Customize", definition, statements, acknowledged, Duration.hours(hours)
         )
 
     def _base_model_gate(self, then: sfn.IChainable) -> sfn.IChainable:
@@ -695,16 +653,11 @@ class TitanCustomizeWorkflow:
             ),
             errors=["Bedrock.ResourceNotFoundException", "Bedrock.ValidationException"],
         )
-        read.add_catch(
-            fail(
-                "BaseModelCheckFailed",
-                jsonata(
-                    f"'could not read the lifecycle of {named}: ' & $states.input.Error & ': ' & "
-                    "$states.input.Cause"
-                ),
-                error=jsonata("$states.input.Error"),
+        catch_all(
+            read,
+            caught_failure(
+                fail, "BaseModelCheckFailed", f"'could not read the lifecycle of {named}: '"
             ),
-            errors=["States.ALL"],
         )
         legacy = fail(
             "BaseModelLegacy",

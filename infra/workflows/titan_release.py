@@ -18,25 +18,25 @@ from typing import TYPE_CHECKING
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 
-from infra.constructs.workflows import observed_state_machine
-from infra.nag import acknowledge
 from infra.workflows.states import (
     aws_call,
+    catch_all,
+    caught_failure,
     fail_states,
     input_checks,
     jsonata,
     literal,
-    notify_task,
+    read_parameter,
 )
 from infra.workflows.titan_common import (
     DEPLOYMENT_TAG,
-    MAX_REASON_CHARACTERS,
-    PROVISIONED_MODEL_ARN_IS_VALID,
-    REASON_IS_VALID,
-    RELEASE_INPUT_IS_AN_OBJECT,
     _or_empty,
     deployment_name,
+    release_input_checks,
+    titan_notify,
+    titan_state_machine,
 )
 
 if TYPE_CHECKING:
@@ -47,251 +47,239 @@ if TYPE_CHECKING:
 RELEASE_TIMEOUT = Duration.hours(2)
 
 
-def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
-    config = stack.config
-    deployment = deployment_name(config)
+class TitanReleaseWorkflow:
+    """The workflow's states, role and state machine, built in the Bedrock stack's scope (ids
+    unchanged, see the module docstring); one method per step, each given the state it goes on
+    to: validate → prepare → find the throughput → check its owner → delete → clear the record
+    → notify."""
 
-    fail = fail_states(stack, "Release")
+    def __init__(self, stack: BedrockStack) -> None:
+        self.stack = stack
+        self.config = stack.config
+        self.deployment = deployment_name(stack.config)
+        self.fail = fail_states(stack, "Release")
+        self.release_failed = caught_failure(
+            self.fail,
+            "ReleaseFailed",
+            "'could not release ' & $arn & ': '",
+            note=" (a throughput with a commitment term can only be deleted after its term ends)",
+        )
+        record = self._clear_record_and_notify()
+        already_released = sfn.Pass.jsonata(
+            stack,
+            "ReleaseAlreadyGone",
+            state_name="Already released",
+            assign={"outcome": "already released"},
+        )
+        already_released.next(record)
+        delete = self._delete(then=record, already_released=already_released)
+        check_owner = self._check_owner(then=delete, already_released=already_released)
+        definition = input_checks(
+            stack, "ReleaseValidateInput", release_input_checks(self.fail)
+        ).otherwise(self._prepare().next(self._find_throughput(then=check_owner)))
+        self.state_machine = self._state_machine(definition)
 
-    validate = input_checks(
-        stack,
-        "ReleaseValidateInput",
-        [
-            (
-                RELEASE_INPUT_IS_AN_OBJECT,
-                fail(
-                    "InvalidInput",
-                    "the input must be a JSON object with 'provisionedModelArn' and 'reason' "
-                    "(both optional) and no other keys",
+    def _read_record(
+        self, construct_id: str, state_name: str, *, assign_to: str
+    ) -> tasks.CallAwsService:
+        """Read the SSM parameter that records the throughput `POST /images` uses."""
+        stack = self.stack
+        return read_parameter(
+            stack,
+            construct_id,
+            state_name=state_name,
+            parameter=(stack.parameter_arn, stack.parameter_name),
+            assign_to=assign_to,
+        )
+
+    # --- input ----------------------------------------------------------------------------------
+
+    def _prepare(self) -> sfn.Pass:
+        return sfn.Pass.jsonata(
+            self.stack,
+            "ReleasePrepare",
+            state_name="Prepare release",
+            assign={
+                "request": jsonata("$states.input"),
+                "reason": jsonata(
+                    "$exists($states.input.reason) ? $states.input.reason : 'asked for'"
                 ),
-            ),
-            (
-                PROVISIONED_MODEL_ARN_IS_VALID,
-                fail(
-                    "InvalidProvisionedModelArn",
+                "outcome": "released",
+                "parameterCleared": False,
+                # Read by the failure paths before a throughput is known.
+                "arn": "",
+                "recorded": "",
+            },
+        )
+
+    def _find_throughput(self, then: sfn.IChainable) -> sfn.Choice:
+        """The named throughput, or the recorded one; nothing to do when neither exists."""
+        stack = self.stack
+        use_named = sfn.Pass.jsonata(
+            stack,
+            "ReleaseUseNamed",
+            state_name="Use the named throughput",
+            assign={"arn": jsonata("$request.provisionedModelArn")},
+        )
+        read_recorded_arn = self._read_record(
+            "ReleaseReadRecordedArn", "Read the recorded throughput", assign_to="arn"
+        )
+        nothing_to_release = sfn.Succeed.jsonata(
+            stack,
+            "ReleaseNothing",
+            state_name="Nothing to release",
+            outputs={
+                "released": False,
+                "message": "no provisionedModelArn given and none recorded in "
+                f"{stack.parameter_name}",
+            },
+        )
+        read_recorded_arn.add_catch(nothing_to_release, errors=["Ssm.ParameterNotFoundException"])
+        catch_all(read_recorded_arn, self.release_failed)
+        return (
+            sfn.Choice.jsonata(stack, "ReleaseNamed", state_name="Throughput named?")
+            .when(
+                sfn.Condition.jsonata(jsonata("$exists($request.provisionedModelArn)")),
+                use_named.next(then),
+            )
+            .otherwise(read_recorded_arn.next(then))
+        )
+
+    # --- the throughput -------------------------------------------------------------------------
+
+    def _check_owner(
+        self, then: sfn.IChainable, already_released: sfn.IChainable
+    ) -> sfn.IChainable:
+        """Only a throughput tagged with this deployment's name goes on to `then`."""
+        stack, config, deployment = self.stack, self.config, self.deployment
+        check_owner = aws_call(
+            stack,
+            "ReleaseCheckOwner",
+            state_name="Check the owner",
+            service="bedrock",
+            action="listTagsForResource",
+            iam_resources=[stack.provisioned_model_arns],
+            parameters={"ResourceARN": jsonata("$arn")},
+            assign={
+                "owner": jsonata(_or_empty(f"$states.result.Tags[Key = '{DEPLOYMENT_TAG}'].Value"))
+            },
+        )
+        check_owner.add_catch(already_released, errors=["Bedrock.ResourceNotFoundException"])
+        catch_all(check_owner, self.release_failed)
+        owned = (
+            sfn.Choice.jsonata(stack, "ReleaseOwned", state_name="This deployment's?")
+            .when(sfn.Condition.jsonata(jsonata(f"$owner = '{deployment}'")), then)
+            .otherwise(
+                self.fail(
+                    "NotThisDeployment",
                     jsonata(
-                        "'provisionedModelArn must be a provisioned throughput ARN such as "
-                        "arn:aws:bedrock:<region>:<account>:provisioned-model/<id>; got ' & "
-                        "$string($states.input.provisionedModelArn)"
+                        f"$arn & ' is not tagged {DEPLOYMENT_TAG}={deployment}; this workflow "
+                        f"releases only throughputs that {config.resource_name('titan-customize')}"
+                        " created (delete others with aws bedrock "
+                        "delete-provisioned-model-throughput)'"
                     ),
-                ),
-            ),
-            (
-                REASON_IS_VALID,
-                fail(
-                    "InvalidReason",
-                    f"reason must be a string of at most {MAX_REASON_CHARACTERS} characters",
-                ),
-            ),
-        ],
-    )
-    prepare = sfn.Pass.jsonata(
-        stack,
-        "ReleasePrepare",
-        state_name="Prepare release",
-        assign={
-            "request": jsonata("$states.input"),
-            "reason": jsonata("$exists($states.input.reason) ? $states.input.reason : 'asked for'"),
-            "outcome": "released",
-            "parameterCleared": False,
-            # Read by the failure paths before a throughput is known.
-            "arn": "",
-            "recorded": "",
-        },
-    )
-    use_named = sfn.Pass.jsonata(
-        stack,
-        "ReleaseUseNamed",
-        state_name="Use the named throughput",
-        assign={"arn": jsonata("$request.provisionedModelArn")},
-    )
-    read_recorded_arn = aws_call(
-        stack,
-        "ReleaseReadRecordedArn",
-        state_name="Read the recorded throughput",
-        service="ssm",
-        action="getParameter",
-        iam_resources=[stack.parameter_arn],
-        parameters={"Name": stack.parameter_name},
-        assign={"arn": jsonata("$states.result.Parameter.Value")},
-    )
-    nothing_to_release = sfn.Succeed.jsonata(
-        stack,
-        "ReleaseNothing",
-        state_name="Nothing to release",
-        outputs={
-            "released": False,
-            "message": f"no provisionedModelArn given and none recorded in {stack.parameter_name}",
-        },
-    )
-    read_recorded_arn.add_catch(nothing_to_release, errors=["Ssm.ParameterNotFoundException"])
-    release_failed = fail(
-        "ReleaseFailed",
-        jsonata(
-            "'could not release ' & $arn & ': ' & $states.input.Error & ': ' & "
-            "$states.input.Cause & ' (a throughput with a commitment term can only be "
-            "deleted after its term ends)'"
-        ),
-        error=jsonata("$states.input.Error"),
-    )
-    read_recorded_arn.add_catch(release_failed, errors=["States.ALL"])
-
-    check_owner = aws_call(
-        stack,
-        "ReleaseCheckOwner",
-        state_name="Check the owner",
-        service="bedrock",
-        action="listTagsForResource",
-        iam_resources=[stack.provisioned_model_arns],
-        parameters={"ResourceARN": jsonata("$arn")},
-        assign={
-            "owner": jsonata(_or_empty(f"$states.result.Tags[Key = '{DEPLOYMENT_TAG}'].Value"))
-        },
-    )
-    already_released = sfn.Pass.jsonata(
-        stack,
-        "ReleaseAlreadyGone",
-        state_name="Already released",
-        assign={"outcome": "already released"},
-    )
-    check_owner.add_catch(already_released, errors=["Bedrock.ResourceNotFoundException"])
-    check_owner.add_catch(release_failed, errors=["States.ALL"])
-
-    delete = aws_call(
-        stack,
-        "ReleaseDelete",
-        state_name="Delete the throughput",
-        service="bedrock",
-        action="deleteProvisionedModelThroughput",
-        iam_resources=[stack.provisioned_model_arns],
-        parameters={"ProvisionedModelId": jsonata("$arn")},
-    )
-    # A throughput still being created or updated answers ConflictException: wait it out.
-    delete.add_retry(
-        errors=["Bedrock.ConflictException"],
-        interval=Duration.seconds(60),
-        max_attempts=8,
-        backoff_rate=1.5,
-        max_delay=Duration.minutes(10),
-    )
-    delete.add_catch(already_released, errors=["Bedrock.ResourceNotFoundException"])
-    delete.add_catch(release_failed, errors=["States.ALL"])
-
-    owned = (
-        sfn.Choice.jsonata(stack, "ReleaseOwned", state_name="This deployment's?")
-        .when(sfn.Condition.jsonata(jsonata(f"$owner = '{deployment}'")), delete)
-        .otherwise(
-            fail(
-                "NotThisDeployment",
-                jsonata(
-                    f"$arn & ' is not tagged {DEPLOYMENT_TAG}={deployment}; this workflow "
-                    f"releases only throughputs that {config.resource_name('titan-customize')}"
-                    " created (delete others with aws bedrock "
-                    "delete-provisioned-model-throughput)'"
-                ),
+                )
             )
         )
-    )
+        return check_owner.next(owned)
 
-    read_record = aws_call(
-        stack,
-        "ReleaseReadRecord",
-        state_name="Read the record",
-        service="ssm",
-        action="getParameter",
-        iam_resources=[stack.parameter_arn],
-        parameters={"Name": stack.parameter_name},
-        assign={"recorded": jsonata("$states.result.Parameter.Value")},
-    )
-    clear_record = aws_call(
-        stack,
-        "ReleaseClearRecord",
-        state_name="Clear the record",
-        service="ssm",
-        action="deleteParameter",
-        iam_resources=[stack.parameter_arn],
-        parameters={"Name": stack.parameter_name},
-        assign={"parameterCleared": True},
-    )
-    message = " & ".join(
-        [
-            literal("Provisioned throughput "),
-            "$arn",
-            literal(" of Atelier " + deployment + ": "),
-            "$outcome",
-            literal(".\nWhy: "),
-            "$reason",
-            literal(".\n"),
-            "($parameterCleared ? "
-            + literal(
-                f"{stack.parameter_name} named it and was deleted: POST /images answers "
-                "'no model' until the next customization records a throughput."
-            )
-            + " : "
-            + literal(f"{stack.parameter_name} names another throughput (or none); unchanged.")
-            + ")",
-        ]
-    )
-    notify = notify_task(
-        stack,
-        "ReleaseNotify",
-        topic=stack.topic,
-        subject=jsonata(f"$substring('[{deployment}] Titan throughput ' & $outcome, 0, 100)"),
-        message=message,
-        outputs={
+    def _delete(
+        self, then: sfn.IChainable, already_released: sfn.IChainable
+    ) -> tasks.CallAwsService:
+        stack = self.stack
+        delete = aws_call(
+            stack,
+            "ReleaseDelete",
+            state_name="Delete the throughput",
+            service="bedrock",
+            action="deleteProvisionedModelThroughput",
+            iam_resources=[stack.provisioned_model_arns],
+            parameters={"ProvisionedModelId": jsonata("$arn")},
+        )
+        # A throughput still being created or updated answers ConflictException: wait it out.
+        delete.add_retry(
+            errors=["Bedrock.ConflictException"],
+            interval=Duration.seconds(60),
+            max_attempts=8,
+            backoff_rate=1.5,
+            max_delay=Duration.minutes(10),
+        )
+        delete.add_catch(already_released, errors=["Bedrock.ResourceNotFoundException"])
+        catch_all(delete, self.release_failed)
+        delete.next(then)
+        return delete
+
+    # --- the record and the notice ----------------------------------------------------------------
+
+    def _clear_record_and_notify(self) -> tasks.CallAwsService:
+        """Clear the SSM parameter if it still names the throughput, then notify; returns the
+        first state."""
+        stack = self.stack
+        read_record = self._read_record(
+            "ReleaseReadRecord", "Read the record", assign_to="recorded"
+        )
+        clear_record = aws_call(
+            stack,
+            "ReleaseClearRecord",
+            state_name="Clear the record",
+            service="ssm",
+            action="deleteParameter",
+            iam_resources=[stack.parameter_arn],
+            parameters={"Name": stack.parameter_name},
+            assign={"parameterCleared": True},
+        )
+        notify = self._notify()
+        read_record.add_catch(
+            notify, errors=["Ssm.ParameterNotFoundException"], assign={"recorded": ""}
+        )
+        catch_all(read_record, self.release_failed)
+        clear_record.add_catch(notify, errors=["Ssm.ParameterNotFoundException"])
+        catch_all(clear_record, self.release_failed)
+        still_recorded = (
+            sfn.Choice.jsonata(stack, "ReleaseStillRecorded", state_name="Still recorded?")
+            .when(sfn.Condition.jsonata(jsonata("$recorded = $arn")), clear_record.next(notify))
+            .otherwise(notify)
+        )
+        read_record.next(still_recorded)
+        return read_record
+
+    def _notify(self) -> tasks.SnsPublish:
+        stack, deployment = self.stack, self.deployment
+        message = " & ".join(
+            [
+                literal("Provisioned throughput "),
+                "$arn",
+                literal(" of Atelier " + deployment + ": "),
+                "$outcome",
+                literal(".\nWhy: "),
+                "$reason",
+                literal(".\n"),
+                "($parameterCleared ? "
+                + literal(
+                    f"{stack.parameter_name} named it and was deleted: POST /images answers "
+                    "'no model' until the next customization records a throughput."
+                )
+                + " : "
+                + literal(f"{stack.parameter_name} names another throughput (or none); unchanged.")
+                + ")",
+            ]
+        )
+        outputs = {
             "provisionedModelArn": jsonata("$arn"),
             "outcome": jsonata("$outcome"),
             "parameterCleared": jsonata("$parameterCleared"),
-        },
-    )
-    notify.add_catch(
-        fail(
-            "NotificationFailed",
-            jsonata(
-                "$arn & ': ' & $outcome & ', but the notification failed: ' & "
-                "$states.input.Error & ': ' & $states.input.Cause"
-            ),
-            error=jsonata("$states.input.Error"),
-        ),
-        errors=["States.ALL"],
-    )
-    read_record.add_catch(
-        notify, errors=["Ssm.ParameterNotFoundException"], assign={"recorded": ""}
-    )
-    read_record.add_catch(release_failed, errors=["States.ALL"])
-    clear_record.add_catch(notify, errors=["Ssm.ParameterNotFoundException"])
-    clear_record.add_catch(release_failed, errors=["States.ALL"])
+        }
+        subject = ("Titan throughput ", "$outcome")
+        notify = titan_notify(stack, "ReleaseNotify", subject, message, outputs)
+        failed = "$arn & ': ' & $outcome & ', but the notification failed: '"
+        catch_all(notify, caught_failure(self.fail, "NotificationFailed", failed))
+        return notify
 
-    still_recorded = (
-        sfn.Choice.jsonata(stack, "ReleaseStillRecorded", state_name="Still recorded?")
-        .when(sfn.Condition.jsonata(jsonata("$recorded = $arn")), clear_record.next(notify))
-        .otherwise(notify)
-    )
-    read_record.next(still_recorded)
-    already_released.next(read_record)
-    delete.next(read_record)
-    check_owner.next(owned)
-    named = (
-        sfn.Choice.jsonata(stack, "ReleaseNamed", state_name="Throughput named?")
-        .when(
-            sfn.Condition.jsonata(jsonata("$exists($request.provisionedModelArn)")),
-            use_named.next(check_owner),
-        )
-        .otherwise(read_recorded_arn.next(check_owner))
-    )
-    definition = validate.otherwise(prepare.next(named))
+    # --- role and state machine ---------------------------------------------------------------
 
-    role = iam.Role(
-        stack,
-        "TitanReleaseRole",
-        assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-        description=f"Atelier {config.stage}: releases Titan provisioned throughputs",
-    )
-    tasks_policy = iam.Policy(
-        stack,
-        "TitanReleasePolicy",
-        roles=[role],
-        statements=[
+    def _state_machine(self, definition: sfn.IChainable) -> sfn.StateMachine:
+        stack = self.stack
+        statements = [
             iam.PolicyStatement(
                 actions=["ssm:DeleteParameter", "ssm:GetParameter"],
                 resources=[stack.parameter_arn],
@@ -308,22 +296,19 @@ def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
                 resources=[stack.provisioned_model_arns],
             ),
             *stack.publish_statements(),
-        ],
-    )
-    acknowledge(
-        tasks_policy,
-        f"AwsSolutions-IAM5[Resource::{stack.nag_arn('provisioned-model/*')}]",
-        "Bedrock names provisioned throughputs by an id it makes; the workflow deletes only "
-        f"those tagged {DEPLOYMENT_TAG}={deployment}, which it checks before deleting.",
-    )
-    return observed_state_machine(
-        stack,
-        "TitanRelease",
-        config=config,
-        name=config.resource_name("titan-release"),
-        comment="Releases a Titan provisioned throughput and clears its SSM record",
-        definition=definition,
-        role=role,
-        policies=[tasks_policy],
-        timeout=RELEASE_TIMEOUT,
-    )
+        ]
+        acknowledged = [
+            (
+                "provisioned-model/*",
+                "Bedrock names provisioned throughputs by an id it makes; the workflow deletes "
+                f"only those tagged {DEPLOYMENT_TAG}={self.deployment}, which it checks before "
+                "deleting.",
+            )
+        ]
+        return titan_state_machine(
+            stack, "Release", definition, statements, acknowledged, RELEASE_TIMEOUT
+        )
+
+
+def build_release_workflow(stack: BedrockStack) -> sfn.StateMachine:
+    return TitanReleaseWorkflow(stack).state_machine
