@@ -52,11 +52,13 @@ VARIANT_OVERRIDES: dict[str, Any] = {
             "max_wait_hours": 12,
             "hyperparameters": {"use_8bit_adam": True, "gradient_checkpointing": True},
         },
-        # EBS-backed for runs without prior preservation: the volume gets the data key then.
-        "inpainting_training": {"instance_type": "ml.p3.2xlarge"},
         "hosting": {"model_data_url": DREAMBOOTH_MODEL_DATA_URL},
     },
-    "styling": {"hosting": {"model_data_url": STYLING_MODEL_DATA_URL, "autoscaling": False}},
+    "styling": {
+        # EBS-backed for runs without prior preservation: the volume gets the data key then.
+        "training": {"instance_type": "ml.p3.2xlarge"},
+        "hosting": {"model_data_url": STYLING_MODEL_DATA_URL, "autoscaling": False},
+    },
 }
 
 

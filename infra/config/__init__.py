@@ -1,0 +1,168 @@
+"""Typed, validated stage configuration: one pydantic dataclass per section of `cdk.json`'s
+`atelier` context, one module per section, every key declared once with its bounds and description
+(infra/config/rules.py). `load_stage_config` reads a stage (infra/config/loading.py);
+docs/configuration.md's table of keys is generated from these declarations (`make docs`).
+"""
+
+from infra.config.api import ApiConfig
+from infra.config.catalog import CatalogBedrockConfig, CatalogConfig, CatalogTransformConfig
+from infra.config.constants import (
+    API_AUTH_TYPES,
+    BEDROCK_BATCH_TIMEOUT_HOURS,
+    BEDROCK_MB_BYTES,
+    CATALOG_NAME_SUFFIX_LENGTH,
+    CONTEXT_KEY,
+    DEFAULT_CATEGORY,
+    DIFFUSION_MAX_GENERATION_SIDE,
+    DIFFUSION_MAX_GUIDANCE_SCALE,
+    DIFFUSION_MAX_IMAGES_PER_REQUEST,
+    DIFFUSION_MAX_INLINE_IMAGE_BYTES,
+    DIFFUSION_MAX_PROMPT_CHARACTERS,
+    DIFFUSION_MAX_STEPS,
+    DREAMBOOTH_LR_SCHEDULERS,
+    DREAMBOOTH_MIXED_PRECISIONS,
+    LAMBDA_ARCHITECTURES,
+    LAMBDA_PYTHON_RUNTIMES,
+    LOG_RETENTION_DAYS,
+    MAX_API_IMAGE_BYTES,
+    MAX_MAP_CONCURRENCY,
+    MAX_ONLINE_THRESHOLD,
+    MAX_PRESIGNED_URL_SECONDS,
+    MAX_QUESTIONS,
+    MAX_RECORDS_PER_PART,
+    MAX_SAGEMAKER_NAME_LENGTH,
+    MAX_TITAN_MODEL_UNITS,
+    MAX_TRAINING_HOURS,
+    MAX_TRANSFORM_INVOCATION_RETRIES,
+    MAX_TRANSFORM_INVOCATION_SECONDS,
+    MAX_TRANSFORM_PAYLOAD_MB,
+    MAX_WORKFLOW_POLLS,
+    REMOVAL_POLICIES,
+    S3_MODEL_URI,
+    STAGE_CONTEXT_KEY,
+    STYLING_IMAGE_LENGTHS,
+    TITAN_BATCH_SIZE_RANGE,
+    TITAN_COMMITMENTS,
+    TITAN_IMAGE_SIZES,
+    TITAN_LEARNING_RATE_RANGE,
+    TITAN_MAX_IMAGES_PER_REQUEST,
+    TITAN_MAX_PROMPT_CHARACTERS,
+    TITAN_STEP_COUNT_RANGE,
+    TRANSFORM_PAYLOAD_MB_BYTES,
+    TRANSFORM_REQUEST_OVERHEAD_BYTES,
+    VQA_PRECISIONS,
+)
+from infra.config.data import DataConfig
+from infra.config.descriptions import DescriptionsConfig
+from infra.config.diffusion import DiffusionConfig
+from infra.config.dreambooth import (
+    DREAMBOOTH_HYPERPARAMETER_NAMES,
+    DreamBoothConfig,
+    DreamBoothHyperparameters,
+    DreamBoothTrainingConfig,
+    TextToImageTrainingConfig,
+)
+from infra.config.errors import ConfigError
+from infra.config.hosting import (
+    DreamBoothHostingConfig,
+    EndpointHostingConfig,
+    StylingHostingConfig,
+    VqaHostingConfig,
+)
+from infra.config.image_limits import ImageLimitsConfig
+from infra.config.images import ImagesConfig
+from infra.config.lambdas import LambdaConfig
+from infra.config.lifecycle import LifecycleConfig
+from infra.config.loading import RENAMED_KEYS, load_stage_config, parse_stage_config
+from infra.config.stage import StageConfig
+from infra.config.styling import StylingConfig, StylingTrainingConfig
+from infra.config.titan import TITAN_HYPERPARAMETER_NAMES, TitanConfig, TitanHyperparameters
+from infra.config.training_jobs import TrainingJobConfig
+from infra.config.vqa import (
+    VQA_HYPERPARAMETER_NAMES,
+    VqaConfig,
+    VqaHyperparameters,
+    VqaTrainingConfig,
+)
+
+__all__ = [
+    "API_AUTH_TYPES",
+    "BEDROCK_BATCH_TIMEOUT_HOURS",
+    "BEDROCK_MB_BYTES",
+    "CATALOG_NAME_SUFFIX_LENGTH",
+    "CONTEXT_KEY",
+    "DEFAULT_CATEGORY",
+    "DIFFUSION_MAX_GENERATION_SIDE",
+    "DIFFUSION_MAX_GUIDANCE_SCALE",
+    "DIFFUSION_MAX_IMAGES_PER_REQUEST",
+    "DIFFUSION_MAX_INLINE_IMAGE_BYTES",
+    "DIFFUSION_MAX_PROMPT_CHARACTERS",
+    "DIFFUSION_MAX_STEPS",
+    "DREAMBOOTH_HYPERPARAMETER_NAMES",
+    "DREAMBOOTH_LR_SCHEDULERS",
+    "DREAMBOOTH_MIXED_PRECISIONS",
+    "LAMBDA_ARCHITECTURES",
+    "LAMBDA_PYTHON_RUNTIMES",
+    "LOG_RETENTION_DAYS",
+    "MAX_API_IMAGE_BYTES",
+    "MAX_MAP_CONCURRENCY",
+    "MAX_ONLINE_THRESHOLD",
+    "MAX_PRESIGNED_URL_SECONDS",
+    "MAX_QUESTIONS",
+    "MAX_RECORDS_PER_PART",
+    "MAX_SAGEMAKER_NAME_LENGTH",
+    "MAX_TITAN_MODEL_UNITS",
+    "MAX_TRAINING_HOURS",
+    "MAX_TRANSFORM_INVOCATION_RETRIES",
+    "MAX_TRANSFORM_INVOCATION_SECONDS",
+    "MAX_TRANSFORM_PAYLOAD_MB",
+    "MAX_WORKFLOW_POLLS",
+    "REMOVAL_POLICIES",
+    "RENAMED_KEYS",
+    "S3_MODEL_URI",
+    "STAGE_CONTEXT_KEY",
+    "STYLING_IMAGE_LENGTHS",
+    "TITAN_BATCH_SIZE_RANGE",
+    "TITAN_COMMITMENTS",
+    "TITAN_HYPERPARAMETER_NAMES",
+    "TITAN_IMAGE_SIZES",
+    "TITAN_LEARNING_RATE_RANGE",
+    "TITAN_MAX_IMAGES_PER_REQUEST",
+    "TITAN_MAX_PROMPT_CHARACTERS",
+    "TITAN_STEP_COUNT_RANGE",
+    "TRANSFORM_PAYLOAD_MB_BYTES",
+    "TRANSFORM_REQUEST_OVERHEAD_BYTES",
+    "VQA_HYPERPARAMETER_NAMES",
+    "VQA_PRECISIONS",
+    "ApiConfig",
+    "CatalogBedrockConfig",
+    "CatalogConfig",
+    "CatalogTransformConfig",
+    "ConfigError",
+    "DataConfig",
+    "DescriptionsConfig",
+    "DiffusionConfig",
+    "DreamBoothConfig",
+    "DreamBoothHostingConfig",
+    "DreamBoothHyperparameters",
+    "DreamBoothTrainingConfig",
+    "EndpointHostingConfig",
+    "ImageLimitsConfig",
+    "ImagesConfig",
+    "LambdaConfig",
+    "LifecycleConfig",
+    "StageConfig",
+    "StylingConfig",
+    "StylingHostingConfig",
+    "StylingTrainingConfig",
+    "TextToImageTrainingConfig",
+    "TitanConfig",
+    "TitanHyperparameters",
+    "TrainingJobConfig",
+    "VqaConfig",
+    "VqaHostingConfig",
+    "VqaHyperparameters",
+    "VqaTrainingConfig",
+    "load_stage_config",
+    "parse_stage_config",
+]
