@@ -50,9 +50,26 @@ def _image() -> bytes:
 
 
 class SlowEndpoint:
-    def extract(self, image: bytes, questions: Sequence[Any]) -> dict[str, str]:
+    """The attribute source port (descriptions.logic.ports.AttributeSource), sleeping."""
+
+    @property
+    def source(self) -> Any:
+        from shared.models.attributes import AttributesSource
+
+        return AttributesSource(kind="endpoint", model="bench-endpoint")
+
+    def check_image(self, info: object) -> None:
+        del info
+
+    def answer(self, image: bytes, questions: Sequence[Any]) -> Any:
+        from shared.models.attributes import AttributeAnswers
+
         time.sleep(ENDPOINT_SECONDS)
-        return {q.name: "cotton" if q.name == "fabric" else "long sleeves" for q in questions}
+        return AttributeAnswers(
+            attributes={
+                q.name: "cotton" if q.name == "fabric" else "long sleeves" for q in questions
+            }
+        )
 
 
 class SlowClaude:
@@ -60,7 +77,13 @@ class SlowClaude:
         from shared.models.descriptions import TextModelReply
 
         time.sleep(BEDROCK_SECONDS)
-        schema = request["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+        # The answer's schema in either structured-output mode (the stage's default model
+        # resolves to json_schema).
+        if "toolConfig" in request:
+            schema = request["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+        else:
+            structure = request["outputConfig"]["textFormat"]["structure"]
+            schema = json.loads(structure["jsonSchema"]["schema"])
         languages = schema["properties"]["descriptions"]["items"]["properties"]["language"]["enum"]
         entries = [
             {
@@ -72,7 +95,9 @@ class SlowClaude:
             }
             for code in languages
         ]
-        return TextModelReply({"descriptions": entries}, "tool_use", 100, 100)
+        if "toolConfig" in request:
+            return TextModelReply({"descriptions": entries}, "tool_use", 100, 100)
+        return TextModelReply(None, "end_turn", 100, 100, json.dumps({"descriptions": entries}))
 
 
 class Memory:
