@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 LOG = logging.getLogger("checkpoint_dirs")
 
@@ -87,3 +87,33 @@ def restore_newest(
         except Exception as error:
             LOG.warning("checkpoint %s is unusable (%s); trying an older one", path, error)
     return None
+
+
+class Resumable(Protocol):
+    """Where a training run stands, as its checkpoint records it."""
+
+    epoch: int
+    batch_in_epoch: int
+    optimizer_steps: int
+
+
+R = TypeVar("R", bound=Resumable)
+
+
+def resume_progress(
+    directory: Path, marker: str, load: Callable[[Path], R], log: logging.Logger
+) -> R | None:
+    """The progress of the newest checkpoint `load` accepts (see `restore_newest`), said on the
+    training script's own logger `log`; None when there is none to resume from."""
+    restored = restore_newest(directory, marker, load)
+    if restored is None:
+        return None
+    path, progress = restored
+    log.info(
+        "resuming from %s: epoch %d, batch %d, %d optimizer steps done",
+        path,
+        progress.epoch,
+        progress.batch_in_epoch,
+        progress.optimizer_steps,
+    )
+    return progress

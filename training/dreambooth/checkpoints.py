@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from checkpoint_dirs import atomic_checkpoint, checkpoint_name, restore_newest
+from checkpoint_dirs import atomic_checkpoint, checkpoint_name, resume_progress
 from dreambooth.arguments import model_revision, model_source
 from dreambooth.steps import Trainer
 
@@ -94,15 +94,4 @@ def restore_checkpoint(trainer: Trainer, args: argparse.Namespace) -> Progress |
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return Progress(**state["progress"])
 
-    restored = restore_newest(args.checkpoint_dir, CHECKPOINT_FILE, load)
-    if restored is None:
-        return None
-    path, progress = restored
-    LOG.info(
-        "resuming from %s: epoch %d, batch %d, %d optimizer steps done",
-        path,
-        progress.epoch,
-        progress.batch_in_epoch,
-        progress.optimizer_steps,
-    )
-    return progress
+    return resume_progress(args.checkpoint_dir, CHECKPOINT_FILE, load, LOG)

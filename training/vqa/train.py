@@ -44,7 +44,7 @@ from checkpoint_dirs import (
     atomic_checkpoint,
     checkpoint_name,
     complete_checkpoints,
-    restore_newest,
+    resume_progress,
 )
 from sagemaker_job import (
     TrainingError,
@@ -410,18 +410,7 @@ def restore_checkpoint(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return Progress(**state["progress"])
 
-    restored = restore_newest(directory, CHECKPOINT_FILE, load)
-    if restored is None:
-        return None
-    path, progress = restored
-    LOG.info(
-        "resuming from %s: epoch %d, batch %d, %d optimizer steps done",
-        path,
-        progress.epoch,
-        progress.batch_in_epoch,
-        progress.optimizer_steps,
-    )
-    return progress
+    return resume_progress(directory, CHECKPOINT_FILE, load, LOG)
 
 
 # --------------------------------------------------------------------------------------------
