@@ -29,7 +29,7 @@ VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := npx --no-install cdk
 
-.PHONY: help install install-dlc install-checkov synth test test-fast lint bench openapi lock diff deploy destroy clean
+.PHONY: help install install-dlc install-checkov synth test test-fast lint bench openapi docs lock diff deploy destroy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -114,6 +114,9 @@ bench: install  ## benchmarks as ratios: upload batch, cold imports, batched VQA
 openapi: install  ## regenerate lambdas/{descriptions,images,diffusion}/openapi.json from the handlers
 	cd lambdas && $(VENV_PYTHON) -m descriptions.openapi && $(VENV_PYTHON) -m images.openapi \
 		&& $(VENV_PYTHON) -m diffusion.openapi
+
+docs: install  ## regenerate docs/configuration.md's table of keys from infra/config/
+	$(VENV)/bin/python -m infra.config.docs
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml in a scratch venv
 	rm -rf .lock-venv

@@ -49,6 +49,7 @@ class EndpointHostingConfig:
         ECR_IMAGE_URI_PATTERN,
         IMAGE_URI_TEXT,
         "inference image; `null`: the Hugging Face PyTorch inference DLC of the region",
+        allowed="an ECR image URI with a tag, or null",
         default=None,
     )
     instance_type: str = matching(

@@ -86,11 +86,7 @@ class Rule:
     def texts(self, owner: type | None) -> tuple[str, str]:
         """(expected, refusal) with the section's `config_texts` filled in: one declaration of
         a key shared by sections whose examples differ (`{archive_prefix}`)."""
-        expected, refusal = self.expected, self.refusal_text
-        for name, text in getattr(owner, "config_texts", {}).items():
-            expected = expected.replace("{" + name + "}", text)
-            refusal = refusal.replace("{" + name + "}", text)
-        return expected, refusal
+        return fill(self.expected, owner), fill(self.refusal_text, owner)
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: Callable[[Any], core_schema.CoreSchema]
@@ -115,6 +111,13 @@ class Rule:
         if self.parse is None or not is_loading(info):
             return value
         return self.parse(value)
+
+
+def fill(text: str, owner: type | None) -> str:
+    """`text` with `{name}` replaced by the section's `config_texts[name]`."""
+    for name, value in getattr(owner, "config_texts", {}).items():
+        text = text.replace("{" + name + "}", value)
+    return text
 
 
 def _make_strict(schema: Any) -> None:
@@ -188,14 +191,16 @@ def flag(description: str, **field: Any) -> Any:
     )
 
 
-def matching(pattern: re.Pattern[str], text: str, description: str, **field: Any) -> Any:
+def matching(
+    pattern: re.Pattern[str], text: str, description: str, allowed: str = "", **field: Any
+) -> Any:
     """A string matching `pattern`; `text` says what that is ("an AWS region such as ...")."""
     return declare(
         Rule(
             description,
             expected=f"expected {text}",
             check=lambda value: pattern.fullmatch(value) is not None,
-            allowed=text,
+            allowed=allowed or text,
         ),
         **field,
     )

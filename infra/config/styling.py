@@ -28,7 +28,10 @@ class StylingTrainingConfig(DreamBoothTrainingConfig):
         "text-prompted segmentation model packed beside the pipeline in the styling archive",
     )
     clipseg_model_revision: str = matching(
-        HUB_REVISION_PATTERN, hub_revision_text("clipseg_model"), "its 40-hex Hub commit"
+        HUB_REVISION_PATTERN,
+        hub_revision_text("clipseg_model"),
+        "its 40-hex Hub commit",
+        allowed="a 40-hex Hub commit (not a branch or tag)",
     )
 
 

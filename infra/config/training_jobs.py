@@ -53,6 +53,7 @@ class TrainingJobConfig:
         ECR_IMAGE_URI_PATTERN,
         IMAGE_URI_TEXT,
         "training image; `null`: the Hugging Face PyTorch training DLC of the region",
+        allowed="an ECR image URI with a tag, or null",
         default=None,
     )
     instance_type: str = matching(
@@ -91,6 +92,7 @@ class TrainingJobConfig:
         HUB_REVISION_PATTERN,
         hub_revision_text("base_model"),
         "its 40-hex Hub commit (a run's `baseModelRevision` overrides it; docs/base-models.md)",
+        allowed="a 40-hex Hub commit (not a branch or tag)",
     )
 
     @model_validator(mode="after")

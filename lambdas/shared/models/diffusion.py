@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from shared.models.descriptions import ImageLimitsSettings
 from shared.models.errors import ConflictError, DependencyError, RequestError
 
-# Payload limits on the way from the caller to the GPU (infra/config.py states the same facts for
-# the config's ceilings; a test keeps the two equal):
+# Payload limits on the way from the caller to the GPU (infra/config/constants.py states the same
+# facts for the config's ceilings; a test keeps the two equal):
 # - API Gateway REST APIs take at most 10 MB of request body (not adjustable) and wait at most
 #   29 s for the integration by default (docs.aws.amazon.com/apigateway/latest/developerguide/
 #   api-gateway-execution-service-limits-table.html), but

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from shared.models.errors import ConflictError, RequestError
 
-# Titan Image Generator G1 (text to image), as Bedrock documents it. infra/config.py states the
-# same facts to check the stage config against; a test keeps the two equal.
+# Titan Image Generator G1 (text to image), as Bedrock documents it. infra/config/constants.py
+# states the same facts to check the stage config against; a test keeps the two equal.
 TITAN_IMAGE_SIZES: tuple[tuple[int, int], ...] = (
     (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384),
     (768, 1280), (384, 640), (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896),
