@@ -26,7 +26,8 @@ from infra.constructs.python_function import (
 )
 from infra.constructs.sagemaker_endpoint import grant_invoke_endpoint
 from infra.nag import acknowledge
-from infra.stacks.api import RESULTS_PREFIX, descriptions_settings_json
+from infra.stacks.api import RESULTS_PREFIX
+from infra.stacks.api_settings import descriptions_settings_json
 from infra.stacks.catalog_names import (
     ONLINE_FAILURE_OBJECTS,
     REQUEST_OBJECTS,

@@ -26,7 +26,7 @@ from infra.stacks.catalog_names import (
     TRANSFORM_OUTPUT_OBJECTS,
     CatalogScope,
 )
-from infra.stacks.training import VQA_OUTPUT_PREFIX
+from infra.training_specs.vqa import VQA_OUTPUT_PREFIX
 
 # Where SageMaker writes transform job logs and metrics (one log group for the account).
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
