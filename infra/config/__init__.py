@@ -5,6 +5,7 @@ docs/configuration.md's table of keys is generated from these declarations (`mak
 """
 
 from infra.config.api import ApiConfig
+from infra.config.attributes import ATTRIBUTE_SOURCE_SETTINGS, AttributesConfig, AttributeSource
 from infra.config.catalog import CatalogBedrockConfig, CatalogConfig, CatalogTransformConfig
 from infra.config.constants import (
     API_AUTH_TYPES,
@@ -87,6 +88,7 @@ from infra.config.vqa import (
 
 __all__ = [
     "API_AUTH_TYPES",
+    "ATTRIBUTE_SOURCE_SETTINGS",
     "BEDROCK_BATCH_TIMEOUT_HOURS",
     "BEDROCK_MB_BYTES",
     "CATALOG_NAME_SUFFIX_LENGTH",
@@ -135,6 +137,8 @@ __all__ = [
     "VQA_HYPERPARAMETER_NAMES",
     "VQA_PRECISIONS",
     "ApiConfig",
+    "AttributeSource",
+    "AttributesConfig",
     "CatalogBedrockConfig",
     "CatalogConfig",
     "CatalogTransformConfig",

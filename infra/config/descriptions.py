@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
+from infra.config.attributes import AttributesConfig
 from infra.config.constants import (
     ATTRIBUTE_NAME_PATTERN,
     BEDROCK_MODEL_PATTERN,
@@ -135,6 +136,7 @@ class DescriptionsConfig:
         "request names no category",
         "a `default` entry; each name one of `questions`",
     )
+    attributes: AttributesConfig
     image: ImageLimitsConfig
     grounding_retries: int = whole(
         0, 3, "rewrites asked for when a description contradicts the extracted attributes"

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationInfo, model_validator
 
 from infra.config.api import ApiConfig
+from infra.config.attributes import AttributeSource
 from infra.config.catalog import CatalogConfig
 from infra.config.constants import (
     ACCOUNT_PATTERN,
@@ -158,6 +159,16 @@ class StageConfig:
     def resource_name(self, suffix: str) -> str:
         """A readable physical name fragment, unique per prefix and stage."""
         return f"{self.name_prefix}-{self.stage}-{suffix}"
+
+    @property
+    def attribute_source(self) -> AttributeSource:
+        """`descriptions.attributes.source` with `auto` resolved: the endpoint once the stage
+        hosts the VQA model or names an endpoint of its own, the vision model before."""
+        source = self.descriptions.attributes.source
+        if source != "auto":
+            return source
+        hosting = self.vqa.hosting
+        return "endpoint" if hosting.model_data_url or hosting.endpoint_name else "vision-llm"
 
     @property
     def attribute_endpoint_name(self) -> str:

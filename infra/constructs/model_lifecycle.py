@@ -70,6 +70,15 @@ def configured_bedrock_models(config: StageConfig) -> list[ConfiguredBedrockMode
             "product descriptions (POST /descriptions, uploads and catalog runs)",
         ),
     ]
+    attributes = config.descriptions.attributes
+    if config.attribute_source == "vision-llm":
+        models.append(
+            ConfiguredBedrockModel(
+                "descriptions.attributes.model_id",
+                attributes.model_id,
+                "attributes read from product photos (descriptions.attributes.source vision-llm)",
+            )
+        )
     if config.titan.base_model_id is not None:
         models.append(
             ConfiguredBedrockModel(

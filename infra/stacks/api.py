@@ -20,6 +20,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.constructs.attribute_source import (
+    attribute_source_environment,
+    bedrock_model_ids,
+    grant_attribute_source,
+)
 from infra.constructs.bedrock_models import invoke_model_statements, nag_model_arns
 from infra.constructs.dashboard import StageDashboard
 from infra.constructs.encrypted_queue_target import add_encrypted_queue_target
@@ -30,7 +35,7 @@ from infra.constructs.python_function import (
     PythonFunction,
 )
 from infra.constructs.sagemaker_endpoint import SageMakerEndpoint, grant_invoke_endpoint
-from infra.models import DREAMBOOTH, STYLING, VQA
+from infra.models import DREAMBOOTH, STYLING
 from infra.nag import acknowledge, exported_name
 from infra.stacks.api_rest import ApiFunctions, rest_api
 from infra.stacks.api_settings import (
@@ -88,6 +93,7 @@ class ApiStack(Stack):
             "TABLE_NAME": data.table.table_name,
             "RESULTS_BUCKET": data.results_bucket.bucket_name,
             "DESCRIPTIONS_SETTINGS": descriptions_settings_json(config),
+            **attribute_source_environment(config),
         }
 
         # Both queues are encrypted with the stage's data key, like everything else the stage
@@ -257,14 +263,7 @@ class ApiStack(Stack):
             ],
         }
         for function, actions in table_actions.items():
-            # One statement either way, on the ARN built from the endpoint's name (no export):
-            # the hosted endpoint grants it itself, an external one is granted by name.
-            if endpoint is not None:
-                endpoint.grant_invoke(function.role)
-            else:
-                grant_invoke_endpoint(
-                    function.role, stack=self, endpoint_name=VQA.endpoint_name(config)
-                )
+            grant_attribute_source(self, function.role, config, endpoint=endpoint)
             statements = [
                 # Through a profile: the profile, and its model only via that profile.
                 *invoke_model_statements(self, config.descriptions.model_id),
@@ -328,7 +327,12 @@ class ApiStack(Stack):
                 "Writes only result objects under the descriptions/ prefix of the results "
                 "bucket; object keys are per product, so the prefix is the narrowest scope.",
             )
-            wide_models = [a for a in nag_model_arns(config.descriptions.model_id) if "*" in a]
+            wide_models = [
+                arn
+                for model_id in bedrock_model_ids(config)
+                for arn in nag_model_arns(model_id)
+                if "*" in arn
+            ]
             for arn in wide_models:
                 acknowledge(
                     policy,

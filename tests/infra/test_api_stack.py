@@ -384,8 +384,22 @@ def test_functions_may_invoke_exactly_their_endpoint_and_model(
 ) -> None:
     app, config = synthesized_apps[stage], _config(stage)
     template = app.template("-api")
-    assert _resources_for(app, template, function, "sagemaker:InvokeEndpoint") == {
-        f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/atelier-{stage}-vqa"
+    # A stage that hosts no VQA model reads attributes with the vision model: no endpoint grant.
+    assert config.attribute_source == "vision-llm"
+    assert not [
+        statement
+        for statement in _statements(template, function)
+        if "sagemaker:InvokeEndpoint" in listed(statement["Action"])
+    ]
+    _, properties = _one(template, "AWS::Lambda::Function", function)
+    assert {
+        name: value
+        for name, value in properties["Environment"]["Variables"].items()
+        if name.startswith("ATTRIBUTE_")
+    } == {
+        "ATTRIBUTE_SOURCE": "vision-llm",
+        "ATTRIBUTE_MODEL_ID": config.descriptions.attributes.model_id,
+        "ATTRIBUTE_STRUCTURED_OUTPUT": config.descriptions.attributes.structured_output,
     }
     # A profile: the profile, and its model's (wide) ARNs only through that profile
     grants = _model_grants(app, template, function)
@@ -688,7 +702,8 @@ def cognito_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
             "cognito_user_pool_arn": USER_POOL_ARN,
             "cors_allowed_origins": ["https://shop.example.com"],
         },
-        "descriptions": {"model_id": GLOBAL_PROFILE},
+        # The vision model is the same profile: one model's grants, as this module checks.
+        "descriptions": {"model_id": GLOBAL_PROFILE, "attributes": {"model_id": GLOBAL_PROFILE}},
     }
     outdir: Path = tmp_path_factory.mktemp("cdk-out-cognito")
     # cdk-nag is attached by build_app: synth raises on any unacknowledged finding.

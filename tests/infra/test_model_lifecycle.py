@@ -38,8 +38,11 @@ def test_it_checks_the_configured_models_daily(
     models = json.loads(variables["CONFIGURED_MODELS"])
     # titan.base_model_id is null in the shipped stages: nothing to check (variant test below)
     assert config.titan.base_model_id is None
+    # The shipped stages read attributes with the vision model: it is watched too
+    assert config.attribute_source == "vision-llm"
     assert [(m["configKey"], m["modelId"]) for m in models] == [
         ("descriptions.model_id", config.descriptions.model_id),
+        ("descriptions.attributes.model_id", config.descriptions.attributes.model_id),
     ]
     assert check.configured_models(variables["CONFIGURED_MODELS"])  # the handler reads it
     assert variables["WARNING_DAYS"] == str(config.lifecycle.warning_days)
