@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 LOG = logging.getLogger("sagemaker_job")
 
@@ -134,3 +135,21 @@ def write_failure(path: Path, message: str) -> None:
         path.write_text(message[:FAILURE_REASON_LIMIT], encoding="utf-8")
     except OSError:
         LOG.warning("could not write the failure reason to %s", path)
+
+
+def run_job(
+    main: Callable[[argparse.Namespace], Mapping[str, Any]],
+    args: argparse.Namespace,
+    log: logging.Logger,
+) -> int:
+    """Run a training script's `main`: 0 when a model was saved (its summary's `stopped_reason`,
+    if any, logged as a warning), 1 and SageMaker's failure file on a `TrainingError`."""
+    try:
+        summary = main(args)
+    except TrainingError as error:
+        log.error("%s", error)
+        write_failure(args.failure_file, str(error))
+        return 1
+    if summary["stopped_reason"]:
+        log.warning("model saved from the last good step: %s", summary["stopped_reason"])
+    return 0

@@ -86,7 +86,7 @@ from dreambooth.steps import (
     training_step_loss,
 )
 from metric_lines import metric_line
-from sagemaker_job import TrainingError, configure_logging, write_failure
+from sagemaker_job import TrainingError, configure_logging, run_job, write_failure
 
 # The script's interface: its entry points and, re-exported from the modules it is built from,
 # what the tests drive or replace on this module (monkeypatching `train.training_step_loss`,
@@ -493,11 +493,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 def run_with_args(args: argparse.Namespace) -> int:
     """Train; 0 when a model was saved, 1 (and SageMaker's failure file) when none could be."""
     try:
-        summary = main(args)
-    except TrainingError as error:
-        LOG.error("%s", error)
-        write_failure(args.failure_file, str(error))
-        return 1
+        return run_job(main, args, LOG)
     except torch.cuda.OutOfMemoryError as error:
         LOG.error("GPU out of memory: %s", error)
         write_failure(args.failure_file, f"GPU out of memory: {GPU_MEMORY_HINT}")
@@ -506,9 +502,6 @@ def run_with_args(args: argparse.Namespace) -> int:
         # Still a failure reason for the console, then the traceback in the log.
         write_failure(args.failure_file, f"unexpected {type(error).__name__}: {error}")
         raise
-    if summary["stopped_reason"]:
-        LOG.warning("model saved from the last good step: %s", summary["stopped_reason"])
-    return 0
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from sagemaker_job import (
     non_negative_int,
     positive_float,
     positive_int,
-    write_failure,
+    run_job,
 )
 from vqa.inference import LoadedModel, answer_prompts, build_prompt, check_image_placeholders
 from vqa.metrics import (
@@ -731,15 +731,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def run_with_args(args: argparse.Namespace) -> int:
     """Train; 0 when a model was saved, 1 (and SageMaker's failure file) when none could be."""
-    try:
-        summary = main(args)
-    except TrainingError as error:
-        LOG.error("%s", error)
-        write_failure(args.failure_file, str(error))
-        return 1
-    if summary["stopped_reason"]:
-        LOG.warning("model saved from the last good step: %s", summary["stopped_reason"])
-    return 0
+    return run_job(main, args, LOG)
 
 
 if __name__ == "__main__":
