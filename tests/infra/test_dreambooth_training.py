@@ -202,8 +202,8 @@ def test_the_instance_follows_prior_preservation(
     assert resource_config.startswith(
         "{% ($lowercase($hyperparameters.with_prior_preservation) in ['true', '1']) ? "
     )
-    section = "inpainting_training" if workflow == "Inpainting" else "training"
-    configured = VARIANT_OVERRIDES["dreambooth"][section]["instance_type"]
+    model = "styling" if workflow == "Inpainting" else "dreambooth"
+    configured = VARIANT_OVERRIDES[model]["training"]["instance_type"]
     alternative, default = resource_config.removesuffix(" %}").split(" ? ", 1)[1].split(" : ")
     assert json.loads(alternative)["InstanceType"] == "ml.g5.2xlarge"
     assert json.loads(default)["InstanceType"] == configured
