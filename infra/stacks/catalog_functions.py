@@ -18,13 +18,17 @@ from infra.config import (
     ConfigError,
     StageConfig,
 )
+from infra.constructs.attribute_source import (
+    attribute_source_environment,
+    bedrock_model_ids,
+    grant_attribute_source,
+)
 from infra.constructs.bedrock_models import invoke_model_statements
 from infra.constructs.python_function import (
     AWS_SDK_PIP_ARGS,
     AWS_SDK_REQUIREMENTS,
     PythonFunction,
 )
-from infra.constructs.sagemaker_endpoint import grant_invoke_endpoint
 from infra.nag import acknowledge
 from infra.stacks.api import RESULTS_PREFIX
 from infra.stacks.api_settings import descriptions_settings_json
@@ -188,6 +192,8 @@ def catalog_functions(scope: CatalogScope) -> dict[str, PythonFunction]:
     environment = {
         "CATALOG_SETTINGS": settings,
         "DESCRIPTIONS_SETTINGS": descriptions_settings_json(config),
+        # The online step asks the stage's source; the batch steps write and read its records.
+        **attribute_source_environment(config),
     }
     functions = {
         key: PythonFunction(
@@ -377,9 +383,8 @@ def grant_functions(scope: CatalogScope, functions: Mapping[str, PythonFunction]
         for statement in [*statements, key_via_s3]:
             function.role.add_to_principal_policy(statement)
         if key == "online":
-            grant_invoke_endpoint(
-                function.role, stack=scope.stack, endpoint_name=config.attribute_endpoint_name
-            )
+            # The VQA endpoint by name, or the vision model: only what the stage's source needs.
+            grant_attribute_source(scope.stack, function.role, config)
         policy = function.role.node.find_child("DefaultPolicy")
         _acknowledge_objects(policy, dict(acknowledged), function=key)
         if key == "online":
@@ -388,6 +393,7 @@ def grant_functions(scope: CatalogScope, functions: Mapping[str, PythonFunction]
                 "The online function",
                 "The statement allows it only through this stage's profile (condition "
                 "bedrock:InferenceProfileArn).",
+                model_ids=bedrock_model_ids(config),
             )
 
 

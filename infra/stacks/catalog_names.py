@@ -3,6 +3,8 @@ object patterns, each with the name cdk-nag gives it in a finding id."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Aws, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
@@ -70,9 +72,19 @@ class CatalogScope:
             partition=Aws.PARTITION,
         )
 
-    def acknowledge_model_regions(self, policy: IConstruct, who: str, why: str) -> None:
-        """A cross-region inference profile as model id: its foundation model in every region."""
-        for arn in (a for a in nag_model_arns(self.config.descriptions.model_id) if "*" in a):
+    def acknowledge_model_regions(
+        self,
+        policy: IConstruct,
+        who: str,
+        why: str,
+        *,
+        model_ids: Sequence[str] | None = None,
+    ) -> None:
+        """A cross-region inference profile as model id: its foundation model in every region.
+        `model_ids`: the models `policy` grants (default: the text model)."""
+        models = [self.config.descriptions.model_id] if model_ids is None else model_ids
+        wide = dict.fromkeys(a for m in models for a in nag_model_arns(m) if "*" in a)
+        for arn in wide:
             acknowledge(
                 policy,
                 f"AwsSolutions-IAM5[Resource::{arn}]",

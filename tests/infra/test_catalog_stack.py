@@ -267,8 +267,8 @@ def test_each_function_may_do_only_what_its_step_needs(dev_app: SynthesizedApp) 
             "s3:PutObject",
             "dynamodb:GetItem",
             "dynamodb:PutItem",
+            # The dev stage reads attributes with the vision model, which is the text model.
             "bedrock:InvokeModel",
-            "sagemaker:InvokeEndpoint",
         },
         "FinalizeFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
     }
@@ -276,12 +276,13 @@ def test_each_function_may_do_only_what_its_step_needs(dev_app: SynthesizedApp) 
         assert _actions(dev_app, f"{construct}Role") == actions | common, construct
 
 
-def test_the_online_function_invokes_exactly_the_vqa_endpoint_and_the_text_model(
+def test_the_online_function_invokes_exactly_the_text_model_with_the_vision_source(
     dev_app: SynthesizedApp,
 ) -> None:
     template = dev_app.template("-catalog")
-    (endpoint,) = statements_granting(template, "OnlineFunctionRole", "sagemaker:InvokeEndpoint")
-    assert _rendered(dev_app, endpoint) == [_arn("sagemaker", "endpoint/atelier-dev-vqa")]
+    # The dev stage hosts no VQA model: its attributes come from the vision model, the text model
+    assert _config("dev").attribute_source == "vision-llm"
+    assert not statements_granting(template, "OnlineFunctionRole", "sagemaker:InvokeEndpoint")
     # The profile, and its model in any region only through that profile (never directly)
     granted = [
         (sorted(_rendered(dev_app, statement)), _through_profile(statement))
@@ -293,6 +294,81 @@ def test_the_online_function_invokes_exactly_the_vqa_endpoint_and_the_text_model
     ]
     assert sorted(granted, key=str) == sorted(expected, key=str)
     assert [through for _, through in granted if through] == [TEXT_MODEL_ARNS[0]]
+
+
+@pytest.mark.parametrize("construct", list(FUNCTIONS))
+def test_every_function_reads_the_stages_attribute_source(
+    dev_app: SynthesizedApp, construct: str
+) -> None:
+    variables = _function(dev_app, construct)["Environment"]["Variables"]
+    assert variables["ATTRIBUTE_SOURCE"] == "vision-llm"
+    assert variables["ATTRIBUTE_MODEL_ID"] == TEXT_MODEL
+    assert variables["ATTRIBUTE_STRUCTURED_OUTPUT"] == "json_schema"
+
+
+def _catalog_template(config: StageConfig, outdir: Path) -> dict[str, Any]:
+    """The Catalog stack alone (with its Data stack) for `config`, cdk-nag attached: synthesis
+    raises on an unacknowledged finding."""
+    app = App(context=cdk_json_context(), outdir=str(outdir))
+    data = DataStack(app, "atelier-dev-data", config=config)
+    CatalogStack(app, "atelier-dev-catalog", config=config, data=data)
+    attach_nag(app)
+    return dict(app.synth().get_stack_by_name("atelier-dev-catalog").template)
+
+
+def _with_attributes(config: StageConfig, **changes: Any) -> StageConfig:
+    descriptions = config.descriptions
+    attributes = replace(descriptions.attributes, **changes)
+    return replace(config, descriptions=replace(descriptions, attributes=attributes))
+
+
+def test_the_endpoint_source_grants_exactly_the_vqa_endpoint_to_the_online_function(
+    tmp_path: Path,
+) -> None:
+    # Given a stage that reads attributes from its VQA endpoint
+    config = _with_attributes(_config("dev"), source="endpoint")
+    # When the Catalog stack synthesizes
+    template = _catalog_template(config, tmp_path)
+    # Then the online function may invoke exactly that endpoint, and the functions know it
+    (endpoint,) = statements_granting(template, "OnlineFunctionRole", "sagemaker:InvokeEndpoint")
+    assert [render(arn) for arn in listed(endpoint["Resource"])] == [
+        _arn("sagemaker", "endpoint/atelier-dev-vqa")
+    ]
+    for logical_id, function in resources(template, "AWS::Lambda::Function").items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        if "CATALOG_SETTINGS" in variables:
+            assert variables["ATTRIBUTE_SOURCE"] == "endpoint", logical_id
+            assert "ATTRIBUTE_MODEL_ID" not in variables, logical_id
+
+
+def test_a_vision_model_of_its_own_is_granted_to_the_online_function_with_its_regions(
+    tmp_path: Path,
+) -> None:
+    # Given a vision model that is not the text model, through a geographic profile
+    config = _with_attributes(
+        _config("dev"), source="vision-llm", model_id=GEO_PROFILE, structured_output="tool"
+    )
+    # When the Catalog stack synthesizes (cdk-nag raises on an unacknowledged wildcard: the
+    # profile's model in every EU region must be acknowledged, not only the text model's)
+    template = _catalog_template(config, tmp_path)
+    # Then the online function may invoke both models, each model only through its profile,
+    # and no endpoint
+    assert not statements_granting(template, "OnlineFunctionRole", "sagemaker:InvokeEndpoint")
+    # (CDK merges statements without a condition: compare resource by resource)
+    granted = {
+        (render(arn), _through_profile(s))
+        for s in statements_granting(template, "OnlineFunctionRole", "bedrock:InvokeModel")
+        for arn in listed(s["Resource"])
+    }
+    expected = {
+        (arn, grant.through_profile)
+        for model in (TEXT_MODEL, GEO_PROFILE)
+        for grant in invoke_model_grants(model, **TEMPLATE_ARN_PARTS)
+        for arn in grant.resources
+    }
+    assert granted == expected
+    _, online = one(template, "AWS::Lambda::Function", "OnlineFunction")
+    assert online["Environment"]["Variables"]["ATTRIBUTE_MODEL_ID"] == GEO_PROFILE
 
 
 def _through_profile(statement: dict[str, Any]) -> str | None:
