@@ -74,9 +74,10 @@ class Model:
     hosted: bool = True
     # The API route whose function calls the endpoint, if any (documentation and the CLI).
     route: str | None = None
-    # `hosting(config)`: its hosting section; by default `config.<key>.hosting`. A model whose
-    # settings live elsewhere (or a test's toy model) passes its own.
-    hosting_section: Callable[[StageConfig], EndpointHostingConfig] | None = None
+    # Where its settings come from, by default `config.<key>.hosting` and `config.<key>.training`.
+    # A model whose settings live elsewhere (or a test's toy model) passes its own.
+    hosting_from: Callable[[StageConfig], EndpointHostingConfig] | None = None
+    training_from: Callable[[StageConfig], Any] | None = None
 
     @property
     def config_key(self) -> str:
@@ -84,11 +85,17 @@ class Model:
         return f"{self.key}.hosting"
 
     def hosting(self, config: StageConfig) -> EndpointHostingConfig:
-        if self.hosting_section is not None:
-            return self.hosting_section(config)
+        if self.hosting_from is not None:
+            return self.hosting_from(config)
         section: Any = getattr(config, self.key)
         hosting: EndpointHostingConfig = section.hosting
         return hosting
+
+    def training_section(self, config: StageConfig) -> Any:
+        """Its training job's settings: `config.<key>.training` (base model, instance, ...)."""
+        if self.training_from is not None:
+            return self.training_from(config)
+        return getattr(config, self.key).training
 
     def endpoint_name(self, config: StageConfig) -> str:
         """`<prefix>-<stage>-<key>`, unless its hosting section names an endpoint of its own (an

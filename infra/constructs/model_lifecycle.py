@@ -38,7 +38,7 @@ from infra.constructs.python_function import (
     POWERTOOLS_METRICS_NAMESPACE,
     PythonFunction,
 )
-from infra.models import hosted_models
+from infra.models import hosted_models, trained_models
 
 SERVICE_NAME = "model-lifecycle"
 # lambdas/lifecycle/handlers/check.py publishes it (a test keeps the names equal).
@@ -93,7 +93,6 @@ def configured_bedrock_models(config: StageConfig) -> list[ConfiguredBedrockMode
 def stage_inventory(config: StageConfig) -> dict[str, Any]:
     """What `atelier doctor` checks, as published in SSM: the Bedrock models, the endpoints, and
     the base models of the training workflows, each with the cdk.json key that sets it."""
-    dreambooth = config.dreambooth
     return {
         "warningDays": config.lifecycle.warning_days,
         "bedrockModels": [model.as_dict() for model in configured_bedrock_models(config)],
@@ -113,21 +112,16 @@ def stage_inventory(config: StageConfig) -> dict[str, Any]:
             *(
                 {
                     "source": "huggingface",
-                    "modelId": training.base_model,
+                    "modelId": model.training_section(config).base_model,
                     # A Hub commit where the configuration pins one.
-                    "revision": getattr(training, "base_model_revision", None),
-                    "configKey": f"{key}.base_model",
-                    "usedFor": use,
-                }
-                for training, key, use in (
-                    (config.vqa.training, "vqa.training", "atelier train vqa"),
-                    (dreambooth.training, "dreambooth.training", "atelier train dreambooth"),
-                    (
-                        dreambooth.inpainting_training,
-                        "dreambooth.inpainting_training",
-                        "atelier train inpainting",
+                    "revision": getattr(
+                        model.training_section(config), "base_model_revision", None
                     ),
-                )
+                    "configKey": f"{model.key}.training.base_model",
+                    "usedFor": f"atelier train {model.training.command}",
+                }
+                for model in trained_models()
+                if model.training is not None
             ),
         ],
     }

@@ -64,7 +64,7 @@ def text_to_image_workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
     return _spec(
         config,
         model=DREAMBOOTH,
-        training=config.dreambooth.training,
+        training=DREAMBOOTH.training_section(config),
         config_key="dreambooth.training",
         fixed={"mode": TEXT_TO_IMAGE_MODE},
         output_prefix=DREAMBOOTH_OUTPUT_PREFIX,
@@ -77,12 +77,12 @@ def text_to_image_workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
 
 def styling_workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
     """DreamBooth of an inpainting pipeline whose archive also carries CLIPSeg."""
-    training = config.dreambooth.inpainting_training
+    training = STYLING.training_section(config)
     return _spec(
         config,
         model=STYLING,
         training=training,
-        config_key="dreambooth.inpainting_training",
+        config_key="styling.training",
         fixed={
             "mode": INPAINTING_MODE,
             "clipseg_model": str(training.clipseg_model),

@@ -44,7 +44,7 @@ def metric_definitions(attributes: Iterable[str]) -> list[dict[str, str]]:
 
 
 def workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
-    training = config.vqa.training
+    training = VQA.training_section(config)
     assert VQA.training is not None
     return TrainingWorkflowSpec(
         id_prefix=VQA.training.construct_id,

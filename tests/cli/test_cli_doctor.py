@@ -100,49 +100,61 @@ def deploy_endpoint(name: str, instance_type: str) -> None:
 
 
 def bedrock(
-    *, claude: dict[str, Any], titan: dict[str, Any] | None, titan_configured: bool = True
+    *,
+    claude: dict[str, Any],
+    titan: dict[str, Any] | None,
+    titan_configured: bool = True,
+    claude_keys: int = 1,
 ) -> Any:
+    """Bedrock's answers in the order doctor asks: the profile and its model once for each config
+    key that names the profile (`claude_keys`), then the image model."""
     client = boto3.client("bedrock", region_name=REGION)
     stubber = Stubber(client)
-    stubber.add_response(
-        "get_inference_profile",
-        {
-            "inferenceProfileName": "Global Claude Sonnet 4.6",
-            "inferenceProfileArn": f"arn:aws:bedrock:{REGION}:123456789012:inference-profile/"
-            f"{PROFILE}",
-            "inferenceProfileId": PROFILE,
-            "status": "ACTIVE",
-            "type": "SYSTEM_DEFINED",
-            "models": [
-                {"modelArn": f"arn:aws:bedrock:{r}::foundation-model/{CLAUDE}"}
-                for r in ("us-east-1", "eu-west-1")
-            ],
-        },
-        {"inferenceProfileIdentifier": PROFILE},
-    )
-    checked = ((CLAUDE, claude), (TITAN, titan)) if titan_configured else ((CLAUDE, claude),)
-    for model_id, lifecycle in checked:
-        if lifecycle is None:
-            stubber.add_client_error(
-                "get_foundation_model",
-                service_error_code="ResourceNotFoundException",
-                http_status_code=404,
-                expected_params={"modelIdentifier": model_id},
-            )
-        else:
-            stubber.add_response(
-                "get_foundation_model",
-                {
-                    "modelDetails": {
-                        "modelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{model_id}",
-                        "modelId": model_id,
-                        "modelLifecycle": lifecycle,
-                    }
-                },
-                {"modelIdentifier": model_id},
-            )
+    for _ in range(claude_keys):
+        stubber.add_response(
+            "get_inference_profile",
+            {
+                "inferenceProfileName": "Global Claude Sonnet 4.6",
+                "inferenceProfileArn": f"arn:aws:bedrock:{REGION}:123456789012:"
+                f"inference-profile/{PROFILE}",
+                "inferenceProfileId": PROFILE,
+                "status": "ACTIVE",
+                "type": "SYSTEM_DEFINED",
+                "models": [
+                    {"modelArn": f"arn:aws:bedrock:{r}::foundation-model/{CLAUDE}"}
+                    for r in ("us-east-1", "eu-west-1")
+                ],
+            },
+            {"inferenceProfileIdentifier": PROFILE},
+        )
+        _stub_model(stubber, CLAUDE, claude)
+    if titan_configured:
+        _stub_model(stubber, TITAN, titan)
     stubber.activate()
     return client
+
+
+def _stub_model(stubber: Stubber, model_id: str, lifecycle: dict[str, Any] | None) -> None:
+    """GetFoundationModel's answer: the lifecycle, or not found (None)."""
+    if lifecycle is None:
+        stubber.add_client_error(
+            "get_foundation_model",
+            service_error_code="ResourceNotFoundException",
+            http_status_code=404,
+            expected_params={"modelIdentifier": model_id},
+        )
+        return
+    stubber.add_response(
+        "get_foundation_model",
+        {
+            "modelDetails": {
+                "modelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{model_id}",
+                "modelId": model_id,
+                "modelLifecycle": lifecycle,
+            }
+        },
+        {"modelIdentifier": model_id},
+    )
 
 
 def run_doctor(bedrock_client: Any, hub: Hub) -> Any:
@@ -250,9 +262,13 @@ def test_an_image_model_left_null_is_reported_not_configured_not_failed(aws: Non
     """The shipped inventory (titan.base_model_id null): an informative item, exit 0, and no
     Bedrock call for it (the Stubber refuses any call it was not given)."""
     inventory = stage_inventory(load_stage_config(cdk_json_context(), "dev"))
-    assert [m["configKey"] for m in inventory["bedrockModels"]] == ["descriptions.model_id"]
+    # The description model, and the same model reading attributes (vision-llm, the default).
+    assert [m["configKey"] for m in inventory["bedrockModels"]] == [
+        "descriptions.model_id",
+        "descriptions.attributes.model_id",
+    ]
     publish("bedrock", "model-inventory", json.dumps(inventory))
-    client = bedrock(claude={"status": "ACTIVE"}, titan=None, titan_configured=False)
+    client = bedrock(claude={"status": "ACTIVE"}, titan=None, titan_configured=False, claude_keys=2)
     result = run_doctor(client, Hub())
     assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
     (titan,) = [

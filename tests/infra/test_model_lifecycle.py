@@ -194,7 +194,7 @@ def test_the_inventory_is_published_for_atelier_doctor(
         "titan.base_model_id",
         "vqa.training.base_model",
         "dreambooth.training.base_model",
-        "dreambooth.inpainting_training.base_model",
+        "styling.training.base_model",
     }
     # Shipped: the image base model is listed as not configured (null), not left out, so
     # `atelier doctor` can say so; the lifecycle check has nothing to read for it.
