@@ -161,18 +161,44 @@ def render_checkov(assembly_dir: Path, skips: list[CheckovSkip]) -> list[str]:
     return lines
 
 
+def attribute_sources(stack: str, template: dict[str, Any]) -> dict[str, list[str]]:
+    """Where the stage's description functions read attributes ("vision-llm: <model> (<mode>)"
+    or "endpoint: <endpoint name>"), each with the functions that do: from their environment."""
+    found: dict[str, list[str]] = {}
+    for logical_id, resource in sorted(template.get("Resources", {}).items()):
+        if resource.get("Type") != "AWS::Lambda::Function":
+            continue
+        variables = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        source = variables.get("ATTRIBUTE_SOURCE")
+        if source is None:
+            continue
+        if source == "vision-llm":
+            what = (
+                f"vision-llm: {variables.get('ATTRIBUTE_MODEL_ID')} "
+                f"({variables.get('ATTRIBUTE_STRUCTURED_OUTPUT')})"
+            )
+        else:
+            settings = json.loads(variables.get("DESCRIPTIONS_SETTINGS", "{}"))
+            what = f"endpoint: {settings.get('endpointName', '?')}"
+        found.setdefault(what, []).append(f"{stack}/{logical_id}")
+    return found
+
+
 def render(assembly_dir: Path) -> str:
     artifacts = stack_artifacts(assembly_dir)
     stacks = load_stacks(assembly_dir, artifacts)
     lines = [f"Synthesized {len(stacks)} stack(s) into {assembly_dir}/"]
     variants: list[EndpointVariant] = []
     skips: list[CheckovSkip] = []
+    sources: dict[str, list[str]] = {}
     for summary, template in stacks:
         lines.append(f"  {summary.name}: {summary.total} resources ({summary.template_file})")
         for resource_type, count in sorted(summary.resource_counts.items()):
             lines.append(f"      {count:>3}  {resource_type}")
         variants.extend(endpoint_variants(summary.name, template))
         skips.extend(checkov_skips(summary.name, template))
+        for what, functions in attribute_sources(summary.name, template).items():
+            sources.setdefault(what, []).extend(functions)
 
     if variants:
         lines.append(
@@ -187,6 +213,9 @@ def render(assembly_dir: Path) -> str:
     else:
         lines.append("SageMaker endpoints that would run: none in this assembly")
 
+    # descriptions.attributes.source: what a new stage describes photos with.
+    for what, functions in sorted(sources.items()):
+        lines.append(f"Attribute source: {what}, in {len(functions)} function(s)")
     acknowledged = load_acknowledgments(assembly_dir, artifacts)
     lines.append(f"cdk-nag acknowledgments, each with its reason: {len(acknowledged)}")
     for path, rule, reason in acknowledged:

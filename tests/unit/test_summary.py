@@ -92,12 +92,44 @@ def test_the_shipped_config_runs_no_endpoint(dev_app: SynthesizedApp) -> None:
     for stack in ("data", "training", "hosting", "bedrock", "api", "catalog"):
         assert f"atelier-dev-{stack}:" in text
     assert "SageMaker endpoints that would run: none in this assembly" in text
+    # No VQA model hosted: the shipped stage reads attributes with the vision model (the API,
+    # upload and catalog functions).
+    (line,) = [line for line in text.splitlines() if line.startswith("Attribute source:")]
+    assert line.startswith(
+        "Attribute source: vision-llm: global.anthropic.claude-sonnet-4-6 (json_schema), in "
+    )
     # tests/infra/test_nag.py reviews each one
     count = len(EXPECTED_APP_ACKNOWLEDGMENTS)
     assert f"cdk-nag acknowledgments, each with its reason: {count}" in text
     # tests/infra/test_encryption_keys.py reviews the Lambda ones
     assert "checkov skips, each with its reason:" in text
     assert "  CKV_AWS_18 on 1 resource(s): This is the access-log bucket itself" in text
+
+
+def test_names_each_attribute_source_and_the_functions_that_use_it(tmp_path: Path) -> None:
+    def function(variables: dict[str, str]) -> dict[str, object]:
+        return {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {"Environment": {"Variables": variables}},
+        }
+
+    endpoint = {
+        "ATTRIBUTE_SOURCE": "endpoint",
+        "DESCRIPTIONS_SETTINGS": json.dumps({"endpointName": "shop-vqa"}),
+    }
+    vision = {
+        "ATTRIBUTE_SOURCE": "vision-llm",
+        "ATTRIBUTE_MODEL_ID": "global.anthropic.claude-sonnet-4-6",
+        "ATTRIBUTE_STRUCTURED_OUTPUT": "json_schema",
+    }
+    api = {"Resources": {"Api": function(endpoint), "Uploads": function(endpoint)}}
+    catalog = {"Resources": {"Online": function(vision), "Other": function({"X": "1"})}}
+    text = render(_write_assembly(tmp_path, {"a-api": api, "a-catalog": catalog}))
+    assert "Attribute source: endpoint: shop-vqa, in 2 function(s)" in text
+    assert (
+        "Attribute source: vision-llm: global.anthropic.claude-sonnet-4-6 (json_schema), "
+        "in 1 function(s)"
+    ) in text
 
 
 def test_lists_checkov_skips_with_their_reasons_and_the_gates_figure(tmp_path: Path) -> None:
