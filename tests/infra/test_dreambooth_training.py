@@ -171,11 +171,7 @@ def test_hyperparameters_are_the_sections_defaults_with_what_the_workflow_fixes(
     dev_app: SynthesizedApp, workflow: str
 ) -> None:
     config = _config("dev")
-    training = (
-        config.dreambooth.inpainting_training
-        if workflow == "Inpainting"
-        else config.dreambooth.training
-    )
+    training = config.styling.training if workflow == "Inpainting" else config.dreambooth.training
     expression = _definition(dev_app, workflow)["States"]["Prepare training job"]["Assign"][
         "hyperparameters"
     ]
