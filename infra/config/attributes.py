@@ -25,6 +25,20 @@ AttributeSource = Literal["vision-llm", "endpoint"]
 ATTRIBUTE_SOURCE_SETTINGS = ("auto", "vision-llm", "endpoint")
 
 
+def resolved_structured_output(cls: type, value: Any, info: ValidationInfo) -> Any:
+    """A section's `structured_output` (`auto` or a mode) resolved against its `model_id`, as
+    Bedrock will run that model: the validator of every section that names a Claude model."""
+    model_id = info.data.get("model_id")
+    if not is_loading(info) or not isinstance(model_id, str):
+        return value
+    if isinstance(value, bool) or value not in STRUCTURED_OUTPUT_SETTINGS:
+        return value  # refused by its rule, with the allowed values
+    try:
+        return resolve_structured_output(model_id, value)
+    except ValueError as error:
+        raise refuse(str(error)) from None
+
+
 @section
 class AttributesConfig:
     """Which source answers the attribute questions, and the vision model when it is Bedrock."""
@@ -49,15 +63,4 @@ class AttributesConfig:
         "`descriptions.structured_output`)",
     )
 
-    @field_validator("structured_output", mode="before")
-    @classmethod
-    def _resolve(cls, value: Any, info: ValidationInfo) -> Any:
-        model_id = info.data.get("model_id")
-        if not is_loading(info) or not isinstance(model_id, str):
-            return value
-        if isinstance(value, bool) or value not in STRUCTURED_OUTPUT_SETTINGS:
-            return value  # refused by its rule, with the allowed values
-        try:
-            return resolve_structured_output(model_id, value)
-        except ValueError as error:
-            raise refuse(str(error)) from None
+    _resolve = field_validator("structured_output", mode="before")(resolved_structured_output)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from infra.config.attributes import AttributesConfig
+from infra.config.attributes import AttributesConfig, resolved_structured_output
 from infra.config.constants import (
     ATTRIBUTE_NAME_PATTERN,
     BEDROCK_MODEL_PATTERN,
@@ -35,7 +35,6 @@ from infra.config.rules import (
 from infra.constructs.bedrock_models import (
     STRUCTURED_OUTPUT_SETTINGS,
     StructuredOutput,
-    resolve_structured_output,
 )
 
 _LANGUAGES_EXPECTED, _languages = string_list(LANGUAGE_PATTERN, "language codes such as 'en'")
@@ -172,19 +171,7 @@ class DescriptionsConfig:
         name: str | None = getattr(self, "_vqa_endpoint_name", None)
         return name
 
-    @field_validator("structured_output", mode="before")
-    @classmethod
-    def _resolve(cls, value: Any, info: ValidationInfo) -> Any:
-        """`auto` (and an explicit mode) resolved against the model id, as Bedrock will run it."""
-        model_id = info.data.get("model_id")
-        if not is_loading(info) or not isinstance(model_id, str):
-            return value
-        if isinstance(value, bool) or value not in STRUCTURED_OUTPUT_SETTINGS:
-            return value  # refused by its rule, with the allowed values
-        try:
-            return resolve_structured_output(model_id, value)
-        except ValueError as error:
-            raise refuse(str(error)) from None
+    _resolve = field_validator("structured_output", mode="before")(resolved_structured_output)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> DescriptionsConfig:
