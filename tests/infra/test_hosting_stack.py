@@ -164,14 +164,18 @@ def test_the_model_role_reads_the_archive_and_decrypts_with_the_data_key(
 def test_the_api_may_invoke_the_hosted_endpoint_and_does_not_depend_on_it(
     variant_app: SynthesizedApp, dev_app: SynthesizedApp
 ) -> None:
-    # The grant is the same single statement whether the endpoint is hosted here or not.
-    for app in (variant_app, dev_app):
-        template = app.template("-api")
-        for function in ("ApiFunction", "UploadsFunction"):
-            (statement,) = statements_granting(template, function, "sagemaker:InvokeEndpoint")
-            assert render(statement["Resource"]) == (
-                "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/atelier-dev-vqa"
-            )
+    # The variant hosts the VQA model, so its attribute source is the endpoint: one statement,
+    # on the ARN built from the endpoint's name (no export). dev hosts none and reads attributes
+    # with the vision model: no endpoint grant at all.
+    template = variant_app.template("-api")
+    for function in ("ApiFunction", "UploadsFunction"):
+        (statement,) = statements_granting(template, function, "sagemaker:InvokeEndpoint")
+        assert render(statement["Resource"]) == (
+            "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/atelier-dev-vqa"
+        )
+        assert not statements_granting(
+            dev_app.template("-api"), function, "sagemaker:InvokeEndpoint"
+        )
     artifacts = assembly_artifacts(variant_app)
     # Destroying the hosting stack (to stop the GPU bill) must not take the API with it.
     for stack in ("atelier-dev-api", "atelier-dev-training", "atelier-dev-data"):
