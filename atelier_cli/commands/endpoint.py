@@ -117,7 +117,7 @@ def stage_section(document: dict[str, Any], stage: str, path: Path) -> dict[str,
 
 
 def configured_archive(document: dict[str, Any], stage: str, model: str) -> str | None:
-    """The stage's archive for `model`, its own setting over the defaults (as infra/config.py
+    """The stage's archive for `model`, its own setting over the defaults (as infra/config/
     merges them)."""
     atelier = document["context"]["atelier"]
     for source in (atelier.get("stages", {}).get(stage, {}), atelier.get("defaults", {})):

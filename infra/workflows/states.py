@@ -296,7 +296,7 @@ class PollUntil:
         start_job.next(loop.until(ended))
 
     Every turn adds about ten history events: the configuration bounds how many turns fit in an
-    execution (infra/config.py, MAX_WORKFLOW_POLLS)."""
+    execution (infra/config/constants.py, MAX_WORKFLOW_POLLS)."""
 
     def __init__(
         self,
