@@ -32,9 +32,5 @@ def document() -> str:
     )
 
 
-def main() -> int:
-    return write_document(DOCUMENT_PATH, document())
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(write_document(DOCUMENT_PATH, document()))

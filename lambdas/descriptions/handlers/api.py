@@ -11,32 +11,18 @@ import binascii
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from descriptions.handlers.environment import Environment
-from descriptions.handlers.telemetry import (
-    logger,
-    metrics,
-    record_description,
-    record_failure,
-    tracer,
-)
+from descriptions.handlers.telemetry import record_description, record_failure
 from descriptions.handlers.wiring import build_pipeline
 from descriptions.logic.pipeline import DescriptionJob, DescriptionPipeline
-from shared.api_responses import (
-    atelier_error_response,
-    error_doc,
-    invalid_request_response,
-    no_route_response,
-)
+from shared.api_responses import error_doc
 from shared.models.descriptions import PRODUCT_ID_PATTERN, DescribeRequest, StoredDescription
-from shared.models.errors import AtelierError, NotFoundError, RequestError
+from shared.models.errors import NotFoundError, RequestError
 from shared.request_body import UNSUPPORTED_MEDIA_TYPE_DOC, json_api
+from shared.rest_api import answer_refusals, lambda_entry
 from shared.retry import Deadline
 
 # Left for answering and logging after the last dependency call.
@@ -129,28 +115,13 @@ def decode_image(encoded: str, *, max_bytes: int) -> bytes:
         ) from None
 
 
-@app.exception_handler(AtelierError)
-def _atelier_error(error: AtelierError) -> Response[Any]:
-    record_failure(error.code, path="api")
-    return atelier_error_response(error, logger)
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[Any]:
-    code, response = invalid_request_response(
-        error, body_missing="the body must be a JSON object with productId and image"
-    )
+def _record_api_failure(code: str) -> None:
     record_failure(code, path="api")
-    return response
 
 
-@app.not_found
-def _no_route(_: Exception) -> Response[Any]:
-    return no_route_response()
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+answer_refusals(
+    app,
+    body_missing="the body must be a JSON object with productId and image",
+    record_failure=_record_api_failure,
+)
+handler = lambda_entry(app)

@@ -11,32 +11,23 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from diffusion.handlers.environment import Environment
-from diffusion.handlers.telemetry import logger, metrics, record_failure, record_outcome, tracer
+from diffusion.handlers.telemetry import record_failure, record_outcome
 from diffusion.handlers.wiring import build_service
 from diffusion.logic.service import DiffusionService
-from shared.api_responses import (
-    atelier_error_response,
-    error_doc,
-    invalid_request_response,
-    no_route_response,
-)
+from shared.api_responses import error_doc
 from shared.models.diffusion import (
     GenerationAnswer,
     GenerationRequest,
     StylingAnswer,
     StylingRequest,
 )
-from shared.models.errors import AtelierError
 from shared.request_body import UNSUPPORTED_MEDIA_TYPE_DOC, json_api
 from shared.request_ids import api_request_id
+from shared.rest_api import answer_refusals, lambda_entry
 from shared.retry import Deadline
 
 # Left for storing up to eight JPEGs and a mask and answering after the last endpoint attempt.
@@ -117,30 +108,14 @@ def _route() -> str:
     return "styling" if path.rstrip("/").endswith("/styling") else "generations"
 
 
-@app.exception_handler(AtelierError)
-def _atelier_error(error: AtelierError) -> Response[Any]:
-    record_failure(_route(), error.code)
-    return atelier_error_response(error, logger)
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[Any]:
-    code, response = invalid_request_response(
-        error,
-        body_missing="the body must be a JSON object: POST /generations needs prompt; "
-        "POST /styling needs image, prompt and maskPrompt (or mask)",
-    )
+def _record_route_failure(code: str) -> None:
     record_failure(_route(), code)
-    return response
 
 
-@app.not_found
-def _no_route(_: Exception) -> Response[Any]:
-    return no_route_response()
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+answer_refusals(
+    app,
+    body_missing="the body must be a JSON object: POST /generations needs prompt; "
+    "POST /styling needs image, prompt and maskPrompt (or mask)",
+    record_failure=_record_route_failure,
+)
+handler = lambda_entry(app)

@@ -13,9 +13,8 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from functools import partial
-from typing import Any
 
 from diffusion.logic.contracts import (
     Answer,
@@ -34,6 +33,7 @@ from diffusion.logic.keys import (
 )
 from diffusion.logic.ports import DiffusionModel, InputImages, OutputStore
 from diffusion.logic.requests import Sampling, resolve_generation, resolve_styling
+from shared.model_service import ModelService, elapsed_ms
 from shared.models.diffusion import (
     MAX_SEED,
     DiffusionSettings,
@@ -45,7 +45,7 @@ from shared.models.diffusion import (
     StylingRequest,
 )
 from shared.models.errors import DependencyError
-from shared.retry import Deadline, RetryPolicy, call_with_retries
+from shared.retry import Deadline, RetryPolicy
 
 # A 512x512 image at 25 steps takes a few seconds on one GPU (the reference styling workflow
 # reports ~15 s for three 768 px images): an attempt started with less time left would almost
@@ -76,16 +76,13 @@ class Outcome:
     timings_ms: dict[str, int]
 
 
-@dataclass
-class DiffusionService:
+@dataclass(kw_only=True)
+class DiffusionService(ModelService):
     settings: DiffusionSettings
     uploads: InputImages
     model: DiffusionModel
     store: OutputStore
     model_retry_policy: RetryPolicy = field(default_factory=lambda: MODEL_RETRY_POLICY)
-    data_retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Callable[[float], None] = time.sleep
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     seed: Callable[[], int] = random_seed
 
     def generate(
@@ -98,13 +95,13 @@ class DiffusionService:
 
         stage = time.perf_counter()
         answer = self._call(endpoint, body, job.sampling, deadline, expect_mask=False)
-        timings = {"model": _elapsed_ms(stage)}
+        timings = {"model": elapsed_ms(stage)}
 
         stage = time.perf_counter()
         folder = output_folder(GENERATIONS_PREFIX, request_id, self.now())
         images, _ = self._store(folder, answer, deadline)
-        timings["store"] = _elapsed_ms(stage)
-        timings["total"] = _elapsed_ms(started)
+        timings["store"] = elapsed_ms(stage)
+        timings["total"] = elapsed_ms(started)
         return Outcome(
             answer=GenerationAnswer(request_id=request_id, images=images, seed=job.sampling.seed),
             route="generations",
@@ -129,19 +126,19 @@ class DiffusionService:
             styling_body(job, image.data, mask.data if mask is not None else None),
             what=endpoint.label,
         )
-        timings = {"inputs": _elapsed_ms(stage)}
+        timings = {"inputs": elapsed_ms(stage)}
 
         stage = time.perf_counter()
         answer = self._call(
             endpoint, body, job.sampling, deadline, expect_mask=job.mask_prompt is not None
         )
-        timings["model"] = _elapsed_ms(stage)
+        timings["model"] = elapsed_ms(stage)
 
         stage = time.perf_counter()
         folder = output_folder(STYLING_PREFIX, request_id, self.now())
         images, stored_mask = self._store(folder, answer, deadline)
-        timings["store"] = _elapsed_ms(stage)
-        timings["total"] = _elapsed_ms(started)
+        timings["store"] = elapsed_ms(stage)
+        timings["total"] = elapsed_ms(started)
         inputs = {"image": image.source}
         if mask is not None:
             inputs["mask"] = mask.source
@@ -225,10 +222,3 @@ class DiffusionService:
         if answer.mask is not None:
             return stored[:-1], stored[-1]
         return stored, None
-
-    def _retrying(self, call: Callable[[], Any], deadline: Deadline, policy: RetryPolicy) -> Any:
-        return call_with_retries(call, deadline=deadline, policy=policy, sleep=self.sleep)
-
-
-def _elapsed_ms(since: float) -> int:
-    return round((time.perf_counter() - since) * 1000)

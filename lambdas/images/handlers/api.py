@@ -10,26 +10,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from images.handlers.environment import Environment
-from images.handlers.telemetry import logger, metrics, record_failure, record_generation, tracer
+from images.handlers.telemetry import record_failure, record_generation
 from images.handlers.wiring import build_service
 from images.logic.service import ImageService
-from shared.api_responses import (
-    atelier_error_response,
-    error_doc,
-    invalid_request_response,
-    no_route_response,
-)
-from shared.models.errors import AtelierError
+from shared.api_responses import error_doc
 from shared.models.images import GeneratedImages, GenerateImagesRequest
 from shared.request_body import UNSUPPORTED_MEDIA_TYPE_DOC, json_api
 from shared.request_ids import api_request_id
+from shared.rest_api import answer_refusals, lambda_entry
 from shared.retry import Deadline
 
 # Left for storing up to five PNGs and answering after the last Titan attempt.
@@ -77,28 +68,9 @@ def generate_images(request: Annotated[GenerateImagesRequest, Body()]) -> dict[s
     return generation.answer.model_dump(mode="json", by_alias=True)
 
 
-@app.exception_handler(AtelierError)
-def _atelier_error(error: AtelierError) -> Response[Any]:
-    record_failure(error.code)
-    return atelier_error_response(error, logger)
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[Any]:
-    code, response = invalid_request_response(
-        error, body_missing="the body must be a JSON object with prompt, width, height"
-    )
-    record_failure(code)
-    return response
-
-
-@app.not_found
-def _no_route(_: Exception) -> Response[Any]:
-    return no_route_response()
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+answer_refusals(
+    app,
+    body_missing="the body must be a JSON object with prompt, width, height",
+    record_failure=record_failure,
+)
+handler = lambda_entry(app)

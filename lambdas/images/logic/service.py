@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from functools import partial
 from typing import Any
 
@@ -20,6 +20,7 @@ from images.logic.keys import image_key
 from images.logic.ports import ImageModel, ImageStore, ModelArnSource
 from images.logic.requests import ImageJob, resolve_job
 from images.logic.titan import parse_images, text_to_image_body
+from shared.model_service import ModelService, elapsed_ms
 from shared.models.errors import DependencyError
 from shared.models.images import (
     TITAN_MAX_SEED,
@@ -30,7 +31,7 @@ from shared.models.images import (
     NoCustomizedModelError,
     ProvisionedModelUnavailableError,
 )
-from shared.retry import Deadline, RetryPolicy, call_with_retries
+from shared.retry import Deadline, RetryPolicy
 
 # The only ARNs `POST /images` may invoke (the function's role allows nothing else either).
 PROVISIONED_MODEL_ARN = re.compile(
@@ -59,16 +60,13 @@ class Generation:
     timings_ms: dict[str, int]
 
 
-@dataclass
-class ImageService:
+@dataclass(kw_only=True)
+class ImageService(ModelService):
     settings: ImagesSettings
     model_arn: ModelArnSource
     image_model: ImageModel
     store: ImageStore
     model_retry_policy: RetryPolicy = field(default_factory=lambda: MODEL_RETRY_POLICY)
-    data_retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Callable[[float], None] = time.sleep
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     seed: Callable[[], int] = random_seed
 
     def generate(
@@ -91,7 +89,7 @@ class ImageService:
             self.model_arn.invalidate()
             raise
         images = parse_images(payload, expected=job.number_of_images)
-        timings = {"model": _elapsed_ms(stage)}
+        timings = {"model": elapsed_ms(stage)}
 
         stage = time.perf_counter()
         created = self.now()
@@ -112,8 +110,8 @@ class ImageService:
             ],
             seed=job.seed,
         )
-        timings["store"] = _elapsed_ms(stage)
-        timings["total"] = _elapsed_ms(started)
+        timings["store"] = elapsed_ms(stage)
+        timings["total"] = elapsed_ms(started)
         return Generation(answer=answer, job=job, model_arn=model_arn, timings_ms=timings)
 
     def _invoke_model(self, model_arn: str, body: dict[str, Any], deadline: Deadline) -> bytes:
@@ -141,10 +139,3 @@ class ImageService:
                 retryable=False,
             )
         return arn
-
-    def _retrying(self, call: Callable[[], Any], deadline: Deadline, policy: RetryPolicy) -> Any:
-        return call_with_retries(call, deadline=deadline, policy=policy, sleep=self.sleep)
-
-
-def _elapsed_ms(since: float) -> int:
-    return round((time.perf_counter() - since) * 1000)
