@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -45,6 +45,7 @@ from infra.stacks.api_settings import (
     settings_json,
 )
 from infra.stacks.data import UPLOADS_PREFIX, DataStack
+from infra.stacks.stage_stack import StageStack
 
 # Where both functions write result JSON in the results bucket.
 RESULTS_PREFIX = "descriptions/"
@@ -74,20 +75,24 @@ PUBLISHED_NAMES = (
 )
 
 
-class ApiStack(Stack):
+class ApiStack(StageStack):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        config: StageConfig,
-        data: DataStack,
         attribute_endpoint: SageMakerEndpoint | None = None,
         **kwargs: Any,
     ) -> None:
         """`attribute_endpoint`: the Hosting stack's endpoint when it hosts one; None when the
-        endpoint named in the config is external (or not deployed yet)."""
+        endpoint named in the config is external (or not deployed yet). `config` and `data` as
+        for every `StageStack`."""
+        # Set before the base constructor, which calls build().
+        self.attribute_endpoint = attribute_endpoint
         super().__init__(scope, construct_id, **kwargs)
+
+    def build(self) -> None:
+        config, data, attribute_endpoint = self.config, self.data, self.attribute_endpoint
         d = config.descriptions
         shared_environment = {
             "TABLE_NAME": data.table.table_name,

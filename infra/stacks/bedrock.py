@@ -31,9 +31,8 @@ Compute only: the manifest, images and job outputs stay in the Data stack's buck
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
@@ -43,17 +42,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
-from constructs import Construct
 
-from infra.config import (
-    StageConfig,
-)
 from infra.constructs.alarms import occurrence_alarm
 from infra.constructs.model_lifecycle import ModelLifecycleGuard, stage_inventory
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
 from infra.nag import acknowledge, exported_name
-from infra.stacks.data import DataStack
+from infra.stacks.stage_stack import StageStack
 from infra.workflows.titan_common import (
     EXPIRY_NOTIFIED_TAG,
     TITAN_DATASETS_PREFIX,
@@ -84,19 +79,9 @@ CUSTOMIZE_NAMES = ("titan-customize-state-machine-arn", "titan-customization-rol
 PUBLISHED_NAMES_WHEN_CUSTOMIZABLE = (*PUBLISHED_NAMES, *CUSTOMIZE_NAMES)
 
 
-class BedrockStack(Stack):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        config: StageConfig,
-        data: DataStack,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
-        self.config = config
-        self.data = data
+class BedrockStack(StageStack):
+    def build(self) -> None:
+        config = self.config
         self.parameter_name = config.titan_provisioned_model_parameter
         self.parameter_arn = (
             f"arn:{Aws.PARTITION}:ssm:{self.region}:{self.account}:parameter{self.parameter_name}"

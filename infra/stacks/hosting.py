@@ -14,17 +14,13 @@ this one (the Api stack grants by endpoint name), so it can be destroyed alone.
 
 from __future__ import annotations
 
-from typing import Any
+from aws_cdk import Duration
 
-from aws_cdk import Duration, Stack
-from constructs import Construct
-
-from infra.config import StageConfig
 from infra.constructs.hf_images import huggingface_image
 from infra.constructs.publishing import publish_names
 from infra.constructs.sagemaker_endpoint import SageMakerEndpoint
 from infra.models import VQA, Model, hosted_models
-from infra.stacks.data import DataStack
+from infra.stacks.stage_stack import StageStack
 
 # The Hugging Face inference toolkit's settings for every endpoint here. One worker per GPU: a
 # second copy of a 4-billion-parameter BLIP-2 or of a Stable Diffusion pipeline would not leave
@@ -56,19 +52,9 @@ PUBLISHED_NAMES = published_names()
 PUBLISHED_NAMES_WHEN_HOSTED = published_names(tuple(model.key for model in hosted_models()))
 
 
-class HostingStack(Stack):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        config: StageConfig,
-        data: DataStack,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
-        self._config = config
-        self._data = data
+class HostingStack(StageStack):
+    def build(self) -> None:
+        config = self.config
         # The endpoint of each hosted model, by key; None where no archive is configured.
         self.endpoints: dict[str, SageMakerEndpoint | None] = {
             model.key: self._endpoint(model) for model in hosted_models()
@@ -93,7 +79,7 @@ class HostingStack(Stack):
 
     def _endpoint(self, model: Model) -> SageMakerEndpoint | None:
         """The model's endpoint, with autoscaling and alarms; None without a model archive."""
-        config, data = self._config, self._data
+        config, data = self.config, self.data
         hosting = model.hosting(config)
         if hosting.model_data_url is None:
             return None

@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
-
-from aws_cdk import Stack
-from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.publishing import publish_names
 from infra.constructs.source_archive import source_archive_asset
 from infra.constructs.training_workflow import TrainingWorkflow, TrainingWorkflowSpec
 from infra.models import Model, trained_models
-from infra.stacks.data import DataStack
+from infra.stacks.stage_stack import StageStack
 
 # Where the catalog stack finds VQA archives (it imports the name from here).
 from infra.training_specs.vqa import VQA_OUTPUT_PREFIX as VQA_OUTPUT_PREFIX
@@ -67,17 +63,9 @@ def workflow_spec(model: Model, config: StageConfig) -> TrainingWorkflowSpec:
     return spec
 
 
-class TrainingStack(Stack):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        config: StageConfig,
-        data: DataStack,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+class TrainingStack(StageStack):
+    def build(self) -> None:
+        config, data = self.config, self.data
         self.code = source_archive_asset(self, "TrainingCode", source_dir=TRAINING_DIR)
         # One workflow per trained model of the registry, by model key.
         self.workflows: dict[str, TrainingWorkflow] = {}
