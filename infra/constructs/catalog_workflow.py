@@ -109,20 +109,32 @@ class CatalogFunctions:
     results: lambda_.IFunction
     online: lambda_.IFunction
     finalize: lambda_.IFunction
+    # The vision attribute source's step: a group's attributes job input.
+    attribute_input: lambda_.IFunction | None = None
+
+
+@dataclass(frozen=True)
+class TransformResources:
+    """What the Batch Transform states name (endpoint source only): the model's role and
+    image, the parameter the VQA training workflow records its archive in, the serving
+    environment."""
+
+    role: iam.IRole
+    image: ContainerImage
+    model_data_parameter: str
+    inference_environment: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class CatalogResources:
-    """What the states name: buckets, key, roles, image and the recorded model parameter."""
+    """What the states name: bucket, key, the Bedrock role, the job names' prefix, and the
+    transform's resources when the stage's attribute source is the endpoint."""
 
     results_bucket: str
     key: kms.IKey
-    transform_role: iam.IRole
     bedrock_role: iam.IRole
-    image: ContainerImage
     job_name_prefix: str
-    model_data_parameter: str
-    inference_environment: Mapping[str, str]
+    transform: TransformResources | None = None
 
 
 class CatalogWorkflow(Construct):
@@ -141,7 +153,19 @@ class CatalogWorkflow(Construct):
         self._config = config
         self._functions = functions
         self._resources = resources
+        # The attribute source is chosen at synthesis: one state machine per source.
+        self._vision = config.attribute_source == "vision-llm"
+        if self._vision and functions.attribute_input is None:
+            raise ValueError("the vision attribute source needs the attribute input function")
+        if not self._vision and resources.transform is None:
+            raise ValueError("the endpoint attribute source needs the transform resources")
         self.definition = self._build()
+
+    @property
+    def _transform(self) -> TransformResources:
+        transform = self._resources.transform
+        assert transform is not None, "checked in __init__ for the endpoint source"
+        return transform
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -299,8 +323,8 @@ class CatalogWorkflow(Construct):
 
     def _group(self) -> sfn.IChainable:
         """The states of one group's child execution (input: the Map's ItemSelector)."""
-        config, resources, functions = self._config, self._resources, self._functions
-        bedrock = config.catalog.bedrock
+        if self._vision:
+            return self._vision_group()
         prepare = sfn.Pass.jsonata(
             self,
             "PrepareGroup",
@@ -319,15 +343,8 @@ class CatalogWorkflow(Construct):
                 "Arguments": self._transform_arguments(),
             },
         )
-        bedrock_input = lambda_task(
-            self,
-            "BedrockInput",
-            state_name="Build Bedrock input",
-            function=functions.bedrock_input,
-            payload=group_payload(
-                transformJob=jsonata("$item.jobName"), transformError=jsonata("$transformError")
-            ),
-            assign={"bedrockInput": jsonata("$states.result.Payload")},
+        bedrock_input = self._bedrock_input(
+            transformJob=jsonata("$item.jobName"), transformError=jsonata("$transformError")
         )
         # A failed transform still leaves the products it did describe, and the rest must be
         # reported: bedrock input reads what is there and is told why the job ended.
@@ -336,6 +353,72 @@ class CatalogWorkflow(Construct):
             errors=["States.ALL"],
             assign={"transformError": error_output()},
         )
+        has_records = self._description_states()
+        return prepare.next(transform).next(bedrock_input).next(has_records)
+
+    def _vision_group(self) -> sfn.IChainable:
+        """A group with the vision source: a Bedrock job reads the attributes from the photos
+        (its records written by the attribute input step), then the description job as with
+        the endpoint's attributes."""
+        functions = self._functions
+        assert functions.attribute_input is not None, "checked in __init__"
+        attributes = self._config.descriptions.attributes
+        no_job = jsonata("{'arn': null, 'status': null, 'message': null}")
+        prepare = sfn.Pass.jsonata(
+            self,
+            "PrepareGroup",
+            state_name="Prepare group",
+            assign={"item": jsonata("$states.input"), "attributesJob": no_job},
+        )
+        attribute_input = lambda_task(
+            self,
+            "AttributeInput",
+            state_name="Build attributes input",
+            function=functions.attribute_input,
+            payload=group_payload(),
+            assign={"attributeInput": jsonata("$states.result.Payload")},
+        )
+        bedrock_input = self._bedrock_input(attributesJob=jsonata("$attributesJob"))
+        create_job, poll_job = self._bedrock_job(
+            "Attributes",
+            name="attributes",
+            job_name=jsonata("$item.attributesJobName"),
+            model_id=attributes.model_id,
+            # Converse records may not carry toolConfig: tool mode writes InvokeModel records.
+            invocation_type=batch_invocation_type(attributes.structured_output),
+            input_uri=jsonata("$attributeInput.inputUri"),
+            output_uri=jsonata("$attributeInput.outputUri"),
+            job_variable="attributesJob",
+            # (every product of the group then fails at stage attributes, with this reason)
+            refused=jsonata(
+                "{'arn': null, 'status': 'Failed', 'message': 'the Bedrock batch job for the "
+                "attributes could not be created: ' & $states.errorOutput.Error & ': ' & "
+                "$string($states.errorOutput.Cause)}"
+            ),
+            then=bedrock_input,
+        )
+        no_attributes_job = sfn.Pass.jsonata(
+            self,
+            "NoAttributesJob",
+            state_name="No attributes job",
+            comment="No product of the group can go to the vision model (each is reported)",
+        )
+        has_products = (
+            sfn.Choice.jsonata(self, "HasAttributeRecords", state_name="Anything to read?")
+            .when(
+                sfn.Condition.jsonata(jsonata("$attributeInput.records > 0")),
+                create_job.next(poll_job),
+            )
+            .otherwise(no_attributes_job.next(bedrock_input))
+        )
+        has_records = self._description_states()
+        bedrock_input.next(has_records)
+        return prepare.next(attribute_input).next(has_products)
+
+    def _description_states(self) -> sfn.Choice:
+        """After the Bedrock input: the description job (when any product reached it), then
+        the results step. Returns the first state, the choice whether there is a job."""
+        config, functions = self._config, self._functions
         results = lambda_task(
             self,
             "Results",
@@ -351,63 +434,105 @@ class CatalogWorkflow(Construct):
             comment="No product of the group reached the description step",
             assign={"job": jsonata("{'arn': null, 'status': null, 'message': null}")},
         )
+        create_job, poll_job = self._bedrock_job(
+            "Bedrock",
+            name="Bedrock",
+            job_name=jsonata("$item.jobName"),
+            model_id=config.descriptions.model_id,
+            # Converse records may not carry toolConfig: tool mode writes InvokeModel records.
+            invocation_type=batch_invocation_type(config.descriptions.structured_output),
+            input_uri=jsonata("$item.group.bedrockInputUri"),
+            output_uri=jsonata("$item.group.bedrockOutputUri"),
+            job_variable="job",
+            refused=jsonata(
+                "{'arn': null, 'status': 'Failed', 'message': 'the Bedrock batch job could "
+                "not be created: ' & $states.errorOutput.Error & ': ' & "
+                "$string($states.errorOutput.Cause)}"
+            ),
+            then=results,
+        )
+        return (
+            sfn.Choice.jsonata(self, "HasRecords", state_name="Anything to describe?")
+            .when(
+                sfn.Condition.jsonata(jsonata("$bedrockInput.records > 0")),
+                create_job.next(poll_job),
+            )
+            .otherwise(no_job.next(results))
+        )
+
+    def _bedrock_input(self, **fields: Any) -> tasks.LambdaInvoke:
+        return lambda_task(
+            self,
+            "BedrockInput",
+            state_name="Build Bedrock input",
+            function=self._functions.bedrock_input,
+            payload=group_payload(**fields),
+            assign={"bedrockInput": jsonata("$states.result.Payload")},
+        )
+
+    def _bedrock_job(
+        self,
+        prefix: str,
+        *,
+        name: str,
+        job_name: str,
+        model_id: str,
+        invocation_type: str,
+        input_uri: str,
+        output_uri: str,
+        job_variable: str,
+        refused: str,
+        then: sfn.IChainable,
+    ) -> tuple[tasks.CallAwsService, sfn.Wait]:
+        """Create a Bedrock batch job and poll it until it ends, then go on to `then` with
+        `$<job_variable>` = {arn, status, message}; a job Bedrock refuses goes on to `then`
+        too, with `refused` (JSONata) as that variable. Returns the create state and the loop."""
+        resources = self._resources
+        bedrock = self._config.catalog.bedrock
+        arn_variable = f"{job_variable}Arn"
         create_job = aws_call(
             self,
-            "CreateBedrockJob",
-            state_name="Start Bedrock batch job",
+            f"Create{prefix}Job",
+            state_name=f"Start {name} batch job",
             service="bedrock",
             action="createModelInvocationJob",
             # The workflow role's policy is written by the stack (the role takes no updates).
             iam_resources=["*"],
             parameters={
-                "JobName": jsonata("$item.jobName"),
+                "JobName": job_name,
                 # A retried create whose first attempt did start the job gets that job back.
-                "ClientRequestToken": jsonata("$item.jobName"),
+                "ClientRequestToken": job_name,
                 "RoleArn": resources.bedrock_role.role_arn,
-                "ModelId": config.descriptions.model_id,
-                # Converse records may not carry toolConfig: tool mode writes InvokeModel records.
-                "ModelInvocationType": batch_invocation_type(config.descriptions.structured_output),
+                "ModelId": model_id,
+                "ModelInvocationType": invocation_type,
                 "InputDataConfig": {
-                    "S3InputDataConfig": {
-                        "S3Uri": jsonata("$item.group.bedrockInputUri"),
-                        "S3InputFormat": "JSONL",
-                    }
+                    "S3InputDataConfig": {"S3Uri": input_uri, "S3InputFormat": "JSONL"}
                 },
                 "OutputDataConfig": {
                     "S3OutputDataConfig": {
-                        "S3Uri": jsonata("$item.group.bedrockOutputUri"),
+                        "S3Uri": output_uri,
                         "S3EncryptionKeyId": resources.key.key_arn,
                     }
                 },
                 "TimeoutDurationInHours": bedrock.timeout_hours,
                 "Tags": self._tags(key="Key", value="Value"),
             },
-            assign={"jobArn": jsonata("$states.result.JobArn")},
+            assign={arn_variable: jsonata("$states.result.JobArn")},
         )
         # A job Bedrock refuses is reported like one that failed: every product of the group
         # goes into the failures report with Bedrock's reason.
-        create_job.add_catch(
-            results,
-            errors=["States.ALL"],
-            assign={
-                "job": jsonata(
-                    "{'arn': null, 'status': 'Failed', 'message': 'the Bedrock batch job could "
-                    "not be created: ' & $states.errorOutput.Error & ': ' & "
-                    "$string($states.errorOutput.Cause)}"
-                )
-            },
-        )
+        create_job.add_catch(then, errors=["States.ALL"], assign={job_variable: refused})
         get_job = aws_call(
             self,
-            "GetBedrockJob",
-            state_name="Get Bedrock job",
+            f"Get{prefix}Job",
+            state_name=f"Get {name} job",
             service="bedrock",
             action="getModelInvocationJob",
             iam_resources=["*"],
-            parameters={"JobIdentifier": jsonata("$jobArn")},
+            parameters={"JobIdentifier": jsonata(f"${arn_variable}")},
             assign={
-                "job": {
-                    "arn": jsonata("$jobArn"),
+                job_variable: {
+                    "arn": jsonata(f"${arn_variable}"),
                     "status": jsonata("$states.result.Status"),
                     "message": jsonata(
                         "$exists($states.result.Message) ? $states.result.Message : null"
@@ -417,46 +542,58 @@ class CatalogWorkflow(Construct):
         )
         every = Duration.seconds(bedrock.poll_seconds)
         poll_job = PollUntil(
-            self, "WaitForJob", state_name="Wait for Bedrock job", every=every, poll=get_job
+            self,
+            f"WaitFor{prefix}Job",
+            state_name=f"Wait for {name} job",
+            every=every,
+            poll=get_job,
         )
         job_ended = (
-            sfn.Choice.jsonata(self, "JobEnded", state_name="Bedrock job ended?")
+            sfn.Choice.jsonata(
+                self, f"{prefix}JobEnded", state_name=f"{name.capitalize()} job ended?"
+            )
             .when(
                 sfn.Condition.jsonata(
-                    jsonata(f"$job.status in {quoted_list(TERMINAL_JOB_STATUSES)}")
+                    jsonata(f"${job_variable}.status in {quoted_list(TERMINAL_JOB_STATUSES)}")
                 ),
-                results,
+                then,
             )
             .otherwise(poll_job.wait)
         )
-        has_records = (
-            sfn.Choice.jsonata(self, "HasRecords", state_name="Anything to describe?")
-            .when(
-                sfn.Condition.jsonata(jsonata("$bedrockInput.records > 0")),
-                create_job.next(poll_job.until(job_ended)),
-            )
-            .otherwise(no_job.next(results))
-        )
-        return prepare.next(transform).next(bedrock_input).next(has_records)
+        return create_job, poll_job.until(job_ended)
 
     def _groups_map(self) -> sfn.DistributedMap:
         config = self._config
+        prefix = self._resources.job_name_prefix
+        job_name = jsonata(f"'{prefix}-' & $runId & '-' & $states.context.Map.Item.Value.group")
+        item_selector: dict[str, Any] = {
+            "runId": jsonata("$runId"),
+            "group": jsonata("$states.context.Map.Item.Value"),
+            "languages": jsonata("$request.languages"),
+        }
+        if self._vision:
+            comment = (
+                "One child execution per group: Bedrock batch inference of the attributes, "
+                "then of the descriptions"
+            )
+            # Group g0001's attributes job is <prefix>-<runId>-a0001: as long as the
+            # description job's name, which the name prefix is sized for.
+            item_selector["jobName"] = job_name
+            item_selector["attributesJobName"] = jsonata(
+                f"'{prefix}-' & $runId & '-a' & "
+                "$substringAfter($states.context.Map.Item.Value.group, 'g')"
+            )
+        else:
+            comment = "One child execution per group: Batch Transform, then Bedrock batch inference"
+            item_selector["modelName"] = jsonata("$modelName")
+            item_selector["jobName"] = job_name
         groups = sfn.DistributedMap.jsonata(
             self,
             "Groups",
             state_name="Describe groups",
-            comment="One child execution per group: Batch Transform, then Bedrock batch inference",
+            comment=comment,
             items=sfn.ProvideItems.jsonata(jsonata("$plan.groups")),
-            item_selector={
-                "runId": jsonata("$runId"),
-                "group": jsonata("$states.context.Map.Item.Value"),
-                "languages": jsonata("$request.languages"),
-                "modelName": jsonata("$modelName"),
-                "jobName": jsonata(
-                    f"'{self._resources.job_name_prefix}-' & $runId & '-' & "
-                    "$states.context.Map.Item.Value.group"
-                ),
-            },
+            item_selector=item_selector,
             max_concurrency=config.catalog.max_concurrent_groups,
             tolerated_failure_percentage=0,
             map_execution_type=sfn.StateMachineType.STANDARD,
@@ -485,12 +622,104 @@ class CatalogWorkflow(Construct):
         report.add_catch(then, errors=["States.ALL"])
         return report.next(then)
 
-    def _build(self) -> sfn.IChainable:
-        config, resources, functions = self._config, self._resources, self._functions
-        parameter = resources.model_data_parameter
+    def _transform_batch(
+        self,
+        groups: sfn.DistributedMap,
+        *,
+        finalize: sfn.IChainable,
+        report_groups: sfn.IChainable,
+    ) -> sfn.IChainable:
+        """The endpoint source's batch route: read the recorded VQA archive, create the run's
+        SageMaker model, run the groups, delete the model (also when a group fails)."""
+        config, resources, transform = self._config, self._resources, self._transform
+        parameter = transform.model_data_parameter
         parameter_arn = (
             f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter{parameter}"
         )
+        read_model = read_parameter(
+            self,
+            "ReadModel",
+            state_name="Read VQA model archive",
+            parameter=(parameter_arn, parameter),
+            assign_to="modelDataUrl",
+        )
+        read_model.add_catch(
+            self._fail(
+                "ModelNotTrained",
+                error="VqaModelNotTrained",
+                cause=f"SSM parameter {parameter} holds no VQA model archive: run the VQA "
+                f"training workflow ({config.resource_name('vqa-training')}) first; it records "
+                "the archive there",
+            ),
+            errors=["Ssm.ParameterNotFoundException"],
+        )
+        read_model.add_catch(
+            self._fail(
+                "ReadModelFailed",
+                error=jsonata("$states.input.Error"),
+                cause=jsonata(f"'could not read {parameter}: ' & $string($states.input.Cause)"),
+            ),
+            errors=["States.ALL"],
+        )
+        create_model = aws_call(
+            self,
+            "CreateModel",
+            state_name="Create transform model",
+            service="sagemaker",
+            action="createModel",
+            iam_resources=["*"],
+            parameters={
+                "ModelName": jsonata(f"'{resources.job_name_prefix}-' & $runId"),
+                "PrimaryContainer": {
+                    "Image": transform.image.uri,
+                    "ModelDataUrl": jsonata("$modelDataUrl"),
+                    "Environment": dict(transform.inference_environment),
+                },
+                "ExecutionRoleArn": transform.role.role_arn,
+                # The archive carries the model and its code: the container needs no network.
+                "EnableNetworkIsolation": True,
+                "Tags": self._tags(key="Key", value="Value"),
+            },
+            assign={"modelName": jsonata(f"'{resources.job_name_prefix}-' & $runId")},
+        )
+        create_model.add_catch(
+            self._fail(
+                "CreateModelFailed",
+                error=jsonata("$states.input.Error"),
+                cause=jsonata(
+                    "'could not create the transform model from ' & $modelDataUrl & ': ' & "
+                    "$string($states.input.Cause)"
+                ),
+            ),
+            errors=["States.ALL"],
+        )
+
+        def delete_model(construct_id: str, state_name: str) -> tasks.CallAwsService:
+            return aws_call(
+                self,
+                construct_id,
+                state_name=state_name,
+                service="sagemaker",
+                action="deleteModel",
+                iam_resources=["*"],
+                parameters={"ModelName": jsonata("$modelName")},
+            )
+
+        cleanup = delete_model("DeleteModelAfterFailure", "Delete model (failed run)")
+        cleanup.add_catch(report_groups, errors=["States.ALL"])
+        cleanup.next(report_groups)
+        groups.add_catch(
+            cleanup,
+            errors=["States.ALL"],
+            assign={"groupsError": error_output()},
+        )
+        # A model bills nothing while no job uses it: a failed delete does not fail the run.
+        delete = delete_model("DeleteModel", "Delete model")
+        delete.add_catch(finalize, errors=["States.ALL"])
+        return read_model.next(create_model).next(groups).next(delete).next(finalize)
+
+    def _build(self) -> sfn.IChainable:
+        config, functions = self._config, self._functions
 
         start = lambda_task(
             self,
@@ -599,75 +828,6 @@ class CatalogWorkflow(Construct):
         )
         online.next(finalize)
 
-        read_model = read_parameter(
-            self,
-            "ReadModel",
-            state_name="Read VQA model archive",
-            parameter=(parameter_arn, parameter),
-            assign_to="modelDataUrl",
-        )
-        read_model.add_catch(
-            self._fail(
-                "ModelNotTrained",
-                error="VqaModelNotTrained",
-                cause=f"SSM parameter {parameter} holds no VQA model archive: run the VQA "
-                f"training workflow ({config.resource_name('vqa-training')}) first; it records "
-                "the archive there",
-            ),
-            errors=["Ssm.ParameterNotFoundException"],
-        )
-        read_model.add_catch(
-            self._fail(
-                "ReadModelFailed",
-                error=jsonata("$states.input.Error"),
-                cause=jsonata(f"'could not read {parameter}: ' & $string($states.input.Cause)"),
-            ),
-            errors=["States.ALL"],
-        )
-        create_model = aws_call(
-            self,
-            "CreateModel",
-            state_name="Create transform model",
-            service="sagemaker",
-            action="createModel",
-            iam_resources=["*"],
-            parameters={
-                "ModelName": jsonata(f"'{resources.job_name_prefix}-' & $runId"),
-                "PrimaryContainer": {
-                    "Image": resources.image.uri,
-                    "ModelDataUrl": jsonata("$modelDataUrl"),
-                    "Environment": dict(resources.inference_environment),
-                },
-                "ExecutionRoleArn": resources.transform_role.role_arn,
-                # The archive carries the model and its code: the container needs no network.
-                "EnableNetworkIsolation": True,
-                "Tags": self._tags(key="Key", value="Value"),
-            },
-            assign={"modelName": jsonata(f"'{resources.job_name_prefix}-' & $runId")},
-        )
-        create_model.add_catch(
-            self._fail(
-                "CreateModelFailed",
-                error=jsonata("$states.input.Error"),
-                cause=jsonata(
-                    "'could not create the transform model from ' & $modelDataUrl & ': ' & "
-                    "$string($states.input.Cause)"
-                ),
-            ),
-            errors=["States.ALL"],
-        )
-
-        def delete_model(construct_id: str, state_name: str) -> tasks.CallAwsService:
-            return aws_call(
-                self,
-                construct_id,
-                state_name=state_name,
-                service="sagemaker",
-                action="deleteModel",
-                iam_resources=["*"],
-                parameters={"ModelName": jsonata("$modelName")},
-            )
-
         groups_failed = self._fail(
             "GroupsFailed",
             error=jsonata("$groupsError.Error"),
@@ -678,19 +838,15 @@ class CatalogWorkflow(Construct):
         report_groups = self._report_failed_run(
             "ReportFailedGroups", route="batch", then=groups_failed
         )
-        cleanup = delete_model("DeleteModelAfterFailure", "Delete model (failed run)")
-        cleanup.add_catch(report_groups, errors=["States.ALL"])
-        cleanup.next(report_groups)
         groups = self._groups_map()
-        groups.add_catch(
-            cleanup,
-            errors=["States.ALL"],
-            assign={"groupsError": error_output()},
-        )
-        # A model bills nothing while no job uses it: a failed delete does not fail the run.
-        delete = delete_model("DeleteModel", "Delete model")
-        delete.add_catch(finalize, errors=["States.ALL"])
-        batch = read_model.next(create_model).next(groups).next(delete).next(finalize)
+        if self._vision:
+            # No model to create or delete: Bedrock jobs name the model themselves.
+            groups.add_catch(
+                report_groups, errors=["States.ALL"], assign={"groupsError": error_output()}
+            )
+            batch: sfn.IChainable = groups.next(finalize)
+        else:
+            batch = self._transform_batch(groups, finalize=finalize, report_groups=report_groups)
 
         route = (
             sfn.Choice.jsonata(self, "Route", state_name="Route?")

@@ -12,9 +12,11 @@ results bucket) is such a manifest, so a re-run retries exactly the products tha
 `infra/constructs/catalog_workflow.py` for the states and `lambdas/catalog/` for the functions.
 
 Compute only, like the Api stack: images, manifests, run files, descriptions and the products
-table live in the Data stack. The stack depends on nothing else: the VQA model is found at run
-time through the SSM parameter the VQA training workflow writes, the attribute endpoint of the
-online path is granted by name, so the Hosting, Training and Api stacks come and go on their own.
+table live in the Data stack. The stack depends on nothing else: with the endpoint attribute
+source the VQA model is found at run time through the SSM parameter the VQA training workflow
+writes and the online path's endpoint is granted by name; with the vision source Bedrock reads
+the photos (no VQA model, transform role or image). So the Hosting, Training and Api stacks come
+and go on their own.
 Every grant is written into this stack's roles by name or ARN built from the config.
 """
 
@@ -31,6 +33,7 @@ from infra.constructs.catalog_workflow import (
     CatalogFunctions,
     CatalogResources,
     CatalogWorkflow,
+    TransformResources,
 )
 from infra.constructs.hf_images import huggingface_image
 from infra.constructs.publishing import publish_names
@@ -89,14 +92,25 @@ class CatalogStack(Stack):
         self.source_buckets = parts.source_buckets
         self.functions = catalog_functions(parts)
 
-        # The inference image the Hosting stack serves the VQA model with.
-        self.image = huggingface_image(
-            self,
-            kind="inference",
-            override=config.vqa.hosting.image_uri,
-            config_key="vqa.hosting.image_uri",
-        )
-        self.transform_role, self.transform_policies = transform_role(parts, self.image)
+        transform: TransformResources | None = None
+        self.transform_role: iam.Role | None = None
+        self.transform_policies: list[iam.Policy] = []
+        if config.attribute_source == "endpoint":
+            # The inference image the Hosting stack serves the VQA model with.
+            self.image = huggingface_image(
+                self,
+                kind="inference",
+                override=config.vqa.hosting.image_uri,
+                config_key="vqa.hosting.image_uri",
+            )
+            self.transform_role, self.transform_policies = transform_role(parts, self.image)
+            transform = TransformResources(
+                role=self.transform_role,
+                image=self.image,
+                model_data_parameter=config.vqa_model_data_parameter,
+                inference_environment=INFERENCE_ENVIRONMENT,
+            )
+        # (with vision-llm no VQA model, transform role or image: Bedrock reads the photos)
         self.bedrock_role = bedrock_role(parts)
         workflow = CatalogWorkflow(
             self,
@@ -108,12 +122,9 @@ class CatalogStack(Stack):
             resources=CatalogResources(
                 results_bucket=data.results_bucket.bucket_name,
                 key=data.key,
-                transform_role=self.transform_role,
                 bedrock_role=self.bedrock_role,
-                image=self.image,
                 job_name_prefix=self.job_name_prefix,
-                model_data_parameter=config.vqa_model_data_parameter,
-                inference_environment=INFERENCE_ENVIRONMENT,
+                transform=transform,
             ),
         )
         self.workflow_role = iam.Role(
@@ -138,8 +149,14 @@ class CatalogStack(Stack):
             "DescribeCatalog",
             config=config,
             name=self.state_machine_name,
-            comment="Describes a catalog: Distributed Map, Batch Transform, Bedrock batch "
-            "inference, or the online path for small catalogs",
+            comment=(
+                "Describes a catalog: Distributed Map, Batch Transform, Bedrock batch "
+                "inference, or the online path for small catalogs"
+                if transform is not None
+                else "Describes a catalog: Distributed Map, Bedrock batch inference of the "
+                "attributes (vision model) and of the texts, or the online path for small "
+                "catalogs"
+            ),
             definition=workflow.definition,
             role=self.workflow_role,
             policies=policies,

@@ -82,6 +82,20 @@ def transform_part_spool_mb(config: StageConfig) -> int:
     return megabytes
 
 
+def attribute_spool_mb(config: StageConfig) -> int:
+    """Lambda disk (MB) for the vision source's attribute input: one Bedrock input file of
+    images at a time (uploaded when full), plus its ledger and 64 MB of headroom."""
+    file_mb = config.catalog.bedrock.max_file_mb * BEDROCK_MB_BYTES / 2**20
+    megabytes = max(GROUP_SPOOL_MB, math.ceil(file_mb * 1.1 + 64))
+    if megabytes > MAX_EPHEMERAL_STORAGE_MB:
+        raise ConfigError(
+            f"catalog.bedrock.max_file_mb ({config.catalog.bedrock.max_file_mb}) needs "
+            f"{megabytes} MB of Lambda /tmp for one attributes input file, more than its "
+            f"{MAX_EPHEMERAL_STORAGE_MB} MB; lower it"
+        )
+    return megabytes
+
+
 def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
     """One function per step; the ones that stream many files get memory (and its CPU) and
     Lambda's longest timeout."""
@@ -101,6 +115,21 @@ def function_specs(config: StageConfig) -> dict[str, FunctionSpec]:
         ),
         "plan": FunctionSpec(
             "PlanFunction", "plan", "Plans a catalog run's route and groups", 512, long
+        ),
+        **(
+            {
+                "attribute_input": FunctionSpec(
+                    "AttributeInputFunction",
+                    "attribute_input",
+                    "Builds a catalog group's Bedrock batch input for the vision attribute model",
+                    1024,
+                    long,
+                    # One input file (at most catalog.bedrock.max_file_mb) spooled at a time.
+                    attribute_spool_mb(config),
+                )
+            }
+            if config.attribute_source == "vision-llm"
+            else {}
         ),
         "bedrock_input": FunctionSpec(
             "BedrockInputFunction",
@@ -316,6 +345,18 @@ def grant_functions(scope: CatalogScope, functions: Mapping[str, PythonFunction]
             ],
             [(run_objects, "reads and writes the files of its run")],
         ),
+        # The vision source: reads its group's transform input parts, writes the attributes
+        # job's input and ledger (a retry first deletes the earlier attempt's input).
+        "attribute_input": (
+            [
+                list_run,
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    resources=[run_objects[0]],
+                ),
+            ],
+            [(run_objects, "reads and writes the files of its run")],
+        ),
         "bedrock_input": (
             [
                 list_run,
@@ -379,6 +420,8 @@ def grant_functions(scope: CatalogScope, functions: Mapping[str, PythonFunction]
         ),
     }
     for key, (statements, acknowledged) in grants.items():
+        if key not in functions:
+            continue
         function = functions[key]
         for statement in [*statements, key_via_s3]:
             function.role.add_to_principal_policy(statement)

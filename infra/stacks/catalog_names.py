@@ -22,6 +22,9 @@ TRANSFORM_MANIFEST_OBJECTS = f"{CATALOG_PREFIX}*/groups/*/transform-manifest.jso
 TRANSFORM_OUTPUT_OBJECTS = f"{CATALOG_PREFIX}*/groups/*/transform-output/*"
 BEDROCK_INPUT_OBJECTS = f"{CATALOG_PREFIX}*/groups/*/bedrock-input/*"
 BEDROCK_OUTPUT_OBJECTS = f"{CATALOG_PREFIX}*/groups/*/bedrock-output/*"
+# The vision attribute source's Bedrock job per group.
+ATTRIBUTE_INPUT_OBJECTS = f"{CATALOG_PREFIX}*/groups/*/attribute-input/*"
+ATTRIBUTE_OUTPUT_OBJECTS = f"{CATALOG_PREFIX}*/groups/*/attribute-output/*"
 MAP_RESULT_OBJECTS = f"{CATALOG_PREFIX}*/map-results/*"
 REQUEST_OBJECTS = f"{CATALOG_PREFIX}*/request.json"
 ONLINE_FAILURE_OBJECTS = f"{CATALOG_PREFIX}*/failures/*"
@@ -63,14 +66,44 @@ class CatalogScope:
             f"{exported_name(self.data, bucket.bucket_arn)}/{pattern}",
         )
 
+    def batch_model_ids(self) -> list[str]:
+        """The models the run's Bedrock batch jobs name: the text model, and the vision model
+        when it reads the attributes and is another model."""
+        config = self.config
+        models = [config.descriptions.model_id]
+        vision = config.descriptions.attributes.model_id
+        if config.attribute_source == "vision-llm" and vision not in models:
+            models.append(vision)
+        return models
+
     def model_arns(self) -> list[str]:
-        """The text model's ARNs in this stack's region, account and partition (no condition)."""
-        return invoke_model_arns(
-            self.config.descriptions.model_id,
-            region=self.stack.region,
-            account=self.stack.account,
-            partition=Aws.PARTITION,
+        """The batch models' ARNs in this stack's region, account and partition (no
+        condition), each listed once."""
+        arns = (
+            invoke_model_arns(
+                model_id,
+                region=self.stack.region,
+                account=self.stack.account,
+                partition=Aws.PARTITION,
+            )
+            for model_id in self.batch_model_ids()
         )
+        return list(dict.fromkeys(arn for group in arns for arn in group))
+
+    def profile_model_arns(self) -> list[str]:
+        """The ARNs a batch job's service role needs: those of each batch model named through
+        an inference profile (the profile and its foundation models); none for a bare model."""
+        found: dict[str, None] = {}
+        for model_id in self.batch_model_ids():
+            arns = invoke_model_arns(
+                model_id,
+                region=self.stack.region,
+                account=self.stack.account,
+                partition=Aws.PARTITION,
+            )
+            if len(arns) > 1:
+                found.update(dict.fromkeys(arns))
+        return list(found)
 
     def acknowledge_model_regions(
         self,

@@ -17,6 +17,8 @@ from infra.constructs.sagemaker_roles import (
 )
 from infra.nag import acknowledge
 from infra.stacks.catalog_names import (
+    ATTRIBUTE_INPUT_OBJECTS,
+    ATTRIBUTE_OUTPUT_OBJECTS,
     BEDROCK_INPUT_OBJECTS,
     BEDROCK_OUTPUT_OBJECTS,
     MAP_RESULT_OBJECTS,
@@ -117,24 +119,28 @@ def bedrock_role(scope: CatalogScope) -> iam.Role:
         ),
         description=f"Atelier {config.stage}: Bedrock batch inference of catalog runs",
     )
-    inputs = scope.objects(data.results_bucket, BEDROCK_INPUT_OBJECTS)
-    outputs = scope.objects(data.results_bucket, BEDROCK_OUTPUT_OBJECTS)
+    inputs = [scope.objects(data.results_bucket, BEDROCK_INPUT_OBJECTS)]
+    outputs = [scope.objects(data.results_bucket, BEDROCK_OUTPUT_OBJECTS)]
+    if config.attribute_source == "vision-llm":
+        # The attributes job of each group reads and writes its own prefixes.
+        inputs.append(scope.objects(data.results_bucket, ATTRIBUTE_INPUT_OBJECTS))
+        outputs.append(scope.objects(data.results_bucket, ATTRIBUTE_OUTPUT_OBJECTS))
     statements = [
-        iam.PolicyStatement(actions=["s3:GetObject"], resources=[inputs[0]]),
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn for arn, _ in inputs]),
         iam.PolicyStatement(
             actions=["s3:ListBucket"],
             resources=[data.results_bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [RUN_OBJECTS]}},
         ),
-        iam.PolicyStatement(actions=["s3:PutObject"], resources=[outputs[0]]),
+        iam.PolicyStatement(actions=["s3:PutObject"], resources=[arn for arn, _ in outputs]),
         iam.PolicyStatement(
             actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
             resources=[data.key.key_arn],
             conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
         ),
     ]
-    model_arns = scope.model_arns()
-    if len(model_arns) > 1:
+    model_arns = scope.profile_model_arns()
+    if model_arns:
         # Through an inference profile the service role itself must be allowed the profile
         # and the model in each region it routes to (Bedrock's batch inference guide).
         # Unlike the functions' grant, no bedrock:InferenceProfileArn condition: the batch
@@ -146,15 +152,16 @@ def bedrock_role(scope: CatalogScope) -> iam.Role:
     for statement in statements:
         role.add_to_principal_policy(statement)
     policy = role.node.find_child("DefaultPolicy")
-    if len(model_arns) > 1:
+    if model_arns:
         scope.acknowledge_model_regions(
             policy,
             "The Bedrock batch role",
             "Only Bedrock can assume the role, for this stage's batch jobs.",
+            model_ids=scope.batch_model_ids(),
         )
     for (_, nag_name), reason in (
-        (inputs, "reads each group's Bedrock input files"),
-        (outputs, "writes each group's Bedrock output files"),
+        *((found, "reads each group's Bedrock input files") for found in inputs),
+        *((found, "writes each group's Bedrock output files") for found in outputs),
     ):
         acknowledge(
             policy,
@@ -173,7 +180,8 @@ class WorkflowGrantees:
     state_machine_name: str
     job_name_prefix: str
     functions: Sequence[PythonFunction]
-    transform_role: iam.Role
+    # The Batch Transform model's role: None with the vision attribute source (no transform).
+    transform_role: iam.Role | None
     bedrock_role: iam.Role
 
 
@@ -240,29 +248,43 @@ def workflow_policies(scope: CatalogScope, grantees: WorkflowGrantees) -> list[i
                 resources=[data.key.key_arn],
                 conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
             ),
-            iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[parameter_arn]),
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateModel", "sagemaker:DeleteModel", "sagemaker:AddTags"],
-                resources=[models],
-            ),
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:AddTags",
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:ListTags",
-                    "sagemaker:StopTransformJob",
-                ],
-                resources=[transform_jobs],
-            ),
-            iam.PolicyStatement(
-                actions=["events:DescribeRule", "events:PutRule", "events:PutTargets"],
-                resources=[scope.arn("events", f"rule/{TRANSFORM_SYNC_RULE}")],
-            ),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[grantees.transform_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            # Batch Transform (endpoint source only): the recorded archive, the run's model,
+            # the groups' jobs and the rule behind .sync.
+            *(
+                [
+                    iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[parameter_arn]),
+                    iam.PolicyStatement(
+                        actions=[
+                            "sagemaker:CreateModel",
+                            "sagemaker:DeleteModel",
+                            "sagemaker:AddTags",
+                        ],
+                        resources=[models],
+                    ),
+                    iam.PolicyStatement(
+                        actions=[
+                            "sagemaker:AddTags",
+                            "sagemaker:CreateTransformJob",
+                            "sagemaker:DescribeTransformJob",
+                            "sagemaker:ListTags",
+                            "sagemaker:StopTransformJob",
+                        ],
+                        resources=[transform_jobs],
+                    ),
+                    iam.PolicyStatement(
+                        actions=["events:DescribeRule", "events:PutRule", "events:PutTargets"],
+                        resources=[scope.arn("events", f"rule/{TRANSFORM_SYNC_RULE}")],
+                    ),
+                    iam.PolicyStatement(
+                        actions=["iam:PassRole"],
+                        resources=[grantees.transform_role.role_arn],
+                        conditions={
+                            "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+                        },
+                    ),
+                ]
+                if grantees.transform_role is not None
+                else []
             ),
             iam.PolicyStatement(
                 actions=["bedrock:CreateModelInvocationJob"],
@@ -295,15 +317,21 @@ def workflow_policies(scope: CatalogScope, grantees: WorkflowGrantees) -> list[i
             "Executions of this one state machine, named per run: the Distributed Map "
             "describes and stops only those.",
         ),
-        (
-            nag_name("sagemaker", f"model/{prefix}-*"),
-            "Each run creates and deletes one SageMaker model named with its run id; only "
-            "models with this deployment's catalog prefix.",
-        ),
-        (
-            nag_name("sagemaker", f"transform-job/{prefix}-*"),
-            "Each group's transform job is named with its run id and group; only jobs with "
-            "this deployment's catalog prefix.",
+        *(
+            [
+                (
+                    nag_name("sagemaker", f"model/{prefix}-*"),
+                    "Each run creates and deletes one SageMaker model named with its run id; "
+                    "only models with this deployment's catalog prefix.",
+                ),
+                (
+                    nag_name("sagemaker", f"transform-job/{prefix}-*"),
+                    "Each group's transform job is named with its run id and group; only jobs "
+                    "with this deployment's catalog prefix.",
+                ),
+            ]
+            if grantees.transform_role is not None
+            else []
         ),
         (
             nag_name("bedrock", "model-invocation-job/*"),
@@ -330,5 +358,6 @@ def workflow_policies(scope: CatalogScope, grantees: WorkflowGrantees) -> list[i
         policy,
         "The workflow's CreateModelInvocationJob",
         "It creates jobs only; the invocations are the batch role's.",
+        model_ids=scope.batch_model_ids(),
     )
     return [policy]

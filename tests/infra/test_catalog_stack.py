@@ -44,7 +44,8 @@ from tests.templates import (
 pytestmark = pytest.mark.infra
 
 STAGES = ("dev", "prod")
-FUNCTIONS = {
+# The functions of a stage whose attributes come from the VQA endpoint (the variant app)...
+ENDPOINT_FUNCTIONS = {
     "StartFunction": "start",
     "TransformInputFunction": "transform_input",
     "PlanFunction": "plan",
@@ -53,6 +54,8 @@ FUNCTIONS = {
     "OnlineFunction": "online",
     "FinalizeFunction": "finalize",
 }
+# ...and of one that reads them with the vision model (dev and prod ship so).
+FUNCTIONS = {**ENDPOINT_FUNCTIONS, "AttributeInputFunction": "attribute_input"}
 GEO_PROFILE = "eu.anthropic.claude-3-7-sonnet-20250219-v1:0"
 # The dev stage's text model, a global profile: the profile, and its model in any region and
 # region-less.
@@ -181,11 +184,23 @@ def test_parts_too_large_for_lambda_disk_are_refused() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", [*STAGES, "variant"])
 def test_only_acknowledged_policies_grant_on_every_resource(
-    synthesized_apps: dict[str, SynthesizedApp], stage: str
+    synthesized_apps: dict[str, SynthesizedApp], variant_app: SynthesizedApp, stage: str
 ) -> None:
-    template = synthesized_apps[stage].template("-catalog")
+    app = variant_app if stage == "variant" else synthesized_apps[stage]
+    template = app.template("-catalog")
+    # (the variant hosts the VQA model: its batch path runs Batch Transform)
+    endpoint = stage == "variant"
+    functions = ENDPOINT_FUNCTIONS if endpoint else FUNCTIONS
+    transform = (
+        {
+            "TransformEcrAuthPolicy": ["ecr:GetAuthorizationToken"],
+            "TransformMetricsPolicy": ["cloudwatch:PutMetricData"],
+        }
+        if endpoint
+        else {}
+    )
     wildcard_actions: dict[str, list[str]] = {}
     for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -196,9 +211,8 @@ def test_only_acknowledged_policies_grant_on_every_resource(
                 )
     xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
     assert wildcard_actions == {
-        **{f"{construct}TracingPolicy": xray for construct in FUNCTIONS},
-        "TransformEcrAuthPolicy": ["ecr:GetAuthorizationToken"],
-        "TransformMetricsPolicy": ["cloudwatch:PutMetricData"],
+        **{f"{construct}TracingPolicy": xray for construct in functions},
+        **transform,
         "WorkflowLoggingPolicy": [
             "logs:CreateLogDelivery",
             "logs:DeleteLogDelivery",
@@ -250,6 +264,12 @@ def test_each_function_may_do_only_what_its_step_needs(dev_app: SynthesizedApp) 
         },
         "PlanFunction": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
         "BedrockInputFunction": {
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+        },
+        "AttributeInputFunction": {
             "s3:ListBucket",
             "s3:GetObject",
             "s3:PutObject",
@@ -369,6 +389,33 @@ def test_a_vision_model_of_its_own_is_granted_to_the_online_function_with_its_re
     assert granted == expected
     _, online = one(template, "AWS::Lambda::Function", "OnlineFunction")
     assert online["Environment"]["Variables"]["ATTRIBUTE_MODEL_ID"] == GEO_PROFILE
+    # And each group's attributes job runs on the vision model, in its mode (tool: InvokeModel),
+    # before the description job on the text model (json_schema: Converse)
+    definition = state_machine_definition(template, "DescribeCatalog")
+    attributes_job = _job_arguments(definition, "Start attributes batch job")
+    assert (attributes_job["ModelId"], attributes_job["ModelInvocationType"]) == (
+        GEO_PROFILE,
+        "InvokeModel",
+    )
+    description_job = _job_arguments(definition, "Start Bedrock batch job")
+    assert (description_job["ModelId"], description_job["ModelInvocationType"]) == (
+        TEXT_MODEL,
+        "Converse",
+    )
+    # And the workflow may create jobs on both models, the batch role invoke both
+    vision_arns = invoke_model_arns(GEO_PROFILE, **TEMPLATE_ARN_PARTS)
+    created = {
+        render(arn)
+        for statement in statements_granting(
+            template, "WorkflowRole", "bedrock:CreateModelInvocationJob"
+        )
+        for arn in listed(statement["Resource"])
+    }
+    assert set(TEXT_MODEL_ARNS) | set(vision_arns) <= created
+    (invoke,) = statements_granting(template, "BedrockBatchRole", "bedrock:InvokeModel")
+    assert {render(arn) for arn in listed(invoke["Resource"])} == set(TEXT_MODEL_ARNS) | set(
+        vision_arns
+    )
 
 
 def _through_profile(statement: dict[str, Any]) -> str | None:
@@ -404,11 +451,18 @@ def test_the_bedrock_role_is_for_batch_jobs_of_this_account_only(
     )
     reads = statements_granting(template, "BedrockBatchRole", "s3:GetObject")
     writes = statements_granting(template, "BedrockBatchRole", "s3:PutObject")
-    assert [_rendered(dev_app, s) for s in reads] == [
-        ["Results25575328.Arn/catalog/*/groups/*/bedrock-input/*"]
+    # The description jobs' files, and (vision source) the attributes jobs' files
+    assert [sorted(_rendered(dev_app, s)) for s in reads] == [
+        [
+            "Results25575328.Arn/catalog/*/groups/*/attribute-input/*",
+            "Results25575328.Arn/catalog/*/groups/*/bedrock-input/*",
+        ]
     ]
-    assert [_rendered(dev_app, s) for s in writes] == [
-        ["Results25575328.Arn/catalog/*/groups/*/bedrock-output/*"]
+    assert [sorted(_rendered(dev_app, s)) for s in writes] == [
+        [
+            "Results25575328.Arn/catalog/*/groups/*/attribute-output/*",
+            "Results25575328.Arn/catalog/*/groups/*/bedrock-output/*",
+        ]
     ]
     # Through an inference profile the job runs as this role: the profile, and its model in
     # every region it routes to (a global profile: any region, and the region-less model ARN).
@@ -416,9 +470,19 @@ def test_the_bedrock_role_is_for_batch_jobs_of_this_account_only(
     assert sorted(_rendered(dev_app, model)) == sorted(TEXT_MODEL_ARNS)
 
 
-def test_the_transform_model_role_reads_the_archive_and_its_inputs_writes_its_outputs(
+def test_the_vision_source_builds_no_transform_model_role_or_grants(
     dev_app: SynthesizedApp,
 ) -> None:
+    template = dev_app.template("-catalog")
+    assert not [r for r in resources(template, "AWS::IAM::Role") if "TransformModelRole" in r]
+    granted = _actions(dev_app, "WorkflowRole")
+    assert not {a for a in granted if a.startswith(("sagemaker:", "ssm:", "events:"))}
+
+
+def test_the_transform_model_role_reads_the_archive_and_its_inputs_writes_its_outputs(
+    variant_app: SynthesizedApp,
+) -> None:
+    dev_app = variant_app  # (the variant hosts the VQA model: the endpoint source)
     template = dev_app.template("-catalog")
     _, role = one(template, "AWS::IAM::Role", "TransformModelRole")
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
@@ -437,7 +501,8 @@ def test_the_transform_model_role_reads_the_archive_and_its_inputs_writes_its_ou
     assert _rendered(dev_app, pull)[0].endswith(":repository/huggingface-pytorch-inference")
 
 
-def test_the_workflow_may_touch_exactly_its_resources(dev_app: SynthesizedApp) -> None:
+def test_the_workflow_may_touch_exactly_its_resources(variant_app: SynthesizedApp) -> None:
+    dev_app = variant_app  # (the endpoint source: Batch Transform)
     template = dev_app.template("-catalog")
     granted = {
         action: _rendered(dev_app, statement)
@@ -457,7 +522,7 @@ def test_the_workflow_may_touch_exactly_its_resources(dev_app: SynthesizedApp) -
         _arn("states", f"execution:{machine}/*"),
         _arn("states", f"execution:{machine}:*"),
     }
-    assert len(granted["lambda:InvokeFunction"]) == len(FUNCTIONS)
+    assert len(granted["lambda:InvokeFunction"]) == len(ENDPOINT_FUNCTIONS)
     assert granted["ssm:GetParameter"] == [_arn("ssm", "parameter/atelier/dev/vqa/model-data-url")]
     assert granted["sagemaker:CreateModel"] == [_arn("sagemaker", "model/atelier-dev-catalog-*")]
     assert granted["sagemaker:CreateTransformJob"] == [
@@ -535,8 +600,9 @@ def test_every_lambda_task_retries_lambda_service_errors(dev_app: SynthesizedApp
         return found
 
     tasks = [s for s in states(definition) if str(s.get("Resource", "")).endswith("lambda:invoke")]
-    # One per function, the build step's child in each of the three Distributed Maps, and the
-    # reports of a failed build and of failed groups.
+    # One per function (the vision source's attribute input included), the build step's child
+    # in each of the three Distributed Maps, and the reports of a failed build and of failed
+    # groups.
     assert len(tasks) == len(FUNCTIONS) + 2 + 2
     names = {
         re.sub(r"[0-9A-F]{8}\.Arn\}$", "", task["Arguments"]["FunctionName"].removeprefix("${"))
@@ -557,7 +623,8 @@ def test_a_geographic_profile_in_tool_mode_is_granted_its_regions_and_runs_invok
     tmp_path: Path,
 ) -> None:
     # Given the catalog stack alone with an EU profile of an older Claude (tool mode) as text model
-    base = _config("dev")
+    # (read by the endpoint: the text model is the only Bedrock model)
+    base = _with_attributes(_config("dev"), source="endpoint")
     config = replace(
         base,
         descriptions=replace(base.descriptions, model_id=GEO_PROFILE, structured_output="tool"),
@@ -601,12 +668,17 @@ def test_json_schema_mode_runs_converse_jobs(dev_app: SynthesizedApp) -> None:
 
 
 def _bedrock_job_arguments(definition: dict[str, Any]) -> dict[str, Any]:
-    """The Arguments of the state that creates the Bedrock batch job, wherever it is nested."""
+    """The Arguments of the state that creates the description job, wherever it is nested."""
+    return _job_arguments(definition, "Start Bedrock batch job")
+
+
+def _job_arguments(definition: dict[str, Any], state_name: str) -> dict[str, Any]:
+    """The Arguments of the state named `state_name`, wherever it is nested."""
     found: list[dict[str, Any]] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            state = node.get("Start Bedrock batch job")
+            state = node.get(state_name)
             if isinstance(state, dict):
                 found.append(state["Arguments"])
             for value in node.values():

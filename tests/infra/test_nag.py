@@ -253,6 +253,48 @@ _CATALOG_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
             ("Online", _objects(_RESULTS_ARN, "catalog/*/failures/*")),
         )
     ),
+    # The Bedrock batch inference service role.
+    *(
+        ("/atelier-{stage}-catalog/BedrockBatchRole/DefaultPolicy", objects)
+        for objects in (
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/bedrock-input/*"),
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/bedrock-output/*"),
+        )
+    ),
+    # The workflow: its child executions, per-run jobs, ItemReader and ResultWriter.
+    ("/atelier-{stage}-catalog/WorkflowLoggingPolicy", _ANY_RESOURCE),
+    ("/atelier-{stage}-catalog/WorkflowTracingPolicy", _ANY_RESOURCE),
+    *(
+        ("/atelier-{stage}-catalog/WorkflowPolicy", resource)
+        for resource in (
+            *_CATALOG_SOURCES,
+            _objects(_RESULTS_ARN, "catalog/*/map-results/*"),
+            *(
+                "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
+                f"{service}:<AWS::Region>:<AWS::AccountId>:{resource}]"
+                for service, resource in (
+                    ("states", "execution:atelier-{stage}-describe-catalog/*"),
+                    ("states", "execution:atelier-{stage}-describe-catalog:*"),
+                    ("bedrock", "model-invocation-job/*"),
+                )
+            ),
+        )
+    ),
+}
+# The attribute source's own: the vision model's attributes job (dev and prod as shipped)...
+_CATALOG_VISION_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
+    ("/atelier-{stage}-catalog/AttributeInputFunction/TracingPolicy", _XRAY),
+    ("/atelier-{stage}-catalog/AttributeInputFunction/Role/DefaultPolicy", _CATALOG_RUN),
+    *(
+        ("/atelier-{stage}-catalog/BedrockBatchRole/DefaultPolicy", objects)
+        for objects in (
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/attribute-input/*"),
+            _objects(_RESULTS_ARN, "catalog/*/groups/*/attribute-output/*"),
+        )
+    ),
+}
+# ...or Batch Transform on the hosted VQA model (the variant).
+_CATALOG_TRANSFORM_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     # The Batch Transform model's role.
     ("/atelier-{stage}-catalog/TransformEcrAuthPolicy", _ANY_RESOURCE),
     ("/atelier-{stage}-catalog/TransformMetricsPolicy", _ANY_RESOURCE),
@@ -267,33 +309,16 @@ _CATALOG_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
             "<AWS::AccountId>:log-group:/aws/sagemaker/TransformJobs:*]",
         )
     ),
-    # The Bedrock batch inference service role.
+    # The workflow's per-run model and transform jobs.
     *(
-        ("/atelier-{stage}-catalog/BedrockBatchRole/DefaultPolicy", objects)
-        for objects in (
-            _objects(_RESULTS_ARN, "catalog/*/groups/*/bedrock-input/*"),
-            _objects(_RESULTS_ARN, "catalog/*/groups/*/bedrock-output/*"),
+        (
+            "/atelier-{stage}-catalog/WorkflowPolicy",
+            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
+            f"sagemaker:<AWS::Region>:<AWS::AccountId>:{resource}]",
         )
-    ),
-    # The workflow: its child executions, per-run models and jobs, ItemReader and ResultWriter.
-    ("/atelier-{stage}-catalog/WorkflowLoggingPolicy", _ANY_RESOURCE),
-    ("/atelier-{stage}-catalog/WorkflowTracingPolicy", _ANY_RESOURCE),
-    *(
-        ("/atelier-{stage}-catalog/WorkflowPolicy", resource)
         for resource in (
-            *_CATALOG_SOURCES,
-            _objects(_RESULTS_ARN, "catalog/*/map-results/*"),
-            *(
-                "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
-                f"{service}:<AWS::Region>:<AWS::AccountId>:{resource}]"
-                for service, resource in (
-                    ("states", "execution:atelier-{stage}-describe-catalog/*"),
-                    ("states", "execution:atelier-{stage}-describe-catalog:*"),
-                    ("sagemaker", "model/atelier-{stage}-catalog-*"),
-                    ("sagemaker", "transform-job/atelier-{stage}-catalog-*"),
-                    ("bedrock", "model-invocation-job/*"),
-                )
-            ),
+            "model/atelier-{stage}-catalog-*",
+            "transform-job/atelier-{stage}-catalog-*",
         )
     ),
 }
@@ -316,6 +341,7 @@ _TEXT_MODEL_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
 }
 EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     *_CATALOG_ACKNOWLEDGMENTS,
+    *_CATALOG_VISION_ACKNOWLEDGMENTS,
     *_TEXT_MODEL_ACKNOWLEDGMENTS,
     ("/atelier-{stage}-api/ApiFunction/TracingPolicy", _XRAY),
     ("/atelier-{stage}-api/UploadsFunction/TracingPolicy", _XRAY),
@@ -430,8 +456,10 @@ def test_a_hosted_endpoint_adds_only_its_reviewed_acknowledgments(
     # The variant synthesis also ran cdk-nag: a finding would have raised in the fixture. It
     # hosts every endpoint and configures an image base model (the customize workflow).
     found = {(path, rule) for path, rule, _ in load_acknowledgments(variant_app.assembly_dir)}
+    # (its hosted VQA model makes the catalog's attribute source the endpoint: Batch Transform)
     expected = _expected(
-        EXPECTED_APP_ACKNOWLEDGMENTS
+        (EXPECTED_APP_ACKNOWLEDGMENTS - _CATALOG_VISION_ACKNOWLEDGMENTS)
+        | _CATALOG_TRANSFORM_ACKNOWLEDGMENTS
         | EXPECTED_HOSTING_ACKNOWLEDGMENTS
         | EXPECTED_CUSTOMIZE_ACKNOWLEDGMENTS,
         "dev",

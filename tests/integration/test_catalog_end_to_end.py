@@ -111,8 +111,9 @@ RECORDS_PER_FILE = 50
 
 
 @pytest.fixture(scope="module")
-def definition(synthesized_apps: dict[str, SynthesizedApp]) -> dict[str, Any]:
-    template = synthesized_apps["dev"].template("-catalog")
+def definition(variant_app: SynthesizedApp) -> dict[str, Any]:
+    # The dev stage with a hosted VQA model: the endpoint attribute source, Batch Transform.
+    template = variant_app.template("-catalog")
     _, properties = one(template, "AWS::StepFunctions::StateMachine", "DescribeCatalog")
     text = render_definition(properties["DefinitionString"]).replace(
         "${HuggingFaceInferenceRegistries[${AWS::Region}].account}", "763104351884"

@@ -71,8 +71,9 @@ RUN = f"s3://{RESULTS}/catalog/{RUN_ID}"
 
 
 @pytest.fixture(scope="module")
-def definition(synthesized_apps: dict[str, SynthesizedApp]) -> dict[str, Any]:
-    template = synthesized_apps["dev"].template("-catalog")
+def definition(variant_app: SynthesizedApp) -> dict[str, Any]:
+    # The dev stage with a hosted VQA model: the endpoint attribute source, Batch Transform.
+    template = variant_app.template("-catalog")
     _, properties = one(template, "AWS::StepFunctions::StateMachine", "DescribeCatalog")
     assert properties["StateMachineName"] == "atelier-dev-describe-catalog"
     text = render_definition(properties["DefinitionString"]).replace(

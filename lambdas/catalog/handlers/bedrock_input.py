@@ -11,45 +11,58 @@ Everything streams: input lines go to spool files on local disk, uploaded when c
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import chain
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
 from catalog.logic import layout
+from catalog.logic.attribute_batch import attributes_from_outputs
 from catalog.logic.bedrock_records import (
     BedrockRecord,
     FileRotation,
+    bedrock_record,
     build_bedrock_lines,
+    parse_output_lines,
 )
+from catalog.logic.ledger import Ledger
+from catalog.logic.results import BedrockJob, ResultCounts
 from catalog.logic.transform_output import TransformJob, TransformStats
 from shared.adapters.aws import client
 from shared.adapters.run_files import RunFiles
 from shared.adapters.s3_lines import JsonLinesWriter
+from shared.models.attributes import AttributeSourceSettings
 from shared.models.catalog import CatalogSettings, FailureRecord, LedgerRecord, Stage
 from shared.models.descriptions import PipelineSettings
 from shared.telemetry import logger, step_handler
 
 STEP = "bedrock-input"
-# S3 user metadata on ledger.jsonl: the results step names the attribute model after it.
+# S3 user metadata on ledger.jsonl: the results step names the attribute model after it (the
+# Batch Transform job, or the vision source and its model).
 TRANSFORM_JOB_METADATA = "transform-job"
+ATTRIBUTE_SOURCE_METADATA = "attribute-source"
+ATTRIBUTE_MODEL_METADATA = "attribute-model"
+# Bedrock names each output file after its input file, plus `.out`.
+OUTPUT_SUFFIX = ".jsonl.out"
 
 
 @dataclass
-class _Output:
-    """The group's open files while records stream in."""
+class RotatedFiles:
+    """A Bedrock job's input files while records stream in; `key_of(n)` names file n."""
 
     files: RunFiles
-    run_id: str
-    group: str
+    key_of: Callable[[int], str]
     writers: list[JsonLinesWriter] = field(default_factory=list)
     uploaded: int = 0
 
     def writer(self, index: int) -> JsonLinesWriter:
         while len(self.writers) <= index:
-            key = layout.bedrock_input_key(self.run_id, self.group, len(self.writers))
+            key = self.key_of(len(self.writers))
             self.writers.append(JsonLinesWriter(self.files.bucket, key, s3=self.files.s3))
         return self.writers[index]
 
@@ -74,17 +87,30 @@ class BedrockInputStep:
     settings: CatalogSettings
     descriptions: PipelineSettings
     files: RunFiles
+    # Where the attributes come from: Batch Transform's output (endpoint) or the attributes
+    # job's (vision-llm).
+    attributes: AttributeSourceSettings = field(default_factory=AttributeSourceSettings)
 
     def run(self, event: dict[str, Any]) -> dict[str, Any]:
         run_id = str(event["runId"])
         group = str(event["group"]["group"])
         languages = [str(code) for code in event["languages"]]
+        vision = self._vision_model()
         job = TransformJob(
             name=str(event.get("transformJob") or "unknown"), error=event.get("transformError")
         )
+        # The results step records which source and model read the attributes.
+        metadata = (
+            {ATTRIBUTE_SOURCE_METADATA: "vision-llm", ATTRIBUTE_MODEL_METADATA: vision}
+            if vision
+            else {TRANSFORM_JOB_METADATA: job.name}
+        )
+        counts = ResultCounts()
         limits = self.settings.bedrock
         rotation = FileRotation(limits)
-        output = _Output(self.files, run_id, group)
+        output = RotatedFiles(
+            self.files, functools.partial(layout.bedrock_input_key, run_id, group)
+        )
         stats = TransformStats()
         # Kept only until the job minimum is reached: these become failures if it never is.
         held: list[LedgerRecord] = []
@@ -95,30 +121,23 @@ class BedrockInputStep:
             self.files.bucket,
             layout.ledger_key(run_id, group),
             s3=self.files.s3,
-            metadata={TRANSFORM_JOB_METADATA: job.name},
+            metadata=metadata,
         )
         # A retried invocation must not leave an earlier attempt's extra files for the job.
         self.files.delete_prefix(layout.bedrock_input_prefix(run_id, group))
         try:
-            for batch_id in self._batch_ids(run_id, group):
-                index_lines = self.files.lines(layout.transform_index_key(run_id, batch_id))
-                output_lines = self.files.lines_if_exists(
-                    layout.transform_output_key(run_id, group, batch_id)
+            items = (
+                self._from_attributes_job(
+                    run_id, group, languages, rotation, _job(event), vision, counts
                 )
-                for item in build_bedrock_lines(
-                    index_lines,
-                    output_lines,
-                    settings=self.descriptions,
-                    languages=languages,
-                    job=job,
-                    part=f"{batch_id}.jsonl",
-                    first_sequence=rotation.records,
-                    stats=stats,
-                ):
-                    if isinstance(item, FailureRecord):
-                        failures.write_raw(item.model_dump_json())
-                        continue
-                    self._add(item, rotation, output, ledger, held)
+                if vision
+                else self._from_transform(run_id, group, languages, rotation, job, stats)
+            )
+            for item in items:
+                if isinstance(item, FailureRecord):
+                    failures.write_raw(item.model_dump_json())
+                    continue
+                self._add(item, rotation, output, ledger, held)
             records = rotation.records
             if records < limits.min_records_per_job:
                 output.discard()
@@ -127,7 +146,7 @@ class BedrockInputStep:
                     self.files.bucket,
                     layout.ledger_key(run_id, group),
                     s3=self.files.s3,
-                    metadata={TRANSFORM_JOB_METADATA: job.name},
+                    metadata=metadata,
                 )
                 for record in held:
                     failures.write_raw(_below_minimum(record, records, limits.min_records_per_job))
@@ -156,8 +175,11 @@ class BedrockInputStep:
             bytes=rotation.bytes if records else 0,
             failed=failed,
             extra_output_lines=stats.extra_output_lines,
-            transform_job=job.name,
-            transform_failed=job.error is not None,
+            transform_job=None if vision else job.name,
+            transform_failed=None if vision else job.error is not None,
+            attribute_model=vision,
+            attribute_answers=counts.answers if vision else None,
+            attribute_unanswered=counts.unanswered if vision else None,
         )
         if stats.extra_output_lines:
             logger.warning(
@@ -166,11 +188,95 @@ class BedrockInputStep:
             )
         return {"group": group, "records": records, "failed": failed}
 
+    def _vision_model(self) -> str | None:
+        """The vision model's id when the stage reads attributes with it, else None."""
+        source = self.attributes
+        if source.kind != "vision-llm":
+            return None
+        if source.model_id is None:
+            raise ValueError("ATTRIBUTE_SOURCE is vision-llm but ATTRIBUTE_MODEL_ID is not set")
+        return source.model_id
+
+    def _from_transform(
+        self,
+        run_id: str,
+        group: str,
+        languages: list[str],
+        rotation: FileRotation,
+        job: TransformJob,
+        stats: TransformStats,
+    ) -> Iterator[BedrockRecord | FailureRecord]:
+        """Each part's transform index zipped with Batch Transform's output (endpoint source)."""
+        for batch_id in self._batch_ids(run_id, group):
+            index_lines = self.files.lines(layout.transform_index_key(run_id, batch_id))
+            output_lines = self.files.lines_if_exists(
+                layout.transform_output_key(run_id, group, batch_id)
+            )
+            yield from build_bedrock_lines(
+                index_lines,
+                output_lines,
+                settings=self.descriptions,
+                languages=languages,
+                job=job,
+                part=f"{batch_id}.jsonl",
+                first_sequence=rotation.records,
+                stats=stats,
+            )
+
+    def _from_attributes_job(
+        self,
+        run_id: str,
+        group: str,
+        languages: list[str],
+        rotation: FileRotation,
+        job: BedrockJob,
+        model_id: str,
+        counts: ResultCounts,
+    ) -> Iterator[BedrockRecord | FailureRecord]:
+        """The attributes job's answers matched to the attribute ledger (vision source). The
+        record id of each description record is taken when it is placed, so ids count up."""
+        lines = self.files.lines_if_exists(layout.attribute_ledger_key(run_id, group))
+        if lines is None:
+            # The attribute step sent no job (too few products) and reported every product.
+            return
+        mode = self.attributes.structured_output or self.descriptions.structured_output
+        with Ledger() as ledger:
+            ledger.load(lines)
+            keys = sorted(
+                key
+                for key in self.files.list_keys(layout.attribute_output_prefix(run_id, group))
+                if key.endswith(OUTPUT_SUFFIX)
+            )
+            outcomes = chain.from_iterable(parse_output_lines(self.files.lines(k)) for k in keys)
+            for item in attributes_from_outputs(
+                outcomes,
+                ledger,
+                settings=self.descriptions,
+                model_id=model_id,
+                structured_output=mode,
+                job=job,
+                counts=counts,
+            ):
+                if isinstance(item, FailureRecord):
+                    yield item
+                    continue
+                yield bedrock_record(
+                    rotation.records, item, settings=self.descriptions, languages=languages
+                )
+        if counts.malformed_lines or counts.unknown_records or counts.repeated_records:
+            logger.warning(
+                "attributes job output lines that answer no attribute ledger record",
+                malformed_lines=counts.malformed_lines,
+                unknown_records=counts.unknown_records,
+                repeated_records=counts.repeated_records,
+                examples=counts.samples,
+            )
+
     def _add(
         self,
         item: BedrockRecord,
         rotation: FileRotation,
-        output: _Output,
+        output: RotatedFiles,
         ledger: JsonLinesWriter,
         held: list[LedgerRecord],
     ) -> None:
@@ -189,6 +295,12 @@ class BedrockInputStep:
         if not isinstance(manifest, list) or not manifest:
             raise ValueError(f"group {group} of run {run_id} has no transform manifest")
         return [str(name).removesuffix(".jsonl") for name in manifest[1:]]
+
+
+def _job(event: Mapping[str, Any]) -> BedrockJob:
+    """The attributes job as the state machine saw it end (all None: no job ran)."""
+    raw = event.get("attributesJob") or {}
+    return BedrockJob(arn=raw.get("arn"), status=raw.get("status"), message=raw.get("message"))
 
 
 def _below_minimum(record: LedgerRecord, records: int, minimum: int) -> str:
@@ -210,6 +322,7 @@ def step() -> BedrockInputStep:
     return BedrockInputStep(
         settings=environment.catalog,
         descriptions=environment.descriptions,
+        attributes=environment.attributes,
         files=RunFiles(environment.catalog.results_bucket, s3=client("s3")),
     )
 

@@ -6,7 +6,8 @@ parts are complete) and routes the run:
 - `online`: too few products for a batch job; the products themselves go back to the state
   machine (few enough to fit in its payload) for the online path;
 - `batch`: the parts are packed into balanced groups, each with a SageMaker manifest listing its
-  part files; the state machine runs one Batch Transform and one Bedrock job per group.
+  part files; the state machine runs one Batch Transform (or, with the vision attribute source,
+  one Bedrock job for the attributes) and one Bedrock job per group.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ from shared.adapters.run_files import RunFiles
 from shared.models.catalog import IndexRecord, ProductRef
 from shared.telemetry import logger, step_handler
 
+# A vision record is its image's base64 (what a transform line mostly is) plus the request
+# around it: the category's questions twice (text and schema), the prompt and the wrapper.
+# Generous, so a group planned within the job's bytes stays within them once rewritten.
+VISION_RECORD_OVERHEAD_BYTES = 8 * 1024
+
 
 @dataclass(frozen=True)
 class BatchSummary:
@@ -43,6 +49,7 @@ class BatchSummary:
     records: int
     skipped: int
     failed: int
+    bytes: int = 0
 
 
 @dataclass
@@ -68,7 +75,7 @@ class Planner:
             "skipped": sum(summary.skipped for summary in summaries),
             "failed": sum(summary.failed for summary in summaries),
         }
-        parts = [BatchPart(s.batch_id, s.records) for s in summaries if s.records > 0]
+        parts = [BatchPart(s.batch_id, s.records, s.bytes) for s in summaries if s.records > 0]
         if route is Route.ONLINE:
             result["products"] = self._products(run_id, parts)
         elif route is Route.BATCH:
@@ -96,6 +103,7 @@ class Planner:
                     records=int(document["records"]),
                     skipped=int(document["skipped"]),
                     failed=int(document["failed"]),
+                    bytes=int(document.get("bytes", 0)),
                 )
             )
         return summaries
@@ -122,7 +130,14 @@ class Planner:
 
     def _groups(self, run_id: str, parts: list[BatchPart]) -> list[dict[str, Any]]:
         catalog = self.environment.catalog
-        groups = pack_groups(parts, max_records_per_group=catalog.max_records_per_group)
+        vision = self.environment.attributes.kind == "vision-llm"
+        groups = pack_groups(
+            parts,
+            max_records_per_group=catalog.max_records_per_group,
+            # With the vision source a group's images are one Bedrock job's input.
+            max_bytes_per_group=catalog.bedrock.max_job_bytes if vision else None,
+            record_overhead_bytes=VISION_RECORD_OVERHEAD_BYTES if vision else 0,
+        )
         bucket = self.files.bucket
         self.files.put_json_many(
             {

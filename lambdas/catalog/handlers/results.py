@@ -18,7 +18,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalog.handlers.bedrock_input import TRANSFORM_JOB_METADATA
+from catalog.handlers.bedrock_input import (
+    ATTRIBUTE_MODEL_METADATA,
+    ATTRIBUTE_SOURCE_METADATA,
+    TRANSFORM_JOB_METADATA,
+)
 from catalog.handlers.environment import CatalogEnvironment
 from catalog.logic import layout
 from catalog.logic.bedrock_records import OutputOutcome, parse_output_lines
@@ -36,6 +40,7 @@ from shared.adapters.dynamo_batch import DynamoBatchWriter
 from shared.adapters.run_files import RunFiles
 from shared.adapters.s3_lines import JsonLinesWriter
 from shared.adapters.storage import S3ResultsArchive
+from shared.models.attributes import AttributesSource
 from shared.models.catalog import CatalogSettings, FailureRecord
 from shared.models.descriptions import PipelineSettings, StoredDescription
 from shared.telemetry import logger, step_handler
@@ -68,7 +73,7 @@ class ResultsStep:
         metadata = self.files.metadata(ledger_key)
         if metadata is None:
             raise ValueError(f"group {group} of run {run_id} has no ledger at {ledger_key}")
-        attribute_model = metadata.get(TRANSFORM_JOB_METADATA) or self.descriptions.endpoint_name
+        source = attributes_source(metadata, endpoint_name=self.descriptions.endpoint_name)
         counts = ResultCounts()
         described = 0
         failures = JsonLinesWriter(
@@ -83,7 +88,7 @@ class ResultsStep:
                     self._outcomes(output_files),
                     ledger,
                     settings=self.descriptions,
-                    attribute_model=attribute_model,
+                    attributes_source=source,
                     job=job,
                     now=self.now,
                     counts=counts,
@@ -150,6 +155,19 @@ class ResultsStep:
         for failure in lost:
             failures.write_raw(failure.model_dump_json())
         return len(pending) - len(lost)
+
+
+def attributes_source(metadata: dict[str, str], *, endpoint_name: str) -> AttributesSource:
+    """Which source read the group's attributes, from its ledger's metadata: the vision model,
+    or the Batch Transform job (ledgers written before the vision source name only that)."""
+    if metadata.get(ATTRIBUTE_SOURCE_METADATA) == "vision-llm":
+        model = metadata.get(ATTRIBUTE_MODEL_METADATA)
+        if not model:
+            raise ValueError("the ledger says vision-llm but names no attribute model")
+        return AttributesSource(kind="vision-llm", model=model)
+    return AttributesSource(
+        kind="endpoint", model=metadata.get(TRANSFORM_JOB_METADATA) or endpoint_name
+    )
 
 
 @cache

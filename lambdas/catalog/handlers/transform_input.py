@@ -77,13 +77,15 @@ class BatchBuilder:
         )
         failures = list(screened.failures)
         pending, skipped = self._not_yet_described(screened.products, options)
-        records = self._write_parts(options.run_id, batch_id, pending, failures)
+        records, part_bytes = self._write_parts(options.run_id, batch_id, pending, failures)
         self._write_failures(options.run_id, batch_id, failures)
         summary = {
             "batchId": batch_id,
             "records": records,
             "skipped": skipped,
             "failed": len(failures),
+            # What the plan sizes groups by when their images go to a Bedrock job.
+            "bytes": part_bytes,
         }
         self.files.put_json(batch_summary_key(options.run_id, batch_id), summary)
         logger.info(
@@ -118,9 +120,9 @@ class BatchBuilder:
         batch_id: str,
         products: Sequence[PendingProduct],
         failures: list[FailureRecord],
-    ) -> int:
-        """Writes the request and index parts; returns how many records they hold. With none,
-        no part is left behind (also none from an earlier attempt of this batch)."""
+    ) -> tuple[int, int]:
+        """Writes the request and index parts; returns how many records and bytes the request
+        part holds. With none, no part is left behind (also none from an earlier attempt)."""
         bucket = self.files.bucket
         input_key = transform_input_key(run_id, batch_id)
         index_key = transform_index_key(run_id, batch_id)
@@ -141,10 +143,10 @@ class BatchBuilder:
             requests.discard()
             index.discard()
             self.files.delete_keys([input_key, index_key])
-            return 0
+            return 0, 0
         requests.close()
         index.close()
-        return requests.lines
+        return requests.lines, requests.bytes
 
     def _write_failures(self, run_id: str, batch_id: str, failures: list[FailureRecord]) -> None:
         key = failures_key(run_id, FAILURES_STEP, batch_id)

@@ -1,8 +1,10 @@
 """How a run's pending products are split into jobs, and which path they take.
 
-A group is one Batch Transform job and one Bedrock batch inference job: it must hold at most
+A group is one Batch Transform job (or, with the vision attribute source, one Bedrock job for
+the attributes) and one Bedrock batch inference job: it must hold at most
 `max_records_per_group` products (Bedrock's per-job maximum), and at least Bedrock's per-job
-minimum, or the Bedrock job is refused. Groups are whole batch parts, taken in key order, so a
+minimum, or the Bedrock job is refused; with the vision source its images must also fit in one
+Bedrock job's input bytes. Groups are whole batch parts, taken in key order, so a
 group's manifest simply lists part files.
 
 Packing: start with n = ceil(total / max) groups of ideal size T = total / n, and cut the
@@ -44,6 +46,8 @@ class Route(StrEnum):
 class BatchPart:
     batch_id: str
     records: int
+    # The part's transform input bytes (its images as base64); 0 where a summary predates it.
+    bytes: int = 0
 
     @property
     def file_name(self) -> str:
@@ -59,6 +63,10 @@ class Group:
     def records(self) -> int:
         return sum(part.records for part in self.parts)
 
+    @property
+    def bytes(self) -> int:
+        return sum(part.bytes for part in self.parts)
+
 
 def choose_route(records: int, *, online_threshold: int, min_records_per_job: int) -> Route:
     """Fewer records than the threshold go online; so do fewer than Bedrock's job minimum,
@@ -70,8 +78,20 @@ def choose_route(records: int, *, online_threshold: int, min_records_per_job: in
     return Route.BATCH
 
 
-def pack_groups(parts: Iterable[BatchPart], *, max_records_per_group: int) -> list[Group]:
-    """Balanced, contiguous groups of the non-empty parts in batch id (= key) order."""
+def pack_groups(
+    parts: Iterable[BatchPart],
+    *,
+    max_records_per_group: int,
+    max_bytes_per_group: int | None = None,
+    record_overhead_bytes: int = 0,
+) -> list[Group]:
+    """Balanced, contiguous groups of the non-empty parts in batch id (= key) order.
+
+    `max_bytes_per_group`: with the vision attribute source each group's images go into one
+    Bedrock job, whose input is bounded in bytes (`catalog.bedrock.max_job_mb`): a group's
+    parts, plus `record_overhead_bytes` per record for the request around each image, must fit.
+    More groups are cut until they do (balanced by records, which track bytes for a catalog's
+    photos)."""
     ordered = sorted((part for part in parts if part.records > 0), key=lambda p: p.batch_id)
     if not ordered:
         return []
@@ -82,15 +102,35 @@ def pack_groups(parts: Iterable[BatchPart], *, max_records_per_group: int) -> li
             f"group may ({max_records_per_group}); catalog records_per_part must not exceed "
             "max_records_per_group"
         )
+
+    def weight(part: BatchPart) -> int:
+        return part.bytes + part.records * record_overhead_bytes
+
+    if max_bytes_per_group is not None:
+        heavy = [part for part in ordered if weight(part) > max_bytes_per_group]
+        if heavy:
+            raise ValueError(
+                f"batch {heavy[0].batch_id} holds {weight(heavy[0]):,} bytes of requests, more "
+                f"than one Bedrock job may take ({max_bytes_per_group:,}, "
+                "catalog.bedrock.max_job_mb); lower catalog.records_per_part"
+            )
     cumulative = [0]
+    heft = [0]
     for part in ordered:
         cumulative.append(cumulative[-1] + part.records)
+        heft.append(heft[-1] + weight(part))
     total = cumulative[-1]
     count = min(len(ordered), math.ceil(total / max_records_per_group))
+    if max_bytes_per_group is not None:
+        count = min(len(ordered), max(count, math.ceil(heft[-1] / max_bytes_per_group)))
     while True:
         cuts = _cuts(cumulative, count)
         sizes = [cumulative[end] - cumulative[start] for start, end in pairwise(cuts)]
-        if max(sizes) <= max_records_per_group or count == len(ordered):
+        weights = [heft[end] - heft[start] for start, end in pairwise(cuts)]
+        fits = max(sizes) <= max_records_per_group and (
+            max_bytes_per_group is None or max(weights) <= max_bytes_per_group
+        )
+        if fits or count == len(ordered):
             break
         count += 1
     return [

@@ -7,6 +7,9 @@ catalog/<runId>/transform-input/<batchId>.jsonl    Batch Transform requests (wit
 catalog/<runId>/transform-index/<batchId>.jsonl    the same products, same order, no images
 catalog/<runId>/groups/<group>/transform-manifest.json
 catalog/<runId>/groups/<group>/transform-output/<batchId>.jsonl.out   (written by SageMaker)
+catalog/<runId>/groups/<group>/attribute-input/records-<n>.jsonl   (vision-llm source only)
+catalog/<runId>/groups/<group>/attribute-ledger.jsonl
+catalog/<runId>/groups/<group>/attribute-output/<jobId>/records-<n>.jsonl.out   (by Bedrock)
 catalog/<runId>/groups/<group>/ledger.jsonl
 catalog/<runId>/groups/<group>/bedrock-input/records-<n>.jsonl
 catalog/<runId>/groups/<group>/bedrock-output/<jobId>/records-<n>.jsonl.out   (by Bedrock)
@@ -66,6 +69,22 @@ def transform_output_prefix(run_id: str, group: str) -> str:
 def transform_output_key(run_id: str, group: str, batch_id: str) -> str:
     # Batch Transform names each output after its input file, plus `.out`.
     return f"{transform_output_prefix(run_id, group)}{batch_id}.jsonl.out"
+
+
+def attribute_input_prefix(run_id: str, group: str) -> str:
+    return f"{group_prefix(run_id, group)}attribute-input/"
+
+
+def attribute_input_key(run_id: str, group: str, index: int) -> str:
+    return f"{attribute_input_prefix(run_id, group)}records-{index:04d}.jsonl"
+
+
+def attribute_ledger_key(run_id: str, group: str) -> str:
+    return f"{group_prefix(run_id, group)}attribute-ledger.jsonl"
+
+
+def attribute_output_prefix(run_id: str, group: str) -> str:
+    return f"{group_prefix(run_id, group)}attribute-output/"
 
 
 def ledger_key(run_id: str, group: str) -> str:

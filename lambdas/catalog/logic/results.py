@@ -83,7 +83,7 @@ def describe_record(
     record: LedgerRecord,
     *,
     settings: PipelineSettings,
-    attribute_model: str,
+    attributes_source: AttributesSource,
     now: datetime,
 ) -> StoredDescription | FailureRecord:
     """One output record (already matched to its ledger record) → what to store, or why not."""
@@ -127,9 +127,9 @@ def describe_record(
         attributes=record.attributes,
         descriptions=descriptions,
         grounding=grounding,
-        attribute_model=attribute_model,
-        # The batch path's attributes come from the endpoint's model through Batch Transform.
-        attributes_source=AttributesSource(kind="endpoint", model=attribute_model),
+        attribute_model=attributes_source.model,
+        # Batch Transform's job (endpoint source) or the vision model's attributes job.
+        attributes_source=attributes_source,
         text_model=settings.model_id,
         timings_ms={},
         usage={"inputTokens": reply.input_tokens, "outputTokens": reply.output_tokens},
@@ -144,7 +144,7 @@ def describe_outputs(
     ledger: Ledger,
     *,
     settings: PipelineSettings,
-    attribute_model: str,
+    attributes_source: AttributesSource,
     job: BedrockJob,
     now: Callable[[], datetime],
     counts: ResultCounts,
@@ -172,7 +172,7 @@ def describe_outputs(
         elif isinstance(outcome, RecordError):
             counts.error_records += 1
         yield describe_record(
-            outcome, record, settings=settings, attribute_model=attribute_model, now=now()
+            outcome, record, settings=settings, attributes_source=attributes_source, now=now()
         )
     unreadable = (
         f"; {counts.malformed_lines} output lines could not be read"

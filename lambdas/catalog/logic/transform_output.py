@@ -79,7 +79,7 @@ def zip_transform_output(
     stats: TransformStats | None = None,
 ) -> Iterator[TransformOutcome]:
     """Each index record with its output line, streamed; `output_lines` None = no output file."""
-    questions = _QuestionCache(settings)
+    questions = CategoryQuestions(settings)
     outputs = iter(output_lines) if output_lines is not None else None
     line_number = 0
     for index_line in index_lines:
@@ -176,7 +176,7 @@ def _quote(text: str) -> str:
     return repr(" ".join(text.split())[:_QUOTE_CHARS])
 
 
-class _QuestionCache:
+class CategoryQuestions:
     """Each category's questions, resolved once per part rather than once per product."""
 
     def __init__(self, settings: PipelineSettings) -> None:

@@ -19,6 +19,7 @@ from catalog.logic.bedrock_records import parse_output_line, record_id
 from catalog.logic.results import describe_record
 from shared.adapters.dynamo_batch import MAX_ITEMS_PER_CALL, DynamoBatchWriter
 from shared.adapters.storage import DynamoDescriptionTable, description_item
+from shared.models.attributes import AttributesSource
 from shared.models.descriptions import StoredDescription
 from shared.models.errors import DependencyError
 from tests.catalog_batch_support import (
@@ -46,7 +47,7 @@ def _descriptions(count: int) -> list[StoredDescription]:
         parse_output_line(answer_line(record_id(1))),
         ledger_record(1),
         settings=batch_settings(),
-        attribute_model="transform-job",
+        attributes_source=AttributesSource(kind="endpoint", model="transform-job"),
         now=datetime(2026, 11, 22, tzinfo=UTC),
     )
     assert isinstance(template, StoredDescription)

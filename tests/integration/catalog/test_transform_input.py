@@ -160,7 +160,17 @@ def test_a_prefix_batch_builds_requests_and_names_every_failure(catalog_aws: Cat
     summary = _builder(catalog_aws).handle(batch_event(items, kind="prefix"))
     # Then the good images are requests, in listing order, with matching index lines
     batch_id = batch_id_for(items)
-    assert summary == {"batchId": batch_id, "records": 3, "skipped": 0, "failed": 5}
+    input_object = catalog_aws.s3.head_object(
+        Bucket=RESULTS_BUCKET, Key=f"{RUN_PREFIX}transform-input/{batch_id}.jsonl"
+    )
+    # (with the bytes of the requests part: the plan sizes vision groups by them)
+    assert summary == {
+        "batchId": batch_id,
+        "records": 3,
+        "skipped": 0,
+        "failed": 5,
+        "bytes": input_object["ContentLength"],
+    }
     files = _files(catalog_aws, batch_id)
     assert files["summary"] == [summary]
     requests, index = files["input"], files["index"]
@@ -415,7 +425,13 @@ def test_the_handler_wires_itself_from_the_environment(
     finally:
         transform_module.batch_builder.cache_clear()
     # Then the batch is built in the configured results bucket
-    assert summary == {"batchId": batch_id_for(rows), "records": 1, "skipped": 0, "failed": 0}
+    assert summary | {"bytes": 0} == {
+        "batchId": batch_id_for(rows),
+        "records": 1,
+        "skipped": 0,
+        "failed": 0,
+        "bytes": 0,
+    }
     assert len(_files(catalog_aws, summary["batchId"])["input"] or []) == 1
 
 

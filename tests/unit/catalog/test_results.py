@@ -22,6 +22,7 @@ from catalog.logic.results import (
 from descriptions.logic.grounding import check_grounding
 from descriptions.logic.pipeline import result_document, result_key
 from descriptions.logic.prompt import parse_descriptions
+from shared.models.attributes import AttributesSource
 from shared.models.catalog import FailureRecord, Stage
 from shared.models.descriptions import PIPELINE_VERSION, StoredDescription
 from shared.models.errors import DependencyError
@@ -47,7 +48,7 @@ def _describe(line: bytes, **ledger: Any) -> StoredDescription | FailureRecord:
         parse_output_line(line),
         ledger_record(1, **ledger),
         settings=SETTINGS,
-        attribute_model="transform-job-7",
+        attributes_source=AttributesSource(kind="endpoint", model="transform-job-7"),
         now=NOW,
     )
 
@@ -140,7 +141,7 @@ def test_every_ledger_record_ends_exactly_once_and_anomalies_are_counted(tmp_pat
                 parse_output_lines(lines),
                 ledger,
                 settings=SETTINGS,
-                attribute_model="job",
+                attributes_source=AttributesSource(kind="endpoint", model="job"),
                 job=JOB,
                 now=lambda: NOW,
                 counts=counts,
@@ -179,7 +180,7 @@ def test_with_no_job_every_record_is_unanswered(tmp_path: Path) -> None:
             [],
             ledger,
             settings=SETTINGS,
-            attribute_model="job",
+            attributes_source=AttributesSource(kind="endpoint", model="job"),
             job=BedrockJob(),
             now=lambda: NOW,
             counts=ResultCounts(),
@@ -203,7 +204,7 @@ def test_a_job_bedrock_refused_reports_the_refusal(tmp_path: Path) -> None:
             [],
             ledger,
             settings=SETTINGS,
-            attribute_model="job",
+            attributes_source=AttributesSource(kind="endpoint", model="job"),
             job=refused,
             now=lambda: NOW,
             counts=ResultCounts(),
