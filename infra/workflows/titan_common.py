@@ -1,7 +1,8 @@
 """What both Titan workflows share: the tags and names they give Bedrock resources, the keys
 their inputs may have, and the JSONata expressions that check those inputs and build the
 customization job's and the throughput's arguments. Each check is true or false, never undefined,
-so a Choice can branch on `$not(...)` of it.
+so a Choice can branch on `$not(...)` of it. `TitanWorkflow` is the base of both workflow classes:
+their Fail states and their AWS SDK tasks on Bedrock and on the SSM record.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
@@ -20,7 +21,7 @@ from infra.config import MAX_TITAN_MODEL_UNITS, TITAN_HYPERPARAMETER_NAMES, Stag
 from infra.constructs.workflows import observed_state_machine
 from infra.image_models import ImageModelLimits
 from infra.nag import acknowledge
-from infra.workflows.states import json_list, jsonata, literal, notify_task
+from infra.workflows.states import aws_call, fail_states, json_list, jsonata, literal, notify_task
 
 if TYPE_CHECKING:
     from infra.stacks.bedrock import BedrockStack
@@ -461,3 +462,70 @@ def customize_input_checks(
             ),
         ),
     ]
+
+
+class TitanWorkflow:
+    """What both Titan workflows build their states with, in the Bedrock stack's scope (ids
+    unchanged, see `titan_release`): the stack, its config, the deployment's name, the Fail
+    states and the AWS SDK tasks, each under the construct id `<kind><name>`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, stack: BedrockStack) -> None:
+        self.stack = stack
+        self.config = stack.config
+        self.deployment = deployment_name(stack.config)
+        self.fail = fail_states(stack, self.kind)
+
+    def _call(
+        self,
+        name: str,
+        state_name: str,
+        action: str,
+        resources: str | Sequence[str],
+        parameters: Mapping[str, Any],
+        *,
+        assign: Mapping[str, Any] | None = None,
+    ) -> tasks.CallAwsService:
+        """`action` is `<service>:<API action>`, granted on `resources` (ARNs or patterns)."""
+        service, api_action = action.split(":")
+        return aws_call(
+            self.stack,
+            self.kind + name,
+            state_name=state_name,
+            service=service,
+            action=api_action,
+            iam_resources=[resources] if isinstance(resources, str) else resources,
+            parameters=parameters,
+            assign=assign,
+        )
+
+    def _throughput_call(
+        self,
+        name: str,
+        state_name: str,
+        action: str,
+        parameters: Mapping[str, Any],
+        *,
+        assign: Mapping[str, Any] | None = None,
+    ) -> tasks.CallAwsService:
+        """A Bedrock `action` on a provisioned throughput (granted on every throughput: Bedrock
+        names them by an id it makes)."""
+        arns = self.stack.provisioned_model_arns
+        return self._call(name, state_name, f"bedrock:{action}", arns, parameters, assign=assign)
+
+    def _parameter_call(
+        self,
+        name: str,
+        state_name: str,
+        action: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        assign: Mapping[str, Any] | None = None,
+    ) -> tasks.CallAwsService:
+        """An SSM `action` on the parameter that records the throughput `POST /images` uses."""
+        stack = self.stack
+        parameters = {"Name": stack.parameter_name, **(fields or {})}
+        return self._call(
+            name, state_name, f"ssm:{action}", stack.parameter_arn, parameters, assign=assign
+        )

@@ -25,10 +25,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from infra.workflows.states import (
     BEDROCK_TRANSIENT_ERRORS,
     PollUntil,
-    aws_call,
     catch_all,
     caught_failure,
-    fail_states,
     input_checks,
     jsonata,
     lambda_task,
@@ -40,6 +38,7 @@ from infra.workflows.titan_common import (
     ISO_UTC_PICTURE,
     MAX_REASON_CHARACTERS,
     TITAN_OUTPUT_PREFIX,
+    TitanWorkflow,
     _or_empty,
     bedrock_key_grant,
     commitment_expression,
@@ -60,16 +59,16 @@ if TYPE_CHECKING:
     from infra.stacks.bedrock import BedrockStack
 
 
-class TitanCustomizeWorkflow:
+class TitanCustomizeWorkflow(TitanWorkflow):
     """The workflow's states, role and state machine, built in the Bedrock stack's scope (ids
     unchanged, see the module docstring); one method per phase, each given the state it goes on
     to, so no method is longer than its phase."""
 
+    kind = "Customize"
+
     def __init__(self, stack: BedrockStack) -> None:
-        self.stack = stack
-        self.config = stack.config
+        super().__init__(stack)
         self.titan = stack.config.titan
-        self.fail = fail_states(stack, "Customize")
         throughput = self._throughput()
         job = self._job(then=throughput)
         check_manifest = self._check_manifest(then=job)
@@ -91,14 +90,12 @@ class TitanCustomizeWorkflow:
         stack = self.stack
         action, resource, parameters = call
         noun = subject.capitalize()
-        get_status = aws_call(
-            stack,
-            f"CustomizeGet{noun}",
-            state_name=f"Get {subject} status",
-            service="bedrock",
-            action=action,
-            iam_resources=[resource],
-            parameters={name: jsonata(value) for name, value in parameters.items()},
+        get_status = self._call(
+            f"Get{noun}",
+            f"Get {subject} status",
+            f"bedrock:{action}",
+            resource,
+            {name: jsonata(value) for name, value in parameters.items()},
             assign={
                 f"{subject}Status": jsonata("$states.result.Status"),
                 f"{subject}Failure": jsonata(_or_empty("$states.result.FailureMessage")),
@@ -196,14 +193,12 @@ class TitanCustomizeWorkflow:
         )
 
         tags = [{"Key": key, "Value": value} for key, value in resource_tags(config).items()]
-        start_job = aws_call(
-            stack,
-            "CustomizeStartJob",
-            state_name="Start customization job",
-            service="bedrock",
-            action="createModelCustomizationJob",
-            iam_resources=[stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
-            parameters={
+        start_job = self._call(
+            "StartJob",
+            "Start customization job",
+            "bedrock:createModelCustomizationJob",
+            [stack.foundation_model_arn, stack.custom_model_arns, stack.job_arns],
+            {
                 "JobName": jsonata("$jobName"),
                 "CustomModelName": jsonata("$customModelName"),
                 "RoleArn": stack.customization_role.role_arn,
@@ -260,14 +255,12 @@ class TitanCustomizeWorkflow:
             "job ' & $jobName & ' (' & $jobArn & '): ' & $states.errorOutput.Error & ': ' & "
             "$states.errorOutput.Cause & '; as it may still be running, it' }"
         )
-        stop_job = aws_call(
-            stack,
-            "CustomizeStopJob",
-            state_name="Stop job",
-            service="bedrock",
-            action="stopModelCustomizationJob",
-            iam_resources=[stack.job_arns],
-            parameters={"JobIdentifier": jsonata("$jobName")},
+        stop_job = self._call(
+            "StopJob",
+            "Stop job",
+            "bedrock:stopModelCustomizationJob",
+            stack.job_arns,
+            {"JobIdentifier": jsonata("$jobName")},
         )
         stop_failed = fail(
             "JobStopFailed",
@@ -465,15 +458,11 @@ class TitanCustomizeWorkflow:
         """Set the in-service expiry, record the throughput in SSM and notify; returns the first."""
         stack, config, fail = self.stack, self.config, self.fail
         deployment = deployment_name(config)
-        record = aws_call(
-            stack,
-            "CustomizeRecord",
-            state_name="Record throughput",
-            service="ssm",
-            action="putParameter",
-            iam_resources=[stack.parameter_arn],
-            parameters={
-                "Name": stack.parameter_name,
+        record = self._parameter_call(
+            "Record",
+            "Record throughput",
+            "putParameter",
+            fields={
                 "Value": jsonata("$provisionedModelArn"),
                 "Type": "String",
                 "Overwrite": True,
@@ -510,14 +499,11 @@ class TitanCustomizeWorkflow:
 
         # In service: the throughput's time starts now. Should tagging fail (after its retries)
         # the creation tag stands, later by titan.max_throughput_wait_hours, and is reported.
-        set_expiry = aws_call(
-            stack,
-            "CustomizeSetExpiry",
-            state_name="Set expiry",
-            service="bedrock",
-            action="tagResource",
-            iam_resources=[stack.provisioned_model_arns],
-            parameters={
+        set_expiry = self._throughput_call(
+            "SetExpiry",
+            "Set expiry",
+            "tagResource",
+            {
                 "ResourceARN": jsonata("$provisionedModelArn"),
                 "Tags": [{"Key": EXPIRES_AT_TAG, "Value": jsonata("$inServiceExpiresAt")}],
             },
@@ -631,14 +617,12 @@ class TitanCustomizeWorkflow:
             "fine-tuning (docs/image-customization.md lists them; `atelier doctor` shows each "
             "model's state), then deploy again. Nothing was started or billed."
         )
-        read = aws_call(
-            stack,
-            "CustomizeCheckBaseModel",
-            state_name="Check base model lifecycle",
-            service="bedrock",
-            action="getFoundationModel",
-            iam_resources=[stack.foundation_model_arn],
-            parameters={"ModelIdentifier": titan.base_model_id},
+        read = self._call(
+            "CheckBaseModel",
+            "Check base model lifecycle",
+            "bedrock:getFoundationModel",
+            stack.foundation_model_arn,
+            {"ModelIdentifier": titan.base_model_id},
             assign={
                 "baseModelLifecycle": jsonata(
                     "($l := $states.result.ModelDetails.ModelLifecycle; $exists($l) ? $l : {})"

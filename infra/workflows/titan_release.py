@@ -21,10 +21,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 
 from infra.workflows.states import (
-    aws_call,
     catch_all,
     caught_failure,
-    fail_states,
     input_checks,
     jsonata,
     literal,
@@ -32,8 +30,8 @@ from infra.workflows.states import (
 )
 from infra.workflows.titan_common import (
     DEPLOYMENT_TAG,
+    TitanWorkflow,
     _or_empty,
-    deployment_name,
     release_input_checks,
     titan_notify,
     titan_state_machine,
@@ -47,17 +45,16 @@ if TYPE_CHECKING:
 RELEASE_TIMEOUT = Duration.hours(2)
 
 
-class TitanReleaseWorkflow:
+class TitanReleaseWorkflow(TitanWorkflow):
     """The workflow's states, role and state machine, built in the Bedrock stack's scope (ids
     unchanged, see the module docstring); one method per step, each given the state it goes on
     to: validate → prepare → find the throughput → check its owner → delete → clear the record
     → notify."""
 
+    kind = "Release"
+
     def __init__(self, stack: BedrockStack) -> None:
-        self.stack = stack
-        self.config = stack.config
-        self.deployment = deployment_name(stack.config)
-        self.fail = fail_states(stack, "Release")
+        super().__init__(stack)
         self.release_failed = caught_failure(
             self.fail,
             "ReleaseFailed",
@@ -152,14 +149,11 @@ class TitanReleaseWorkflow:
     ) -> sfn.IChainable:
         """Only a throughput tagged with this deployment's name goes on to `then`."""
         stack, config, deployment = self.stack, self.config, self.deployment
-        check_owner = aws_call(
-            stack,
-            "ReleaseCheckOwner",
-            state_name="Check the owner",
-            service="bedrock",
-            action="listTagsForResource",
-            iam_resources=[stack.provisioned_model_arns],
-            parameters={"ResourceARN": jsonata("$arn")},
+        check_owner = self._throughput_call(
+            "CheckOwner",
+            "Check the owner",
+            "listTagsForResource",
+            {"ResourceARN": jsonata("$arn")},
             assign={
                 "owner": jsonata(_or_empty(f"$states.result.Tags[Key = '{DEPLOYMENT_TAG}'].Value"))
             },
@@ -186,15 +180,11 @@ class TitanReleaseWorkflow:
     def _delete(
         self, then: sfn.IChainable, already_released: sfn.IChainable
     ) -> tasks.CallAwsService:
-        stack = self.stack
-        delete = aws_call(
-            stack,
-            "ReleaseDelete",
-            state_name="Delete the throughput",
-            service="bedrock",
-            action="deleteProvisionedModelThroughput",
-            iam_resources=[stack.provisioned_model_arns],
-            parameters={"ProvisionedModelId": jsonata("$arn")},
+        delete = self._throughput_call(
+            "Delete",
+            "Delete the throughput",
+            "deleteProvisionedModelThroughput",
+            {"ProvisionedModelId": jsonata("$arn")},
         )
         # A throughput still being created or updated answers ConflictException: wait it out.
         delete.add_retry(
@@ -218,15 +208,8 @@ class TitanReleaseWorkflow:
         read_record = self._read_record(
             "ReleaseReadRecord", "Read the record", assign_to="recorded"
         )
-        clear_record = aws_call(
-            stack,
-            "ReleaseClearRecord",
-            state_name="Clear the record",
-            service="ssm",
-            action="deleteParameter",
-            iam_resources=[stack.parameter_arn],
-            parameters={"Name": stack.parameter_name},
-            assign={"parameterCleared": True},
+        clear_record = self._parameter_call(
+            "ClearRecord", "Clear the record", "deleteParameter", assign={"parameterCleared": True}
         )
         notify = self._notify()
         read_record.add_catch(
