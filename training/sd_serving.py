@@ -23,6 +23,9 @@ MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000
 JPEG_QUALITY = 90
 JSON_MEDIA_TYPE = "application/json"
+# Both endpoints' bounds on the denoising loop (their defaults differ).
+MAX_INFERENCE_STEPS = 100
+MAX_GUIDANCE_SCALE = 20.0
 
 
 def serving_dtype(device: torch.device) -> torch.dtype:
@@ -88,6 +91,17 @@ def optional_prompt_text(value: object, name: str, tokenizer: Any) -> str | None
     return prompt_text(value, name, tokenizer)
 
 
+def json_object(body: str | bytes, *, holding: str) -> dict[str, Any]:
+    """A JSON request body, which must be an object (`holding` says with what)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"the request body is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ValueError(f"the request body must be a JSON object with {holding}")
+    return document
+
+
 def integer(value: object, name: str, default: int, low: int, high: int) -> int:
     if value is None:
         return default
@@ -106,6 +120,23 @@ def number(value: object, name: str, default: float, low: float, high: float) ->
     if not low <= value <= high:
         raise ValueError(f'"{name}" must be from {low:g} to {high:g}; got {value}')
     return float(value)
+
+
+def sampling_fields(
+    document: Mapping[str, Any], *, default_steps: int, default_guidance: float
+) -> dict[str, Any]:
+    """A request's `num_inference_steps` and `guidance_scale`, each checked against its bounds,
+    the handler's defaults where absent."""
+    steps = document.get("num_inference_steps")
+    guidance = document.get("guidance_scale")
+    return {
+        "num_inference_steps": integer(
+            steps, "num_inference_steps", default_steps, 1, MAX_INFERENCE_STEPS
+        ),
+        "guidance_scale": number(
+            guidance, "guidance_scale", default_guidance, 0.0, MAX_GUIDANCE_SCALE
+        ),
+    }
 
 
 def seed_value(value: object) -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,12 +49,15 @@ from sd_serving import (
     JPEG_QUALITY,
     generators,
     integer,
+    json_object,
     load_pipeline,
-    number,
     optional_prompt_text,
+    sampling_fields,
     seed_value,
 )
 from sd_serving import JSON_MEDIA_TYPE as _JSON
+from sd_serving import MAX_GUIDANCE_SCALE as MAX_GUIDANCE_SCALE
+from sd_serving import MAX_INFERENCE_STEPS as MAX_INFERENCE_STEPS
 from sd_serving import MAX_SEED as MAX_SEED
 from sd_serving import output_fn as output_fn
 from sd_serving import prompt_text as _prompt_text
@@ -65,14 +67,12 @@ MAX_SIDE = 1024
 SIDE_MULTIPLE = 8
 MAX_BATCH_PIXELS = 4 * 768 * 768
 MAX_IMAGES_PER_PROMPT = 4
-MAX_INFERENCE_STEPS = 100
 # Steps for requests that name none (every plain-text request): an endpoint setting, so an operator
 # can trade quality for latency and cost without touching callers.
 DEFAULT_INFERENCE_STEPS = int(os.environ.get("SD_DEFAULT_INFERENCE_STEPS", "50"))
 if not 1 <= DEFAULT_INFERENCE_STEPS <= MAX_INFERENCE_STEPS:
     raise ValueError(f"SD_DEFAULT_INFERENCE_STEPS must be from 1 to {MAX_INFERENCE_STEPS}")
 DEFAULT_GUIDANCE_SCALE = 7.5
-MAX_GUIDANCE_SCALE = 20.0
 # A cheap bound before tokenizing: no 77-token prompt is this long.
 FIELDS = (
     "prompt",
@@ -137,13 +137,7 @@ def input_fn(input_data: str | bytes, content_type: str, context: Any = None) ->
         raise ValueError(
             f"unsupported content type {content_type!r}: send {_JSON} or text/plain (the prompt)"
         )
-    try:
-        document = json.loads(input_data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"the request body is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise ValueError('the request body must be a JSON object with at least "prompt"')
-    return document
+    return json_object(input_data, holding='at least "prompt"')
 
 
 def parse_request(
@@ -177,19 +171,10 @@ def parse_request(
         width=width,
         height=height,
         num_images_per_prompt=images,
-        num_inference_steps=integer(
-            document.get("num_inference_steps"),
-            "num_inference_steps",
-            DEFAULT_INFERENCE_STEPS,
-            1,
-            MAX_INFERENCE_STEPS,
-        ),
-        guidance_scale=number(
-            document.get("guidance_scale"),
-            "guidance_scale",
-            DEFAULT_GUIDANCE_SCALE,
-            0.0,
-            MAX_GUIDANCE_SCALE,
+        **sampling_fields(
+            document,
+            default_steps=DEFAULT_INFERENCE_STEPS,
+            default_guidance=DEFAULT_GUIDANCE_SCALE,
         ),
         seed=seed_value(document.get("seed")),
     )

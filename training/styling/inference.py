@@ -55,7 +55,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,13 +73,17 @@ from sd_serving import (
     JPEG_QUALITY,
     generators,
     integer,
+    json_object,
     load_pipeline,
     number,
     optional_prompt_text,
     prompt_text,
+    sampling_fields,
     seed_value,
 )
 from sd_serving import JSON_MEDIA_TYPE as _JSON
+from sd_serving import MAX_GUIDANCE_SCALE as MAX_GUIDANCE_SCALE
+from sd_serving import MAX_INFERENCE_STEPS as MAX_INFERENCE_STEPS
 from sd_serving import MAX_SEED as MAX_SEED
 from sd_serving import output_fn as output_fn
 
@@ -88,10 +91,8 @@ IMAGE_LENGTHS = (512, 768)
 DEFAULT_IMAGE_LENGTH = 512
 MAX_IMAGES_PER_PROMPT = 4
 DEFAULT_INFERENCE_STEPS = 25
-MAX_INFERENCE_STEPS = 100
 DEFAULT_IMAGES_PER_PROMPT = 2
 DEFAULT_GUIDANCE_SCALE = 6.5
-MAX_GUIDANCE_SCALE = 20.0
 THRESHOLD_MASK, SOFT_MASK = "threshold", "soft"
 MASK_MODES = (THRESHOLD_MASK, SOFT_MASK)
 DEFAULT_MASK_MODE = THRESHOLD_MASK
@@ -187,13 +188,7 @@ def input_fn(input_data: str | bytes, content_type: str, context: Any = None) ->
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != _JSON:
         raise ValueError(f"unsupported content type {content_type!r}: send {_JSON}")
-    try:
-        document = json.loads(input_data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"the request body is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise ValueError('the request body must be a JSON object with "image" and "mask_prompt"')
-    return document
+    return json_object(input_data, holding='"image" and "mask_prompt"')
 
 
 def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> StylingRequest:
@@ -254,19 +249,10 @@ def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> Styling
             1,
             MAX_IMAGES_PER_PROMPT,
         ),
-        num_inference_steps=integer(
-            document.get("num_inference_steps"),
-            "num_inference_steps",
-            DEFAULT_INFERENCE_STEPS,
-            1,
-            MAX_INFERENCE_STEPS,
-        ),
-        guidance_scale=number(
-            document.get("guidance_scale"),
-            "guidance_scale",
-            DEFAULT_GUIDANCE_SCALE,
-            0.0,
-            MAX_GUIDANCE_SCALE,
+        **sampling_fields(
+            document,
+            default_steps=DEFAULT_INFERENCE_STEPS,
+            default_guidance=DEFAULT_GUIDANCE_SCALE,
         ),
         image_length=image_length,
         seed=seed_value(document.get("seed")),
