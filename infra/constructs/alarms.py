@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
+
+from infra.config import StageConfig
+
+# (construct id, alarm name under the stage's prefix, metric, description)
+AlarmSpec = tuple[str, str, cloudwatch.IMetric, str]
 
 
 def occurrence_alarm(
@@ -31,3 +38,21 @@ def occurrence_alarm(
     )
     alarm.add_alarm_action(action)
     return alarm
+
+
+def occurrence_alarms(
+    scope: Construct,
+    config: StageConfig,
+    alarms: Iterable[AlarmSpec],
+    action: cloudwatch.IAlarmAction,
+) -> None:
+    """An `occurrence_alarm` for each of `alarms`, named `<prefix>-<stage>-<name>`."""
+    for construct_id, name, metric, description in alarms:
+        occurrence_alarm(
+            scope,
+            construct_id,
+            alarm_name=config.resource_name(name),
+            metric=metric,
+            description=description,
+            action=action,
+        )

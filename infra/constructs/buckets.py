@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -109,3 +110,23 @@ class EncryptedBucket(s3.Bucket):
             removal_policy=removal_policy,
             lifecycle_rules=[*_common_lifecycle(data), *temporary_rules],
         )
+
+
+def list_prefix_statement(bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
+    """s3:ListBucket on `bucket`, for keys under `prefix` only."""
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+    )
+
+
+def read_prefix_statements(bucket: s3.IBucket, prefix: str) -> list[iam.PolicyStatement]:
+    """List and read the objects under `prefix` of `bucket` (listing lets a missing object answer
+    404 rather than 403)."""
+    return [
+        list_prefix_statement(bucket, prefix),
+        iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{prefix}*")]
+        ),
+    ]

@@ -30,7 +30,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.alarms import occurrence_alarm
+from infra.constructs.alarms import AlarmSpec, occurrence_alarms
 from infra.constructs.bedrock_models import foundation_model_id, inference_profile_id
 from infra.constructs.python_function import (
     AWS_SDK_PIP_ARGS,
@@ -228,7 +228,7 @@ class ModelLifecycleGuard(Construct):
             statistic="Maximum",
             period=day,
         )
-        for construct_id, name, metric, description in (
+        alarms: list[AlarmSpec] = [
             (
                 "AttentionAlarm",
                 "model-lifecycle-attention",
@@ -243,12 +243,5 @@ class ModelLifecycleGuard(Construct):
                 self.function.function.metric_errors(period=day, statistic="Sum"),
                 "The daily model lifecycle check failed: see its log group.",
             ),
-        ):
-            occurrence_alarm(
-                self,
-                construct_id,
-                alarm_name=config.resource_name(name),
-                metric=metric,
-                description=description,
-                action=action,
-            )
+        ]
+        occurrence_alarms(self, config, alarms, action)

@@ -40,6 +40,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.constructs.buckets import list_prefix_statement, read_prefix_statements
 from infra.constructs.hf_images import ContainerImage, huggingface_image
 from infra.constructs.ml_instances import has_instance_storage
 from infra.constructs.sagemaker_roles import (
@@ -281,15 +282,7 @@ class TrainingWorkflow:
         log_group = f"arn:{Aws.PARTITION}:logs:{stack.region}:{stack.account}:log-group:"
         statements = [
             # File-mode channels: list and read the dataset prefixes of this workflow only.
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[datasets.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{spec.dataset_prefix}*"]}},
-            ),
-            iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[datasets.arn_for_objects(f"{spec.dataset_prefix}*")],
-            ),
+            *read_prefix_statements(datasets, spec.dataset_prefix),
             # The model archive and (with spot) the checkpoints SageMaker syncs during the run.
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
@@ -303,11 +296,7 @@ class TrainingWorkflow:
                 actions=["s3:GetObject"],
                 resources=[models.arn_for_objects(f"{spec.checkpoints_prefix}*")],
             ),
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[models.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{spec.checkpoints_prefix}*"]}},
-            ),
+            list_prefix_statement(models, spec.checkpoints_prefix),
             # The training code archive: exactly this asset's object.
             iam.PolicyStatement(
                 actions=["s3:GetObject"],

@@ -43,7 +43,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 
-from infra.constructs.alarms import occurrence_alarm
+from infra.constructs.alarms import AlarmSpec, occurrence_alarms
+from infra.constructs.buckets import list_prefix_statement, read_prefix_statements
 from infra.constructs.model_lifecycle import ModelLifecycleGuard, stage_inventory
 from infra.constructs.publishing import publish_names
 from infra.constructs.python_function import PythonFunction
@@ -216,20 +217,8 @@ class BedrockStack(StageStack):
             "Generator (reads titan/ datasets, writes titan/ outputs)",
         )
         for statement in (
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[datasets.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{TITAN_DATASETS_PREFIX}*"]}},
-            ),
-            iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[datasets.arn_for_objects(f"{TITAN_DATASETS_PREFIX}*")],
-            ),
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[models.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{TITAN_OUTPUT_PREFIX}*"]}},
-            ),
+            *read_prefix_statements(datasets, TITAN_DATASETS_PREFIX),
+            list_prefix_statement(models, TITAN_OUTPUT_PREFIX),
             # Validation outputs and metrics under titan/<job>/ of the models bucket.
             iam.PolicyStatement(
                 actions=["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
@@ -287,15 +276,7 @@ class BedrockStack(StageStack):
         )
         for statement in (
             # Listing lets a missing image answer 404 rather than 403.
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[datasets.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{TITAN_DATASETS_PREFIX}*"]}},
-            ),
-            iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[datasets.arn_for_objects(f"{TITAN_DATASETS_PREFIX}*")],
-            ),
+            *read_prefix_statements(datasets, TITAN_DATASETS_PREFIX),
             iam.PolicyStatement(
                 actions=["kms:Decrypt"],
                 resources=[data.key.key_arn],
@@ -400,7 +381,7 @@ class BedrockStack(StageStack):
         config = self.config
         action = cloudwatch_actions.SnsAction(self.topic)
         sweep_period = Duration.minutes(config.titan.sweep_interval_minutes)
-        alarms = [
+        alarms: list[AlarmSpec] = [
             (
                 "SweeperErrorsAlarm",
                 "titan-sweeper-errors",
@@ -426,15 +407,7 @@ class BedrockStack(StageStack):
                     "names the cause (a throughput it created is released by the cost guard).",
                 )
             )
-        for construct_id, name, metric, description in alarms:
-            occurrence_alarm(
-                self,
-                construct_id,
-                alarm_name=config.resource_name(name),
-                metric=metric,
-                description=description,
-                action=action,
-            )
+        occurrence_alarms(self, config, alarms, action)
 
     @staticmethod
     def _ended_badly(state_machine: sfn.StateMachine) -> cloudwatch.IMetric:
