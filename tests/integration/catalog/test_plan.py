@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from catalog.handlers import plan as plan_module
-from catalog.handlers.plan import Planner
+from catalog.handlers.plan import VISION_RECORD_OVERHEAD_BYTES, Planner
 from catalog.handlers.transform_input import BatchBuilder
 from shared.adapters.catalog_runs import RunReader
 from shared.adapters.catalog_sources import S3CatalogSource, StoredLanguages
 from shared.adapters.run_files import RunFiles
+from shared.models.attributes import AttributeSourceSettings
 from tests.catalog_support import (
     BEDROCK_LIMITS,
     RESULTS_BUCKET,
@@ -220,3 +222,31 @@ def test_the_handler_wires_itself_from_the_environment(
     assert result == {"route": "none", "records": 0, "skipped": 0, "failed": 2}
     with pytest.raises(ValueError, match="runId"):
         _planner(catalog_aws).handle({})
+
+
+def test_with_the_vision_source_groups_are_cut_by_the_bytes_of_their_photos(
+    catalog_aws: CatalogAws,
+) -> None:
+    # Given three real batches of 2 products (each part some KB of base64 photos) and a job
+    # limit in bytes that holds about two parts of them
+    limits = {"bedrock": {**BEDROCK_LIMITS, "minRecordsPerJob": 2}}
+    overrides = {"onlineThreshold": 2, "maxRecordsPerGroup": 100, **limits}
+    sizes = [_build(catalog_aws, range(s, s + 2), **overrides)["bytes"] for s in (0, 2, 4)]
+    assert all(size > 0 for size in sizes)
+    job_bytes = 2 * max(sizes) + 4 * VISION_RECORD_OVERHEAD_BYTES
+    vision = {"bedrock": {**limits["bedrock"], "maxJobBytes": job_bytes}}
+    environment = replace(
+        catalog_aws.environment(**{**overrides, **vision}),
+        attributes=AttributeSourceSettings(kind="vision-llm", model_id="m"),
+    )
+    planner = Planner(
+        environment=environment,
+        files=RunReader(RunFiles(RESULTS_BUCKET, s3=catalog_aws.s3), io_concurrency=4),
+    )
+    # When planned with the endpoint source, one group takes all 6 products
+    endpoint = replace(environment, attributes=AttributeSourceSettings())
+    assert len(replace(planner, environment=endpoint).handle({"runId": RUN})["groups"]) == 1
+    # When planned with the vision source
+    result = planner.handle({"runId": RUN})
+    # Then no group holds more photos than one attributes job takes
+    assert sorted(group["records"] for group in result["groups"]) == [2, 4]

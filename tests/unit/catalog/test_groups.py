@@ -175,3 +175,29 @@ def test_group_state_carries_uris_not_batch_ids() -> None:
         "bedrockInputUri": f"{base}bedrock-input/",
         "bedrockOutputUri": f"{base}bedrock-output/",
     }
+
+
+def test_vision_groups_are_cut_so_their_photos_fit_one_bedrock_job() -> None:
+    # Given 10 parts of 500 products and 100 MB of photos each (1 GB in all), with room for
+    # 50,000 records but only 300 MB per job
+    parts = [BatchPart(f"{index:016x}", 500, 100_000_000) for index in range(10)]
+    # When packed by records alone, one group would hold every part
+    assert len(pack_groups(parts, max_records_per_group=50_000)) == 1
+    # When packed for the vision source (plus 8 KB of request per record)
+    groups = pack_groups(
+        parts,
+        max_records_per_group=50_000,
+        max_bytes_per_group=300_000_000,
+        record_overhead_bytes=8_192,
+    )
+    # Then every group's photos and requests fit one job, and no part is lost
+    _check_partition(groups, parts)
+    assert all(group.bytes + group.records * 8_192 <= 300_000_000 for group in groups)
+    # (two parts of 104 MB fit in 300 MB, three do not: five groups)
+    assert len(groups) == 5
+
+
+def test_a_part_whose_photos_exceed_one_bedrock_job_is_a_configuration_error() -> None:
+    parts = [BatchPart("a" * 16, 500, 6_000_000_000)]
+    with pytest.raises(ValueError, match=r"more than one Bedrock job may take.*records_per_part"):
+        pack_groups(parts, max_records_per_group=50_000, max_bytes_per_group=5 * 2**30)
