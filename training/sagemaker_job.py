@@ -89,6 +89,12 @@ def fraction(value: str) -> float:
     return number
 
 
+def hyperparameter_parser(description: str) -> argparse.ArgumentParser:
+    """A training script's parser: SageMaker passes hyperparameters as `--name value`, and a
+    misspelt one must fail the job, not silently match a longer name."""
+    return argparse.ArgumentParser(description=description, allow_abbrev=False)
+
+
 def parse_ignoring_sagemaker_keys(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> argparse.Namespace:

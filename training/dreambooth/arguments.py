@@ -24,6 +24,7 @@ from sagemaker_job import (
     add_output_arguments,
     boolean,
     fraction,
+    hyperparameter_parser,
     non_negative_float,
     non_negative_int,
     optional_positive_int,
@@ -64,10 +65,8 @@ def parse_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> argparse.Namespace:
     env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(
-        description="DreamBooth fine-tuning of Stable Diffusion (text-to-image or inpainting).",
-        # A misspelt hyperparameter must fail the job, not silently match a longer name.
-        allow_abbrev=False,
+    parser = hyperparameter_parser(
+        "DreamBooth fine-tuning of Stable Diffusion (text-to-image or inpainting)."
     )
     # JumpStart's hyperparameters, with its defaults.
     parser.add_argument("--with_prior_preservation", type=boolean, default=False)

@@ -707,38 +707,45 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _check_only(args: argparse.Namespace) -> Report:
+    """`--check-only`: the folder checked as it is; the report also goes to `--out` when given."""
+    report = check_dataset(
+        args.images,
+        prior_preservation=args.prior_preservation,
+        resolution=args.resolution,
+        destination=args.destination,
+    )
+    if args.out is not None:
+        if args.out.resolve().is_relative_to(args.images.resolve()):
+            raise PrepareError(
+                f"--out {args.out} is inside the dataset {args.images}: the next check "
+                "would find report.json there; choose a folder outside it"
+            )
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json(args.out / REPORT_NAME, report.to_dict())
+    return report
+
+
+def _build(args: argparse.Namespace) -> Report:
+    return build_dataset(
+        args.images,
+        args.out,
+        instance_prompt=args.instance_prompt,
+        class_prompt=args.class_prompt,
+        class_images_dir=args.class_images,
+        prior_preservation=args.prior_preservation,
+        fix=args.fix,
+        resolution=args.resolution,
+        destination=args.destination,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status: 0 valid (warnings allowed), 2 errors or wrong options, 1 upload failed."""
     args = parse_args(argv)
     destination: S3Location | None = args.destination
     try:
-        if args.check_only:
-            report = check_dataset(
-                args.images,
-                prior_preservation=args.prior_preservation,
-                resolution=args.resolution,
-                destination=destination,
-            )
-            if args.out is not None:
-                if args.out.resolve().is_relative_to(args.images.resolve()):
-                    raise PrepareError(
-                        f"--out {args.out} is inside the dataset {args.images}: the next check "
-                        "would find report.json there; choose a folder outside it"
-                    )
-                args.out.mkdir(parents=True, exist_ok=True)
-                write_json(args.out / REPORT_NAME, report.to_dict())
-        else:
-            report = build_dataset(
-                args.images,
-                args.out,
-                instance_prompt=args.instance_prompt,
-                class_prompt=args.class_prompt,
-                class_images_dir=args.class_images,
-                prior_preservation=args.prior_preservation,
-                fix=args.fix,
-                resolution=args.resolution,
-                destination=destination,
-            )
+        report = _check_only(args) if args.check_only else _build(args)
     except PrepareError as error:
         return prepare_outputs.error_exit(PROGRAM, error, EXIT_INVALID)
     details = f" Details: {args.out / REPORT_NAME}" if args.out is not None else ""

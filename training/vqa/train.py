@@ -51,6 +51,7 @@ from sagemaker_job import (
     add_output_arguments,
     configure_logging,
     fraction,
+    hyperparameter_parser,
     non_negative_int,
     positive_float,
     positive_int,
@@ -94,11 +95,7 @@ def parse_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> argparse.Namespace:
     env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(
-        description="LoRA fine-tuning of BLIP-2 on product attribute questions.",
-        # A misspelt hyperparameter must fail the job, not silently match a longer name.
-        allow_abbrev=False,
-    )
+    parser = hyperparameter_parser("LoRA fine-tuning of BLIP-2 on product attribute questions.")
     # Base model: a hub id, a local directory, or a `base_model` channel (no internet needed).
     parser.add_argument(
         "--base_model", default=env.get("SM_CHANNEL_BASE_MODEL", DEFAULT_BASE_MODEL)
