@@ -1,15 +1,22 @@
 """The `describe-catalog` state machine (JSONata): fan out over a catalog with Distributed Map,
-run the attribute model as SageMaker Batch Transform and the text model as Bedrock batch
-inference, one group of products at a time, or take the online path for small catalogs.
+read the attributes with the stage's source and write the text with Bedrock batch inference, one
+group of products at a time, or take the online path for small catalogs.
 
     start → (kind) Distributed Map over the S3 prefix / CSV manifest / JSONL manifest
           → plan → (route) none | online: inline Map → online function
-                         | batch: read the VQA archive (SSM) → create the model
+                         | batch (endpoint source): read the VQA archive (SSM) → create the model
                                   → Distributed Map over groups:
                                       Batch Transform (.sync) → bedrock input → Bedrock job
                                       (poll) → results
                                   → delete the model (also when a group fails)
+                         | batch (vision-llm source): Distributed Map over groups:
+                                      attribute input → Bedrock job on the vision model (poll)
+                                      → bedrock input → Bedrock job (poll) → results
           → finalize → Succeed
+
+The source is read from the config at synthesis (`StageConfig.attribute_source`): each stage's
+state machine holds one branch, and the endpoint source's definition is the same as before the
+vision source existed.
 
 The groups run as child executions of a Distributed Map, not as an inline Map: each group polls
 its Bedrock job for up to `bedrock.timeout_hours`, and a catalog of many groups polling inside

@@ -3,7 +3,8 @@
 Every step writes the products it lost under `failures/<step>/`; they are streamed into one
 `failures.jsonl` whose lines start with product_id, image_key and category, so the report is
 itself a JSONL manifest for a re-run. The summary counts what the run did. The transform input
-parts hold copies of the customers' images and are deleted once the run no longer needs them.
+parts, and with the vision source each group's attributes job input and output, hold copies of
+the customers' images and are deleted once the run no longer needs them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
 from catalog.logic import layout
+from shared.adapters import run_files
 from shared.adapters.aws import client
 from shared.adapters.run_files import RunFiles
 from shared.adapters.s3_lines import JsonLinesWriter
@@ -52,7 +54,23 @@ class FinalizeStep:
         }
         self.files.put_json(layout.summary_key(run_id), summary)
         deleted = self.files.delete_prefix(layout.transform_input_prefix(run_id))
-        logger.info("run finished", deleted_transform_parts=deleted, summary=summary)
+        # The vision source's attributes jobs: their input, and Bedrock's output (which echoes
+        # each record's input), hold the photos again.
+        photos = [
+            key
+            for key in self.files.list_keys(layout.groups_prefix(run_id))
+            if layout.holds_photos(key)
+        ]
+        deleted_attribute_files = sum(
+            self.files.delete_keys(photos[start : start + run_files.MAX_KEYS_PER_DELETE])
+            for start in range(0, len(photos), run_files.MAX_KEYS_PER_DELETE)
+        )
+        logger.info(
+            "run finished",
+            deleted_transform_parts=deleted,
+            deleted_attribute_files=deleted_attribute_files,
+            summary=summary,
+        )
         return summary
 
     def _write_report(self, run_id: str) -> Counter[str]:

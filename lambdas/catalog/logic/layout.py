@@ -54,8 +54,18 @@ def group_name(index: int) -> str:
     return f"g{index:04d}"
 
 
+def groups_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}groups/"
+
+
 def group_prefix(run_id: str, group: str) -> str:
-    return f"{run_prefix(run_id)}groups/{group}/"
+    return f"{groups_prefix(run_id)}{group}/"
+
+
+def holds_photos(key: str) -> bool:
+    """A group file with copies of the photos: an attributes job's input or Bedrock's output
+    of it (each output line repeats its record's input)."""
+    return "/attribute-input/" in key or "/attribute-output/" in key
 
 
 def transform_manifest_key(run_id: str, group: str) -> str:

@@ -187,3 +187,37 @@ def test_the_handler_runs_from_the_environment(s3: Any, monkeypatch: pytest.Monk
 
     assert summary["described"] == 0
     assert list_keys(s3, RESULTS_BUCKET, layout.transform_input_prefix(RUN)) == []
+
+
+def test_a_vision_run_deletes_the_photo_copies_of_its_attributes_jobs(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two groups' attributes job input and output (Bedrock's output repeats each input,
+    # photo included) in 12 files, deleted 5 keys at a time, beside the files a run keeps
+    monkeypatch.setattr(run_files, "MAX_KEYS_PER_DELETE", 5)
+    photos = [
+        *(
+            layout.attribute_input_key(RUN, group, n)
+            for group in ("g0000", "g0001")
+            for n in (0, 1, 2)
+        ),
+        *(
+            f"{layout.attribute_output_prefix(RUN, group)}job{n}/records-000{n}.jsonl.out"
+            for group in ("g0000", "g0001")
+            for n in (0, 1, 2)
+        ),
+    ]
+    kept = [
+        layout.attribute_ledger_key(RUN, "g0000"),
+        layout.ledger_key(RUN, "g0000"),
+        layout.group_result_key(RUN, "g0000"),
+    ]
+    for key in [*photos, *kept]:
+        s3.put_object(Bucket=RESULTS_BUCKET, Key=key, Body=b"{}\n")
+    # When the run is finalized
+    FinalizeStep(catalog_settings(), RunFiles(RESULTS_BUCKET, s3=s3)).run(
+        {"runId": RUN, "route": "batch", "plan": {"records": 200, "skipped": 0, "failed": 0}}
+    )
+    # Then no copy of a photo is left, and what the run keeps is still there
+    left = set(list_keys(s3, RESULTS_BUCKET, layout.groups_prefix(RUN)))
+    assert left == set(kept)
