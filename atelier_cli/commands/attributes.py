@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from atelier_cli.aws import translated_errors
+from atelier_cli.checkout import use_lambdas_code
 from atelier_cli.errors import UsageError
 from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from shared.models.attributes import AttributeAnswers
     from shared.models.descriptions import TextModelReply
 
-LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 # The Api stack's default text model, which reads images too (cdk.json descriptions.model_id).
 DEFAULT_VISION_MODEL = "global.anthropic.claude-sonnet-4-6"
 # On-demand list prices in USD per million input / output tokens, global cross-region inference
@@ -70,18 +69,6 @@ class Mode(StrEnum):
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="attributes")
-
-
-def use_lambdas_code() -> None:
-    """Make the functions' modules (`shared`, `descriptions`) importable from the checkout."""
-    if not (LAMBDAS_DIR / "descriptions" / "logic" / "vision.py").is_file():
-        raise UsageError(
-            f"the description functions' code is not here: {LAMBDAS_DIR} is missing",
-            fix="run atelier from an Atelier checkout, installed with make install",
-            code="checkout_missing",
-        )
-    if str(LAMBDAS_DIR) not in sys.path:
-        sys.path.append(str(LAMBDAS_DIR))
 
 
 # --- the dataset ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -33,6 +33,8 @@ from atelier_cli.errors import ServiceError, UsageError
 from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
 
+# What a builder's parse_s3_uri returns (each builder has its own location type).
+Destination = TypeVar("Destination")
 # Every builder writes its report here, in --out (vqa only when it built a dataset).
 REPORT_FILE = "report.json"
 # A dataset's folder name: one level below the workflow's prefix (`vqa/<name>/`).
@@ -189,11 +191,7 @@ def vqa(
             raise refused("vqa", str(error), error.report.to_dict()) from error
         except prepare.PrepareError as error:
             raise refused("vqa", str(error), None) from error
-        result: dict[str, Any] = {
-            "out": str(out),
-            "reportFile": str(out / REPORT_FILE),
-            "report": report.to_dict(),
-        }
+        result = report_result(out, report.to_dict())
         if name is not None:
             prefix = f"vqa/{name}/"
             files = [
@@ -231,10 +229,7 @@ def titan(
         use_training_code()
         from titan import prepare
 
-        destination = None
-        if name is not None:
-            bucket = run.resources.published("data", "datasets-bucket")
-            destination = prepare.parse_s3_uri(f"s3://{bucket}/titan/{name}/")
+        destination = upload_destination(run, name, "titan", prepare.parse_s3_uri)
         try:
             report = prepare.prepare_dataset(
                 images, out, captions=captions, apply_fixes=fix, destination=destination
@@ -246,11 +241,7 @@ def titan(
                 "titan", f"{len(report.failing)} of {len(report.records)} records fail",
                 report.to_dict(), out / REPORT_FILE,
             )  # fmt: skip
-        result: dict[str, Any] = {
-            "out": str(out),
-            "reportFile": str(out / REPORT_FILE),
-            "report": report.to_dict(),
-        }
+        result = report_result(out, report.to_dict())
         if destination is not None:
             key_arn = run.resources.published("data", "kms-key-arn")
             manifest = out / prepare.MANIFEST_NAME
@@ -313,10 +304,7 @@ def dreambooth(
         use_training_code()
         from dreambooth import prepare
 
-        destination = None
-        if name is not None:
-            bucket = run.resources.published("data", "datasets-bucket")
-            destination = prepare.parse_s3_uri(f"s3://{bucket}/dreambooth/{name}/")
+        destination = upload_destination(run, name, "dreambooth", prepare.parse_s3_uri)
         try:
             report = prepare.build_dataset(
                 images,
@@ -335,11 +323,7 @@ def dreambooth(
             raise refused(
                 "dreambooth", f"{len(report.errors)} errors", report.to_dict(), out / REPORT_FILE
             )
-        result: dict[str, Any] = {
-            "out": str(out),
-            "reportFile": str(out / REPORT_FILE),
-            "report": report.to_dict(),
-        }
+        result = report_result(out, report.to_dict())
         if destination is not None:
             key_arn = run.resources.published("data", "kms-key-arn")
             try:
@@ -366,6 +350,22 @@ def dreambooth(
                 f"(or atelier train styling --dataset {prefix} --wait for styling)"
             )
         finish(run, result, report.summary())
+
+
+def report_result(out: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The start of every builder's result: where it wrote, and its report."""
+    return {"out": str(out), "reportFile": str(out / REPORT_FILE), "report": report}
+
+
+def upload_destination(
+    run: Run, name: str | None, folder: str, parse: Callable[[str], Destination]
+) -> Destination | None:
+    """`--upload NAME`: s3://<datasets bucket>/<folder>/NAME/, parsed by the builder's own
+    `parse_s3_uri`; None without `--upload`."""
+    if name is None:
+        return None
+    bucket = run.resources.published("data", "datasets-bucket")
+    return parse(f"s3://{bucket}/{folder}/{name}/")
 
 
 def upload_failed(message: str) -> ServiceError:

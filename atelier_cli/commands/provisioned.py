@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from atelier_cli.aws import translated_errors
+from atelier_cli.checkout import use_lambdas_code
 from atelier_cli.errors import NotDeployedError, UsageError
 from atelier_cli.image_customization import CONFIG_KEY, base_model_left_null, not_configured
 from atelier_cli.output import escape
@@ -45,14 +46,12 @@ def register(root: typer.Typer) -> None:
 
 
 def parse_expiry(value: str | None) -> datetime | None:
-    """The sweeper's reading: any ISO 8601 time, UTC when it has no offset; else None."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """The sweeper's own reading of an expiry tag (any ISO 8601 time, UTC when it has no offset;
+    else None), from the checkout's function code, so the two never disagree."""
+    use_lambdas_code()
+    from customization.logic.expiry import parse_expiry as sweeper_reading
+
+    return sweeper_reading(value)
 
 
 def format_expiry(moment: datetime) -> str:

@@ -18,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import ValidationError
-
 from descriptions.logic.images import ImageInfo
 from descriptions.logic.prompt import (
     ANTHROPIC_VERSION,
@@ -28,7 +26,7 @@ from descriptions.logic.prompt import (
     UnstructuredAnswerError,
     answer_document,
 )
-from shared.models.attributes import AttributeAnswers, AttributesSource
+from shared.models.attributes import AttributeAnswers, AttributesSource, model_answers
 from shared.models.descriptions import TextModelReply
 from shared.models.errors import DependencyError, RequestError
 
@@ -305,18 +303,7 @@ def read_answers(
         raise DependencyError(
             "attribute_model_bad_response", f"{what}: {error}", retryable=False
         ) from None
-    return validate_answers(document, what)
-
-
-def validate_answers(document: Mapping[str, Any], what: str) -> AttributeAnswers:
-    try:
-        return AttributeAnswers.model_validate(document)
-    except ValidationError:
-        raise DependencyError(
-            "attribute_model_bad_response",
-            f'{what} did not answer {{"attributes": {{name: text}}}}',
-            retryable=False,
-        ) from None
+    return model_answers(document, what)
 
 
 class ConverseModel(Protocol):

@@ -7,9 +7,9 @@ which are short and bounded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import botocore.session
@@ -73,6 +73,29 @@ _SERVICES_CALLED = (
     "s3", "dynamodb", "sqs", "sns", "ssm", "stepfunctions", "bedrock", "bedrock-runtime",
     "sagemaker-runtime",
 )  # fmt: skip
+
+
+_Answer = TypeVar("_Answer")
+# What S3 answers for an object that is not there: GetObject says NoSuchKey, HeadObject a bare 404.
+S3_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def unless_missing(
+    call: Callable[[], _Answer],
+    failed: Callable[[ClientError | BotoCoreError], Exception],
+    *,
+    missing: Iterable[str] = S3_MISSING_CODES,
+) -> _Answer | None:
+    """`call()`'s answer, or None when AWS says the resource is `missing`; any other failure
+    is raised as `failed(error)`."""
+    try:
+        return call()
+    except ClientError as error:
+        if error_code(error) in missing:
+            return None
+        raise failed(error) from error
+    except BotoCoreError as error:
+        raise failed(error) from error
 
 
 @cache

@@ -6,10 +6,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.adapters.aws import as_dependency_error, client, error_code
-
-# HeadObject answers a bare 404 (no error body); GetObject says NoSuchKey.
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+from shared.adapters.aws import as_dependency_error, client, unless_missing
 
 
 class S3Datasets:
@@ -19,14 +16,11 @@ class S3Datasets:
 
     def read(self, key: str, *, max_bytes: int) -> bytes | None:
         """The object's bytes; None if it does not exist; ValueError if larger than max_bytes."""
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error_code(error) in _MISSING:
-                return None
-            raise self._error(error) from error
-        except BotoCoreError as error:
-            raise self._error(error) from error
+        response = unless_missing(
+            lambda: self._client.get_object(Bucket=self.bucket, Key=key), self._error
+        )
+        if response is None:
+            return None
         body = response["Body"]
         try:
             if int(response.get("ContentLength", 0)) > max_bytes:
@@ -38,15 +32,10 @@ class S3Datasets:
 
     def size(self, key: str) -> int | None:
         """The object's size in bytes; None if it does not exist."""
-        try:
-            response = self._client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error_code(error) in _MISSING:
-                return None
-            raise self._error(error) from error
-        except BotoCoreError as error:
-            raise self._error(error) from error
-        return int(response["ContentLength"])
+        response = unless_missing(
+            lambda: self._client.head_object(Bucket=self.bucket, Key=key), self._error
+        )
+        return None if response is None else int(response["ContentLength"])
 
     def _error(self, error: ClientError | BotoCoreError) -> Exception:
         return as_dependency_error(

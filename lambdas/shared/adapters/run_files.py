@@ -11,12 +11,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.adapters.aws import as_dependency_error, client, error_code
+from shared.adapters.aws import as_dependency_error, client, unless_missing
 from shared.adapters.s3_lines import iter_lines
 from shared.models.errors import DependencyError
 
 MAX_KEYS_PER_DELETE = 1000
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class RunFiles:
@@ -37,15 +36,11 @@ class RunFiles:
 
     def get_json(self, key: str) -> Any | None:
         """The parsed document, or None when there is no such object."""
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            if error_code(error) in _MISSING:
-                return None
-            raise self._error(error, key) from error
-        except BotoCoreError as error:
-            raise self._error(error, key) from error
-        return json.loads(body)
+        body = unless_missing(
+            lambda: self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read(),
+            lambda error: self._error(error, key),
+        )
+        return None if body is None else json.loads(body)
 
     def put_json(self, key: str, document: Mapping[str, Any]) -> None:
         try:
@@ -60,14 +55,12 @@ class RunFiles:
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The object's user metadata, or None when the object does not exist."""
-        try:
-            response = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error_code(error) in _MISSING:
-                return None
-            raise self._error(error, key) from error
-        except BotoCoreError as error:
-            raise self._error(error, key) from error
+        response = unless_missing(
+            lambda: self.s3.head_object(Bucket=self.bucket, Key=key),
+            lambda error: self._error(error, key),
+        )
+        if response is None:
+            return None
         return {str(name): str(value) for name, value in response.get("Metadata", {}).items()}
 
     def lines_if_exists(self, key: str) -> Iterator[bytes] | None:

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 
 from shared.adapters.aws import as_dependency_error, client, error_code
-from shared.models.attributes import AttributeAnswers, AttributesSource
+from shared.models.attributes import AttributeAnswers, AttributesSource, model_answers
 from shared.models.errors import DependencyError
 
 
@@ -61,7 +60,7 @@ class SageMakerAttributeModel:
             raise self._model_error(error, what) from error
         except BotoCoreError as error:
             raise as_dependency_error(error, code_prefix="attribute_model", what=what) from error
-        return _attributes(payload, what)
+        return model_answers(payload, what)
 
     @staticmethod
     def _model_error(error: ClientError, what: str) -> DependencyError:
@@ -76,14 +75,3 @@ class SageMakerAttributeModel:
             what=what,
             extra_retryable_codes=("ModelError",) if overloaded else (),
         )
-
-
-def _attributes(payload: bytes, what: str) -> AttributeAnswers:
-    try:
-        return AttributeAnswers.model_validate_json(payload)
-    except ValidationError:
-        raise DependencyError(
-            "attribute_model_bad_response",
-            f'{what} did not answer {{"attributes": {{name: text}}}}',
-            retryable=False,
-        ) from None

@@ -12,9 +12,12 @@ by `attributesSource`, which records the source and the model that answered.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from shared.models.errors import DependencyError
 
 AttributeSourceKind = Literal["endpoint", "vision-llm"]
 ATTRIBUTE_SOURCE_KINDS: tuple[AttributeSourceKind, ...] = ("endpoint", "vision-llm")
@@ -30,6 +33,21 @@ class AttributeAnswers(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     attributes: dict[str, StrictStr]
+
+
+def model_answers(answer: bytes | Mapping[str, Any], what: str) -> AttributeAnswers:
+    """An attribute model's answer (its JSON bytes, or the document already parsed) as
+    `{"attributes": {name: text}}`; anything else is the model's fault, named by `what`."""
+    try:
+        if isinstance(answer, bytes):
+            return AttributeAnswers.model_validate_json(answer)
+        return AttributeAnswers.model_validate(answer)
+    except ValidationError:
+        raise DependencyError(
+            "attribute_model_bad_response",
+            f'{what} did not answer {{"attributes": {{name: text}}}}',
+            retryable=False,
+        ) from None
 
 
 class AttributesSource(BaseModel):
