@@ -177,60 +177,45 @@ def rest_api(scope: Stack, config: StageConfig, functions: ApiFunctions) -> apig
     validator = api.add_request_validator(
         "RequestValidator", validate_request_body=True, validate_request_parameters=True
     )
-    request_model = api.add_model(
+    request_model = request_body_model(
+        api,
         "DescribeRequest",
-        content_type="application/json",
-        description="The fields API Gateway checks before invoking the function",
-        schema=apigateway.JsonSchema(
-            schema=apigateway.JsonSchemaVersion.DRAFT4,
-            title="DescribeRequest",
-            type=apigateway.JsonSchemaType.OBJECT,
-            required=["productId", "image"],
-            properties={
-                "productId": apigateway.JsonSchema(
-                    type=apigateway.JsonSchemaType.STRING, pattern=PRODUCT_ID_PATTERN
-                ),
-                "image": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
-            },
-        ),
+        "the function",
+        {
+            "productId": apigateway.JsonSchema(
+                type=apigateway.JsonSchemaType.STRING, pattern=PRODUCT_ID_PATTERN
+            ),
+            "image": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+        },
+        required=["productId", "image"],
     )
     integration = apigateway.LambdaIntegration(
         functions.descriptions, proxy=True, allow_test_invoke=False
     )
     descriptions = api.root.add_resource("descriptions")
-    post = descriptions.add_method(
-        "POST",
-        integration,
-        request_validator=validator,
-        request_models={"application/json": request_model},
-    )
+    post = post_method(descriptions, integration, validator, request_model)
     get = descriptions.add_resource("{productId}").add_method(
         "GET",
         integration,
         request_validator=validator,
         request_parameters={"method.request.path.productId": True},
     )
-    images_model = api.add_model(
+    images_model = request_body_model(
+        api,
         "GenerateImagesRequest",
-        content_type="application/json",
-        description="The fields API Gateway checks before invoking the images function",
-        schema=apigateway.JsonSchema(
-            schema=apigateway.JsonSchemaVersion.DRAFT4,
-            title="GenerateImagesRequest",
-            type=apigateway.JsonSchemaType.OBJECT,
-            required=["prompt", "width", "height"],
-            properties={
-                "prompt": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
-                "width": apigateway.JsonSchema(type=apigateway.JsonSchemaType.INTEGER),
-                "height": apigateway.JsonSchema(type=apigateway.JsonSchemaType.INTEGER),
-            },
-        ),
+        "the images function",
+        {
+            "prompt": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+            "width": apigateway.JsonSchema(type=apigateway.JsonSchemaType.INTEGER),
+            "height": apigateway.JsonSchema(type=apigateway.JsonSchemaType.INTEGER),
+        },
+        required=["prompt", "width", "height"],
     )
-    images = api.root.add_resource("images").add_method(
-        "POST",
+    images = post_method(
+        api.root.add_resource("images"),
         apigateway.LambdaIntegration(functions.images, proxy=True, allow_test_invoke=False),
-        request_validator=validator,
-        request_models={"application/json": images_model},
+        validator,
+        images_model,
     )
     generations, styling = _diffusion_routes(api, config, validator, functions.diffusion)
 
@@ -291,40 +276,61 @@ def _diffusion_routes(
             "key": string,
         },
     )
+    invoked = "the diffusion function"
     models = {
-        "generations": api.add_model(
-            "GenerationRequest",
-            content_type="application/json",
-            description="The fields API Gateway checks before invoking the diffusion function",
-            schema=apigateway.JsonSchema(
-                schema=apigateway.JsonSchemaVersion.DRAFT4,
-                title="GenerationRequest",
-                type=apigateway.JsonSchemaType.OBJECT,
-                required=["prompt"],
-                properties={"prompt": string},
-            ),
+        "generations": request_body_model(
+            api, "GenerationRequest", invoked, {"prompt": string}, required=["prompt"]
         ),
-        "styling": api.add_model(
+        "styling": request_body_model(
+            api,
             "StylingRequest",
-            content_type="application/json",
-            description="The fields API Gateway checks before invoking the diffusion function",
-            schema=apigateway.JsonSchema(
-                schema=apigateway.JsonSchemaVersion.DRAFT4,
-                title="StylingRequest",
-                type=apigateway.JsonSchemaType.OBJECT,
-                required=["image", "prompt"],
-                properties={"image": image, "mask": image, "prompt": string},
-            ),
+            invoked,
+            {"image": image, "mask": image, "prompt": string},
+            required=["image", "prompt"],
         ),
     }
     integration = apigateway.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
     generations, styling = (
-        api.root.add_resource(route).add_method(
-            "POST",
-            integration,
-            request_validator=validator,
-            request_models={"application/json": models[route]},
-        )
+        post_method(api.root.add_resource(route), integration, validator, models[route])
         for route in ("generations", "styling")
     )
     return generations, styling
+
+
+def request_body_model(
+    api: apigateway.RestApi,
+    name: str,
+    invoked: str,
+    properties: dict[str, apigateway.JsonSchema],
+    *,
+    required: list[str],
+) -> apigateway.Model:
+    """The JSON Schema (draft 4) of a POST body, object `name`, that API Gateway checks before
+    invoking `invoked` (the function's name in the model's description)."""
+    return api.add_model(
+        name,
+        content_type="application/json",
+        description=f"The fields API Gateway checks before invoking {invoked}",
+        schema=apigateway.JsonSchema(
+            schema=apigateway.JsonSchemaVersion.DRAFT4,
+            title=name,
+            type=apigateway.JsonSchemaType.OBJECT,
+            required=required,
+            properties=properties,
+        ),
+    )
+
+
+def post_method(
+    resource: apigateway.IResource,
+    integration: apigateway.Integration,
+    validator: apigateway.IRequestValidator,
+    model: apigateway.IModel,
+) -> apigateway.Method:
+    """`POST` on `resource`, its JSON body checked against `model` before `integration` runs."""
+    return resource.add_method(
+        "POST",
+        integration,
+        request_validator=validator,
+        request_models={"application/json": model},
+    )
