@@ -22,9 +22,7 @@ from shared import metric_names as names
 from shared.adapters.bedrock_control import BedrockThroughputs
 from shared.adapters.workflows import SnsNotifier, StepFunctionsWorkflow
 from shared.environment import required
-from shared.telemetry import emit_count, get_tracer, logger
-
-tracer = get_tracer()
+from shared.telemetry import emit_count, logger, step_handler
 
 
 class SweepIncompleteError(RuntimeError):
@@ -74,7 +72,6 @@ def run(sweeper_: Sweeper, now: datetime, scheduled: datetime | None = None) -> 
     return report.as_dict()
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return run(sweeper(), datetime.now(UTC), scheduled_time(event))

@@ -23,9 +23,7 @@ from shared.adapters.bedrock_models import BedrockModels
 from shared.adapters.lifecycle_state import ParameterStates
 from shared.adapters.workflows import SnsNotifier
 from shared.environment import DeploymentError, required
-from shared.telemetry import emit_count, get_tracer, logger
-
-tracer = get_tracer()
+from shared.telemetry import emit_count, logger, step_handler
 
 _MODELS = TypeAdapter(list[ConfiguredModel])
 # What the stack's alarm watches (infra/constructs/model_lifecycle.py names the same).
@@ -88,8 +86,7 @@ def run(checker_: LifecycleChecker, models: list[ConfiguredModel], now: datetime
     return report.as_dict()
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+@step_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     models = configured_models(required("CONFIGURED_MODELS"))
     return run(checker(), models, datetime.now(UTC))
