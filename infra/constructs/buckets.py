@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -10,6 +12,15 @@ from constructs import Construct
 
 from infra.checkov_skips import skip_check
 from infra.config import DataConfig
+
+# Every bucket: no public access, TLS 1.2 or later only, versioned, ACLs disabled.
+_PRIVATE_TLS_VERSIONED: dict[str, Any] = {
+    "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+    "enforce_ssl": True,
+    "minimum_tls_version": 1.2,
+    "versioned": True,
+    "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+}
 
 
 def _common_lifecycle(data: DataConfig) -> list[s3.LifecycleRule]:
@@ -41,11 +52,7 @@ def create_access_log_bucket(
         scope,
         construct_id,
         encryption=s3.BucketEncryption.S3_MANAGED,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        enforce_ssl=True,
-        minimum_tls_version=1.2,
-        versioned=True,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        **_PRIVATE_TLS_VERSIONED,
         removal_policy=removal_policy,
         auto_delete_objects=False,
         lifecycle_rules=[
@@ -100,11 +107,7 @@ class EncryptedBucket(s3.Bucket):
             # One data key per bucket instead of one KMS call per object: same protection,
             # a fraction of the KMS request cost on catalogs of millions of images.
             bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            **_PRIVATE_TLS_VERSIONED,
             server_access_logs_bucket=access_log_bucket,
             server_access_logs_prefix=f"{construct_id.lower()}/",
             removal_policy=removal_policy,

@@ -82,28 +82,29 @@ def observed_state_machine(
 
 
 def observability_policies(scope: Construct, prefix: str, role: iam.Role) -> list[iam.Policy]:
-    logging_policy = iam.Policy(
-        scope,
-        f"{prefix}LoggingPolicy",
-        roles=[role],
-        statements=[iam.PolicyStatement(actions=_LOG_DELIVERY_ACTIONS, resources=["*"])],
-    )
-    acknowledge(
-        logging_policy,
-        "AwsSolutions-IAM5[Resource::*]",
-        "Step Functions log delivery to CloudWatch Logs uses the vended-logs APIs, which "
-        "support no resource-level permissions; AWS documents Resource '*' for them.",
-    )
-    tracing_policy = iam.Policy(
-        scope,
-        f"{prefix}TracingPolicy",
-        roles=[role],
-        statements=[iam.PolicyStatement(actions=_TRACING_ACTIONS, resources=["*"])],
-    )
-    acknowledge(
-        tracing_policy,
-        "AwsSolutions-IAM5[Resource::*]",
-        "X-Ray PutTraceSegments, PutTelemetryRecords and the sampling APIs support no "
-        "resource-level permissions; the service requires Resource '*'.",
-    )
-    return [logging_policy, tracing_policy]
+    """The logging and tracing policies of a state machine's role: APIs without resource-level
+    permissions, so each is acknowledged for its Resource '*'."""
+    policies = []
+    for name, actions, reason in (
+        (
+            "Logging",
+            _LOG_DELIVERY_ACTIONS,
+            "Step Functions log delivery to CloudWatch Logs uses the vended-logs APIs, which "
+            "support no resource-level permissions; AWS documents Resource '*' for them.",
+        ),
+        (
+            "Tracing",
+            _TRACING_ACTIONS,
+            "X-Ray PutTraceSegments, PutTelemetryRecords and the sampling APIs support no "
+            "resource-level permissions; the service requires Resource '*'.",
+        ),
+    ):
+        policy = iam.Policy(
+            scope,
+            f"{prefix}{name}Policy",
+            roles=[role],
+            statements=[iam.PolicyStatement(actions=actions, resources=["*"])],
+        )
+        acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", reason)
+        policies.append(policy)
+    return policies
