@@ -37,18 +37,8 @@ class Answer:
 
 def generation_body(job: GenerationJob) -> dict[str, Any]:
     s = job.sampling
-    body: dict[str, Any] = {"prompt": s.prompt}
-    if s.negative_prompt is not None:
-        body["negative_prompt"] = s.negative_prompt
-    return {
-        **body,
-        "width": job.width,
-        "height": job.height,
-        "num_images_per_prompt": s.number_of_images,
-        "num_inference_steps": s.steps,
-        "guidance_scale": s.guidance_scale,
-        "seed": s.seed,
-    }
+    body = _with_negative_prompt({"prompt": s.prompt}, s)
+    return {**body, "width": job.width, "height": job.height, **_sampling(s), "seed": s.seed}
 
 
 def styling_body(job: StylingJob, image: bytes, mask: bytes | None) -> dict[str, Any]:
@@ -69,15 +59,20 @@ def styling_body(job: StylingJob, image: bytes, mask: bytes | None) -> dict[str,
         if mask is None:
             raise ValueError("a styling job without a mask prompt needs the caller's mask")
         body = {"inputs": s.prompt, "input_img": encoded, "mask_img": _b64(mask)}
-    if s.negative_prompt is not None:
-        body["negative_prompt"] = s.negative_prompt
+    body = _with_negative_prompt(body, s)
+    return {**body, **_sampling(s), "image_length": job.image_length, "seed": s.seed}
+
+
+def _with_negative_prompt(body: dict[str, Any], s: Sampling) -> dict[str, Any]:
+    return body if s.negative_prompt is None else {**body, "negative_prompt": s.negative_prompt}
+
+
+def _sampling(s: Sampling) -> dict[str, Any]:
+    """The denoising fields both endpoints take, under their names."""
     return {
-        **body,
         "num_images_per_prompt": s.number_of_images,
         "num_inference_steps": s.steps,
         "guidance_scale": s.guidance_scale,
-        "image_length": job.image_length,
-        "seed": s.seed,
     }
 
 
