@@ -142,21 +142,22 @@ def _multipart(
 ) -> bool:
     """Send `path` in parts, resuming an open upload of `key`; True if one was resumed."""
     part_size = part_size_for(path.stat().st_size, settings.part_size)
+    parts = _Parts(client, bucket, key, path, md5, settings, part_size, report)
     upload_id, existing = _open_upload(client, bucket, key)
     kept = _matching_parts(path, part_size, existing) if upload_id is not None else None
     if upload_id is not None and kept is None:
         # A part it holds differs from the file: it was started for another version.
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     if upload_id is None or kept is None:
-        _send_parts(client, bucket, key, path, md5, settings, part_size, report, None, {})
+        _send_parts(parts, None, {})
         return False
-    _send_parts(client, bucket, key, path, md5, settings, part_size, report, upload_id, kept)
+    _send_parts(parts, upload_id, kept)
     # The open upload carries the metadata it was created with, which S3 shows only once it is
     # complete. If the file changed only where no part had been sent yet, that is the old
     # version's MD5, which `unchanged` would later trust: then the object is sent again, whole,
     # under this file's MD5 (rare, and the only way to set it without a copy).
     if client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("md5") != md5:
-        _send_parts(client, bucket, key, path, md5, settings, part_size, report, None, {})
+        _send_parts(parts, None, {})
         return False
     return True
 
@@ -182,23 +183,31 @@ def _matching_parts(
     return kept
 
 
-def _send_parts(
-    client: Any,
-    bucket: str,
-    key: str,
-    path: Path,
-    md5: str,
-    settings: Settings,
-    part_size: int,
-    report: Progress,
-    upload_id: str | None,
-    kept: dict[int, dict[str, Any]],
-) -> None:
-    """Send every part of `path` but those `kept` (already uploaded and checked), and complete
+@dataclass(frozen=True)
+class _Parts:
+    """One file's multipart upload: where it goes, the file and its MD5, how it is cut."""
+
+    client: Any
+    bucket: str
+    key: str
+    path: Path
+    md5: str
+    settings: Settings
+    part_size: int
+    report: Progress
+
+
+def _send_parts(parts: _Parts, upload_id: str | None, kept: dict[int, dict[str, Any]]) -> None:
+    """Send every part of the file but those `kept` (already uploaded and checked), and complete
     the upload (a new one when `upload_id` is None)."""
+    client, bucket, key, path = parts.client, parts.bucket, parts.key, parts.path
+    part_size, report = parts.part_size, parts.report
     if upload_id is None:
         upload_id = client.create_multipart_upload(
-            Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **_extra(path, md5, settings)
+            Bucket=bucket,
+            Key=key,
+            ChecksumAlgorithm="SHA256",
+            **_extra(path, parts.md5, parts.settings),
         )["UploadId"]
     size = path.stat().st_size
     completed = []
