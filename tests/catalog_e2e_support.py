@@ -19,7 +19,9 @@ follows the services' documentation:
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import io
 import json
 import re
@@ -239,6 +241,40 @@ def _answer_schema(request: Mapping[str, Any]) -> dict[str, Any]:
     return converse_schema
 
 
+def asks_about_a_photo(request: Mapping[str, Any]) -> bool:
+    """A vision attribute request: its message starts with an image block."""
+    first = request["messages"][0]["content"][0]
+    return "image" in first
+
+
+def photo_answer(image: bytes, name: str) -> str:
+    """What the vision double reads from a photo for one question: its own for each image."""
+    return f"{name.replace('_', ' ')} {hashlib.sha256(image).hexdigest()[:6]}"
+
+
+def vision_reply(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Claude's answer to a vision attribute record in json_schema mode (a Converse batch
+    record): one answer per property of the requested schema, read from the photo."""
+    content = request["messages"][0]["content"]
+    image = base64.b64decode(content[0]["image"]["source"]["bytes"])
+    structure = request["outputConfig"]["textFormat"]["structure"]["jsonSchema"]
+    schema = json.loads(structure["schema"])
+    names = list(schema["properties"]["attributes"]["properties"])
+    # The questions are also in the text, in the same order.
+    assert [line[2:].split(":")[0] for line in content[1]["text"].splitlines()[1:]] == names
+    answer = {"attributes": {name: photo_answer(image, name) for name in names}}
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(answer)}]}},
+        "stopReason": "end_turn",
+        "usage": {
+            "inputTokens": 1_650,
+            "outputTokens": 20 * len(names),
+            "totalTokens": 1_650 + 20 * len(names),
+        },
+        "metrics": {"latencyMs": 900},
+    }
+
+
 def claude_reply(request: Mapping[str, Any]) -> dict[str, Any]:
     """Claude's answer to a request, written from its attributes, in the shape the request asks
     for: a Converse tool call, Converse JSON text, or an Anthropic Messages tool call."""
@@ -329,6 +365,8 @@ class BedrockBatchDouble:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
     sabotaged: dict[str, str] = field(default_factory=dict)
+    # job id → its sabotaged record ids (record ids restart in each job)
+    sabotaged_by_job: dict[str, dict[str, str]] = field(default_factory=dict)
     # record id → the modelInput the job was given
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     service: ServiceDouble = field(init=False)
@@ -385,6 +423,7 @@ class BedrockBatchDouble:
             if item["Key"].endswith(".jsonl")
         ]
         position, errors, succeeded = 0, 0, 0
+        seen: set[str] = set()
         for key in sorted(keys):
             lines: list[str] = []
             for line in read_text(self.s3, f"s3://{bucket}/{key}").splitlines():
@@ -399,12 +438,14 @@ class BedrockBatchDouble:
                 else:
                     assert model_input["anthropic_version"] == ANTHROPIC_VERSION
                     assert "modelId" not in model_input
-                assert identifier not in self.records, f"record {identifier} sent twice"
+                assert identifier not in seen, f"record {identifier} sent twice"
+                seen.add(identifier)
                 self.records[identifier] = model_input
                 kind = self.sabotage.get(position)
                 position += 1
                 if kind is not None:
                     self.sabotaged[identifier] = kind
+                    self.sabotaged_by_job.setdefault(job_id, {})[identifier] = kind
                     errors += 1
                 if kind == "drop":
                     continue
@@ -420,7 +461,11 @@ class BedrockBatchDouble:
                 else:
                     assert kind is None, kind
                     succeeded += 1
-                    output = claude_reply(model_input)
+                    output = (
+                        vision_reply(model_input)
+                        if asks_about_a_photo(model_input)
+                        else claude_reply(model_input)
+                    )
                     if params["modelInvocationType"] == "Converse":
                         validate_parameters(output, _CONVERSE.output_shape)
                     lines.append(
