@@ -343,3 +343,52 @@ def test_a_ledger_from_before_the_vision_source_still_reads_as_the_endpoint() ->
     )
     with pytest.raises(ValueError, match="names no attribute model"):
         attributes_source({ATTRIBUTE_SOURCE_METADATA: "vision-llm"}, endpoint_name="e")
+
+
+def test_in_tool_mode_the_records_are_anthropic_bodies_and_their_answers_are_read(
+    s3: Any,
+) -> None:
+    # Given a vision model in tool mode (an InvokeModel job: Converse records may not carry tools)
+    tool_mode = AttributeSourceSettings(
+        kind="vision-llm", model_id=VISION_MODEL, structured_output="tool"
+    )
+    group = _put_group(s3, {"a": [_transform_line(n, make_jpeg(seed=n)) for n in range(2)]})
+    step = _attribute_step(s3, tool_mode, minRecordsPerJob=2)
+    # When the attribute input is written
+    assert step.run(_event(group))["records"] == 2
+    # Then each record is an Anthropic Messages body with the photo and the forced tool
+    (line, _) = _lines(s3, layout.attribute_input_key(RUN, GROUP, 0))
+    body = line["modelInput"]
+    assert body["anthropic_version"] == "bedrock-2023-05-31"
+    assert body["messages"][0]["content"][0]["type"] == "image"
+    assert body["tool_choice"] == {"type": "tool", "name": "record_attributes"}
+    assert "modelId" not in body
+    # And the job's Anthropic answers (a tool call) are read like the online path's
+    answer = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude",
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "record_attributes",
+                "input": {"attributes": SHIRT_ANSWERS},
+            }
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 1650, "output_tokens": 60},
+    }
+    output = layout.attribute_output_prefix(RUN, GROUP) + "job9/records-0000.jsonl.out"
+    put_lines(s3, RESULTS_BUCKET, output, [_output_line(record_id(n), answer) for n in (0, 1)])
+    reader = BedrockInputStep(
+        settings=catalog_settings(bedrock=_limits(minRecordsPerJob=2)),
+        descriptions=DESCRIPTIONS,
+        files=RunFiles(RESULTS_BUCKET, s3=s3),
+        attributes=tool_mode,
+    )
+    job = {"arn": "arn:aws:bedrock:us-east-1:1:model-invocation-job/y", "status": "Completed"}
+    assert reader.run(_event(group, attributesJob=job))["records"] == 2
+    ledger = _lines(s3, layout.ledger_key(RUN, GROUP))
+    assert [entry["attributes"] for entry in ledger] == [SHIRT_ANSWERS, SHIRT_ANSWERS]
