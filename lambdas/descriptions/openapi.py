@@ -11,7 +11,7 @@ from pathlib import Path
 
 from descriptions.handlers.api import app
 from shared.models.descriptions import PIPELINE_VERSION
-from shared.openapi_document import openapi_document, write_document
+from shared.openapi_document import api_description, openapi_document, write_document
 
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 
@@ -21,9 +21,7 @@ def document() -> str:
         app,
         title="Atelier descriptions API",
         version=f"1.{PIPELINE_VERSION}",
-        description="Product descriptions from photos. Every request is signed with AWS "
-        "Signature Version 4 (service `execute-api`) unless the stage uses Cognito. Errors are "
-        '`{"error": {"code", "message"}}`; 503 answers carry `Retry-After`.',
+        description=api_description("Product descriptions from photos."),
     )
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from diffusion.handlers.api import app
-from shared.openapi_document import openapi_document, write_document
+from shared.openapi_document import api_description, openapi_document, write_document
 
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 # Bumped when a request or answer changes shape.
@@ -22,13 +22,16 @@ def document() -> str:
         app,
         title="Atelier diffusion API",
         version=API_VERSION,
-        description="Stable Diffusion on SageMaker endpoints: `POST /generations` (the "
-        "DreamBooth-tuned text-to-image model) and `POST /styling` (CLIPSeg finds a region from "
-        "a text, inpainting repaints it). Every request is signed with AWS Signature Version 4 "
-        "(service `execute-api`) unless the stage uses Cognito. Answers carry S3 keys and "
-        'presigned URLs, never image bytes. Errors are `{"error": {"code", "message"}}`; 503 '
-        "answers carry `Retry-After`; 409 means the endpoint is not deployed (the message names "
-        "the config key); 504 means the endpoint took too long (ask for less).",
+        description=api_description(
+            "Stable Diffusion on SageMaker endpoints: `POST /generations` (the DreamBooth-tuned "
+            "text-to-image model) and `POST /styling` (CLIPSeg finds a region from a text, "
+            "inpainting repaints it).",
+            answers="Answers carry S3 keys and presigned URLs, never image bytes.",
+            errors=[
+                "409 means the endpoint is not deployed (the message names the config key)",
+                "504 means the endpoint took too long (ask for less)",
+            ],
+        ),
     )
 
 

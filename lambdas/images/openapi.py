@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from images.handlers.api import app
-from shared.openapi_document import openapi_document, write_document
+from shared.openapi_document import api_description, openapi_document, write_document
 
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 # Bumped when the request or answer changes shape.
@@ -22,11 +22,11 @@ def document() -> str:
         app,
         title="Atelier images API",
         version=API_VERSION,
-        description="Personalized images from the customized Titan Image Generator G1 on its "
-        "provisioned throughput. Every request is signed with AWS Signature Version 4 (service "
-        "`execute-api`) unless the stage uses Cognito. Errors are "
-        '`{"error": {"code", "message"}}`; 503 answers carry `Retry-After`; 409 means no '
-        "customized model is provisioned (provision it first).",
+        description=api_description(
+            "Personalized images from the customized Titan Image Generator G1 on its provisioned "
+            "throughput.",
+            errors=["409 means no customized model is provisioned (provision it first)"],
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,22 @@ def _without_default_validation_errors(schema: dict[str, Any]) -> dict[str, Any]
         if f"#/components/schemas/{name}" not in text:
             schemas.pop(name, None)
     return schema
+
+
+def api_description(what: str, *, answers: str = "", errors: Sequence[str] = ()) -> str:
+    """An API document's description: `what` the API does, then how every request is signed,
+    what its `answers` carry, and its error shape with the statuses that need saying."""
+    signing = (
+        "Every request is signed with AWS Signature Version 4 (service `execute-api`) unless the "
+        "stage uses Cognito."
+    )
+    shape = 'Errors are `{"error": {"code", "message"}}`; 503 answers carry `Retry-After`'
+    return (
+        " ".join(part for part in (what, signing, answers) if part)
+        + " "
+        + "; ".join((shape, *errors))
+        + "."
+    )
 
 
 def write_document(path: Path, document: str) -> int:
