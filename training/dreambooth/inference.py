@@ -35,7 +35,7 @@ import base64
 import io
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -191,17 +191,11 @@ def side(value: object, name: str, default: int) -> int:
 
 @torch.inference_mode()
 def generate(loaded: LoadedPipeline, request: GenerationRequest) -> list[Image.Image]:
-    output = loaded.pipeline(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        width=request.width,
-        height=request.height,
-        num_images_per_prompt=request.num_images_per_prompt,
-        num_inference_steps=request.num_inference_steps,
-        guidance_scale=request.guidance_scale,
-        generator=generators(request.seed, request.num_images_per_prompt),
-        output_type="pil",
-    )
+    # The request's fields are the pipeline's keyword arguments, but for the seed.
+    arguments = asdict(request)
+    seed = arguments.pop("seed")
+    generator = generators(seed, request.num_images_per_prompt)
+    output = loaded.pipeline(**arguments, generator=generator, output_type="pil")
     images: list[Image.Image] = list(output.images)
     return images
 

@@ -20,7 +20,7 @@ deleted with its stack, and a sweep that fails is simply repeated by the next on
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
@@ -160,15 +160,7 @@ class Sweeper:
         scheduled: datetime,
         report: SweepReport,
     ) -> None:
-        throughput = ProvisionedThroughput(
-            arn=listed.arn,
-            name=listed.name,
-            status=listed.status,
-            model_arn=listed.model_arn,
-            commitment=listed.commitment,
-            commitment_expires=listed.commitment_expires,
-            tags=self.catalog.tags(listed.arn),
-        )
+        throughput = replace(listed, tags=self.catalog.tags(listed.arn))
         decision = decide(throughput, deployment=self.deployment, now=now)
         if decision.action is Action.IGNORE:
             return
