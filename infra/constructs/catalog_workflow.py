@@ -41,7 +41,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.config import StageConfig
+from infra.config import MAX_WORKFLOW_POLLS, ConfigError, StageConfig
 from infra.constructs.bedrock_models import batch_invocation_type
 from infra.constructs.hf_images import ContainerImage
 from infra.constructs.ml_instances import has_instance_storage
@@ -88,6 +88,23 @@ ERROR_MESSAGE = """(
   $c := $states.input.Cause;
   $type($c) = 'string' and $contains($c, '"errorMessage"') ? $parse($c).errorMessage : $string($c)
 )"""
+
+
+def check_group_polls(config: StageConfig) -> None:
+    """A group's child execution polls each of its Bedrock jobs: with the vision source two jobs,
+    one after the other, so twice the polls the config check allows for one must fit in the
+    child's event history. Raises ConfigError naming the settings."""
+    if config.attribute_source != "vision-llm":
+        return
+    bedrock = config.catalog.bedrock
+    polls = 2 * (bedrock.timeout_hours * 3600 // bedrock.poll_seconds)
+    if polls > MAX_WORKFLOW_POLLS:
+        raise ConfigError(
+            f"with the vision-llm attribute source each catalog group polls two Bedrock jobs: "
+            f"catalog.bedrock.timeout_hours = {bedrock.timeout_hours} at "
+            f"catalog.bedrock.poll_seconds = {bedrock.poll_seconds} makes {polls} polls; at most "
+            f"{MAX_WORKFLOW_POLLS} fit in a Step Functions execution's history: poll less often"
+        )
 
 
 def group_payload(**fields: Any) -> dict[str, Any]:
@@ -166,6 +183,7 @@ class CatalogWorkflow(Construct):
             raise ValueError("the vision attribute source needs the attribute input function")
         if not self._vision and resources.transform is None:
             raise ValueError("the endpoint attribute source needs the transform resources")
+        check_group_polls(config)
         self.definition = self._build()
 
     @property

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from aws_cdk import App
 
-from infra.config import ConfigError, StageConfig, load_stage_config
+from infra.config import MAX_WORKFLOW_POLLS, ConfigError, StageConfig, load_stage_config
 from infra.constructs.bedrock_models import invoke_model_arns, invoke_model_grants
+from infra.constructs.catalog_workflow import check_group_polls
 from infra.nag import attach_nag
 from infra.stacks.catalog import (
     PUBLISHED_NAMES,
@@ -690,3 +691,16 @@ def _job_arguments(definition: dict[str, Any], state_name: str) -> dict[str, Any
     walk(definition)
     (arguments,) = found
     return arguments
+
+
+def test_a_vision_stage_must_fit_two_jobs_polls_in_a_groups_history() -> None:
+    # Given polls that fit one job's loop (the config's own check) but not two
+    config = _config("dev")
+    bedrock = replace(config.catalog.bedrock, timeout_hours=24, poll_seconds=60)
+    slow = replace(config, catalog=replace(config.catalog, bedrock=bedrock))
+    assert 24 * 3600 // 60 <= MAX_WORKFLOW_POLLS < 2 * 24 * 3600 // 60
+    # Then the vision source refuses them, naming the settings; the endpoint source has one job
+    with pytest.raises(ConfigError, match=r"two Bedrock jobs.*poll_seconds = 60 makes 2880 polls"):
+        check_group_polls(slow)
+    check_group_polls(_with_attributes(slow, source="endpoint"))
+    check_group_polls(config)
