@@ -48,9 +48,16 @@ from infra.constructs.sagemaker_roles import (
     job_container_statements,
     metrics_policy,
 )
-from infra.constructs.workflows import observed_state_machine
+from infra.constructs.workflows import observed_state_machine, pass_role_statement
 from infra.nag import acknowledge, exported_name
-from infra.workflows.states import aws_call, input_checks, json_list, jsonata, quoted_list
+from infra.workflows.states import (
+    aws_call,
+    input_checks,
+    input_has_only,
+    json_list,
+    jsonata,
+    quoted_list,
+)
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys a workflow input may have; anything else is a typo and fails the execution at once.
@@ -119,10 +126,7 @@ def hyperparameters_expression(
 
 # --- input checks (JSONata; each returns true or false, never undefined) ----------------------
 
-INPUT_IS_AN_OBJECT = f"""(
-  $type($states.input) = 'object'
-  and $count($keys($states.input)[$not($ in {json_list(INPUT_KEYS)})]) = 0
-)"""
+INPUT_IS_AN_OBJECT = input_has_only(INPUT_KEYS)
 BASE_MODEL_IS_VALID = r"""(
   $m := $states.input.baseModel;
   $r := $states.input.baseModelRevision;
@@ -623,11 +627,7 @@ class TrainingWorkflow:
                     ],
                     resources=[jobs],
                 ),
-                iam.PolicyStatement(
-                    actions=["iam:PassRole"],
-                    resources=[self.execution_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-                ),
+                pass_role_statement(self.execution_role.role_arn, "sagemaker.amazonaws.com"),
                 iam.PolicyStatement(
                     actions=["events:DescribeRule", "events:PutRule", "events:PutTargets"],
                     resources=[

@@ -108,3 +108,13 @@ def observability_policies(scope: Construct, prefix: str, role: iam.Role) -> lis
         acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", reason)
         policies.append(policy)
     return policies
+
+
+def pass_role_statement(role_arn: str, service: str) -> iam.PolicyStatement:
+    """iam:PassRole on `role_arn`, only to `service` (e.g. `sagemaker.amazonaws.com`): a workflow
+    hands its job that role and nothing else."""
+    return iam.PolicyStatement(
+        actions=["iam:PassRole"],
+        resources=[role_arn],
+        conditions={"StringEquals": {"iam:PassedToService": service}},
+    )

@@ -240,6 +240,31 @@ def notify_task(
     return task
 
 
+def input_has_only(keys: Iterable[str]) -> str:
+    """A check (true or false) that the input is a JSON object whose keys are all in `keys`."""
+    return f"""(
+  $type($states.input) = 'object'
+  and $count($keys($states.input)[$not($ in {json_list(keys)})]) = 0
+)"""
+
+
+def either(
+    scope: Construct,
+    construct_id: str,
+    *,
+    state_name: str,
+    condition: str,
+    then: sfn.IChainable,
+    otherwise: sfn.IChainable,
+) -> sfn.Choice:
+    """A Choice that goes to `then` when the JSONata `condition` holds, else to `otherwise`."""
+    return (
+        sfn.Choice.jsonata(scope, construct_id, state_name=state_name)
+        .when(sfn.Condition.jsonata(jsonata(condition)), then)
+        .otherwise(otherwise)
+    )
+
+
 def input_checks(
     scope: Construct,
     construct_id: str,

@@ -21,7 +21,15 @@ from infra.config import MAX_TITAN_MODEL_UNITS, TITAN_HYPERPARAMETER_NAMES, Stag
 from infra.constructs.workflows import observed_state_machine
 from infra.image_models import ImageModelLimits
 from infra.nag import acknowledge
-from infra.workflows.states import aws_call, fail_states, json_list, jsonata, literal, notify_task
+from infra.workflows.states import (
+    aws_call,
+    fail_states,
+    input_has_only,
+    json_list,
+    jsonata,
+    literal,
+    notify_task,
+)
 
 if TYPE_CHECKING:
     from infra.stacks.bedrock import BedrockStack
@@ -69,10 +77,7 @@ def job_name_prefix(config: StageConfig) -> str:
 
 # --- customize: input checks (each true or false, never undefined) ----------------------------
 
-CUSTOMIZE_INPUT_IS_AN_OBJECT = f"""(
-  $type($states.input) = 'object'
-  and $count($keys($states.input)[$not($ in {json_list(CUSTOMIZE_INPUT_KEYS)})]) = 0
-)"""
+CUSTOMIZE_INPUT_IS_AN_OBJECT = input_has_only(CUSTOMIZE_INPUT_KEYS)
 # A JSON Lines file in a folder below titan/ of the datasets bucket, in S3 URI characters
 # Bedrock accepts.
 MANIFEST_IS_VALID = r"""(
@@ -209,10 +214,7 @@ def _or_empty(expression: str) -> str:
 
 # --- release: input checks ---------------------------------------------------------------------
 
-RELEASE_INPUT_IS_AN_OBJECT = f"""(
-  $type($states.input) = 'object'
-  and $count($keys($states.input)[$not($ in {json_list(RELEASE_INPUT_KEYS)})]) = 0
-)"""
+RELEASE_INPUT_IS_AN_OBJECT = input_has_only(RELEASE_INPUT_KEYS)
 PROVISIONED_MODEL_ARN_IS_VALID = r"""(
   $a := $states.input.provisionedModelArn;
   $not($exists($a)) or (

@@ -22,11 +22,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 
+from infra.constructs.workflows import pass_role_statement
 from infra.workflows.states import (
     BEDROCK_TRANSIENT_ERRORS,
     PollUntil,
     catch_all,
     caught_failure,
+    either,
     input_checks,
     jsonata,
     lambda_task,
@@ -165,10 +167,13 @@ class TitanCustomizeWorkflow(TitanWorkflow):
                 "& ': ' & $join($manifestReport.problems, '; ')"
             ),
         )
-        manifest_usable = (
-            sfn.Choice.jsonata(stack, "CustomizeManifestUsable", state_name="Manifest usable?")
-            .when(sfn.Condition.jsonata(jsonata("$manifestReport.valid = true")), then)
-            .otherwise(manifest_rejected)
+        manifest_usable = either(
+            stack,
+            "CustomizeManifestUsable",
+            state_name="Manifest usable?",
+            condition="$manifestReport.valid = true",
+            then=then,
+            otherwise=manifest_rejected,
         )
         return check_manifest.next(manifest_usable)
 
@@ -560,11 +565,7 @@ class TitanCustomizeWorkflow(TitanWorkflow):
                     stack.provisioned_model_arns,
                 ],
             ),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[stack.customization_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
-            ),
+            pass_role_statement(stack.customization_role.role_arn, "bedrock.amazonaws.com"),
             # The custom model is encrypted with the data key: creating it, and serving it
             # from a throughput, use the key through Bedrock.
             iam.PolicyStatement(
@@ -653,10 +654,13 @@ class TitanCustomizeWorkflow(TitanWorkflow):
                 f" & {literal('on a Legacy model. ' + fix)}"
             ),
         )
-        usable = (
-            sfn.Choice.jsonata(stack, "CustomizeBaseModelUsable", state_name="Base model usable?")
-            .when(sfn.Condition.jsonata(jsonata("$baseModelLifecycle.Status = 'LEGACY'")), legacy)
-            .otherwise(then)
+        usable = either(
+            stack,
+            "CustomizeBaseModelUsable",
+            state_name="Base model usable?",
+            condition="$baseModelLifecycle.Status = 'LEGACY'",
+            then=legacy,
+            otherwise=then,
         )
         return read.next(usable)
 

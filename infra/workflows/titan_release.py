@@ -23,6 +23,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from infra.workflows.states import (
     catch_all,
     caught_failure,
+    either,
     input_checks,
     jsonata,
     literal,
@@ -133,13 +134,13 @@ class TitanReleaseWorkflow(TitanWorkflow):
         )
         read_recorded_arn.add_catch(nothing_to_release, errors=["Ssm.ParameterNotFoundException"])
         catch_all(read_recorded_arn, self.release_failed)
-        return (
-            sfn.Choice.jsonata(stack, "ReleaseNamed", state_name="Throughput named?")
-            .when(
-                sfn.Condition.jsonata(jsonata("$exists($request.provisionedModelArn)")),
-                use_named.next(then),
-            )
-            .otherwise(read_recorded_arn.next(then))
+        return either(
+            stack,
+            "ReleaseNamed",
+            state_name="Throughput named?",
+            condition="$exists($request.provisionedModelArn)",
+            then=use_named.next(then),
+            otherwise=read_recorded_arn.next(then),
         )
 
     # --- the throughput -------------------------------------------------------------------------
@@ -218,10 +219,13 @@ class TitanReleaseWorkflow(TitanWorkflow):
         catch_all(read_record, self.release_failed)
         clear_record.add_catch(notify, errors=["Ssm.ParameterNotFoundException"])
         catch_all(clear_record, self.release_failed)
-        still_recorded = (
-            sfn.Choice.jsonata(stack, "ReleaseStillRecorded", state_name="Still recorded?")
-            .when(sfn.Condition.jsonata(jsonata("$recorded = $arn")), clear_record.next(notify))
-            .otherwise(notify)
+        still_recorded = either(
+            stack,
+            "ReleaseStillRecorded",
+            state_name="Still recorded?",
+            condition="$recorded = $arn",
+            then=clear_record.next(notify),
+            otherwise=notify,
         )
         read_record.next(still_recorded)
         return read_record
