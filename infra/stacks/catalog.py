@@ -29,12 +29,12 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.catalog_workflow import (
+from infra.constructs.catalog_group_states import (
     CatalogFunctions,
     CatalogResources,
-    CatalogWorkflow,
     TransformResources,
 )
+from infra.constructs.catalog_workflow import CatalogWorkflow
 from infra.constructs.hf_images import huggingface_image
 from infra.constructs.publishing import publish_names
 from infra.constructs.workflows import observed_state_machine

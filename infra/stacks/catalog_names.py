@@ -11,7 +11,7 @@ from constructs import IConstruct
 
 from infra.config import StageConfig
 from infra.constructs.bedrock_models import invoke_model_arns, nag_model_arns
-from infra.constructs.catalog_workflow import CATALOG_PREFIX
+from infra.constructs.catalog_group_states import CATALOG_PREFIX
 from infra.nag import acknowledge, exported_name
 from infra.stacks.data import DataStack
 

@@ -15,7 +15,7 @@ from aws_cdk import App
 
 from infra.config import MAX_WORKFLOW_POLLS, ConfigError, StageConfig, load_stage_config
 from infra.constructs.bedrock_models import invoke_model_arns, invoke_model_grants
-from infra.constructs.catalog_workflow import check_group_polls
+from infra.constructs.catalog_group_states import check_group_polls
 from infra.nag import attach_nag
 from infra.stacks.catalog import (
     PUBLISHED_NAMES,
