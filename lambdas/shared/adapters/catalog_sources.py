@@ -8,18 +8,16 @@ retryable `DependencyError`s that fail the step, so Step Functions retries the w
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters.aws import as_dependency_error, client, error_code
+from shared.adapters.dynamo_resends import BatchResends
 from shared.adapters.storage import product_key
 from shared.models.errors import DependencyError, RequestError
-from shared.retry import full_jitter_delay
 
 # BatchGetItem reads at most 100 keys per call.
 BATCH_GET_MAX_KEYS = 100
@@ -108,7 +106,7 @@ class S3CatalogSource:
         return data
 
 
-class StoredLanguages:
+class StoredLanguages(BatchResends):
     """Which languages each product's stored description already has.
 
     BatchGetItem reads 100 products per call and projects only the `language` field of the
@@ -116,25 +114,6 @@ class StoredLanguages:
     DynamoDB may leave keys unprocessed under load; those are asked again with exponential
     backoff and jitter, a bounded number of times.
     """
-
-    def __init__(
-        self,
-        table_name: str,
-        *,
-        dynamodb: Any | None = None,
-        max_attempts: int = 8,
-        base_delay: float = 0.05,
-        max_delay: float = 2.0,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.table_name = table_name
-        self._client = dynamodb or client("dynamodb")
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._sleep = sleep
-        self._rng = rng
 
     def languages(
         self, product_ids: Sequence[str], languages: Sequence[str]
@@ -166,32 +145,22 @@ class StoredLanguages:
             }
         }
         items: list[Mapping[str, Any]] = []
-        for attempt in range(1, self._max_attempts + 1):
+        for attempt in range(1, self.max_attempts + 1):
             try:
                 response = self._client.batch_get_item(RequestItems=request)
             except (ClientError, BotoCoreError) as error:
-                raise as_dependency_error(
-                    error, code_prefix="table", what=f"DynamoDB table {self.table_name}"
-                ) from error
+                raise self._error(error) from error
             items.extend(response.get("Responses", {}).get(self.table_name, []))
             unprocessed = response.get("UnprocessedKeys") or {}
             if not unprocessed.get(self.table_name, {}).get("Keys"):
                 return items
             request = unprocessed
-            if attempt < self._max_attempts:
-                self._sleep(
-                    full_jitter_delay(
-                        attempt,
-                        base_delay=self._base_delay,
-                        max_delay=self._max_delay,
-                        rng=self._rng,
-                    )
-                )
+            self._wait_before_next(attempt)
         left = len(request[self.table_name]["Keys"])
         raise DependencyError(
             "table_unavailable",
             f"DynamoDB table {self.table_name} left {left} keys unprocessed after "
-            f"{self._max_attempts} attempts",
+            f"{self.max_attempts} attempts",
             retryable=True,
         )
 

@@ -10,43 +10,25 @@ looping for the rest of the function's life. Items have the same layout as the o
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.adapters.aws import as_dependency_error, client, is_transient
+from shared.adapters.aws import is_transient
+from shared.adapters.dynamo_resends import BatchResends
 from shared.adapters.storage import description_item
 from shared.models.descriptions import StoredDescription
-from shared.retry import full_jitter_delay
 
 MAX_ITEMS_PER_CALL = 25
 
 
-class DynamoBatchWriter:
-    def __init__(
-        self,
-        table_name: str,
-        *,
-        dynamodb: Any | None = None,
-        max_attempts: int = 8,
-        base_delay: float = 0.05,
-        max_delay: float = 2.0,
-        concurrency: int = 1,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.table_name = table_name
-        self._client = dynamodb or client("dynamodb")
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+class DynamoBatchWriter(BatchResends):
+    def __init__(self, table_name: str, *, concurrency: int = 1, **resends: Any) -> None:
+        """`concurrency`: chunks written at once; `resends` as for `BatchResends`."""
+        super().__init__(table_name, **resends)
         self.concurrency = concurrency
-        self._sleep = sleep
-        self._rng = rng
 
     def write(self, descriptions: Sequence[StoredDescription]) -> list[str]:
         """Put every description; returns the product ids still unprocessed after the last
@@ -73,19 +55,8 @@ class DynamoBatchWriter:
                 pending = list(response.get("UnprocessedItems", {}).get(self.table_name, []))
                 if not pending:
                     return []
-            if attempt < self.max_attempts:
-                self._sleep(self._delay(attempt))
+            self._wait_before_next(attempt)
         return [request["PutRequest"]["Item"]["productId"]["S"] for request in pending]
-
-    def _delay(self, attempt: int) -> float:
-        return full_jitter_delay(
-            attempt, base_delay=self.base_delay, max_delay=self.max_delay, rng=self._rng
-        )
-
-    def _error(self, error: ClientError | BotoCoreError) -> Exception:
-        return as_dependency_error(
-            error, code_prefix="table", what=f"DynamoDB table {self.table_name}"
-        )
 
 
 def _chunks(descriptions: Iterable[StoredDescription]) -> Iterator[list[StoredDescription]]:
