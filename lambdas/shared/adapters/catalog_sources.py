@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.adapters.aws import as_dependency_error, client, error_code
+from shared.adapters.aws import as_dependency_error, client, error_code, unless_missing
 from shared.adapters.dynamo_resends import BatchResends
 from shared.adapters.storage import product_key
 from shared.models.errors import DependencyError, RequestError
@@ -59,19 +59,13 @@ class S3CatalogSource:
 
     def head(self, bucket: str, key: str) -> ObjectHead | None:
         """The object's size, or None when there is no such object."""
-        try:
-            response = self._client.head_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if error_code(error) in _MISSING_CODES:
-                return None
-            raise as_dependency_error(
-                error, code_prefix="source", what=f"s3://{bucket}/{key}"
-            ) from error
-        except BotoCoreError as error:
-            raise as_dependency_error(
-                error, code_prefix="source", what=f"s3://{bucket}/{key}"
-            ) from error
-        return ObjectHead(size=int(response.get("ContentLength", 0)))
+        where = f"s3://{bucket}/{key}"
+        response = unless_missing(
+            lambda: self._client.head_object(Bucket=bucket, Key=key),
+            lambda error: as_dependency_error(error, code_prefix="source", what=where),
+            missing=_MISSING_CODES,
+        )
+        return None if response is None else ObjectHead(size=int(response.get("ContentLength", 0)))
 
     def read_image(self, bucket: str, key: str, *, max_bytes: int) -> bytes:
         """The object's bytes; refuses to download more than `max_bytes`."""
