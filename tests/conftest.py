@@ -31,6 +31,11 @@ for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "CDK_DEFAULT_ACCOUNT", "CDK_
     os.environ.pop(_name, None)
 os.environ.update(_HERMETIC_ENV)
 
+# The X-Ray SDK opens its UDP emitter's socket when it is first imported (nothing is sent). A
+# Powertools Tracer built inside a test imports it there, where pytest-socket refuses sockets, so
+# such a test passed only after another test had imported it: import it once, here, instead.
+import aws_xray_sdk.core  # noqa: E402, F401
+
 from tests.support import (  # noqa: E402
     VARIANT_OVERRIDES,
     SynthesizedApp,
