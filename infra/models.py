@@ -67,12 +67,12 @@ class Model:
     # The CDK id prefix of its resources (the endpoint is `<construct_id>Endpoint`). Changing it
     # replaces the deployed resources.
     construct_id: str
-    # The dashboard's and the alarms' label.
+    # How its endpoint's alarms name it (the dashboard uses `title`).
     label: str
     training: Training | None = None
     # Whether the Hosting stack serves it on a SageMaker endpoint (from `<key>.hosting`).
     hosted: bool = True
-    # The API route whose function calls the endpoint, if any (documentation and the CLI).
+    # The API route whose function calls the endpoint, if any (for readers and the docs).
     route: str | None = None
     # Where its settings come from, by default `config.<key>.hosting` and `config.<key>.training`.
     # A model whose settings live elsewhere (or a test's toy model) passes its own.
