@@ -10,10 +10,9 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -27,14 +26,23 @@ from botocore.exceptions import (
 
 from atelier_cli.errors import AccessError, CliError, NotDeployedError, ServiceError, UsageError
 
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+
 # (service, region) -> client
 ClientFactory = Callable[[str, str], Any]
 
-# Standard retry mode: throttling and transient errors are retried by botocore before a command
-# reports a service error (exit 5).
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="atelier-cli"
-)
+
+@cache
+def client_config() -> Config:
+    """Standard retry mode: throttling and transient errors are retried by botocore before a
+    command reports a service error (exit 5). Built on first use: botocore.config pulls in
+    urllib3, which `atelier --help` must not wait for."""
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="atelier-cli")
+
 
 ACCESS_CODES = frozenset(
     {
@@ -109,6 +117,10 @@ class Aws:
     @property
     def session(self) -> boto3.Session:
         if self._session is None:
+            # Imported here, not at the top: boto3 is a third of `atelier --help`'s start-up, and
+            # help, usage errors and the dataset builders never need a session.
+            import boto3
+
             with translated_errors():
                 self._session = boto3.Session(profile_name=self._profile, region_name=self._region)
         return self._session
@@ -131,7 +143,7 @@ class Aws:
             else:
                 with translated_errors():
                     self._clients[service] = self.session.client(
-                        service, region_name=self.region, config=CLIENT_CONFIG
+                        service, region_name=self.region, config=client_config()
                     )
         return self._clients[service]
 

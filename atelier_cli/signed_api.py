@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-
 from atelier_cli.aws import CREDENTIALS_FIX, translated_errors
 from atelier_cli.errors import AccessError, CliError, NotDeployedError, ServiceError, UsageError
 from atelier_cli.runtime import Run
@@ -104,6 +101,11 @@ class Api:
                 fix=CREDENTIALS_FIX,
                 code="no_credentials",
             )
+        # botocore's signer pulls in its HTTP stack: loaded when a request is signed, not when
+        # the command line starts.
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
         request = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(
             credentials.get_frozen_credentials(), "execute-api", self._run.aws.region

@@ -405,3 +405,30 @@ def test_every_command_takes_json() -> None:
         options = {option for param in leaf.params for option in param.opts}
         assert "--json" in options, f"atelier {path} has no --json"
         assert leaf.help, f"atelier {path} has no help text"
+
+
+# Modules help must not wait for: the AWS SDK and botocore's HTTP stack load when a command first
+# needs a session, a client or a signature (benchmarks/cli_bench.py times the difference).
+HEAVY_FOR_HELP = ("boto3", "botocore.config", "botocore.auth", "botocore.session", "urllib3")
+HELP_IMPORTS = """
+import sys
+from atelier_cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("loaded:", " ".join(sorted(name for name in sys.modules if name in {heavy!r})))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["endpoint", "use", "--help"]])
+def test_help_imports_no_aws_sdk(args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    script = HELP_IMPORTS.format(heavy=set(HEAVY_FOR_HELP))
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True
+    )
+    assert "Usage" in result.stdout
+    assert result.stdout.splitlines()[-1] == "loaded: "
