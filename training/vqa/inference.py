@@ -11,6 +11,13 @@ Contract (the description pipeline's `SageMakerAttributeModel` calls it):
 - the single-prompt form `{"image": <base64>, "question": "What is ...?"}` (or `"prompt"`, a full
   prompt used verbatim) → `{"answer": "..."}`.
 - optional `"max_new_tokens"` (1 to 64) in either form.
+- a batch of such requests as JSON Lines (content type `application/jsonlines`, what Batch
+  Transform sends with `BatchStrategy: MultiRecord` and `SplitType: Line`) → one JSON line per
+  input line, in input order, so `AssembleWith: Line` and the input join pair them back. All the
+  batch's good images go through the vision tower and Q-Former in one batched pass and all their
+  (image x question) prompts through one batched `generate`, in chunks of at most
+  `VQA_MAX_BATCH_IMAGES` images. Every line's error is inline: a corrupt image or a bad line is
+  answered `{"error": ...}` on its own line and the others are answered as usual.
 
 Bad payloads raise `ValueError` with a message naming the problem; the toolkit returns it to the
 caller as a 400 response. With `"errors": "inline"` (what the catalog's Batch Transform lines
@@ -49,6 +56,12 @@ DEFAULT_MAX_NEW_TOKENS = int(os.environ.get("VQA_MAX_NEW_TOKENS", "16"))
 MAX_NEW_TOKENS_LIMIT = 64
 _IMAGE_FORMATS = {"JPEG", "PNG", "WEBP"}
 _JSON = "application/json"
+_JSON_LINES = "application/jsonlines"
+# Images per vision-tower pass and per batched generate; a Batch Transform mini-batch of several
+# MB may hold more images than that, and one huge batch would only trade memory for little speed.
+MAX_BATCH_IMAGES = int(os.environ.get("VQA_MAX_BATCH_IMAGES", "16"))
+# A line longer than this cannot be one request within the image limit.
+_MAX_LINE_CHARS = MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
 INLINE_ERRORS = "inline"
 
 
@@ -83,6 +96,16 @@ class RefusedRequest:
     """A request with `"errors": "inline"` that could not be served: answered `{"error"}`."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class VqaBatch:
+    """A JSON Lines request: one entry per input line, refused lines answered inline."""
+
+    records: tuple[VqaRequest | RefusedRequest, ...]
+
+
+Prediction = dict[str, Any]
 
 
 def build_prompt(question: str) -> str:
@@ -129,10 +152,14 @@ def check_image_placeholders(
 
 def input_fn(
     input_data: str | bytes, content_type: str, context: Any = None
-) -> VqaRequest | RefusedRequest:
+) -> VqaRequest | RefusedRequest | VqaBatch:
     media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type == _JSON_LINES:
+        return parse_batch(input_data)
     if media_type != _JSON:
-        raise ValueError(f"unsupported content type {content_type!r}: send {_JSON}")
+        raise ValueError(
+            f"unsupported content type {content_type!r}: send {_JSON} or {_JSON_LINES}"
+        )
     try:
         document = json.loads(input_data)
     except (ValueError, UnicodeDecodeError) as error:
@@ -148,6 +175,40 @@ def input_fn(
         if errors == INLINE_ERRORS:
             return RefusedRequest(str(error))
         raise
+
+
+def parse_batch(input_data: str | bytes) -> VqaBatch:
+    """One record per non-blank line; a line that fails is refused inline, never the batch.
+
+    Batch Transform fails a whole mini-batch (and so the input file) on a 4xx, so here even a
+    line that is not JSON, or lacks `"errors": "inline"`, is answered on its own line.
+    """
+    try:
+        text = input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
+    except UnicodeDecodeError as error:
+        raise ValueError(f"the request body is not UTF-8 JSON Lines: {error}") from error
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("the JSON Lines request has no records")
+    return VqaBatch(records=tuple(_parse_line(line) for line in lines))
+
+
+def _parse_line(line: str) -> VqaRequest | RefusedRequest:
+    if len(line) > _MAX_LINE_CHARS:
+        return RefusedRequest(f"the record has {len(line)} characters; at most {_MAX_LINE_CHARS}")
+    try:
+        document = json.loads(line)
+    except ValueError as error:
+        return RefusedRequest(f"the record is not valid JSON: {error}")
+    if not isinstance(document, Mapping):
+        return RefusedRequest('the record must be a JSON object with "image" and "questions"')
+    errors = document.get("errors")
+    if errors is not None and errors != INLINE_ERRORS:
+        return RefusedRequest(f'"errors" must be "{INLINE_ERRORS}" (or absent); got {errors!r}')
+    try:
+        return parse_request(document)
+    except ValueError as error:
+        return RefusedRequest(str(error))
 
 
 def parse_request(document: Mapping[str, Any]) -> VqaRequest:
@@ -234,33 +295,80 @@ def _max_new_tokens(value: object) -> int:
 
 
 def predict_fn(
-    data: VqaRequest | RefusedRequest, model: LoadedModel, context: Any = None
-) -> dict[str, Any]:
-    if isinstance(data, RefusedRequest):
-        return {"error": data.message}
-    prompts = (
-        [data.raw_prompt]
-        if data.raw_prompt is not None
-        else [build_prompt(question.text) for question in data.questions]
-    )
-    answers = answer_prompts(model, data.image, prompts, max_new_tokens=data.max_new_tokens)
-    if data.single:
+    data: VqaRequest | RefusedRequest | VqaBatch, model: LoadedModel, context: Any = None
+) -> Prediction | list[Prediction]:
+    if isinstance(data, VqaBatch):
+        return predict_batch(data.records, model)
+    return predict_batch((data,), model)[0]
+
+
+def predict_batch(
+    records: Sequence[VqaRequest | RefusedRequest], model: LoadedModel
+) -> list[Prediction]:
+    """Answer the good records together, in chunks of MAX_BATCH_IMAGES; refused ones inline."""
+    by_index: dict[int, Prediction] = {}
+    good: list[tuple[int, VqaRequest]] = []
+    for index, record in enumerate(records):
+        if isinstance(record, RefusedRequest):
+            by_index[index] = {"error": record.message}
+        else:
+            good.append((index, record))
+    chunk_size = max(1, MAX_BATCH_IMAGES)
+    for start in range(0, len(good), chunk_size):
+        chunk = good[start : start + chunk_size]
+        answered = _answer_requests(model, [request for _, request in chunk])
+        by_index.update(zip((index for index, _ in chunk), answered, strict=True))
+    return [by_index[index] for index in range(len(records))]
+
+
+def _answer_requests(model: LoadedModel, requests: Sequence[VqaRequest]) -> list[Prediction]:
+    # Requests asking for different max_new_tokens decode separately: a shorter limit is not a
+    # prefix cut of a longer one once the text is stripped and joined.
+    answers: list[list[str]] = [[] for _ in requests]
+    for max_new_tokens in sorted({request.max_new_tokens for request in requests}):
+        group = [
+            i for i, request in enumerate(requests) if request.max_new_tokens == max_new_tokens
+        ]
+        group_answers = answer_batch(
+            model,
+            [requests[i].image for i in group],
+            [_prompts(requests[i]) for i in group],
+            max_new_tokens=max_new_tokens,
+        )
+        for i, image_answers in zip(group, group_answers, strict=True):
+            answers[i] = image_answers
+    return [_prediction(request, answer) for request, answer in zip(requests, answers, strict=True)]
+
+
+def _prompts(request: VqaRequest) -> list[str]:
+    if request.raw_prompt is not None:
+        return [request.raw_prompt]
+    return [build_prompt(question.text) for question in request.questions]
+
+
+def _prediction(request: VqaRequest, answers: Sequence[str]) -> Prediction:
+    if request.single:
         return {"answer": answers[0]}
     return {
         "attributes": {
-            question.name: answer for question, answer in zip(data.questions, answers, strict=True)
+            question.name: answer
+            for question, answer in zip(request.questions, answers, strict=True)
         }
     }
 
 
-def output_fn(prediction: Mapping[str, Any], accept: str, context: Any = None) -> str:
+def output_fn(prediction: Prediction | list[Prediction], accept: str, context: Any = None) -> str:
     media_type = (accept or _JSON).split(";")[0].strip().lower()
+    if isinstance(prediction, list):
+        # A JSON Lines batch answers JSON Lines, whatever the Accept: one line per record.
+        if media_type not in (_JSON_LINES, _JSON, "*/*"):
+            raise ValueError(f"unsupported accept type {accept!r}: a batch answers {_JSON_LINES}")
+        return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in prediction)
     if media_type not in (_JSON, "*/*"):
         raise ValueError(f"unsupported accept type {accept!r}: this model answers {_JSON}")
     return json.dumps(prediction, ensure_ascii=False)
 
 
-@torch.inference_mode()
 def answer_prompts(
     loaded: LoadedModel,
     image: Image.Image,
@@ -268,22 +376,43 @@ def answer_prompts(
     *,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> list[str]:
-    """Answer every prompt about one image in one batched generate call.
+    """Answer every prompt about one image in one batched generate call."""
+    return answer_batch(loaded, [image], [prompts], max_new_tokens=max_new_tokens)[0]
+
+
+@torch.inference_mode()
+def answer_batch(
+    loaded: LoadedModel,
+    images: Sequence[Image.Image],
+    prompts: Sequence[Sequence[str]],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> list[list[str]]:
+    """Answer `prompts[i]` about `images[i]`, for every i, in one encoder pass and one generate.
 
     `Blip2ForConditionalGeneration.generate` would run the vision tower and the Q-Former once per
-    prompt (it wants one image per row); here they run once and their output is shared by every
-    row. The rest follows `generate`: the projected query outputs replace the image placeholder
-    tokens the processor put at the start of each prompt.
+    prompt (it wants one image per row); here they run once per image, all images in one batch,
+    and each image's output is shared by the rows of its prompts. The rest follows `generate`:
+    the projected query outputs replace the image placeholder tokens the processor put at the
+    start of each prompt.
     """
+    if len(images) != len(prompts) or not images or not all(prompts):
+        raise ValueError("answer_batch needs one non-empty prompt list per image")
     model, processor = loaded.model, loaded.processor
-    inputs = processor(images=[image], text=list(prompts), padding=True, return_tensors="pt")
+    rows = [prompt for image_prompts in prompts for prompt in image_prompts]
+    # Which image each generate row is about.
+    row_image = torch.tensor(
+        [i for i, image_prompts in enumerate(prompts) for _ in image_prompts],
+        device=loaded.device,
+    )
+    inputs = processor(images=list(images), text=rows, padding=True, return_tensors="pt")
     input_ids = inputs["input_ids"].to(loaded.device)
     attention_mask = inputs["attention_mask"].to(loaded.device)
     pixel_values = inputs["pixel_values"].to(loaded.device, model.dtype)
 
-    image_features = encode_image(model, pixel_values)  # (1, query tokens, text hidden size)
+    image_features = encode_image(model, pixel_values)  # (images, query tokens, text hidden)
     embeddings = model.get_input_embeddings()(input_ids)
-    image_features = image_features.to(embeddings.dtype).expand(len(prompts), -1, -1)
+    image_features = image_features.to(embeddings.dtype).index_select(0, row_image)
     placeholders = (input_ids == model.config.image_token_index).unsqueeze(-1)
     embeddings = embeddings.masked_scatter(placeholders.expand_as(embeddings), image_features)
 
@@ -297,7 +426,12 @@ def answer_prompts(
     generated = model.language_model.generate(
         **generate_inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1
     )
-    return [text.strip() for text in processor.batch_decode(generated, skip_special_tokens=True)]
+    texts = [text.strip() for text in processor.batch_decode(generated, skip_special_tokens=True)]
+    answers: list[list[str]] = []
+    for image_prompts in prompts:
+        answers.append(texts[: len(image_prompts)])
+        texts = texts[len(image_prompts) :]
+    return answers
 
 
 def encode_image(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
