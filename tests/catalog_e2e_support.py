@@ -6,10 +6,13 @@ is validated against the operation's output shape before the caller gets it. Wha
 follows the services' documentation:
 
 - SageMaker Batch Transform (`ManifestFile` input, `SplitType` Line, `BatchStrategy`
-  SingleRecord, `DataProcessing` InputFilter / JoinSource Input / OutputFilter, `AssembleWith`
-  Line): every line of every part the manifest lists goes through the InputFilter to the model,
-  which is the REAL VQA serving handler (training/vqa/inference.py) on a tiny BLIP-2; the answer is
-  joined to the input line as `SageMakerOutput`, filtered and written to `<S3OutputPath><part>.out`.
+  SingleRecord or MultiRecord, `DataProcessing` InputFilter / JoinSource Input / OutputFilter,
+  `AssembleWith` Line): every line of every part the manifest lists goes through the InputFilter
+  to the model, which is the REAL VQA serving handler (training/vqa/inference.py) on a tiny
+  BLIP-2: one line per request (SingleRecord, `application/json`), or (MultiRecord,
+  `application/jsonlines`) as many filtered lines as fit in MaxPayloadInMB, newline-joined, per
+  request, whose answer must hold one line per input line; each answer is joined to its input line
+  as `SageMakerOutput`, filtered and written to `<S3OutputPath><part>.out`.
 - Bedrock batch inference (Converse): every `.jsonl` under the input URI is read; each line's
   `modelInput` must be a valid Converse request; `<output URI><jobId>/<file>.out` gets one line per
   record with `recordId`, `modelInput` and `modelOutput`, or an `error` (and `manifest.json.out`).
@@ -112,7 +115,8 @@ def json_path_filter(document: Mapping[str, Any], expression: str) -> dict[str, 
     return {name: document[name] for name in names if name in document}
 
 
-Model = Callable[[bytes], bytes]
+# (request body, content type) → response body (the serving handler).
+Model = Callable[[bytes, str], bytes]
 
 
 @dataclass
@@ -120,13 +124,15 @@ class BatchTransformDouble:
     """SageMaker's control plane for the workflow: models and synchronous transform jobs."""
 
     s3: Any
-    model: Model  # request body → response body (the serving handler)
+    model: Model
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted_models: list[str] = field(default_factory=list)
     # product id → the model's parsed answer, as the job joined it.
     answers: dict[str, Any] = field(default_factory=dict)
+    # Records answered, and model invocations (fewer than records with MultiRecord).
     requests: int = 0
+    calls: int = 0
     service: ServiceDouble = field(init=False)
 
     def __post_init__(self) -> None:
@@ -183,12 +189,13 @@ class BatchTransformDouble:
     def _transform(self, params: dict[str, Any]) -> None:
         source = params["TransformInput"]
         data = source["DataSource"]["S3DataSource"]
+        strategy = params.get("BatchStrategy")
         modelled = (
             data["S3DataType"] == "ManifestFile"
-            and source["ContentType"] == "application/json"
+            and (strategy, source["ContentType"])
+            in (("SingleRecord", "application/json"), ("MultiRecord", "application/jsonlines"))
             and source.get("SplitType") == "Line"
             and source.get("CompressionType", "None") == "None"
-            and params.get("BatchStrategy") == "SingleRecord"
             and params["TransformOutput"].get("AssembleWith") == "Line"
             and params["DataProcessing"].get("JoinSource") == "Input"
         )
@@ -199,19 +206,53 @@ class BatchTransformDouble:
         manifest = json.loads(read_text(self.s3, data["S3Uri"]))
         prefix = manifest[0]["prefix"]
         for part in manifest[1:]:
-            lines: list[str] = []
-            for line in read_text(self.s3, prefix + part).splitlines():
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                body = json.dumps(json_path_filter(record, processing["InputFilter"])).encode()
+            records = [
+                json.loads(line)
+                for line in read_text(self.s3, prefix + part).splitlines()
+                if line.strip()
+            ]
+            bodies = [
+                json.dumps(json_path_filter(record, processing["InputFilter"])).encode()
+                for record in records
+            ]
+            for body in bodies:
                 assert len(body) <= max_payload, f"a record of {part} exceeds MaxPayloadInMB"
+            answers: list[Any] = []
+            for batch in self._mini_batches(bodies, strategy, max_payload):
+                answers += self._invoke(batch, source["ContentType"])
+            lines: list[str] = []
+            for record, answer in zip(records, answers, strict=True):
                 self.requests += 1
-                answer = json.loads(self.model(body))
                 self.answers[record.get("product_id", f"?{self.requests}")] = answer
                 joined = {**record, "SageMakerOutput": answer}
                 lines.append(json.dumps(json_path_filter(joined, processing["OutputFilter"])))
             write_lines(self.s3, f"{output_path.rstrip('/')}/{part}.out", lines)
+
+    @staticmethod
+    def _mini_batches(bodies: list[bytes], strategy: str, max_payload: int) -> list[list[bytes]]:
+        """One record per request, or (MultiRecord) as many as fit in MaxPayloadInMB."""
+        if strategy == "SingleRecord":
+            return [[body] for body in bodies]
+        batches: list[list[bytes]] = []
+        size = 0
+        for body in bodies:
+            if batches and size + len(body) + 1 <= max_payload:
+                batches[-1].append(body)
+                size += len(body) + 1
+            else:
+                batches.append([body])
+                size = len(body) + 1
+        return batches
+
+    def _invoke(self, batch: list[bytes], content_type: str) -> list[Any]:
+        self.calls += 1
+        if content_type == "application/json":
+            return [json.loads(self.model(batch[0], content_type))]
+        response = self.model(b"".join(body + b"\n" for body in batch), content_type)
+        answers = [json.loads(line) for line in response.splitlines() if line.strip()]
+        # SageMaker joins output lines to input lines by position: a count that differs fails.
+        assert len(answers) == len(batch), f"{len(batch)} lines in, {len(answers)} out"
+        return answers
 
 
 # --- Bedrock ------------------------------------------------------------------------------------
@@ -508,7 +549,8 @@ class OnlineModels:
         assert params["EndpointName"] == self.endpoint_name, params["EndpointName"]
         assert params["ContentType"].startswith("application/json"), params["ContentType"]
         body = params["Body"]
-        return {"Body": self.model(body if isinstance(body, bytes) else body.encode())}
+        body = body if isinstance(body, bytes) else body.encode()
+        return {"Body": self.model(body, "application/json")}
 
     def _converse(self, params: dict[str, Any]) -> dict[str, Any]:
         assert params["modelId"] == self.model_id, params["modelId"]

@@ -129,16 +129,17 @@ MAX_NEW_TOKENS = 8
 
 
 @pytest.fixture(scope="module")
-def vqa_model(tiny_blip2: Path) -> Iterator[Callable[[bytes], bytes]]:
-    """The VQA endpoint's serving handler on the tiny BLIP-2: request body → response body."""
+def vqa_model(tiny_blip2: Path) -> Iterator[Callable[[bytes, str], bytes]]:
+    """The VQA serving handler on the tiny BLIP-2: (request body, content type) → response body
+    (JSON Lines answered as JSON Lines, as Batch Transform's MultiRecord requests are)."""
     from vqa import inference
 
     loaded = inference.model_fn(str(tiny_blip2))
 
-    def serve(body: bytes) -> bytes:
-        request = inference.input_fn(body, "application/json")
+    def serve(body: bytes, content_type: str) -> bytes:
+        request = inference.input_fn(body, content_type)
         prediction = inference.predict_fn(request, loaded)
-        return inference.output_fn(prediction, "application/json").encode()
+        return inference.output_fn(prediction, content_type).encode()
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(inference, "DEFAULT_MAX_NEW_TOKENS", MAX_NEW_TOKENS)
@@ -378,6 +379,8 @@ def test_the_batch_route_describes_every_good_product_with_the_models_answers(
     distinct = {json.dumps(answer, sort_keys=True) for answer in first_run.answers.values()}
     assert len(distinct) > len(to_describe) // 4
     assert workflow.transform.requests == len(to_describe)
+    # in fewer model calls than products: MultiRecord sends each part's lines in mini-batches
+    assert workflow.transform.calls < workflow.transform.requests
     # and Bedrock got one record per product, with the same prompt code as the online path
     assert set(first_run.ledger.values()) == to_describe
     assert len(workflow.bedrock.records) == len(to_describe)

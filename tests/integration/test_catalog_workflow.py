@@ -99,8 +99,9 @@ def product(product_id: str) -> dict[str, Any]:
 
 
 def assert_constraints(shape: Shape, value: Any, where: str) -> None:
-    """What botocore's client-side validation leaves out: string patterns and maximum lengths
-    (the service refuses a job name or filter that breaks them)."""
+    """What botocore's client-side validation leaves out: string patterns, maximum lengths,
+    enumerations (BatchStrategy, SplitType, ...) and integer ranges (the service refuses a job
+    name, filter or strategy that breaks them)."""
     if isinstance(shape, StructureShape):
         for name, item in value.items():
             assert_constraints(shape.members[name], item, f"{where}.{name}")
@@ -110,11 +111,37 @@ def assert_constraints(shape: Shape, value: Any, where: str) -> None:
     elif isinstance(shape, MapShape):
         for key, item in value.items():
             assert_constraints(shape.value, item, f"{where}.{key}")
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        low, high = shape.metadata.get("min"), shape.metadata.get("max")
+        assert low is None or value >= low, f"{where} is below {low}"
+        assert high is None or value <= high, f"{where} is above {high}"
     elif isinstance(value, str):
+        assert not shape.enum or value in shape.enum, f"{where} is not one of {shape.enum}"
         maximum = shape.metadata.get("max")
         assert maximum is None or len(value) <= maximum, f"{where} is longer than {maximum}"
         pattern = _compiled(shape.metadata.get("pattern"))
         assert pattern is None or pattern.fullmatch(value), f"{where} breaks {pattern.pattern}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("BatchStrategy", "MultiRecords", "BatchStrategy is not one of"),
+        ("MaxConcurrentTransforms", -1, "MaxConcurrentTransforms is below 0"),
+    ],
+)
+def test_the_constraint_check_refuses_what_the_api_model_forbids(
+    field: str, value: Any, message: str
+) -> None:
+    # The gate the workflow's CreateTransformJob arguments pass, seen failing on broken ones.
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    shape = sagemaker.meta.service_model.operation_model("CreateTransformJob").input_shape
+    good = {"BatchStrategy": "MultiRecord", "MaxConcurrentTransforms": 1, "MaxPayloadInMB": 6}
+    assert_constraints(shape, good, "createTransformJob")
+    with pytest.raises(AssertionError, match=message):
+        assert_constraints(shape, {**good, field: value}, "createTransformJob")
 
 
 def _compiled(pattern: str | None) -> re.Pattern[str] | None:
@@ -590,14 +617,15 @@ def test_the_batch_route_runs_a_transform_and_a_bedrock_job_per_group(
                 "S3Uri": group("g0000", 1)["manifestUri"],
             }
         },
-        "ContentType": "application/json",
+        "ContentType": "application/jsonlines",
         "SplitType": "Line",
         "CompressionType": "None",
     }
-    assert transform["BatchStrategy"] == "SingleRecord"
+    # Several lines per request: the handler batches their images (per-line errors inline).
+    assert transform["BatchStrategy"] == "MultiRecord"
     assert transform["TransformOutput"] == {
         "S3OutputPath": group("g0000", 1)["outputUri"],
-        "Accept": "application/json",
+        "Accept": "application/jsonlines",
         "AssembleWith": "Line",
         "KmsKeyId": KEY_ARN,
     }
