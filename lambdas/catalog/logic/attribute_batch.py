@@ -27,9 +27,14 @@ from catalog.logic.attribute_records import (
     build_attribute_record,
     read_attribute_answers,
 )
-from catalog.logic.bedrock_records import Answer, MalformedLine, OutputOutcome, RecordError
+from catalog.logic.bedrock_records import MalformedLine, OutputOutcome, RecordError
 from catalog.logic.ledger import Ledger
-from catalog.logic.results import BedrockJob, ResultCounts
+from catalog.logic.results import (
+    BedrockJob,
+    ResultCounts,
+    matched_outputs,
+    unanswered_records,
+)
 from catalog.logic.transform_output import CategoryQuestions, ProductAttributes
 from descriptions.logic.images import ImageLimits, InvalidImageError, inspect_image
 from descriptions.logic.prompt import StructuredOutput
@@ -136,26 +141,7 @@ def attributes_from_outputs(
     """Every output of the attributes job matched to the attribute ledger, then a failure for
     every product no output answered; streamed, one output line at a time."""
     questions = CategoryQuestions(settings)
-    for outcome in outcomes:
-        identifier = outcome.record_id
-        if identifier is None:
-            counts.malformed_lines += 1
-            if isinstance(outcome, MalformedLine):
-                counts.note("malformed", outcome.problem)
-            continue
-        record = ledger.get(identifier)
-        if record is None:
-            counts.unknown_records += 1
-            counts.note("unknown", identifier)
-            continue
-        if not ledger.mark_answered(identifier):
-            counts.repeated_records += 1
-            counts.note("repeated", identifier)
-            continue
-        if isinstance(outcome, Answer):
-            counts.answers += 1
-        elif isinstance(outcome, RecordError):
-            counts.error_records += 1
+    for outcome, record in matched_outputs(outcomes, ledger, counts):
         yield _attributes_of(
             outcome,
             record,
@@ -163,17 +149,10 @@ def attributes_from_outputs(
             model_id=model_id,
             structured_output=structured_output,
         )
-    unreadable = (
-        f"; {counts.malformed_lines} output lines could not be read"
-        if counts.malformed_lines
-        else ""
-    )
-    for record in ledger.unanswered():
-        counts.unanswered += 1
+    for record, why in unanswered_records(ledger, job, counts):
         yield _failure(
             _index(record),
-            f"no answer for record {record.record_id} in the attributes job's output "
-            f"({job.ended_text()}{unreadable})",
+            f"no answer for record {record.record_id} in the attributes job's output ({why})",
         )
 
 

@@ -151,6 +151,24 @@ def describe_outputs(
 ) -> Iterator[StoredDescription | FailureRecord]:
     """Every output matched to the ledger, then a failure for every ledger record left
     unanswered; streamed, one output line at a time."""
+    for outcome, record in matched_outputs(outcomes, ledger, counts):
+        yield describe_record(
+            outcome, record, settings=settings, attributes_source=attributes_source, now=now()
+        )
+    for record, why in unanswered_records(ledger, job, counts):
+        yield failure(
+            record,
+            Stage.DESCRIPTION,
+            f"no answer for record {record.record_id} in the job's output ({why})",
+        )
+
+
+def matched_outputs(
+    outcomes: Iterable[OutputOutcome], ledger: Ledger, counts: ResultCounts
+) -> Iterator[tuple[OutputOutcome, LedgerRecord]]:
+    """Each output line of a Bedrock batch job with the ledger record it answers, counted. A
+    line naming no record, a record the ledger does not hold, or one already answered is only
+    counted (and noted): it answers nothing."""
     for outcome in outcomes:
         identifier = outcome.record_id
         if identifier is None:
@@ -171,9 +189,14 @@ def describe_outputs(
             counts.answers += 1
         elif isinstance(outcome, RecordError):
             counts.error_records += 1
-        yield describe_record(
-            outcome, record, settings=settings, attributes_source=attributes_source, now=now()
-        )
+        yield outcome, record
+
+
+def unanswered_records(
+    ledger: Ledger, job: BedrockJob, counts: ResultCounts
+) -> Iterator[tuple[LedgerRecord, str]]:
+    """Every ledger record no output line answered, counted, with why: how the job ended, and
+    how many of its lines could not be read. Iterate it after `matched_outputs` is exhausted."""
     unreadable = (
         f"; {counts.malformed_lines} output lines could not be read"
         if counts.malformed_lines
@@ -181,12 +204,7 @@ def describe_outputs(
     )
     for record in ledger.unanswered():
         counts.unanswered += 1
-        yield failure(
-            record,
-            Stage.DESCRIPTION,
-            f"no answer for record {record.record_id} in the job's output "
-            f"({job.ended_text()}{unreadable})",
-        )
+        yield record, f"{job.ended_text()}{unreadable}"
 
 
 class ResultsArchive(Protocol):
