@@ -133,7 +133,7 @@ class DreamBoothConfig:
     """Stable Diffusion DreamBooth: text-to-image training and its endpoint."""
 
     training: TextToImageTrainingConfig
-    # The text-to-image endpoint (`generation_endpoint_name`).
+    # The text-to-image endpoint (`infra.models.DREAMBOOTH.endpoint_name`).
     hosting: DreamBoothHostingConfig
 
     @property

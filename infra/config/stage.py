@@ -171,39 +171,9 @@ class StageConfig:
         return "endpoint" if hosting.model_data_url or hosting.endpoint_name else "vision-llm"
 
     @property
-    def attribute_endpoint_name(self) -> str:
-        """The SageMaker endpoint the description pipeline asks for attributes."""
-        return self.vqa.hosting.endpoint_name or self.resource_name("vqa")
-
-    @property
-    def generation_endpoint_name(self) -> str:
-        """The SageMaker endpoint serving the DreamBooth-tuned text-to-image pipeline."""
-        return self.resource_name("dreambooth")
-
-    @property
-    def styling_endpoint_name(self) -> str:
-        """The SageMaker endpoint holding CLIPSeg and the Stable Diffusion inpainting pipeline."""
-        return self.resource_name("styling")
-
-    @property
     def ssm_prefix(self) -> str:
         """Root of the SSM parameters that publish this stage's resource names."""
         return f"/{self.name_prefix}/{self.stage}"
-
-    @property
-    def vqa_model_data_parameter(self) -> str:
-        """The SSM parameter where each successful VQA training run records its model archive."""
-        return f"{self.ssm_prefix}/vqa/model-data-url"
-
-    @property
-    def dreambooth_model_data_parameter(self) -> str:
-        """Where each successful DreamBooth text-to-image training run records its model archive."""
-        return f"{self.ssm_prefix}/dreambooth/model-data-url"
-
-    @property
-    def styling_model_data_parameter(self) -> str:
-        """Where each successful DreamBooth inpainting training run records its styling archive."""
-        return f"{self.ssm_prefix}/styling/model-data-url"
 
     @property
     def catalog_job_name_prefix(self) -> str:

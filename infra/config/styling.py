@@ -38,7 +38,7 @@ class StylingTrainingConfig(DreamBoothTrainingConfig):
 @section
 class StylingConfig:
     """Virtual styling: CLIPSeg and Stable Diffusion inpainting on one endpoint
-    (`styling_endpoint_name`), serving an archive of its training workflow."""
+    (`infra.models.STYLING.endpoint_name`), serving an archive of its training workflow."""
 
     training: StylingTrainingConfig
     hosting: StylingHostingConfig

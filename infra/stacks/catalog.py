@@ -38,6 +38,7 @@ from infra.constructs.catalog_workflow import CatalogWorkflow
 from infra.constructs.hf_images import huggingface_image
 from infra.constructs.publishing import publish_names
 from infra.constructs.workflows import observed_state_machine
+from infra.models import VQA
 from infra.stacks.catalog_functions import (
     FunctionSpec,
     catalog_functions,
@@ -107,7 +108,7 @@ class CatalogStack(Stack):
             transform = TransformResources(
                 role=self.transform_role,
                 image=self.image,
-                model_data_parameter=config.vqa_model_data_parameter,
+                model_data_parameter=VQA.model_data_parameter(config),
                 inference_environment=INFERENCE_ENVIRONMENT,
             )
         # (with vision-llm no VQA model, transform role or image: Bedrock reads the photos)

@@ -15,6 +15,7 @@ from infra.constructs.sagemaker_roles import (
     job_container_statements,
     metrics_policy,
 )
+from infra.models import VQA
 from infra.nag import acknowledge
 from infra.stacks.catalog_names import (
     ATTRIBUTE_INPUT_OBJECTS,
@@ -196,7 +197,7 @@ def workflow_policies(scope: CatalogScope, grantees: WorkflowGrantees) -> list[i
         scope.arn("states", f"execution:{grantees.state_machine_name}/*"),
         scope.arn("states", f"execution:{grantees.state_machine_name}:*"),
     ]
-    parameter_arn = scope.arn("ssm", f"parameter{config.vqa_model_data_parameter}")
+    parameter_arn = scope.arn("ssm", f"parameter{VQA.model_data_parameter(config)}")
     models = scope.arn("sagemaker", f"model/{prefix}-*")
     transform_jobs = scope.arn("sagemaker", f"transform-job/{prefix}-*")
     bedrock_jobs = scope.arn("bedrock", "model-invocation-job/*")

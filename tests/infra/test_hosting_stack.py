@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from infra import models
 from infra.config import StageConfig, load_stage_config
 from infra.stacks.hosting import PUBLISHED_NAMES, PUBLISHED_NAMES_WHEN_HOSTED
 from infra.summary import render as render_summary
@@ -82,7 +83,7 @@ def test_a_configured_model_is_served_under_the_pipelines_endpoint_name(
     hosting = VARIANT_OVERRIDES["vqa"]["hosting"]
     config = _config("dev")
     _, endpoint = one(template, "AWS::SageMaker::Endpoint", VQA)
-    assert endpoint["EndpointName"] == config.attribute_endpoint_name == "atelier-dev-vqa"
+    assert endpoint["EndpointName"] == models.VQA.endpoint_name(config) == "atelier-dev-vqa"
     _, model = one(template, "AWS::SageMaker::Model", VQA)
     assert model["EnableNetworkIsolation"] is True
     container = model["PrimaryContainer"]
@@ -220,9 +221,7 @@ def test_a_configured_diffusion_model_is_served_under_its_endpoint_name(
     template = variant_app.template("-hosting")
     _, endpoint = one(template, "AWS::SageMaker::Endpoint", construct)
     assert endpoint["EndpointName"] == name
-    assert name == (
-        config.generation_endpoint_name if section == "dreambooth" else config.styling_endpoint_name
-    )
+    assert name == (models.model(section).endpoint_name(config))
     _, model = one(template, "AWS::SageMaker::Model", construct)
     assert model["EnableNetworkIsolation"] is True
     container = model["PrimaryContainer"]

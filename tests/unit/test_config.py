@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, load_stage_config
+from infra.models import VQA
 from tests.support import ROOT, cdk_json_context
 
 
@@ -216,7 +217,7 @@ def test_description_defaults_follow_the_spec(context: dict[str, Any]) -> None:
     assert config.descriptions.structured_output == "json_schema"
     assert config.descriptions.temperature == pytest.approx(0.1)
     assert len(config.descriptions.categories["default"]) == 8
-    assert config.attribute_endpoint_name == "atelier-dev-vqa"
+    assert VQA.endpoint_name(config) == "atelier-dev-vqa"
     assert config.api.auth == "iam"
     assert config.api.cors_allowed_origins == ()
 
@@ -319,7 +320,7 @@ def test_vqa_defaults_follow_the_spec(context: dict[str, Any]) -> None:
     assert hyperparameters.as_strings()["learning_rate"] == "0.0001"
     # No model configured: no endpoint, and none bills.
     assert hosting.model_data_url is None
-    assert config.vqa_model_data_parameter == "/atelier/dev/vqa/model-data-url"
+    assert VQA.model_data_parameter(config) == "/atelier/dev/vqa/model-data-url"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.config import RENAMED_KEYS, ConfigError, load_stage_config
+from infra.models import VQA
 from tests.support import cdk_json_context
 
 REMOVAL = "(the old key will be removed in the next release)"
@@ -36,7 +37,7 @@ def test_the_vqa_endpoint_name_is_a_vqa_hosting_setting(context: dict[str, Any])
     _dev(context)["vqa"] = {"hosting": {"endpoint_name": "team-attributes"}}
     config = load_stage_config(context, "dev")
     assert config.vqa.hosting.endpoint_name == "team-attributes"
-    assert config.attribute_endpoint_name == "team-attributes"
+    assert VQA.endpoint_name(config) == "team-attributes"
 
 
 def test_the_old_endpoint_name_key_still_works_with_a_warning(
@@ -44,7 +45,7 @@ def test_the_old_endpoint_name_key_still_works_with_a_warning(
 ) -> None:
     _dev(context)["descriptions"] = {"endpoint_name": "team-attributes"}
     config = load_stage_config(context, "dev")
-    assert config.attribute_endpoint_name == "team-attributes"
+    assert VQA.endpoint_name(config) == "team-attributes"
     # The attribute keeps its old name for one release too.
     assert config.descriptions.endpoint_name == "team-attributes"
     assert capsys.readouterr().err.splitlines() == [

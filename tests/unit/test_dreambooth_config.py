@@ -15,6 +15,7 @@ from infra.config import (
     StageConfig,
     load_stage_config,
 )
+from infra.models import DREAMBOOTH, STYLING
 from tests.support import cdk_json_context
 
 # The user-settable train.py hyperparameters, in the order of training/README.md's table:
@@ -156,8 +157,8 @@ def test_hosting_defaults_create_no_endpoint_and_scale(context: dict[str, Any]) 
     # Stable Diffusion archives take a while to download and load.
     assert generation.startup_timeout_seconds >= 900
     assert styling.startup_timeout_seconds >= 900
-    assert config.dreambooth_model_data_parameter == "/atelier/dev/dreambooth/model-data-url"
-    assert config.styling_model_data_parameter == "/atelier/dev/styling/model-data-url"
+    assert DREAMBOOTH.model_data_parameter(config) == "/atelier/dev/dreambooth/model-data-url"
+    assert STYLING.model_data_parameter(config) == "/atelier/dev/styling/model-data-url"
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ repository: the standard library, torch, diffusers and Pillow. The Hugging
 Face PyTorch inference container we target (`2.6.0-transformers4.51.3-gpu-py312-cu124`) ships
 diffusers 0.33.1; the tests also run it under the training group's 0.35.2.
 
-Contract (`config.generation_endpoint_name`; the Api stack's POST /generations calls it):
+Contract (the `dreambooth` endpoint of `infra/models.py`, called by the Api stack's
+POST /generations):
 - `{"prompt": "a photo of a riobugger cat on a beach", "negative_prompt"?, "width"?, "height"?,
   "num_images_per_prompt"?, "num_inference_steps"?, "guidance_scale"?, "seed"?}`
   → `{"generated_images": [<base64 JPEG>, ...]}`;

@@ -7,7 +7,7 @@ transformers and Pillow. The Hugging Face PyTorch inference container
 we target (`2.6.0-transformers4.51.3-gpu-py312-cu124`) ships diffusers 0.33.1; the tests also run
 it under the training group's 0.35.2.
 
-Contract (`config.styling_endpoint_name`; the Api stack's POST /styling calls it):
+Contract (the `styling` endpoint of `infra/models.py`; the Api stack's POST /styling calls it):
 - `{"image": <base64>, "mask_prompt": "the skirt", "prompt": "a long floral summer skirt",
   "negative_prompt"?, "num_images_per_prompt"?, "guidance_scale"?, "num_inference_steps"?,
   "image_length"? (512 | 768), "mask_mode"? ("threshold" | "soft"), "mask_threshold"?, "seed"?}`
