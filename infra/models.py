@@ -29,6 +29,24 @@ if TYPE_CHECKING:
 # each archive it produces (`atelier endpoint use <key>` reads it).
 MODEL_DATA_URL = "model-data-url"
 
+# Base models staged into the models bucket (`atelier models stage`): the files of a Hub
+# repository at one commit under `base-models/<org>/<name>/<commit>/`, with the manifest of their
+# sizes and hashes, and a record of them at `/<prefix>/<stage>/base-models/<org>/<name>/<commit>`
+# (JSON: uri, manifestSha256, files, bytes, model, revision). A training workflow refuses to start
+# from a model that has no record; its job reads the files as the `model` input channel.
+BASE_MODELS_PREFIX = "base-models/"
+BASE_MODELS_PARAMETER_PATH = "base-models"
+
+
+def staged_base_model_prefix(model: str, revision: str) -> str:
+    """The models-bucket prefix a Hub model's files are staged under (ends in '/')."""
+    return f"{BASE_MODELS_PREFIX}{model}/{revision}/"
+
+
+def base_model_parameter(ssm_prefix: str, model: str, revision: str) -> str:
+    """The SSM parameter recording a staged Hub model (`ssm_prefix` is `/<prefix>/<stage>`)."""
+    return f"{ssm_prefix}/{BASE_MODELS_PARAMETER_PATH}/{model}/{revision}"
+
 
 @dataclass(frozen=True)
 class Training:
