@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from infra.config.api import ApiConfig
 from infra.config.attributes import AttributeSource
@@ -31,6 +31,7 @@ from infra.config.errors import ConfigError
 from infra.config.images import ImagesConfig
 from infra.config.lambdas import LambdaConfig
 from infra.config.lifecycle import LifecycleConfig
+from infra.config.network import NetworkConfig
 from infra.config.rules import (
     choice,
     is_loading,
@@ -114,6 +115,8 @@ class StageConfig:
     diffusion: DiffusionConfig
     catalog: CatalogConfig
     lifecycle: LifecycleConfig
+    # Optional: a stage without the section has private networking off.
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     tags: Mapping[str, str] = parsed(
         _TAGS_TEXT,
         _tags,
