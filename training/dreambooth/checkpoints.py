@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from checkpoint_dirs import atomic_checkpoint, checkpoint_name, resume_progress
-from dreambooth.arguments import model_revision, model_source
 from dreambooth.steps import Trainer
 
 # The training script's logger: its messages read as the script's wherever they come from.
@@ -41,8 +40,11 @@ def _fingerprint(args: argparse.Namespace) -> dict[str, Any]:
     # A checkpoint is only resumed by the same kind of run.
     return {
         "mode": args.mode,
-        "base_model": model_source(args),
-        "base_model_revision": model_revision(args),
+        # What the base is, not where this container mounted it.
+        "base_model": args.base_model,
+        "base_model_revision": args.base_model_revision,
+        "base_model_manifest_sha256": args.base_model_manifest_sha256,
+        "start_from": args.start_from,
         "train_text_encoder": args.train_text_encoder,
     }
 

@@ -70,7 +70,8 @@ def check_unet_channels(in_channels: int, mode: str, source: str) -> None:
 
 
 def load_components(source: str, mode: str, revision: str | None) -> Components:
-    """The base's modules from `source` at `revision` (None for a folder, see model_revision)."""
+    """The base's modules from `source` at `revision` (None for a folder: a channel, see
+    dreambooth.arguments.resolve_base_model)."""
     try:
         unet_config = UNet2DConditionModel.load_config(source, subfolder="unet", revision=revision)
     except (OSError, ValueError) as error:

@@ -11,6 +11,10 @@ Layout (the shared archive contract):
   (CLIPSegForImageSegmentation + CLIPSegProcessor), `code/inference.py` (= styling/inference.py),
   `code/requirements.txt` (= styling/serving-requirements.txt), `code/sd_serving.py`,
   `training_summary.json`.
+- both: `atelier-manifest.json` (common/manifest.py), written last, listing every other file
+  with its size and SHA-256 and, as its source, what the archive was made from (for a training
+  run `{"kind": "training-job", "job": ..., "base": ...}`), so the archive can be checked and be
+  the `model` channel of a later run (sequential fine-tuning). The handlers ignore it.
 
 `dreambooth/train.py` calls `export_archive` with the fine-tuned pipeline; packaging a stock
 model for the styling endpoint is the same call with the stock pipeline, e.g.
@@ -19,7 +23,8 @@ model for the styling endpoint is the same call with the stock pipeline, e.g.
         INPAINTING_BASE_MODEL, revision=INPAINTING_BASE_REVISION, safety_checker=None,
         feature_extractor=None, requires_safety_checker=False)
     export_archive(Path("model"), pipeline, mode="inpainting", clipseg_source=CLIPSEG_MODEL,
-                   clipseg_revision=CLIPSEG_REVISION, summary={"base_model": ...})
+                   clipseg_revision=CLIPSEG_REVISION, summary={"base_model": ...},
+                   manifest_source={"kind": "stock-package", ...})
 
 (the names from dreambooth/base_models.py; a hub id is loaded at a pinned commit only, see
 hub_pins.py).
@@ -41,6 +46,8 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import Stabl
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
     StableDiffusionInpaintPipeline,
 )
+
+from common.manifest import write_manifest
 
 TEXT_TO_IMAGE = "text-to-image"
 INPAINTING = "inpainting"
@@ -101,8 +108,11 @@ def export_archive(
     clipseg_source: str | Path | None = None,
     clipseg_revision: str | None = None,
     summary: Mapping[str, Any],
+    manifest_source: Mapping[str, Any],
 ) -> Path:
     """Write the archive for `mode` into `model_dir` and return `model_dir`.
+
+    `manifest_source` is the source recorded in the archive's manifest (written last).
 
     `clipseg_source` (a hub id or a local directory holding a CLIPSegForImageSegmentation and its
     processor) is required for inpainting and refused for text-to-image; a hub id needs its
@@ -132,6 +142,8 @@ def export_archive(
     shutil.copyfile(requirements, code_dir / "requirements.txt")
     shutil.copyfile(shared, code_dir / SHARED_SERVING_MODULE)
     write_summary(model_dir, summary)
+    # Last, so that it lists every file above.
+    write_manifest(model_dir, manifest_source)
     return model_dir
 
 

@@ -14,8 +14,14 @@ Prior preservation trains on the class images alongside the subject (loss = inst
 prior_loss_weight x prior loss) so the class keeps its variety; missing class images are
 generated from `class_prompt` with the base model before training.
 
+The base model is the `model` channel: a staged folder checked against its manifest
+(`base_model_manifest_sha256`), or with `start_from=<job>` that earlier run's `model.tar.gz`,
+extracted and checked, so one subject can be trained on top of another; CLIPSeg (inpainting) is
+the `clipseg` channel. A job never downloads (common/base_model_channel.py).
+
 Output in `SM_MODEL_DIR` (`dreambooth.export`): the diffusers pipeline, `clipseg/` for
-inpainting, `code/inference.py`, `code/requirements.txt` and `training_summary.json`.
+inpainting, `code/inference.py`, `code/requirements.txt`, `training_summary.json` and, last,
+`atelier-manifest.json` naming this job and the base it started from.
 Checkpoints (trained weights, optimizer, learning-rate schedule, progress, RNG) go to
 `/opt/ml/checkpoints` with the generated class images; a restarted spot job resumes from the
 newest readable one. A non-finite loss or gradient stops training before the bad update, the
@@ -48,7 +54,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from dreambooth.arguments import clipseg_revision, model_revision, model_source, parse_args
+from common.base_model_channel import ModelInput, training_job_source
+from dreambooth.arguments import parse_args, resolve_base_model, resolve_clipseg
 from dreambooth.checkpoints import CHECKPOINT_FILE, Progress, restore_checkpoint, save_checkpoint
 from dreambooth.class_images import class_image_list, generate_class_images
 from dreambooth.components import (
@@ -103,12 +110,11 @@ __all__ = [
     "generate_class_images",
     "load_components",
     "main",
-    "model_revision",
-    "model_source",
     "parse_args",
     "plan_steps",
     "prepare_class_images",
     "read_dataset",
+    "resolve_base_model",
     "resolve_mixed_precision",
     "run",
     "run_with_args",
@@ -304,6 +310,8 @@ def prepare_class_images(
     class_prompt: str,
     dataset_class_images: Sequence[Path],
     accelerator: Accelerator,
+    *,
+    base: ModelInput,
 ) -> tuple[list[Path], int]:
     """The class images to train on, generating the missing ones; and how many were generated."""
     generated_dir = args.checkpoint_dir / GENERATED_CLASS_DIR
@@ -315,7 +323,7 @@ def prepare_class_images(
         len(missing),
     )
     if missing:
-        pipeline = build_pipeline(components, model_source(args), args.mode, model_revision(args))
+        pipeline = build_pipeline(components, base.location, args.mode, base.revision)
         generate_class_images(
             pipeline,
             prompt=class_prompt,
@@ -351,11 +359,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(args.seed)
     mixed_precision = resolve_mixed_precision(args.mixed_precision)
     instances, instance_prompt, class_prompt, dataset_class_images = read_dataset(args)
-    source = model_source(args)
     LOG.info(
         "%s DreamBooth of %s on %d instance images (%r), mixed precision %s",
         args.mode,
-        source,
+        args.start_from or args.base_model,
         len(instances),
         instance_prompt,
         mixed_precision,
@@ -367,8 +374,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         serving_files(args.mode)
     except ExportError as error:
         raise TrainingError(str(error)) from error
-    revision = model_revision(args)
-    clipseg_at = clipseg_revision(args) if args.mode == INPAINTING else None
+    # Every file checked against its manifest before anything loads (a job never downloads).
+    base = resolve_base_model(args)
+    clipseg = resolve_clipseg(args, base) if args.mode == INPAINTING else None
+    source, revision = base.location, base.revision
     LOG.info("base model %s at %s", source, revision or "the folder's files")
     components = load_components(source, args.mode, revision)
     class_images: list[Path] = []
@@ -390,7 +399,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise TrainingError("prior preservation needs class_prompt in dataset_info.json")
         with _timed("class image generation"):
             class_images, generated = prepare_class_images(
-                args, components, class_prompt, dataset_class_images, trainer.accelerator
+                args,
+                components,
+                class_prompt,
+                dataset_class_images,
+                trainer.accelerator,
+                base=base,
             )
     examples = Examples(instance_images=instances, class_images=class_images)
     tokenizer = components.tokenizer
@@ -418,6 +432,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         args,
         outcome,
         plan,
+        base=base,
         mixed_precision=mixed_precision,
         instances=len(instances),
         class_images={"used": len(class_images), "generated": generated},
@@ -440,9 +455,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 args.model_dir,
                 pipeline,
                 mode=args.mode,
-                clipseg_source=args.clipseg_model if args.mode == INPAINTING else None,
-                clipseg_revision=clipseg_at,
+                clipseg_source=clipseg.location if clipseg is not None else None,
+                clipseg_revision=clipseg.revision if clipseg is not None else None,
                 summary=summary,
+                manifest_source=training_job_source(
+                    base.source, **({"clipseg": clipseg.source} if clipseg is not None else {})
+                ),
             )
     except ExportError as error:
         raise TrainingError(f"export failed: {error}") from error
@@ -455,6 +473,7 @@ def build_summary(
     outcome: Outcome,
     plan: Plan,
     *,
+    base: ModelInput,
     mixed_precision: str,
     instances: int,
     class_images: Mapping[str, int],
@@ -468,7 +487,8 @@ def build_summary(
         "mode": args.mode,
         "base_model": args.base_model,
         "base_model_revision": args.base_model_revision,
-        "model_source": model_source(args),
+        "model_source": base.location,
+        "base_source": dict(base.source),
         "mixed_precision": mixed_precision,
         "hyperparameters": {
             key: value if isinstance(value, int | float | str | None) else str(value)

@@ -95,7 +95,7 @@ def package(
 
     try:
         pinned = hub_revision(inpainting_model, inpainting_revision, flag="--inpainting-revision")
-        hub_revision(clipseg_model, clipseg_revision, flag="--clipseg-revision")
+        clipseg_pinned = hub_revision(clipseg_model, clipseg_revision, flag="--clipseg-revision")
     except UnpinnedModelError as error:
         raise ExportError(str(error)) from error
     pipeline = StableDiffusionInpaintPipeline.from_pretrained(
@@ -119,10 +119,20 @@ def package(
             "clipseg_model_revision": clipseg_revision,
             "note": "packaged by styling.package; not fine-tuned",
         },
+        manifest_source={
+            "kind": "stock-package",
+            "base": _source(inpainting_model, pinned),
+            "clipseg": _source(clipseg_model, clipseg_pinned),
+        },
     )
     if tar is not None:
         write_tar(out, tar)
     return out
+
+
+def _source(model: str, revision: str | None) -> dict[str, str]:
+    """A manifest source for what was packaged: the hub id at its commit, or a folder."""
+    return {"kind": "hub", "model": model, "revision": revision} if revision else {"kind": "folder"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

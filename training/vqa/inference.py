@@ -124,9 +124,9 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
     """Load the merged model and its processor from the archive root: nothing is downloaded."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = Blip2ForConditionalGeneration.from_pretrained(
-        model_dir, torch_dtype=serving_dtype(device)
+        model_dir, torch_dtype=serving_dtype(device), local_files_only=True
     )
-    processor = Blip2Processor.from_pretrained(model_dir)
+    processor = Blip2Processor.from_pretrained(model_dir, local_files_only=True)
     check_image_placeholders(model, processor)
     model.to(device)
     model.eval()

@@ -4,8 +4,14 @@ SageMaker runs `python vqa/train.py --epochs 10 ...` with the hyperparameters as
 data channels in `SM_CHANNEL_*`; locally, `cd training && python -m vqa.train --train_dir ...`
 runs the same code. Input: the `train/` and `validation/` folders that `vqa.prepare` writes
 (`rows.jsonl` + `images/`). Output in `SM_MODEL_DIR`: the base model with the LoRA weights merged
-in, its processor, `code/inference.py`, `code/requirements.txt` and `training_summary.json`, so the
-endpoint loads a plain model and downloads nothing.
+in, its processor, `code/inference.py`, `code/requirements.txt`, `training_summary.json` and, last,
+`atelier-manifest.json` (every file's size and SHA-256, this job and its base), so the endpoint
+loads a plain model and downloads nothing.
+
+The base model is the `model` channel: a staged folder checked against its manifest
+(`base_model_manifest_sha256`) before anything loads, or with `start_from=<job>` that earlier
+run's `model.tar.gz` (common/base_model_channel.py). A job never downloads; run by hand,
+`--base_model` may be a pinned hub id or a folder.
 
 Checkpoints (trainable weights, optimizer, progress, RNG) go to `/opt/ml/checkpoints`, which
 SageMaker syncs to S3; a restarted spot job resumes from the newest readable one, mid-epoch
@@ -35,7 +41,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from hub_pins import UnpinnedModelError, hub_revision
 from peft import LoraConfig, PeftModel, get_peft_model
 from PIL import Image
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
@@ -45,6 +50,13 @@ from checkpoint_dirs import (
     checkpoint_name,
     complete_checkpoints,
     resume_progress,
+)
+from common.base_model_channel import (
+    ModelInput,
+    ModelRequest,
+    resolve_model_input,
+    training_job_source,
+    write_archive_manifest,
 )
 from sagemaker_job import (
     TrainingError,
@@ -96,15 +108,28 @@ def parse_args(
 ) -> argparse.Namespace:
     env = os.environ if env is None else env
     parser = hyperparameter_parser("LoRA fine-tuning of BLIP-2 on product attribute questions.")
-    # Base model: a hub id, a local directory, or a `base_model` channel (no internet needed).
-    parser.add_argument(
-        "--base_model", default=env.get("SM_CHANNEL_BASE_MODEL", DEFAULT_BASE_MODEL)
-    )
+    # Base model: the `model` channel when attached (a job must have one: it never downloads),
+    # otherwise by hand a pinned hub id or a local directory.
+    parser.add_argument("--base_model", default=DEFAULT_BASE_MODEL)
     parser.add_argument(
         "--base_model_revision",
         default=None,
         help="40-hex Hub commit of a hub id --base_model (the default model has its own)",
     )
+    parser.add_argument(
+        "--base_model_manifest_sha256",
+        default=None,
+        help="the staged manifest's SHA-256 (its SSM record's manifestSha256); the `model` "
+        "channel is checked against it before anything loads",
+    )
+    parser.add_argument(
+        "--start_from",
+        default=None,
+        help="sequential fine-tuning: the earlier training job whose model.tar.gz is the only "
+        "file of the `model` channel",
+    )
+    channel = env.get("SM_CHANNEL_MODEL")
+    parser.add_argument("--model_channel", type=Path, default=Path(channel) if channel else None)
     parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--batch_size", type=positive_int, default=4)
     parser.add_argument("--eval_batch_size", type=positive_int, default=8)
@@ -269,12 +294,22 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def pinned_revision(args: argparse.Namespace) -> str | None:
-    """The commit to load `base_model` at: None for a folder; an unpinned hub id is refused."""
-    try:
-        return hub_revision(args.base_model, args.base_model_revision, flag="base_model_revision")
-    except UnpinnedModelError as error:
-        raise TrainingError(str(error)) from error
+def resolve_base_model(args: argparse.Namespace) -> ModelInput:
+    """Where the base loads from, verified before anything loads: the `model` channel (a staged
+    folder, or with start_from an earlier run's archive), or by hand `base_model` (a pinned hub
+    id or a folder; an unpinned hub id is refused)."""
+    return resolve_model_input(
+        ModelRequest(
+            role="base model",
+            channel_name="model",
+            channel=args.model_channel,
+            model=args.base_model,
+            revision=args.base_model_revision,
+            manifest_sha256=args.base_model_manifest_sha256,
+            flag="base_model",
+        ),
+        start_from=args.start_from,
+    )
 
 
 def load_base_model(
@@ -633,6 +668,7 @@ def export_model(
     processor: Blip2Processor,
     args: argparse.Namespace,
     precision: str,
+    base_input: ModelInput,
 ) -> None:
     """Merge LoRA into the base and write what the endpoint serves, code included."""
     if precision == "8bit":
@@ -640,7 +676,7 @@ def export_model(
         adapter_dir = args.output_data_dir / "adapter"
         model.save_pretrained(adapter_dir)
         base = Blip2ForConditionalGeneration.from_pretrained(
-            args.base_model, revision=pinned_revision(args), torch_dtype=torch.bfloat16
+            base_input.location, revision=base_input.revision, torch_dtype=torch.bfloat16
         )
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     else:
@@ -660,17 +696,19 @@ def write_summary(
     counts: Mapping[str, int],
     precision: str,
     seconds: float,
+    base: ModelInput,
 ) -> dict[str, Any]:
     summary = {
         "status": "stopped_non_finite" if outcome.stopped_reason else "completed",
         "stopped_reason": outcome.stopped_reason,
         "base_model": args.base_model,
+        "base_source": dict(base.source),
         "precision": precision,
         "prompt_template": build_prompt("{question}"),
         "hyperparameters": {
             key: value if isinstance(value, int | float | str | list) else str(value)
             for key, value in vars(args).items()
-            if not key.endswith(("_dir", "_file"))
+            if not key.endswith(("_dir", "_file", "_channel"))
         },
         "parameters": dict(counts),
         "optimizer_steps": outcome.progress.optimizer_steps,
@@ -702,23 +740,28 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         args.base_model,
         precision,
     )
-    revision = pinned_revision(args)
-    base = load_base_model(args.base_model, precision, revision)
-    processor = load_processor(args.base_model, base, revision)
+    # Every file checked against its manifest before anything loads (a job never downloads).
+    base_input = resolve_base_model(args)
+    base = load_base_model(base_input.location, precision, base_input.revision)
+    processor = load_processor(base_input.location, base, base_input.revision)
     model = add_lora(base, args)
     trainable, total = parameter_counts(model)
     LOG.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100 * trainable / total)
     outcome = train(model, processor, train_rows, validation_rows, args)
     if outcome.stopped_reason and outcome.progress.optimizer_steps == 0:
         raise TrainingError(f"{outcome.stopped_reason}; nothing was learned, no model saved")
-    export_model(model, processor, args, precision)
-    return write_summary(
+    export_model(model, processor, args, precision, base_input)
+    summary = write_summary(
         args,
         outcome,
         {"trainable": trainable, "total": total},
         precision,
         time.monotonic() - started,
+        base_input,
     )
+    # Last, so that it lists every file of the archive (the summary and code/ included).
+    write_archive_manifest(args.model_dir, training_job_source(base_input.source))
+    return summary
 
 
 def run(argv: Sequence[str] | None = None) -> int:
