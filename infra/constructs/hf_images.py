@@ -39,6 +39,16 @@ TAGS: dict[ImageKind, str] = {
     "inference": "2.6.0-transformers4.51.3-gpu-py312-cu124-ubuntu22.04",
 }
 
+
+
+def training_image_python() -> str:
+    """The CPython of the default training image, from its tag (`...-py312-...` → "3.12"): the
+    training code's vendored wheels are downloaded for it."""
+    match = re.search(r"-py3(\d+)-", TAGS["training"])
+    assert match, TAGS["training"]
+    return f"3.{match.group(1)}"
+
+
 _DLC_ACCOUNT = "763104351884"
 _STANDARD_REGIONS = (
     "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2",

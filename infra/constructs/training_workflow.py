@@ -5,7 +5,17 @@ model archive in SSM.
      "baseModelRevision": "<40-hex Hub commit>"}
 
 (`baseModel` and `baseModelRevision` come together or not at all: training loads a Hub model
-only at a pinned commit, see training/hub_pins.py and docs/base-models.md.)
+only at a pinned commit, see training/hub_pins.py and docs/base-models.md.) Or, to fine-tune a
+model this workflow trained before (subject A, then subject B on top of it):
+
+    {"dataset": "<prefix>/<name>/", "startFrom": "<an earlier training job of this workflow>"}
+
+Jobs never download. The base model is read from the models bucket, where `atelier models stage`
+put it: the workflow looks up the model's SSM record and fails at once, naming the command to run,
+when it is not staged; the job gets the staged folder (or the earlier run's archive) as its
+`model` input channel, with the manifest hash from the record to check every file against, and
+runs with network isolation, its code arriving as the `code` channel and its Python packages as
+wheels inside the code archive.
 
 A Step Functions state machine (JSONata) validates the input (each kind of mistake ends in a Fail
 state of its own with a cause that names the fix), merges the hyperparameters (configured
@@ -27,16 +37,18 @@ name is taken). Only the states, which are no resources, live in a scope of thei
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import Aws, Duration, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -49,9 +61,11 @@ from infra.constructs.sagemaker_roles import (
     metrics_policy,
 )
 from infra.constructs.workflows import observed_state_machine, pass_role_statement
+from infra.models import BASE_MODELS_PARAMETER_PATH, BASE_MODELS_PREFIX, base_model_parameter
 from infra.nag import acknowledge, exported_name
 from infra.workflows.states import (
     aws_call,
+    either,
     input_checks,
     input_has_only,
     json_list,
@@ -61,7 +75,16 @@ from infra.workflows.states import (
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys a workflow input may have; anything else is a typo and fails the execution at once.
-INPUT_KEYS = ("dataset", "hyperparameters", "baseModel", "baseModelRevision")
+INPUT_KEYS = ("dataset", "hyperparameters", "baseModel", "baseModelRevision", "startFrom")
+# The input channels the job reads its base model(s) and its code from; train.py reads the
+# `model` channel (SM_CHANNEL_MODEL) and its companions' (SM_CHANNEL_<NAME>).
+MODEL_CHANNEL = "model"
+CODE_CHANNEL = "code"
+# Where SageMaker puts a channel's files, and so the code archive under network isolation.
+CHANNEL_ROOT = "/opt/ml/input/data"
+# Nothing in a job may reach the Hugging Face Hub: a stray download fails at once instead of
+# hanging until the network-isolated connection times out.
+JOB_ENVIRONMENT = {"HF_HUB_OFFLINE": "1"}
 
 # Where SageMaker writes training logs and metrics; one log group for every job of the account.
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -99,15 +122,9 @@ def job_name_expression(prefix: str) -> str:
     )
 
 
-def hyperparameters_expression(
-    defaults: Mapping[str, str],
-    *,
-    base_model: str,
-    base_model_revision: str,
-    fixed: Mapping[str, str],
-) -> str:
-    """Defaults, then the input's overrides as strings, then the base model and its commit (the
-    input's pair or the configured one), then what is fixed."""
+def hyperparameters_expression(defaults: Mapping[str, str], *, fixed: Mapping[str, str]) -> str:
+    """Defaults, then the input's overrides as strings, then what is fixed. (The base model's
+    hyperparameters are added when its record has been read: `$baseHyperparameters`.)"""
     return f"""$merge([
       {json.dumps(dict(defaults))},
       (
@@ -116,12 +133,29 @@ def hyperparameters_expression(
           ? $merge($each($h, function($v, $k) {{ {{ $k: $string($v) }} }}))
           : {{}}
       ),
-      {{ 'base_model': $exists($states.input.baseModel) ? $states.input.baseModel
-          : {json.dumps(base_model)},
-        'base_model_revision': $exists($states.input.baseModel)
-          ? $states.input.baseModelRevision : {json.dumps(base_model_revision)} }},
       {json.dumps(dict(fixed))}
     ])"""
+
+
+def base_model_parameter_expression(ssm_prefix: str, *, model: str, revision: str) -> str:
+    """The SSM record of the run's base model: the input's `baseModel` at `baseModelRevision`, or
+    the configured one (`infra.models.base_model_parameter`, written in JSONata)."""
+    return (
+        f"'{ssm_prefix}/{BASE_MODELS_PARAMETER_PATH}/' & "
+        f"($exists($states.input.baseModel) ? $states.input.baseModel : {json.dumps(model)})"
+        " & '/' & "
+        f"($exists($states.input.baseModel) ? $states.input.baseModelRevision "
+        f": {json.dumps(revision)})"
+    )
+
+
+def staged_hyperparameters(prefix: str, record: str) -> str:
+    """`<prefix>`, `<prefix>_revision` and `<prefix>_manifest_sha256` from a staged model's
+    record (`record`: the JSONata of its parsed JSON value)."""
+    return (
+        f"{{ '{prefix}': {record}.model, '{prefix}_revision': {record}.revision, "
+        f"'{prefix}_manifest_sha256': {record}.manifestSha256 }}"
+    )
 
 
 # --- input checks (JSONata; each returns true or false, never undefined) ----------------------
@@ -135,6 +169,20 @@ BASE_MODEL_IS_VALID = r"""(
     and $contains($m, /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/)
     and $type($r) = 'string'
     and $contains($r, /^[0-9a-f]{40}$/)
+  )
+)"""
+
+
+def start_from_is_valid(job_name_prefix: str) -> str:
+    """An earlier job of this workflow (its name starts with the workflow's job prefix, which is
+    also all the workflow may describe), and no base model named beside it."""
+    assert re.fullmatch(r"[A-Za-z0-9-]+", job_name_prefix), job_name_prefix
+    return rf"""(
+  $s := $states.input.startFrom;
+  $not($exists($s)) or (
+    $type($s) = 'string' and $length($s) <= {MAX_JOB_NAME_LENGTH}
+    and $contains($s, /^{job_name_prefix}-[a-zA-Z0-9](-*[a-zA-Z0-9])*$/)
+    and $not($exists($states.input.baseModel)) and $not($exists($states.input.baseModelRevision))
   )
 )"""
 
@@ -196,6 +244,20 @@ class InstanceChoice:
 
 
 @dataclass(frozen=True)
+class CompanionModel:
+    """A second staged model a job loads beside its base model (CLIPSeg beside the inpainting
+    pipeline): its own input channel and `<hyperparameter>`, `<hyperparameter>_revision` and
+    `<hyperparameter>_manifest_sha256`; always the configured one."""
+
+    channel: str
+    hyperparameter: str
+    model: str
+    revision: str
+    # For state names and causes: "CLIPSeg".
+    title: str
+
+
+@dataclass(frozen=True)
 class TrainingWorkflowSpec:
     """What one training workflow trains, on what, and where things go."""
 
@@ -240,6 +302,7 @@ class TrainingWorkflowSpec:
     fixed_hyperparameters: Mapping[str, str] = field(default_factory=dict)
     hyperparameter_types: tuple[str, ...] = SCALAR_TYPES
     boolean_hyperparameters: tuple[str, ...] = ()
+    companion_models: tuple[CompanionModel, ...] = ()
 
 
 class TrainingWorkflow:
@@ -258,6 +321,7 @@ class TrainingWorkflow:
     ) -> None:
         self.stack = stack
         self.spec = spec
+        self.config = config
         self.code = code
         # In the Data stack: datasets under `dataset_prefix`, archives and checkpoints, their key.
         self.datasets, self.models, self.key = datasets, models, key
@@ -301,11 +365,17 @@ class TrainingWorkflow:
                 resources=[models.arn_for_objects(f"{spec.checkpoints_prefix}*")],
             ),
             list_prefix_statement(models, spec.checkpoints_prefix),
-            # The training code archive: exactly this asset's object.
+            # The `model` channel: a staged base model (which one is the run's input), or with
+            # `startFrom` an earlier run's archive of this workflow.
+            *read_prefix_statements(models, BASE_MODELS_PREFIX),
+            *read_prefix_statements(models, spec.output_prefix),
+            # The training code archive, the `code` channel: exactly this asset's object (a
+            # channel lists its prefix, which is the object's key).
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
                 resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)],
             ),
+            list_prefix_statement(self.code.bucket, self.code.s3_object_key),
             # Datasets, checkpoints and the model archive are under the data key.
             *job_container_statements(
                 key_arn=self.key.key_arn,
@@ -329,9 +399,15 @@ class TrainingWorkflow:
             ),
             (
                 f"{models_export}/{spec.output_prefix}*",
-                f"Writes model archives under {spec.output_prefix} of the models bucket; "
-                "SageMaker adds the per-run job name to the key, which is only known when a run "
-                "starts.",
+                f"Writes model archives under {spec.output_prefix} of the models bucket, and "
+                "reads one back when a run starts from an earlier run's model; SageMaker adds the "
+                "per-run job name to the key, which is only known when a run starts.",
+            ),
+            (
+                f"{models_export}/{BASE_MODELS_PREFIX}*",
+                f"Reads the staged base models under {BASE_MODELS_PREFIX} of the models bucket: "
+                "which model a run starts from is the workflow's input (any staged Hub commit), "
+                "and jobs run network-isolated, so this is where every base model comes from.",
             ),
             (
                 f"{models_export}/{spec.checkpoints_prefix}*",
@@ -387,6 +463,40 @@ class TrainingWorkflow:
         alternative = self._resources(choice.alternative)
         return jsonata(f"({choice.condition}) ? {json.dumps(alternative)} : {json.dumps(default)}")
 
+    @staticmethod
+    def _s3_channel(name: str, uri: str) -> dict[str, Any]:
+        return {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": uri,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "InputMode": "File",
+            "CompressionType": "None",
+        }
+
+    def _model_channels(self) -> list[dict[str, Any]]:
+        """The base model (`$modelUri`, set by the states that read its record), each companion
+        (`$<channel>Uri`), and the code archive."""
+        return [
+            self._s3_channel(MODEL_CHANNEL, jsonata("$modelUri")),
+            *(
+                self._s3_channel(companion.channel, jsonata(f"${companion.channel}Uri"))
+                for companion in self.spec.companion_models
+            ),
+            self._s3_channel(CODE_CHANNEL, self.code.s3_object_url),
+        ]
+
+    def code_path_in_job(self) -> str:
+        """Where the code archive lies in the job: `sagemaker_submit_directory` under network
+        isolation, which the training toolkit extracts instead of downloading from S3."""
+        key = self.code.s3_object_key
+        assert not Token.is_unresolved(key), "the code asset's key must be known at synth"
+        return f"{CHANNEL_ROOT}/{CODE_CHANNEL}/{key.rsplit('/', 1)[-1]}"
+
     def _training_job_arguments(self, config: StageConfig) -> dict[str, Any]:
         spec = self.spec
         datasets = self.datasets.bucket_name
@@ -401,26 +511,20 @@ class TrainingWorkflow:
                 "MetricDefinitions": [dict(d) for d in spec.metric_definitions],
                 "EnableSageMakerMetricsTimeSeries": True,
             },
-            "HyperParameters": jsonata("$hyperparameters"),
+            "HyperParameters": jsonata("$merge([$hyperparameters, $baseHyperparameters])"),
             "InputDataConfig": [
-                {
-                    "ChannelName": channel,
-                    "DataSource": {
-                        "S3DataSource": {
-                            "S3DataType": "S3Prefix",
-                            "S3Uri": jsonata(
-                                f"'s3://{datasets}/' & $dataset & '{suffix}'"
-                                if suffix
-                                else f"'s3://{datasets}/' & $dataset"
-                            ),
-                            "S3DataDistributionType": "FullyReplicated",
-                        }
-                    },
-                    "InputMode": "File",
-                    "CompressionType": "None",
-                }
-                for channel, suffix in spec.channels.items()
+                *(
+                    self._s3_channel(
+                        channel, jsonata(f"'s3://{datasets}/' & $dataset & '{suffix}'")
+                    )
+                    for channel, suffix in spec.channels.items()
+                ),
+                *self._model_channels(),
             ],
+            # No internet: the base model, the code and its packages all come from the account's
+            # buckets (the channels above), and no job can send data out.
+            "EnableNetworkIsolation": True,
+            "Environment": dict(JOB_ENVIRONMENT),
             "OutputDataConfig": {
                 "S3OutputPath": f"s3://{models}/{spec.output_prefix}",
                 "KmsKeyId": self.key.key_arn,
@@ -467,7 +571,7 @@ class TrainingWorkflow:
             "InvalidInput",
             "InvalidInput",
             "the input must be a JSON object with 'dataset' (required), 'hyperparameters', "
-            "'baseModel' and 'baseModelRevision' (optional) and no other keys",
+            "'baseModel' and 'baseModelRevision', or 'startFrom' (optional) and no other keys",
         )
         invalid_dataset = fail(
             "InvalidDataset",
@@ -493,6 +597,13 @@ class TrainingWorkflow:
             "so training loads hub models only at a commit); give neither for "
             f"{spec.base_model} at {spec.base_model_revision}",
         )
+        invalid_start_from = fail(
+            "InvalidStartFrom",
+            "InvalidStartFrom",
+            "startFrom must be the name of an earlier training job of this workflow (it starts "
+            f"with '{spec.job_name_prefix}-'), and comes without baseModel and baseModelRevision: "
+            "the run starts from that job's model",
+        )
         hyperparameters_valid = hyperparameters_are_valid(
             spec.hyperparameter_names, types=types, booleans=spec.boolean_hyperparameters
         )
@@ -504,6 +615,7 @@ class TrainingWorkflow:
                 (dataset_is_valid(spec.dataset_prefix), invalid_dataset),
                 (hyperparameters_valid, invalid_hyperparameters),
                 (BASE_MODEL_IS_VALID, invalid_base_model),
+                (start_from_is_valid(spec.job_name_prefix), invalid_start_from),
             ],
         )
         prepare = sfn.Pass.jsonata(
@@ -516,11 +628,9 @@ class TrainingWorkflow:
                 "hyperparameters": jsonata(
                     hyperparameters_expression(
                         spec.hyperparameter_defaults,
-                        base_model=spec.base_model,
-                        base_model_revision=spec.base_model_revision,
                         fixed={
                             "sagemaker_program": spec.program,
-                            "sagemaker_submit_directory": self.code.s3_object_url,
+                            "sagemaker_submit_directory": self.code_path_in_job(),
                             "sagemaker_region": stack.region,
                             "sagemaker_container_log_level": "20",
                             **spec.fixed_hyperparameters,
@@ -581,7 +691,10 @@ class TrainingWorkflow:
             ),
             errors=["States.ALL"],
         )
-        definition = validate.otherwise(prepare.next(train).next(record))
+        train.next(record)
+        definition = validate.otherwise(
+            prepare.next(self._base_model_states(scope, fail, then=train, config=config))
+        )
 
         role = iam.Role(
             stack,
@@ -606,12 +719,215 @@ class TrainingWorkflow:
             policy_prefix=self._id("Workflow"),
         )
 
+    # --- where the base model comes from --------------------------------------------------------
+
+    def _base_model_states(
+        self,
+        scope: Construct,
+        fail: Callable[[str, str, str], sfn.Fail],
+        *,
+        then: sfn.IChainable,
+        config: StageConfig,
+    ) -> sfn.IChainable:
+        """Set `$modelUri` and `$baseHyperparameters` (and each companion's `$<channel>Uri`):
+        from an earlier job of this workflow with `startFrom`, otherwise from the staged model's
+        SSM record. A model that is not staged ends the run here, with the command to stage it."""
+        spec = self.spec
+        ssm_prefix = config.ssm_prefix
+        records_arn = self._base_model_records_arn()
+        companions: sfn.IChainable = then
+        for companion in reversed(spec.companion_models):
+            companions = self._read_companion(
+                scope, fail, companion, records_arn=records_arn, ssm_prefix=ssm_prefix
+            ).next(companions)
+
+        read_record = aws_call(
+            scope,
+            "ReadBaseModel",
+            state_name="Read staged base model",
+            service="ssm",
+            action="getParameter",
+            iam_resources=[records_arn],
+            parameters={
+                "Name": jsonata(
+                    base_model_parameter_expression(
+                        ssm_prefix, model=spec.base_model, revision=spec.base_model_revision
+                    )
+                )
+            },
+            assign={
+                "modelUri": jsonata("$parse($states.result.Parameter.Value).uri"),
+                "baseHyperparameters": jsonata(
+                    staged_hyperparameters("base_model", "$parse($states.result.Parameter.Value)")
+                ),
+            },
+        )
+        model_text = (
+            f"($exists($states.input.baseModel) ? $states.input.baseModel : "
+            f"{json.dumps(spec.base_model)})"
+        )
+        revision_text = (
+            f"($exists($states.input.baseModel) ? $states.input.baseModelRevision : "
+            f"{json.dumps(spec.base_model_revision)})"
+        )
+        read_record.add_catch(
+            fail(
+                "BaseModelNotStaged",
+                "BaseModelNotStaged",
+                jsonata(
+                    f"{model_text} & ' at ' & {revision_text} & ' is not staged in the models "
+                    "bucket of this stage (training jobs run without internet access): run "
+                    f"`atelier models stage ' & {model_text} & ' --revision ' & {revision_text} "
+                    "& '`, then start the run again (docs/base-models.md)'"
+                ),
+            ),
+            errors=["Ssm.ParameterNotFoundException"],
+        )
+        read_record.add_catch(
+            fail(
+                "BaseModelLookupFailed",
+                jsonata("$states.input.Error"),
+                jsonata(
+                    "'could not read the staged base model record: ' & $states.input.Error & "
+                    "': ' & $states.input.Cause"
+                ),
+            ),
+            errors=["States.ALL"],
+        )
+
+        earlier_job = aws_call(
+            scope,
+            "DescribeEarlierJob",
+            state_name="Describe earlier job",
+            service="sagemaker",
+            action="describeTrainingJob",
+            iam_resources=[self._jobs_arn()],
+            parameters={"TrainingJobName": jsonata("$states.input.startFrom")},
+            assign={
+                "earlierJob": jsonata(
+                    "{ 'status': $states.result.TrainingJobStatus, "
+                    "'archive': $states.result.ModelArtifacts.S3ModelArtifacts }"
+                ),
+            },
+        )
+        earlier_job.add_catch(
+            fail(
+                "StartFromNotFound",
+                "StartFromNotFound",
+                jsonata(
+                    "'could not read training job ' & $states.input.startFrom & ' to start from: ' "
+                    "& $states.input.Error & ': ' & $states.input.Cause"
+                ),
+            ),
+            errors=["States.ALL"],
+        )
+        from_archive = sfn.Pass.jsonata(
+            scope,
+            "StartFromArchive",
+            state_name="Start from earlier model",
+            assign={
+                "modelUri": jsonata("$earlierJob.archive"),
+                "baseHyperparameters": jsonata("{ 'start_from': $states.input.startFrom }"),
+            },
+        )
+        not_completed = fail(
+            "StartFromNotCompleted",
+            "StartFromNotCompleted",
+            jsonata(
+                "'training job ' & $states.input.startFrom & ' is ' & $earlierJob.status & "
+                "', not Completed: only a finished run has a model to start from'"
+            ),
+        )
+        check_earlier = either(
+            scope,
+            "EarlierJobCompleted",
+            state_name="Earlier job completed?",
+            condition=(
+                "$earlierJob.status = 'Completed' and $type($earlierJob.archive) = 'string'"
+            ),
+            then=from_archive.next(companions),
+            otherwise=not_completed,
+        )
+        return either(
+            scope,
+            "ChooseBaseModel",
+            state_name="Start from an earlier run?",
+            condition="$exists($states.input.startFrom)",
+            then=earlier_job.next(check_earlier),
+            otherwise=read_record.next(companions),
+        )
+
+    def _read_companion(
+        self,
+        scope: Construct,
+        fail: Callable[[str, str, str], sfn.Fail],
+        companion: CompanionModel,
+        *,
+        records_arn: str,
+        ssm_prefix: str,
+    ) -> tasks.CallAwsService:
+        name = base_model_parameter(ssm_prefix, companion.model, companion.revision)
+        title = companion.title
+        state = aws_call(
+            scope,
+            f"Read{title}",
+            state_name=f"Read staged {title}",
+            service="ssm",
+            action="getParameter",
+            iam_resources=[records_arn],
+            parameters={"Name": name},
+            assign={
+                f"{companion.channel}Uri": jsonata("$parse($states.result.Parameter.Value).uri"),
+                "baseHyperparameters": jsonata(
+                    "$merge([$baseHyperparameters, "
+                    + staged_hyperparameters(
+                        companion.hyperparameter, "$parse($states.result.Parameter.Value)"
+                    )
+                    + "])"
+                ),
+            },
+        )
+        state.add_catch(
+            fail(
+                f"{title}NotStaged",
+                "BaseModelNotStaged",
+                f"{companion.model} at {companion.revision} ({title}) is not staged in this "
+                "stage's models bucket (training jobs run without internet access): run "
+                f"`atelier models stage {companion.model} --revision {companion.revision}`, then "
+                "start the run again (docs/base-models.md)",
+            ),
+            errors=["Ssm.ParameterNotFoundException"],
+        )
+        state.add_catch(
+            fail(
+                f"{title}LookupFailed",
+                jsonata("$states.input.Error"),
+                jsonata(
+                    f"'could not read the staged {title} record: ' & $states.input.Error & ': ' "
+                    "& $states.input.Cause"
+                ),
+            ),
+            errors=["States.ALL"],
+        )
+        return state
+
+    def _base_model_records_arn(self) -> str:
+        stack = self.stack
+        return (
+            f"arn:{Aws.PARTITION}:ssm:{stack.region}:{stack.account}:"
+            f"parameter{self.config.ssm_prefix}/{BASE_MODELS_PARAMETER_PATH}/*"
+        )
+
+    def _jobs_arn(self) -> str:
+        stack = self.stack
+        return (
+            f"arn:{Aws.PARTITION}:sagemaker:{stack.region}:{stack.account}:"
+            f"training-job/{self.spec.job_name_prefix}-*"
+        )
+
     def _grant_workflow_role(self, role: iam.Role, *, parameter_arn: str) -> list[iam.Policy]:
         stack, spec = self.stack, self.spec
-        jobs = (
-            f"arn:{Aws.PARTITION}:sagemaker:{stack.region}:{stack.account}:"
-            f"training-job/{spec.job_name_prefix}-*"
-        )
+        jobs = self._jobs_arn()
         tasks_policy = iam.Policy(
             stack,
             self._id("WorkflowPolicy"),
@@ -636,6 +952,10 @@ class TrainingWorkflow:
                     ],
                 ),
                 iam.PolicyStatement(actions=["ssm:PutParameter"], resources=[parameter_arn]),
+                # The staged base models' records (which model is the run's input).
+                iam.PolicyStatement(
+                    actions=["ssm:GetParameter"], resources=[self._base_model_records_arn()]
+                ),
             ],
         )
         acknowledge(
@@ -644,5 +964,12 @@ class TrainingWorkflow:
             f"<AWS::AccountId>:training-job/{spec.job_name_prefix}-*]",
             "Training jobs get a new name per run (prefix, time, random suffix), so the "
             "workflow may create, watch and stop only jobs whose names carry this prefix.",
+        )
+        acknowledge(
+            tasks_policy,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:"
+            f"<AWS::AccountId>:parameter{self.config.ssm_prefix}/{BASE_MODELS_PARAMETER_PATH}/*]",
+            "Reads the records of staged base models: which Hub model and commit a run starts "
+            "from is the workflow's input, so any record under the stage's base-models path.",
         )
         return [tasks_policy]

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from infra.config import StageConfig
 from infra.constructs.publishing import publish_names
+from infra.constructs.hf_images import training_image_python
 from infra.constructs.source_archive import source_archive_asset
+from infra.constructs.training_wheels import TrainingWheels
 from infra.constructs.training_workflow import TrainingWorkflow, TrainingWorkflowSpec
 from infra.models import Model, trained_models
 from infra.stacks.stage_stack import StageStack
@@ -66,7 +68,17 @@ def workflow_spec(model: Model, config: StageConfig) -> TrainingWorkflowSpec:
 class TrainingStack(StageStack):
     def build(self) -> None:
         config, data = self.config, self.data
-        self.code = source_archive_asset(self, "TrainingCode", source_dir=TRAINING_DIR)
+        # Jobs run without internet: the packages requirements.txt pins travel as wheels, built
+        # for the training image's Python.
+        self.code = source_archive_asset(
+            self,
+            "TrainingCode",
+            source_dir=TRAINING_DIR,
+            wheels=TrainingWheels(
+                requirements_file=TRAINING_DIR / "requirements.txt",
+                python_version=training_image_python(),
+            ),
+        )
         # One workflow per trained model of the registry, by model key.
         self.workflows: dict[str, TrainingWorkflow] = {}
         values: dict[str, str] = {}

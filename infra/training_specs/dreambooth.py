@@ -22,6 +22,7 @@ from infra.config import (
 )
 from infra.constructs.training_workflow import (
     SCALAR_OR_BOOLEAN_TYPES,
+    CompanionModel,
     InstanceChoice,
     TrainingWorkflowSpec,
     job_name_prefix,
@@ -32,6 +33,8 @@ from infra.training_specs.metrics import definitions
 DREAMBOOTH_PROGRAM = "dreambooth/train.py"
 # Both modes read the whole datasets prefix as one `training` channel.
 DREAMBOOTH_CHANNEL = "training"
+# The styling run's CLIPSeg, staged like its base model (SM_CHANNEL_CLIPSEG in the job).
+CLIPSEG_CHANNEL = "clipseg"
 DREAMBOOTH_OUTPUT_PREFIX = "dreambooth/training/"
 DREAMBOOTH_CHECKPOINTS_PREFIX = "dreambooth/checkpoints/"
 INPAINTING_OUTPUT_PREFIX = "inpainting/training/"
@@ -83,11 +86,16 @@ def styling_workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
         model=STYLING,
         training=training,
         config_key="styling.training",
-        fixed={
-            "mode": INPAINTING_MODE,
-            "clipseg_model": str(training.clipseg_model),
-            "clipseg_model_revision": str(training.clipseg_model_revision),
-        },
+        fixed={"mode": INPAINTING_MODE},
+        companions=(
+            CompanionModel(
+                channel=CLIPSEG_CHANNEL,
+                hyperparameter="clipseg_model",
+                model=str(training.clipseg_model),
+                revision=str(training.clipseg_model_revision),
+                title="CLIPSeg",
+            ),
+        ),
         output_prefix=INPAINTING_OUTPUT_PREFIX,
         checkpoints_prefix=INPAINTING_CHECKPOINTS_PREFIX,
         title="DreamBooth inpainting (styling)",
@@ -111,6 +119,7 @@ def _spec(
     title: str,
     comment: str,
     short_name: str,
+    companions: tuple[CompanionModel, ...] = (),
 ) -> TrainingWorkflowSpec:
     assert model.training is not None
     workflow = model.training.workflow
@@ -149,4 +158,5 @@ def _spec(
         max_wait_hours=training.max_wait_hours,
         image_uri=training.image_uri,
         image_config_key=f"{config_key}.image_uri",
+        companion_models=companions,
     )

@@ -105,9 +105,14 @@ def test_each_workflow_validates_trains_and_records(
         "InvalidDataset",
         "InvalidHyperparameters",
         "InvalidBaseModel",
+        "InvalidStartFrom",
     ]
     assert states["Validate input"]["Default"] == "Prepare training job"
-    assert states["Prepare training job"]["Next"] == "Train"
+    assert states["Prepare training job"]["Next"] == "Start from an earlier run?"
+    # Styling reads its staged CLIPSeg after the base model, whichever way that came.
+    after_base = "Read staged CLIPSeg" if workflow == "Inpainting" else "Train"
+    assert states["Read staged base model"]["Next"] == after_base
+    assert states["Start from earlier model"]["Next"] == after_base
     assert states["Train"]["Next"] == "Record model artifact"
     assert states["Train"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "TrainingFailed"}]
     record = states["Record model artifact"]
@@ -136,11 +141,18 @@ def test_the_job_reads_one_dreambooth_channel_and_writes_its_own_prefix(
     _, models_prefix, _ = WORKFLOWS[workflow]
     arguments = _arguments(dev_app, workflow)
     datasets, models = _bucket(dev_app, "Datasets"), _bucket(dev_app, "Models")
-    (channel,) = arguments["InputDataConfig"]
-    assert channel["ChannelName"] == "training"
+    channels = {channel["ChannelName"]: channel for channel in arguments["InputDataConfig"]}
+    companions = {"clipseg"} if workflow == "Inpainting" else set()
+    assert set(channels) == {"training", "model", "code", *companions}
+    for companion in companions:
+        assert channels[companion]["DataSource"]["S3DataSource"]["S3Uri"] == (
+            f"{{% ${companion}Uri %}}"
+        )
+    assert arguments["EnableNetworkIsolation"] is True
+    channel = channels["training"]
     assert channel["DataSource"]["S3DataSource"] == {
         "S3DataType": "S3Prefix",
-        "S3Uri": f"{{% 's3://{datasets}/' & $dataset %}}",
+        "S3Uri": f"{{% 's3://{datasets}/' & $dataset & '' %}}",
         "S3DataDistributionType": "FullyReplicated",
     }
     assert arguments["OutputDataConfig"] == {
@@ -177,16 +189,23 @@ def test_hyperparameters_are_the_sections_defaults_with_what_the_workflow_fixes(
     ]
     assert json.dumps(training.hyperparameters.as_strings()) in expression
     assert '"sagemaker_program": "dreambooth/train.py"' in expression
-    assert json.dumps(training.base_model) in expression
-    assert json.dumps(training.base_model_revision) in expression
+    states = _definition(dev_app, workflow)["States"]
+    record_name = states["Read staged base model"]["Arguments"]["Name"]
+    assert json.dumps(training.base_model) in record_name
+    assert json.dumps(training.base_model_revision) in record_name
     if workflow == "Inpainting":
-        assert (
-            '"mode": "inpainting", "clipseg_model": "CIDAS/clipseg-rd64-refined", '
-            '"clipseg_model_revision": "999e0328d9e10b484360c477313983f9afdd7050"'
-        ) in expression
+        assert '"mode": "inpainting"}' in expression
+        # CLIPSeg is staged like the base model, its record at the configured commit.
+        clipseg = states["Read staged CLIPSeg"]
+        assert clipseg["Arguments"]["Name"] == (
+            "/atelier/dev/base-models/CIDAS/clipseg-rd64-refined/"
+            "999e0328d9e10b484360c477313983f9afdd7050"
+        )
+        assert "'clipseg_model_manifest_sha256'" in clipseg["Assign"]["baseHyperparameters"]
+        assert clipseg["Catch"][0]["Next"] == "CLIPSegNotStaged"
     else:
         assert '"mode": "text-to-image"}' in expression
-        assert "clipseg_model" not in expression
+        assert "Read staged CLIPSeg" not in states
 
 
 @pytest.mark.parametrize("workflow", list(WORKFLOWS))
@@ -294,23 +313,31 @@ def test_the_execution_role_reads_dreambooth_datasets_and_writes_only_its_models
     read_resources = set().union(*(_resources_of(s, dev_app) for s in reads))
     code = {r for r in read_resources if "cdk-hnb659fds-assets" in r}
     assert len(code) == 1
+    # Its datasets and checkpoints, staged base models, and its own archives (to start from).
     assert read_resources - code == {
         f"{datasets}.Arn/dreambooth/*",
         f"{models}.Arn/{models_prefix}/checkpoints/*",
+        f"{models}.Arn/base-models/*",
+        f"{models}.Arn/{models_prefix}/training/*",
     }
     (writes,) = statements_granting(template, role, "s3:PutObject")
     assert _resources_of(writes, dev_app) == {
         f"{models}.Arn/{models_prefix}/training/*",
         f"{models}.Arn/{models_prefix}/checkpoints/*",
     }
-    listings = {
-        render(s["Resource"], exports(dev_app)): s["Condition"]
+    listings = sorted(
+        (render(s["Resource"], exports(dev_app)), s["Condition"]["StringLike"]["s3:prefix"])
         for s in statements_granting(template, role, "s3:ListBucket")
-    }
-    assert listings == {
-        f"{datasets}.Arn": {"StringLike": {"s3:prefix": ["dreambooth/*"]}},
-        f"{models}.Arn": {"StringLike": {"s3:prefix": [f"{models_prefix}/checkpoints/*"]}},
-    }
+        if "cdk-hnb659fds-assets" not in render(s["Resource"], exports(dev_app))
+    )
+    assert listings == sorted(
+        [
+            (f"{datasets}.Arn", ["dreambooth/*"]),
+            (f"{models}.Arn", ["base-models/*"]),
+            (f"{models}.Arn", [f"{models_prefix}/checkpoints/*"]),
+            (f"{models}.Arn", [f"{models_prefix}/training/*"]),
+        ]
+    )
     actions = {
         action
         for statements in role_statements(template, role).values()

@@ -111,23 +111,43 @@ def test_the_workflow_validates_trains_and_records(
         "InvalidDataset",
         "InvalidHyperparameters",
         "InvalidBaseModel",
+        "InvalidStartFrom",
         "Prepare training job",
+        "Start from an earlier run?",
+        "Read staged base model",
+        "BaseModelNotStaged",
+        "BaseModelLookupFailed",
+        "Describe earlier job",
+        "StartFromNotFound",
+        "Earlier job completed?",
+        "StartFromNotCompleted",
+        "Start from earlier model",
         "Train",
         "TrainingFailed",
         "Record model artifact",
         "RecordFailed",
     }
     choice = states["Validate input"]
-    assert [rule["Next"] for rule in choice["Choices"]] == [
+    invalid = [
         "InvalidInput",
         "InvalidDataset",
         "InvalidHyperparameters",
         "InvalidBaseModel",
+        "InvalidStartFrom",
     ]
+    assert [rule["Next"] for rule in choice["Choices"]] == invalid
     assert choice["Default"] == "Prepare training job"
-    for name in ("InvalidInput", "InvalidDataset", "InvalidHyperparameters", "InvalidBaseModel"):
+    for name in invalid:
         assert states[name]["Type"] == "Fail"
         assert states[name]["Error"] == name
+    # The base model comes from its staged record, or from an earlier run: both lead to Train.
+    assert states["Prepare training job"]["Next"] == "Start from an earlier run?"
+    assert states["Read staged base model"]["Next"] == "Train"
+    assert states["Start from earlier model"]["Next"] == "Train"
+    assert states["Read staged base model"]["Catch"][0] == {
+        "ErrorEquals": ["Ssm.ParameterNotFoundException"],
+        "Next": "BaseModelNotStaged",
+    }
     # Every hyperparameter name is allowed by the check and listed in the error.
     for name in VQA_HYPERPARAMETER_NAMES:
         assert f'"{name}"' in choice["Choices"][2]["Condition"]
@@ -190,27 +210,44 @@ def test_hyperparameters_are_the_config_defaults_with_overrides(dev_app: Synthes
     assert defaults["learning_rate"] == "0.0001"
     assert '"sagemaker_program": "vqa/train.py"' in expression
     assert "$states.input.hyperparameters" in expression
-    assert json.dumps(config.vqa.training.base_model) in expression
-    assert states["Train"]["Arguments"]["HyperParameters"] == "{% $hyperparameters %}"
-
-
-def test_the_code_is_the_training_folder_as_a_tar_gz(dev_app: SynthesizedApp) -> None:
-    # Given the URI the workflow passes as sagemaker_submit_directory
-    template = dev_app.template("-training")
-    expression = state_machine_definition(template, VQA_MACHINE)["States"]["Prepare training job"][
-        "Assign"
-    ]["hyperparameters"]
-    (key,) = re.findall(
-        r"cdk-hnb659fds-assets-\$\{AWS::AccountId\}-\$\{AWS::Region\}/(\w+\.gz)", expression
+    # The base model's hyperparameters come from its staged record, read after this state.
+    assert "base_model" not in expression
+    record = states["Read staged base model"]
+    assert json.dumps(config.vqa.training.base_model) in record["Arguments"]["Name"]
+    assert "base_model_manifest_sha256" in record["Assign"]["baseHyperparameters"]
+    assert (
+        states["Train"]["Arguments"]["HyperParameters"]
+        == "{% $merge([$hyperparameters, $baseHyperparameters]) %}"
     )
-    # Then that asset is a gzipped tar of the training folder's contents, vqa/ at its root
-    manifest = json.loads((dev_app.assembly_dir / "atelier-dev-training.assets.json").read_text())
+
+
+def _code_archive(app: SynthesizedApp) -> Path:
+    """The code asset the job's `code` channel reads, whose file sagemaker_submit_directory
+    names inside the job."""
+    template = app.template("-training")
+    states = state_machine_definition(template, VQA_MACHINE)["States"]
+    channels = {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in states["Train"]["Arguments"]["InputDataConfig"]
+    }
+    (key,) = re.findall(
+        r"^s3://cdk-hnb659fds-assets-\$\{AWS::AccountId\}-\$\{AWS::Region\}/(\w+\.gz)$",
+        channels["code"],
+    )
+    expression = states["Prepare training job"]["Assign"]["hyperparameters"]
+    assert f'"sagemaker_submit_directory": "/opt/ml/input/data/code/{key}"' in expression
+    manifest = json.loads((app.assembly_dir / "atelier-dev-training.assets.json").read_text())
     (asset,) = [
         entry
         for entry in manifest["files"].values()
         if entry["destinations"][next(iter(entry["destinations"]))]["objectKey"] == key
     ]
-    archive = dev_app.assembly_dir / asset["source"]["path"]
+    return app.assembly_dir / asset["source"]["path"]
+
+
+def test_the_code_is_the_training_folder_as_a_tar_gz(dev_app: SynthesizedApp) -> None:
+    archive = _code_archive(dev_app)
+    # The asset is a gzipped tar of the training folder's contents, vqa/ at its root
     with tarfile.open(archive, mode="r:gz") as tar:  # the toolkit's own call
         names = tar.getnames()
     assert "vqa/train.py" in names
@@ -258,13 +295,19 @@ def test_the_job_reads_its_channels_and_writes_encrypted_output(
         == "${" + one(app.template("-training"), "AWS::IAM::Role", "VqaExecutionRole")[0] + ".Arn}"
     )
     channels = {channel["ChannelName"]: channel for channel in arguments["InputDataConfig"]}
-    assert set(channels) == {"train", "validation"}
+    assert set(channels) == {"train", "validation", "model", "code"}
     for name, channel in channels.items():
         source = channel["DataSource"]["S3DataSource"]
         assert source["S3DataType"] == "S3Prefix"
         assert source["S3DataDistributionType"] == "FullyReplicated"
-        assert source["S3Uri"] == f"{{% 's3://{datasets}/' & $dataset & '{name}/' %}}"
         assert channel["InputMode"] == "File"
+    for name in ("train", "validation"):
+        source = channels[name]["DataSource"]["S3DataSource"]
+        assert source["S3Uri"] == f"{{% 's3://{datasets}/' & $dataset & '{name}/' %}}"
+    # The base model from the bucket, set by the state that read its record; no internet.
+    assert channels["model"]["DataSource"]["S3DataSource"]["S3Uri"] == "{% $modelUri %}"
+    assert arguments["EnableNetworkIsolation"] is True
+    assert arguments["Environment"] == {"HF_HUB_OFFLINE": "1"}
     assert arguments["OutputDataConfig"] == {
         "S3OutputPath": f"s3://{models}/vqa/training/",
         "KmsKeyId": _key(app),
@@ -470,9 +513,12 @@ def test_the_execution_role_reads_datasets_and_writes_models_under_vqa(
         r"arn:\$\{AWS::Partition\}:s3:::cdk-hnb659fds-assets-\$\{AWS::AccountId\}-"
         r"\$\{AWS::Region\}/\w+\.gz"
     )
+    # Its datasets, its checkpoints, staged base models and (to start from one) its own archives.
     assert {r for r in read_resources if not code_key.fullmatch(r)} == {
         f"{datasets}.Arn/vqa/*",
         f"{models}.Arn/vqa/checkpoints/*",
+        f"{models}.Arn/base-models/*",
+        f"{models}.Arn/vqa/training/*",
     }
     assert len([r for r in read_resources if code_key.fullmatch(r)]) == 1
     (writes,) = statements_granting(template, "VqaExecutionRole", "s3:PutObject")
@@ -481,14 +527,21 @@ def test_the_execution_role_reads_datasets_and_writes_models_under_vqa(
         f"{models}.Arn/vqa/training/*",
         f"{models}.Arn/vqa/checkpoints/*",
     }
-    listings = {
-        render(s["Resource"], exports(dev_app)): s["Condition"]
+    listings = sorted(
+        (render(s["Resource"], exports(dev_app)), s["Condition"]["StringLike"]["s3:prefix"])
         for s in statements_granting(template, "VqaExecutionRole", "s3:ListBucket")
-    }
-    assert listings == {
-        f"{datasets}.Arn": {"StringLike": {"s3:prefix": ["vqa/*"]}},
-        f"{models}.Arn": {"StringLike": {"s3:prefix": ["vqa/checkpoints/*"]}},
-    }
+    )
+    (code_listing,) = [listing for listing in listings if "cdk-hnb659fds-assets" in listing[0]]
+    # The code channel lists exactly the code object's key.
+    assert re.fullmatch(r"\w+\.gz\*", code_listing[1][0])
+    assert [listing for listing in listings if listing != code_listing] == sorted(
+        [
+            (f"{datasets}.Arn", ["vqa/*"]),
+            (f"{models}.Arn", ["base-models/*"]),
+            (f"{models}.Arn", ["vqa/checkpoints/*"]),
+            (f"{models}.Arn", ["vqa/training/*"]),
+        ]
+    )
     actions = {
         action
         for statements in role_statements(template, "VqaExecutionRole").values()
@@ -572,6 +625,12 @@ def test_the_workflow_role_passes_only_the_execution_role_to_sagemaker(
         "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
         "parameter/atelier/dev/vqa/model-data-url"
     }
+    # It reads the staged base models' records, and nothing else of SSM.
+    (records,) = statements_granting(template, "VqaWorkflowRole", "ssm:GetParameter")
+    assert _resources_of(records, dev_app) == {
+        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+        "parameter/atelier/dev/base-models/*"
+    }
     # Nothing else: CDK added no statements of its own to the workflow role.
     actions = sorted(
         action
@@ -592,6 +651,7 @@ def test_the_workflow_role_passes_only_the_execution_role_to_sagemaker(
             "events:PutRule",
             "events:PutTargets",
             "ssm:PutParameter",
+            "ssm:GetParameter",
         ]
     )
     assert len(role_statements(template, "VqaWorkflowRole")) == 3
