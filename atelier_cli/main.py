@@ -18,6 +18,7 @@ from atelier_cli.commands import (
     descriptions,
     doctor,
     endpoint,
+    models,
     pictures,
     provisioned,
     runs,
@@ -82,6 +83,7 @@ datasets.register(app)
 uploads.register(app)
 endpoint.register(app)
 training.register(app)
+models.register(app)
 runs.register(app)
 provisioned.register(app)
 descriptions.register(app)

@@ -28,6 +28,8 @@ DATASET_FOLDERS = r"([A-Za-z0-9][A-Za-z0-9._-]*/)+"
 BASE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 BASE_MODEL_REVISION = re.compile(r"^[0-9a-f]{40}$")
 MAX_DATASET_LENGTH = 512
+# SageMaker training job names (CreateTrainingJob's TrainingJobName pattern, 1-63 characters).
+TRAINING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 # infra/workflows/titan_common.py MANIFEST_IS_VALID, CUSTOM_MODEL_NAME_IS_VALID and Bedrock's
 # hyperparameter ranges (docs/image-customization.md).
 TITAN_MANIFEST = re.compile(
@@ -118,9 +120,20 @@ def parse_hyperparameters(pairs: list[str], allowed: tuple[str, ...]) -> dict[st
 
 
 def training_input(
-    model: Model, dataset: str, hyperparameters: list[str], base_model: str | None
+    model: Model,
+    dataset: str,
+    hyperparameters: list[str],
+    base_model: str | None,
+    start_from: str | None = None,
 ) -> dict[str, Any]:
     assert model.training is not None
+    if start_from is not None and base_model is not None:
+        raise UsageError(
+            "--start-from and --base-model exclude each other: a run that starts from an "
+            "earlier run's archive trains on that archive's model",
+            fix="pass one of them",
+            code="conflicting_options",
+        )
     folder, allowed = model.training.dataset_prefix, model.training.hyperparameters
     document: dict[str, Any] = {"dataset": check_dataset(dataset, folder)}
     parsed = parse_hyperparameters(hyperparameters, allowed)
@@ -140,6 +153,17 @@ def training_input(
             )
         document["baseModel"] = model_id
         document["baseModelRevision"] = revision
+    if start_from is not None:
+        if not TRAINING_JOB_NAME.fullmatch(start_from):
+            raise UsageError(
+                f"--start-from {start_from!r} is not a SageMaker training job name (1-63 "
+                "letters, digits and '-', starting with a letter or digit)",
+                fix="pass the TrainingJobName of an earlier run of the same workflow (atelier "
+                "jobs list, or the execution's output)",
+            )
+        # Sequential fine-tuning: the workflow loads that job's model.tar.gz as the `model`
+        # channel instead of the staged base model.
+        document["startFrom"] = start_from
     return document
 
 
@@ -246,6 +270,14 @@ BaseModelOption = Annotated[
         "--base-model", help="Hugging Face model id and its 40-hex commit: org/name@<commit>."
     ),
 ]
+StartFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--start-from",
+        help="Fine-tune further from the archive of an earlier training job of this workflow "
+        "(its SageMaker job name), instead of the base model.",
+    ),
+]
 
 
 def training_command(name: str, model: Model) -> Callable[..., None]:
@@ -256,12 +288,25 @@ def training_command(name: str, model: Model) -> Callable[..., None]:
         dataset: DatasetOption,
         hp: HyperparameterOption = None,
         base_model: BaseModelOption = None,
+        start_from: StartFromOption = None,
         wait: WaitFlag = False,
         interval: IntervalOption = 60,
         timeout: TimeoutOption = None,
         json_output: JsonFlag = False,
     ) -> None:
-        _train(ctx, name, model, dataset, hp, base_model, wait, interval, timeout, json_output)
+        _train(
+            ctx,
+            name,
+            model,
+            dataset,
+            hp,
+            base_model,
+            start_from,
+            wait,
+            interval,
+            timeout,
+            json_output,
+        )
 
     assert model.training is not None
     train.__doc__ = model.training.summary
@@ -282,6 +327,7 @@ def _train(
     dataset: str,
     hp: list[str] | None,
     base_model: str | None,
+    start_from: str | None,
     wait: bool,
     interval: float,
     timeout: float | None,
@@ -292,7 +338,7 @@ def _train(
         command_name = model.training.command
         if name != command_name:
             run.note(f"atelier train {name} is deprecated; use atelier train {command_name}")
-        document = training_input(model, dataset, hp or [], base_model)
+        document = training_input(model, dataset, hp or [], base_model, start_from)
         workflow = model.training.workflow
         arn = run.resources.published("training", f"{workflow}-state-machine-arn")
         start_and_report(

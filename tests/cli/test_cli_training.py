@@ -524,7 +524,9 @@ def test_inputs_use_only_the_fields_the_workflows_accept() -> None:
     assert set(titan) == set(CUSTOMIZE_INPUT_KEYS)
     assert set(titan["hyperparameters"]) == set(TITAN_HYPERPARAMETER_NAMES)
     training = training_input(VQA, "vqa/a/", ["epochs=1"], f"org/model@{'a' * 40}")
-    assert set(training) == set(INPUT_KEYS)
+    # A run starts from a base model or from an earlier job's archive, never both.
+    continued = training_input(VQA, "vqa/a/", [], None, "atelier-dev-vqa-1")
+    assert set(training) | set(continued) == set(INPUT_KEYS)
     catalog = catalog_input("s3://u/p/", ["en"], "default", True, {"uploads-bucket": "u"})
     assert set(catalog) == set(START_FIELDS)
 
