@@ -19,8 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from common.base_model_channel import ModelInput
 from common.manifest import MANIFEST_NAME, hub_source, verify_folder, write_manifest
 from dreambooth import train as dreambooth_train
+from dreambooth.arguments import resolve_clipseg
 from tests.dreambooth_data_support import make_dataset
 from tests.sd_model_support import IMAGE_SIZE
 from tests.training.test_vqa_train import write_split
@@ -382,3 +384,24 @@ def test_a_vqa_job_refuses_a_hub_id_without_a_channel(
     reason = args.failure_file.read_text()
     assert "training jobs never download" in reason
     assert f"`atelier models stage {BLIP2_MODEL} --revision {BLIP2_REVISION}`" in reason
+
+
+def test_inpainting_from_an_earlier_archive_reuses_its_clipseg(tmp_path: Path) -> None:
+    # Given an earlier inpainting run's archive, extracted and verified, without a clipseg channel
+    extracted = tmp_path / "model-extracted"
+    (extracted / "clipseg").mkdir(parents=True)
+    clipseg_source = hub_source(CLIPSEG_MODEL, CLIPSEG_REVISION)
+    base = ModelInput(
+        location=str(extracted),
+        revision=None,
+        source={"kind": "training-job", "job": "job-a", "base": {}, "clipseg": clipseg_source},
+    )
+    args = dreambooth_train.parse_args(
+        ["--mode", "inpainting", "--start_from", "job-a"],
+        env={"SM_CHANNEL_MODEL": str(tmp_path / "model")},
+    )
+
+    # Then CLIPSeg loads from the archive's clipseg/ and keeps its recorded source
+    clipseg = resolve_clipseg(args, base)
+    assert (clipseg.location, clipseg.revision) == (str(extracted / "clipseg"), None)
+    assert clipseg.source == clipseg_source
