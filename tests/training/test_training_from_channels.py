@@ -315,7 +315,7 @@ def vqa_args(data: Path, out: Path, env: dict[str, str], *extra: str) -> argpars
 
 
 @pytest.mark.slow
-def test_vqa_trains_from_the_staged_channel_and_its_archive_carries_the_manifest(
+def test_vqa_trains_from_the_staged_channel_and_then_from_its_own_archive(
     tiny_blip2: Path, vqa_data: Path, tmp_path: Path, sagemaker_job: pytest.MonkeyPatch
 ) -> None:
     channel, sha = stage(tiny_blip2, tmp_path / "input" / "model", BLIP2_MODEL, BLIP2_REVISION)
@@ -334,6 +334,34 @@ def test_vqa_trains_from_the_staged_channel_and_its_archive_carries_the_manifest
     }
     listed = {entry.path for entry in manifest.files}
     assert {"model.safetensors", "code/inference.py", "training_summary.json"} <= listed
+
+    # And a second job starts from that archive's merged weights
+    sagemaker_job.setenv("TRAINING_JOB_NAME", "job-b")
+    archive_channel = tar_as_sagemaker(args.model_dir, tmp_path / "b" / "input" / "model")
+    second = vqa_args(
+        vqa_data,
+        tmp_path / "b",
+        {"SM_CHANNEL_MODEL": str(archive_channel)},
+        *("--start_from", "job-a"),
+    )
+    loaded: list[dict[str, torch.Tensor]] = []
+    real_load = vqa_train.load_base_model
+
+    def recording_load(location: str, precision: str, revision: str | None = None) -> Any:
+        model = real_load(location, precision, revision)
+        loaded.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    sagemaker_job.setattr(vqa_train, "load_base_model", recording_load)
+    assert vqa_train.run_with_args(second) == 0
+    first_weights = load_file(args.model_dir / "model.safetensors")
+    (start,) = loaded
+    assert all(torch.equal(start[name], first_weights[name]) for name in first_weights)
+    assert verify_folder(second.model_dir).source == {
+        "kind": "training-job",
+        "job": "job-b",
+        "base": manifest.source,
+    }
 
 
 def test_vqa_fails_before_loading_a_tampered_channel_naming_the_file(
