@@ -625,6 +625,9 @@ class TrainingWorkflow:
             assign={
                 "jobName": jsonata(job_name_expression(spec.job_name_prefix)),
                 "dataset": jsonata("$states.input.dataset"),
+                "startFrom": jsonata(
+                    "$exists($states.input.startFrom) ? $states.input.startFrom : null"
+                ),
                 "hyperparameters": jsonata(
                     hyperparameters_expression(
                         spec.hyperparameter_defaults,
@@ -802,12 +805,18 @@ class TrainingWorkflow:
             service="sagemaker",
             action="describeTrainingJob",
             iam_resources=[self._jobs_arn()],
-            parameters={"TrainingJobName": jsonata("$states.input.startFrom")},
+            parameters={"TrainingJobName": jsonata("$startFrom")},
             assign={
                 "earlierJob": jsonata(
                     "{ 'status': $states.result.TrainingJobStatus, "
                     "'archive': $states.result.ModelArtifacts.S3ModelArtifacts }"
                 ),
+                # Checked by the next state before the job starts.
+                "modelUri": jsonata(
+                    "$exists($states.result.ModelArtifacts.S3ModelArtifacts) "
+                    "? $states.result.ModelArtifacts.S3ModelArtifacts : ''"
+                ),
+                "baseHyperparameters": jsonata("{ 'start_from': $startFrom }"),
             },
         )
         earlier_job.add_catch(
@@ -815,26 +824,17 @@ class TrainingWorkflow:
                 "StartFromNotFound",
                 "StartFromNotFound",
                 jsonata(
-                    "'could not read training job ' & $states.input.startFrom & ' to start from: ' "
+                    "'could not read training job ' & $startFrom & ' to start from: ' "
                     "& $states.input.Error & ': ' & $states.input.Cause"
                 ),
             ),
             errors=["States.ALL"],
         )
-        from_archive = sfn.Pass.jsonata(
-            scope,
-            "StartFromArchive",
-            state_name="Start from earlier model",
-            assign={
-                "modelUri": jsonata("$earlierJob.archive"),
-                "baseHyperparameters": jsonata("{ 'start_from': $states.input.startFrom }"),
-            },
-        )
         not_completed = fail(
             "StartFromNotCompleted",
             "StartFromNotCompleted",
             jsonata(
-                "'training job ' & $states.input.startFrom & ' is ' & $earlierJob.status & "
+                "'training job ' & $startFrom & ' is ' & $earlierJob.status & "
                 "', not Completed: only a finished run has a model to start from'"
             ),
         )
@@ -845,14 +845,14 @@ class TrainingWorkflow:
             condition=(
                 "$earlierJob.status = 'Completed' and $type($earlierJob.archive) = 'string'"
             ),
-            then=from_archive.next(companions),
+            then=companions,
             otherwise=not_completed,
         )
         return either(
             scope,
             "ChooseBaseModel",
             state_name="Start from an earlier run?",
-            condition="$exists($states.input.startFrom)",
+            condition="$type($startFrom) = 'string'",
             then=earlier_job.next(check_earlier),
             otherwise=read_record.next(companions),
         )

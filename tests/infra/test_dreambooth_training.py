@@ -112,7 +112,7 @@ def test_each_workflow_validates_trains_and_records(
     # Styling reads its staged CLIPSeg after the base model, whichever way that came.
     after_base = "Read staged CLIPSeg" if workflow == "Inpainting" else "Train"
     assert states["Read staged base model"]["Next"] == after_base
-    assert states["Start from earlier model"]["Next"] == after_base
+    assert states["Earlier job completed?"]["Choices"][0]["Next"] == after_base
     assert states["Train"]["Next"] == "Record model artifact"
     assert states["Train"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "TrainingFailed"}]
     record = states["Record model artifact"]

@@ -121,7 +121,6 @@ def test_the_workflow_validates_trains_and_records(
         "StartFromNotFound",
         "Earlier job completed?",
         "StartFromNotCompleted",
-        "Start from earlier model",
         "Train",
         "TrainingFailed",
         "Record model artifact",
@@ -143,7 +142,7 @@ def test_the_workflow_validates_trains_and_records(
     # The base model comes from its staged record, or from an earlier run: both lead to Train.
     assert states["Prepare training job"]["Next"] == "Start from an earlier run?"
     assert states["Read staged base model"]["Next"] == "Train"
-    assert states["Start from earlier model"]["Next"] == "Train"
+    assert states["Earlier job completed?"]["Choices"][0]["Next"] == "Train"
     assert states["Read staged base model"]["Catch"][0] == {
         "ErrorEquals": ["Ssm.ParameterNotFoundException"],
         "Next": "BaseModelNotStaged",

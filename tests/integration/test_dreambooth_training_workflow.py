@@ -22,6 +22,7 @@ from moto import mock_aws
 from infra.config import DREAMBOOTH_HYPERPARAMETER_NAMES
 from tests.sfn_support import Clock, Interpreter, Outcome, TaskFailedError, call_aws_sdk
 from tests.sfn_support import definition_with as _definition_with
+from tests.staged_models_support import GET_PARAMETER, manifest_sha256, record_parameter
 from tests.support import SynthesizedApp
 from tests.templates import one, render_definition
 
@@ -134,8 +135,13 @@ class _Jobs:
         self.workflow = workflow
         self.ssm = ssm
         self.created: list[dict[str, Any]] = []
+        self.records: list[str] = []
 
     def __call__(self, resource: str, arguments: Any) -> Any:
+        if resource == GET_PARAMETER:
+            # Every base model is staged (tests/staged_models_support.py).
+            self.records.append(arguments["Name"])
+            return record_parameter(arguments["Name"], bucket=MODELS)
         if resource == CREATE_JOB:
             _validate_create_training_job(arguments)
             self.created.append(arguments)
@@ -281,11 +287,28 @@ def test_a_good_input_trains_and_records_the_archive(
     assert hyperparameters["mode"] == facts["mode"]
     assert hyperparameters["base_model"] == facts["base_model"]
     assert hyperparameters["sagemaker_program"] == "dreambooth/train.py"
+    assert hyperparameters["base_model_manifest_sha256"] == manifest_sha256(
+        facts["base_model"], facts["base_model_revision"]
+    )
     assert ("clipseg_model" in hyperparameters) is (workflow == "inpainting")
     assert set(DREAMBOOTH_HYPERPARAMETER_NAMES) <= set(hyperparameters)
-    (channel,) = job["InputDataConfig"]
-    assert channel["ChannelName"] == "training"
-    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATASETS}/{DATASET}"
+    uris = {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in job["InputDataConfig"]
+    }
+    assert uris.pop("code").startswith(f"s3://cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/")
+    staged = f"s3://{MODELS}/base-models/{facts['base_model']}/{facts['base_model_revision']}/"
+    expected = {"training": f"s3://{DATASETS}/{DATASET}", "model": staged}
+    if workflow == "inpainting":
+        # CLIPSeg is staged like the base model and read from its own channel.
+        clipseg = ("CIDAS/clipseg-rd64-refined", "999e0328d9e10b484360c477313983f9afdd7050")
+        expected["clipseg"] = f"s3://{MODELS}/base-models/{clipseg[0]}/{clipseg[1]}/"
+        assert (hyperparameters["clipseg_model"], hyperparameters["clipseg_model_revision"]) == (
+            clipseg
+        )
+        assert hyperparameters["clipseg_model_manifest_sha256"] == manifest_sha256(*clipseg)
+    assert uris == expected
+    assert job["EnableNetworkIsolation"] is True
     assert job["OutputDataConfig"] == {
         "S3OutputPath": f"s3://{MODELS}/{facts['output']}",
         "KmsKeyId": KEY_ARN,
@@ -310,7 +333,7 @@ def test_the_base_model_can_be_another_hub_model(definitions: dict[str, dict[str
     outcome = Interpreter(
         definitions["text-to-image"],
         lambda resource, arguments: (
-            jobs(resource, arguments) if resource == CREATE_JOB else {"Version": 1}
+            jobs(resource, arguments) if resource != PUT_PARAMETER else {"Version": 1}
         ),
     ).run(
         {
@@ -333,6 +356,8 @@ def test_a_failed_job_ends_in_training_failed_with_its_reason(
     reason = "AlgorithmError: CUDA out of memory"
 
     def tasks(resource: str, arguments: Any) -> Any:
+        if resource == GET_PARAMETER:
+            return record_parameter(arguments["Name"], bucket=MODELS)
         assert resource == CREATE_JOB
         cause = {
             "TrainingJobName": arguments["TrainingJobName"],
@@ -354,7 +379,7 @@ def test_a_failed_record_names_the_archive_and_the_parameter(
     jobs = _Jobs("text-to-image")
 
     def tasks(resource: str, arguments: Any) -> Any:
-        if resource == CREATE_JOB:
+        if resource != PUT_PARAMETER:
             return jobs(resource, arguments)
         raise TaskFailedError("Ssm.AccessDeniedException", "not allowed")
 
@@ -377,7 +402,7 @@ def _resource_config(definition: dict[str, Any], hyperparameters: dict[str, Any]
     if hyperparameters:
         execution_input["hyperparameters"] = hyperparameters
     outcome = Interpreter(
-        definition, lambda r, a: jobs(r, a) if r == CREATE_JOB else {"Version": 1}
+        definition, lambda r, a: jobs(r, a) if r != PUT_PARAMETER else {"Version": 1}
     ).run(execution_input)
     assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
     return jobs.job["ResourceConfig"]
@@ -434,7 +459,7 @@ def test_spot_runs_checkpoint_under_their_own_job_name(
     jobs = _Jobs("text-to-image")
     outcome = Interpreter(
         variant_definitions["text-to-image"],
-        lambda r, a: jobs(r, a) if r == CREATE_JOB else {"Version": 1},
+        lambda r, a: jobs(r, a) if r != PUT_PARAMETER else {"Version": 1},
     ).run({"dataset": DATASET})
     assert outcome.status == "SUCCEEDED"
     job = jobs.job
@@ -481,7 +506,7 @@ def test_train_py_parses_every_hyperparameter_the_workflow_sends(
         "lr_scheduler": "cosine",
     }
     outcome = Interpreter(
-        definitions[workflow], lambda r, a: jobs(r, a) if r == CREATE_JOB else {"Version": 1}
+        definitions[workflow], lambda r, a: jobs(r, a) if r != PUT_PARAMETER else {"Version": 1}
     ).run({"dataset": DATASET, "hyperparameters": overrides})
     assert outcome.status == "SUCCEEDED"
     hyperparameters = jobs.job["HyperParameters"]
@@ -529,7 +554,7 @@ def test_train_py_reads_an_unset_step_budget(
     # Given the shipped text-to-image defaults (max_steps None: train for the epochs)
     jobs = _Jobs("text-to-image")
     Interpreter(
-        definitions["text-to-image"], lambda r, a: jobs(r, a) if r == CREATE_JOB else {"Version": 1}
+        definitions["text-to-image"], lambda r, a: jobs(r, a) if r != PUT_PARAMETER else {"Version": 1}
     ).run({"dataset": DATASET})
     hyperparameters = {
         name: value
@@ -542,3 +567,23 @@ def test_train_py_reads_an_unset_step_budget(
     assert args.max_steps is None
     assert args.epochs == 20
     assert args.with_prior_preservation is False
+
+
+def test_styling_stops_before_any_job_when_clipseg_is_not_staged(
+    definitions: dict[str, dict[str, Any]],
+) -> None:
+    def tasks(resource: str, arguments: Any) -> Any:
+        assert resource == GET_PARAMETER, "no job may start"
+        if "clipseg" in arguments["Name"]:
+            raise TaskFailedError("Ssm.ParameterNotFoundException", "ParameterNotFound")
+        return record_parameter(arguments["Name"], bucket=MODELS)
+
+    outcome = _run(definitions["inpainting"], {"dataset": DATASET}, tasks)
+
+    assert outcome.status == "FAILED"
+    assert outcome.path[-1] == "CLIPSegNotStaged"
+    assert outcome.error == "BaseModelNotStaged"
+    assert (
+        "`atelier models stage CIDAS/clipseg-rd64-refined "
+        "--revision 999e0328d9e10b484360c477313983f9afdd7050`"
+    ) in outcome.cause

@@ -20,6 +20,14 @@ from moto import mock_aws
 
 from tests.sfn_support import Clock, Interpreter, Outcome, TaskFailedError, call_aws_sdk
 from tests.sfn_support import definition_with as _definition_with
+from tests.staged_models_support import (
+    DESCRIBE_JOB,
+    GET_PARAMETER,
+    manifest_sha256,
+    put_record,
+    record_parameter,
+    staged_record,
+)
 from tests.support import SynthesizedApp
 from tests.templates import one, render_definition
 
@@ -106,6 +114,22 @@ def _run(definition: dict[str, Any], execution_input: Any, tasks: Any = _no_task
         ),
         ({"dataset": "vqa/shirts/", "baseModel": "blip2"}, "InvalidBaseModel", "Hugging Face"),
         ({"dataset": "vqa/shirts/", "baseModel": 7}, "InvalidBaseModel", "baseModel must be"),
+        (
+            {"dataset": "vqa/shirts/", "startFrom": "atelier-dev-dreambooth-20260725-172000-0"},
+            "InvalidStartFrom",
+            "an earlier training job of this workflow (it starts with 'atelier-dev-vqa-')",
+        ),
+        ({"dataset": "vqa/shirts/", "startFrom": 7}, "InvalidStartFrom", "startFrom must be"),
+        (
+            {
+                "dataset": "vqa/shirts/",
+                "startFrom": JOB_NAME,
+                "baseModel": "Salesforce/blip2-opt-2.7b",
+                "baseModelRevision": "a" * 40,
+            },
+            "InvalidStartFrom",
+            "comes without baseModel and baseModelRevision",
+        ),
     ],
 )
 def test_bad_input_ends_in_its_fail_state(
@@ -137,9 +161,13 @@ def test_a_good_input_trains_and_records_the_archive(definition: dict[str, Any],
                 "TrainingJobStatus": "Completed",
                 "ModelArtifacts": {"S3ModelArtifacts": ARTIFACT},
             }
+        if resource == GET_PARAMETER:
+            return call_aws_sdk(ssm, "getParameter", arguments)
         assert resource == PUT_PARAMETER
         return call_aws_sdk(ssm, "putParameter", arguments)
 
+    # Given the model the run names, staged (its record in SSM, as `atelier models stage` writes)
+    record = put_record(ssm, "Salesforce/blip2-opt-2.7b", "a" * 40, bucket=MODELS)
     outcome = _run(
         definition,
         {
@@ -164,6 +192,9 @@ def test_a_good_input_trains_and_records_the_archive(definition: dict[str, Any],
     assert hyperparameters["precision"] == "bf16"
     assert hyperparameters["base_model"] == "Salesforce/blip2-opt-2.7b"
     assert hyperparameters["base_model_revision"] == "a" * 40
+    # train.py checks the staged files against the manifest the record names.
+    assert hyperparameters["base_model_manifest_sha256"] == record["manifestSha256"]
+    assert "start_from" not in hyperparameters
     # Defaults stay where no override is given.
     assert hyperparameters["lora_r"] == "8"
     assert hyperparameters["sagemaker_program"] == "vqa/train.py"
@@ -171,10 +202,17 @@ def test_a_good_input_trains_and_records_the_archive(definition: dict[str, Any],
         channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
         for channel in job["InputDataConfig"]
     }
+    code = uris.pop("code")
+    assert code.startswith(f"s3://cdk-hnb659fds-assets-{ACCOUNT}-{REGION}/")
+    assert hyperparameters["sagemaker_submit_directory"] == (
+        "/opt/ml/input/data/code/" + code.rsplit("/", 1)[1]
+    )
     assert uris == {
         "train": f"s3://{DATASETS}/vqa/shirts/train/",
         "validation": f"s3://{DATASETS}/vqa/shirts/validation/",
+        "model": f"s3://{MODELS}/base-models/Salesforce/blip2-opt-2.7b/{'a' * 40}/",
     }
+    assert job["EnableNetworkIsolation"] is True
     assert job["ResourceConfig"]["InstanceCount"] == 1
     assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == ARTIFACT
     assert outcome.output == {
@@ -188,6 +226,8 @@ def test_a_failed_job_ends_in_training_failed_with_its_reason(definition: dict[s
     reason = "AlgorithmError: CUDA out of memory"
 
     def tasks(resource: str, arguments: Any) -> Any:
+        if resource == GET_PARAMETER:
+            return record_parameter(arguments["Name"], bucket=MODELS)
         assert resource == CREATE_JOB
         # What createTrainingJob.sync reports: the DescribeTrainingJob answer as the cause.
         cause = {
@@ -203,3 +243,121 @@ def test_a_failed_job_ends_in_training_failed_with_its_reason(definition: dict[s
     assert outcome.path[-1] == "TrainingFailed"
     assert outcome.error == "States.TaskFailed"
     assert outcome.cause == f"training job {JOB_NAME} failed: {reason}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the base model comes from
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_model_that_is_not_staged_stops_before_any_job_with_the_command(
+    definition: dict[str, Any], ssm: Any
+) -> None:
+    def tasks(resource: str, arguments: Any) -> Any:
+        assert resource == GET_PARAMETER, "no job may start"
+        return call_aws_sdk(ssm, "getParameter", arguments)
+
+    outcome = _run(definition, {"dataset": "vqa/shirts/"}, tasks)
+
+    assert outcome.status == "FAILED"
+    assert outcome.path[-1] == "BaseModelNotStaged"
+    assert outcome.error == "BaseModelNotStaged"
+    assert (
+        "`atelier models stage Salesforce/blip2-flan-t5-xl "
+        "--revision 0eb0d3b46c14c1f8c7680bca2693baafdb90bb28`"
+    ) in outcome.cause
+
+
+def test_the_configured_model_is_read_from_its_record(definition: dict[str, Any]) -> None:
+    jobs: list[dict[str, Any]] = []
+
+    def tasks(resource: str, arguments: Any) -> Any:
+        if resource == GET_PARAMETER:
+            assert arguments["Name"] == (
+                "/atelier/dev/base-models/Salesforce/blip2-flan-t5-xl/"
+                "0eb0d3b46c14c1f8c7680bca2693baafdb90bb28"
+            )
+            return record_parameter(arguments["Name"], bucket=MODELS)
+        if resource == CREATE_JOB:
+            _validate_create_training_job(arguments)
+            jobs.append(arguments)
+            return {"ModelArtifacts": {"S3ModelArtifacts": ARTIFACT}}
+        return {"Version": 1}
+
+    outcome = _run(definition, {"dataset": "vqa/shirts/"}, tasks)
+
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    (job,) = jobs
+    assert job["HyperParameters"]["base_model_manifest_sha256"] == manifest_sha256(
+        "Salesforce/blip2-flan-t5-xl", "0eb0d3b46c14c1f8c7680bca2693baafdb90bb28"
+    )
+
+
+EARLIER_JOB = "atelier-dev-vqa-20260701-090000-1234abcd"
+EARLIER_ARCHIVE = f"s3://{MODELS}/vqa/training/{EARLIER_JOB}/output/model.tar.gz"
+
+
+def test_a_run_can_start_from_an_earlier_runs_model(definition: dict[str, Any]) -> None:
+    jobs: list[dict[str, Any]] = []
+
+    def tasks(resource: str, arguments: Any) -> Any:
+        if resource == DESCRIBE_JOB:
+            assert arguments == {"TrainingJobName": EARLIER_JOB}
+            return {
+                "TrainingJobName": EARLIER_JOB,
+                "TrainingJobStatus": "Completed",
+                "ModelArtifacts": {"S3ModelArtifacts": EARLIER_ARCHIVE},
+            }
+        if resource == CREATE_JOB:
+            _validate_create_training_job(arguments)
+            jobs.append(arguments)
+            return {"ModelArtifacts": {"S3ModelArtifacts": ARTIFACT}}
+        assert resource == PUT_PARAMETER, "no staged record is read"
+        return {"Version": 2}
+
+    outcome = _run(definition, {"dataset": "vqa/shirts/", "startFrom": EARLIER_JOB}, tasks)
+
+    assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+    (job,) = jobs
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in job["InputDataConfig"]}
+    assert channels["model"]["S3Uri"] == EARLIER_ARCHIVE
+    hyperparameters = job["HyperParameters"]
+    assert hyperparameters["start_from"] == EARLIER_JOB
+    assert not {name for name in hyperparameters if name.startswith("base_model")}
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "cause"),
+    [
+        (
+            {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"},
+            "StartFromNotCompleted",
+            f"training job {EARLIER_JOB} is Failed, not Completed",
+        ),
+        (
+            TaskFailedError("SageMaker.ValidationException", "Requested resource not found"),
+            "StartFromNotFound",
+            f"could not read training job {EARLIER_JOB} to start from: "
+            "SageMaker.ValidationException: Requested resource not found",
+        ),
+    ],
+)
+def test_an_earlier_run_without_a_model_stops_before_any_job(
+    definition: dict[str, Any], answer: Any, error: str, cause: str
+) -> None:
+    def tasks(resource: str, arguments: Any) -> Any:
+        assert resource == DESCRIBE_JOB, "no job may start"
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    outcome = _run(definition, {"dataset": "vqa/shirts/", "startFrom": EARLIER_JOB}, tasks)
+
+    assert outcome.status == "FAILED"
+    assert outcome.path[-1] == error
+    assert outcome.cause.startswith(cause)
+
+
+def test_staged_records_name_their_files_in_the_models_bucket() -> None:
+    record = staged_record("org/model", "b" * 40, bucket=MODELS)
+    assert record["uri"] == f"s3://{MODELS}/base-models/org/model/{'b' * 40}/"
