@@ -80,9 +80,17 @@ def skip_check(scope: IConstruct, check_id: str, reason: str) -> None:
     resource.add_metadata(METADATA_KEY, {"skip": skips})
 
 
-def skip_function_checks(function: lambda_.Function, *, reserved_concurrency: bool) -> None:
+# Not skipped for a function that runs in the stage's VPC (the `network` section): it passes.
+IN_VPC_CHECK = "CKV_AWS_117"
+
+
+def skip_function_checks(
+    function: lambda_.Function, *, reserved_concurrency: bool, in_vpc: bool = False
+) -> None:
     """The Lambda checks that do not apply to an Atelier function (FUNCTION_SKIPS)."""
     for check_id, reason in FUNCTION_SKIPS.items():
+        if in_vpc and check_id == IN_VPC_CHECK:
+            continue
         skip_check(function, check_id, reason)
     if not reserved_concurrency:
         skip_check(function, *UNRESERVED_CONCURRENCY_SKIP)

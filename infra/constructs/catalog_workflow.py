@@ -51,6 +51,7 @@ from infra.constructs.catalog_group_states import (
     CatalogResources,
     optional,
 )
+from infra.constructs.network import sagemaker_vpc_config
 from infra.workflows.states import (
     aws_call,
     error_output,
@@ -250,6 +251,8 @@ class CatalogWorkflow(CatalogGroupStates):
             ),
             errors=["States.ALL"],
         )
+        vpc_config = sagemaker_vpc_config(config)
+        network = {"VpcConfig": vpc_config} if vpc_config is not None else {}
         create_model = aws_call(
             self,
             "CreateModel",
@@ -267,6 +270,8 @@ class CatalogWorkflow(CatalogGroupStates):
                 "ExecutionRoleArn": transform.role.role_arn,
                 # The archive carries the model and its code: the container needs no network.
                 "EnableNetworkIsolation": True,
+                # With the stage's `network` section set, its transform jobs run in the VPC.
+                **network,
                 "Tags": self._tags(key="Key", value="Value"),
             },
             assign={"modelName": jsonata(f"'{resources.job_name_prefix}-' & $runId")},

@@ -4,7 +4,9 @@ Every function gets: the shared `lambdas/` asset (optionally bundled with extra 
 without Docker), the public Powertools layer at the configured version, JSON logs into its own
 log group with the stage's retention, active X-Ray tracing, and a role of its own that starts with
 nothing but permission to write its logs and traces. Callers add grants for exactly the resources
-the function touches.
+the function touches. With the stage's `network` section set, every function runs in its VPC (all
+of them call AWS APIs, through the endpoints docs/networking.md lists), with a policy of its own
+for the network interfaces Lambda creates with the function's role.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from infra.checkov_skips import skip_function_checks
 from infra.config import StageConfig
 from infra.constructs.local_bundling import IGNORED_SOURCE_PATTERNS, LocalPipBundling
 from infra.constructs.log_groups import create_log_group
+from infra.constructs.network import lambda_network_policy, lambda_network_props
 from infra.nag import acknowledge
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
@@ -158,7 +161,12 @@ class PythonFunction(Construct):
                 "ATELIER_STAGE": config.stage,
                 **(environment or {}),
             },
+            **lambda_network_props(self, config),
         )
+        network_policy = lambda_network_policy(self, "NetworkPolicy", config=config, role=self.role)
+        if network_policy is not None:
+            # Lambda checks the interface permissions when it creates the function.
+            self.function.node.add_dependency(network_policy)
         self.log_group.grant_write(self.role)
         # lambda.Function makes itself depend on its whole role (so every policy added later is
         # in place first); cfn-lint reports the role's own entry as redundant with the `Role`
@@ -167,7 +175,9 @@ class PythonFunction(Construct):
         assert isinstance(cfn_function, lambda_.CfnFunction)
         cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
         skip_function_checks(
-            self.function, reserved_concurrency=reserved_concurrent_executions is not None
+            self.function,
+            reserved_concurrency=reserved_concurrent_executions is not None,
+            in_vpc=network_policy is not None,
         )
         self._enable_tracing()
 

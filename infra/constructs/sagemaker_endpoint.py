@@ -6,7 +6,9 @@ place, blue/green). The endpoint alone has a fixed name: the one its callers wer
 Every resource is deleted with the stack (no retain): destroying the stack stops the billing.
 
 The model's role may read exactly its model archive, decrypt it through S3 with the named key,
-pull its image, and write its own log group. Callers get `sagemaker:InvokeEndpoint` on exactly
+pull its image, and write its own log group; with the stage's `network` section set, the model runs
+in its VPC and the role gets the network-interface permissions SageMaker uses (a policy of its
+own, infra/constructs/network.py). Callers get `sagemaker:InvokeEndpoint` on exactly
 this endpoint through `grant_invoke`, with the ARN built from the known name, so a caller in
 another stack needs no cross-stack export.
 """
@@ -23,9 +25,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from infra.config import S3_MODEL_URI
+from infra.config import S3_MODEL_URI, StageConfig
 from infra.constructs.hf_images import ContainerImage
 from infra.constructs.ml_instances import has_instance_storage
+from infra.constructs.network import cfn_model_vpc_config, sagemaker_network_policy
 from infra.constructs.sagemaker_roles import (
     image_pull_auth_policy,
     image_pull_statement,
@@ -81,7 +84,9 @@ class SageMakerEndpoint(Construct):
         startup_timeout: Duration | None = None,
         variant_name: str = "AllTraffic",
         description: str,
+        config: StageConfig | None = None,
     ) -> None:
+        """`config`: the stage, for its `network` section (None: no VPC)."""
         super().__init__(scope, construct_id)
         match = S3_MODEL_URI.fullmatch(model_data_url)
         if match is None:
@@ -100,6 +105,13 @@ class SageMakerEndpoint(Construct):
         role_policies = self._grant_model_role(
             bucket=match["bucket"], key=match["key"], key_for_data=model_data_key, image=image
         )
+        network_policy = (
+            sagemaker_network_policy(self, "NetworkPolicy", config=config, role=self.role)
+            if config is not None
+            else None
+        )
+        if network_policy is not None:
+            role_policies.append(network_policy)
 
         self.model = sagemaker.CfnModel(
             self,
@@ -111,6 +123,7 @@ class SageMakerEndpoint(Construct):
                 environment=dict(environment or {}),
             ),
             enable_network_isolation=enable_network_isolation,
+            vpc_config=cfn_model_vpc_config(config) if config is not None else None,
         )
         # The model (and so the endpoint) is created only once its role may do all it needs.
         # (On the policies, not the role: the role is already a GetAtt dependency.)

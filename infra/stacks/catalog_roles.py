@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aws_cdk import aws_iam as iam
 
 from infra.constructs.hf_images import ContainerImage
+from infra.constructs.network import sagemaker_network_policy
 from infra.constructs.python_function import PythonFunction
 from infra.constructs.sagemaker_roles import (
     image_pull_auth_policy,
@@ -41,7 +42,7 @@ TRANSFORM_SYNC_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
 def transform_role(scope: CatalogScope, image: ContainerImage) -> tuple[iam.Role, list[iam.Policy]]:
     """What a Batch Transform job's model may touch: the VQA archive, its run's transform
     input and manifest, its group's output, the key, the image and its logs; with the role's
-    image-pull and metrics policies."""
+    image-pull and metrics policies (and its network-interface policy with private networking)."""
     stack, data = scope.stack, scope.data
     role = iam.Role(
         stack,
@@ -102,7 +103,12 @@ def transform_role(scope: CatalogScope, image: ContainerImage) -> tuple[iam.Role
         namespace=TRANSFORM_METRICS_NAMESPACE,
         kind="transform-job",
     )
-    return role, [ecr_auth, metrics]
+    # With the stage's `network` section set, the run's model (and so its transform jobs) runs
+    # in the VPC: SageMaker creates the jobs' network interfaces with this role.
+    network = sagemaker_network_policy(
+        stack, "TransformNetworkPolicy", config=scope.config, role=role
+    )
+    return role, [ecr_auth, metrics, *([network] if network is not None else [])]
 
 
 def bedrock_role(scope: CatalogScope) -> iam.Role:

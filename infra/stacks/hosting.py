@@ -105,6 +105,7 @@ class HostingStack(StageStack):
             description=(
                 f"Atelier {config.stage}: serves the {model.title} {hosting.model_data_url}"
             ),
+            config=config,
         )
         if hosting.autoscaling:
             # Off while the instance type changes: UpdateEndpoint refuses a new instance
