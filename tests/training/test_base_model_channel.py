@@ -160,6 +160,18 @@ def test_a_job_refuses_a_folder_without_a_manifest(tmp_path: Path) -> None:
     }
 
 
+def test_a_job_checks_a_folder_named_by_the_hyperparameter_like_a_channel(tmp_path: Path) -> None:
+    folder, sha = staged(tmp_path / "model")
+    named = request(None, None, model=str(folder))
+    with pytest.raises(TrainingError, match="base_model_manifest_sha256 is not set"):
+        resolve_model_input(named, env=SAGEMAKER)
+    flip = bytearray((folder / WEIGHTS).read_bytes())
+    flip[0] ^= 0xFF
+    (folder / WEIGHTS).write_bytes(bytes(flip))
+    with pytest.raises(TrainingError, match=f"^{WEIGHTS}: its SHA-256 differs"):
+        resolve_model_input(request(None, sha, model=str(folder)), env=SAGEMAKER)
+
+
 def test_sagemaker_is_recognised_by_its_toolkit_environment() -> None:
     assert in_sagemaker_job(SAGEMAKER)
     assert in_sagemaker_job({"SM_CHANNELS": "[]"})

@@ -282,7 +282,7 @@ def test_inpainting_trains_from_the_staged_model_and_clipseg_channels(
     assert dreambooth_train.run_with_args(again) == 1
     reason = again.failure_file.read_text()
     assert reason.startswith("model.safetensors: its SHA-256 differs")
-    assert "the CLIPSeg model in the `clipseg` channel" in reason
+    assert "The CLIPSeg model in the `clipseg` channel" in reason
     assert f"atelier models stage {CLIPSEG_MODEL} --revision {CLIPSEG_REVISION}" in reason
 
 

@@ -191,6 +191,11 @@ def _from_local_folder(request: ModelRequest, folder: Path, *, sagemaker: bool) 
     """A folder named by the hyperparameter itself: checked when it has a manifest; inside a job
     it must have one (nothing unverified is trained on)."""
     if (folder / MANIFEST_NAME).is_file():
+        if sagemaker and not request.manifest_sha256:
+            raise TrainingError(
+                f"{request.sha_flag} is not set: {folder} is checked against the manifest hash "
+                "recorded when the model was staged"
+            )
         manifest = _verified(
             folder,
             what=f"the {request.role} in {folder}",
@@ -228,8 +233,8 @@ def _verified(
     except ManifestMismatch as error:
         # The file first: SageMaker cuts the failure reason at 1,000 characters.
         raise TrainingError(
-            f"{error.path}: {error.reason}. {what} does not match its manifest, so nothing was "
-            f"loaded. {fix}."
+            f"{error.path}: {error.reason}. {what[:1].upper()}{what[1:]} does not match its "
+            f"manifest, so nothing was loaded. {fix}."
         ) from error
     except ManifestError as error:
         raise TrainingError(f"{what} cannot be checked: {error}. {fix}.") from error
