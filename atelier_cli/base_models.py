@@ -21,8 +21,10 @@ cost what sending it costs; the training job checks the hashes before it loads a
 from __future__ import annotations
 
 import fnmatch
+import glob
 import hashlib
 import json
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -279,7 +281,13 @@ def build_manifest(
 
 
 def download_snapshot(
-    model: str, revision: str, folder: Path, exclude: Sequence[str], *, quiet: bool
+    model: str,
+    revision: str,
+    folder: Path,
+    exclude: Sequence[str],
+    *,
+    all_files: bool = False,
+    quiet: bool = False,
 ) -> Path:
     """The Hub repository at `revision` in `folder` (huggingface_hub resumes a partial download
     and skips files already there)."""
@@ -297,12 +305,17 @@ def download_snapshot(
     if quiet:
         disable_progress_bars()
     try:
+        ignored = list(exclude)
+        if not all_files:
+            # Not even downloaded: what `stage` would leave out anyway.
+            listed = huggingface_hub.list_repo_files(model, revision=revision)
+            ignored += [glob.escape(path) for path in sorted(unused_files(listed))]
         return Path(
             huggingface_hub.snapshot_download(
                 repo_id=model,
                 revision=revision,
                 local_dir=folder,
-                ignore_patterns=list(exclude) or None,
+                ignore_patterns=ignored or None,
             )
         )
     except hub_errors.GatedRepoError as error:
@@ -331,6 +344,76 @@ def download_snapshot(
         ) from error
 
 
+# --- files the training code never reads ---------------------------------------------------------
+
+# Hub repositories often hold the same weights several times: pickled `.bin` beside
+# `.safetensors`, fp16 variants, single-file checkpoints for other tools, Flax/TF/ONNX exports.
+# `from_pretrained` (transformers and diffusers, no `variant`, `use_safetensors` left unset, as
+# training/ calls it) opens the safetensors when they are there and never opens the rest, so
+# staging the rest would only cost time, storage and, for pickles, a file that can run code
+# when loaded. `stage` leaves out exactly those (`--all-files` keeps every file).
+SAFE_NAME_OF_PICKLED = {
+    "pytorch_model": "model",
+    "diffusion_pytorch_model": "diffusion_pytorch_model",
+}
+OTHER_FRAMEWORK_PATTERNS = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "*.tflite")
+WEIGHT_STEMS = r"(model|pytorch_model|diffusion_pytorch_model)"
+SHARD = r"(-\d{5}-of-\d{5})?"
+VARIANT_FILE = re.compile(
+    rf"^{WEIGHT_STEMS}\.[A-Za-z0-9_]+{SHARD}\.(safetensors|bin)$"
+    rf"|^{WEIGHT_STEMS}\.(safetensors|bin)\.index\.[A-Za-z0-9_]+\.json$"
+)
+PLAIN_WEIGHTS = re.compile(
+    rf"^{WEIGHT_STEMS}{SHARD}\.(safetensors|bin)$|^{WEIGHT_STEMS}\.(safetensors|bin)\.index\.json$"
+)
+PICKLED_WEIGHTS = re.compile(
+    r"^(pytorch_model|diffusion_pytorch_model)(-\d{5}-of-\d{5}\.bin|\.bin|\.bin\.index\.json)$"
+)
+
+
+def unused_files(paths: Iterable[str]) -> dict[str, str]:
+    """{path: why it is left out} for the repository files `from_pretrained` would not open given
+    the others (see above). Paths are relative POSIX paths of one repository."""
+    listed = set(paths)
+    folders: dict[str, set[str]] = {}
+    for path in listed:
+        folder, _, name = path.rpartition("/")
+        folders.setdefault(folder, set()).add(name)
+    diffusers_pipeline = "model_index.json" in folders.get("", set())
+    unused: dict[str, str] = {}
+    for path in sorted(listed):
+        folder, _, name = path.rpartition("/")
+        siblings = folders[folder]
+        if name.endswith(".ckpt"):
+            unused[path] = "a single-file checkpoint, which from_pretrained does not read"
+        elif any(fnmatch.fnmatch(name, pattern) for pattern in OTHER_FRAMEWORK_PATTERNS):
+            unused[path] = "weights for another framework (Flax, TensorFlow, ONNX...)"
+        elif (
+            diffusers_pipeline
+            and not folder
+            and name.endswith((".safetensors", ".bin", ".pt", ".pth"))
+        ):
+            unused[path] = (
+                "a single-file checkpoint beside a diffusers pipeline (it loads its components' "
+                "folders)"
+            )
+        elif VARIANT_FILE.match(name) and any(PLAIN_WEIGHTS.match(other) for other in siblings):
+            unused[path] = (
+                "a weights variant (fp16...); training loads the default weights beside it"
+            )
+        elif (match := PICKLED_WEIGHTS.match(name)) and _has_safetensors(
+            SAFE_NAME_OF_PICKLED[match.group(1)], siblings
+        ):
+            unused[path] = (
+                "pickled weights whose .safetensors are beside them (from_pretrained reads those)"
+            )
+    return unused
+
+
+def _has_safetensors(stem: str, names: set[str]) -> bool:
+    return f"{stem}.safetensors" in names or f"{stem}.safetensors.index.json" in names
+
+
 # --- staging ------------------------------------------------------------------------------------
 
 
@@ -345,6 +428,7 @@ class Staged:
     already_staged: bool
     transfer: TransferResult = field(default_factory=TransferResult)
     restaged_because: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -361,6 +445,7 @@ class Staged:
             "unchanged": len(self.transfer.unchanged),
             "resumed": self.transfer.resumed,
             "restagedBecause": self.restaged_because,
+            "leftOut": self.left_out,
         }
 
 
@@ -399,6 +484,7 @@ def stage(
     snapshot: Callable[[], Path],
     *,
     exclude: Sequence[str] = (),
+    all_files: bool = False,
     steps: Steps,
     settings: Settings | None = None,
 ) -> Staged:
@@ -411,6 +497,14 @@ def stage(
         steps.note(f"staged copy incomplete, staging again: {difference}")
     folder = snapshot()
     files = model_files(folder, exclude)
+    left_out = {} if all_files else unused_files(relative for relative, _ in files)
+    files = [(relative, path) for relative, path in files if relative not in left_out]
+    if not files:
+        raise UsageError(
+            f"{folder} holds no file that from_pretrained would load",
+            fix="pass --all-files to stage every file",
+            code="nothing_to_stage",
+        )
     total = sum(path.stat().st_size for _, path in files)
     manifest = build_manifest(location.model, location.revision, files, steps.hashing(total))
     body = manifest.to_bytes()
@@ -453,6 +547,7 @@ def stage(
         already_staged=False,
         transfer=transfer,
         restaged_because=differences,
+        left_out=left_out,
     )
 
 

@@ -106,6 +106,14 @@ def stage(
             "single-file checkpoints diffusers does not load).",
         ),
     ] = None,
+    all_files: Annotated[
+        bool,
+        typer.Option(
+            "--all-files",
+            help="Stage every file, also those from_pretrained never reads (pickled .bin "
+            "beside .safetensors, fp16 variants, single-file checkpoints, Flax/TF/ONNX).",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Copy a Hub model at a pinned commit into the models bucket (SSE-KMS), with a manifest of
@@ -125,7 +133,7 @@ def stage(
             folder = folder.expanduser()
             run.note(f"Downloading {model}@{revision} from the Hub into {folder}")
             return base_models.download_snapshot(
-                model, revision, folder, patterns, quiet=run.json_mode
+                model, revision, folder, patterns, all_files=all_files, quiet=run.json_mode
             )
 
         with _bars(run) as bar:
@@ -140,6 +148,7 @@ def stage(
                 location,
                 snapshot,
                 exclude=patterns,
+                all_files=all_files,
                 steps=steps,
                 settings=Settings(kms_key_id=location.kms_key_arn),
             )
@@ -152,6 +161,11 @@ def stage(
                 console.print(
                     f"Staged {staged.files} files ({staged.size:,} bytes, "
                     f"{staged.transfer.bytes_sent:,} sent) of {escape(model)}@{revision}."
+                )
+            if staged.left_out:
+                console.print(
+                    f"Left out {len(staged.left_out)} files training never reads "
+                    "(--all-files keeps them; --json lists them)."
                 )
             console.print(f"Files:     {escape(location.uri)}")
             console.print(f"Manifest:  sha256 {staged.manifest_sha256}")

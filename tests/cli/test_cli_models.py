@@ -318,13 +318,42 @@ class FailingParts:
 def test_exclude_leaves_files_out_of_the_staged_copy(stage: str, tmp_path: Path) -> None:
     del stage
     folder = snapshot(tmp_path / "snapshot")
-    (folder / "v2-1_512-ema-pruned.ckpt").write_bytes(b"single-file checkpoint")
+    (folder / "samples").mkdir()
+    (folder / "samples" / "astronaut.png").write_bytes(b"png")
 
-    result = invoke(stage_args(folder, "--exclude", "*.ckpt"))
+    result = invoke(stage_args(folder, "--exclude", "samples/*"))
 
     assert result.exit_code == 0, result.output
-    assert PREFIX + "v2-1_512-ema-pruned.ckpt" not in keys()
+    assert PREFIX + "samples/astronaut.png" not in keys()
     assert json_document(result)["result"]["files"] == len(STAGED_FILES)
+
+
+def test_duplicate_weights_are_left_out_unless_all_files(stage: str, tmp_path: Path) -> None:
+    del stage
+    folder = snapshot(tmp_path / "snapshot")
+    duplicates = {
+        "v2-1_512-ema-pruned.ckpt": "a single-file checkpoint",
+        "v2-1_512-ema-pruned.safetensors": "a single-file checkpoint beside a diffusers",
+        "unet/diffusion_pytorch_model.bin": "pickled weights",
+        "unet/diffusion_pytorch_model.fp16.safetensors": "a weights variant",
+        "text_encoder/flax_model.msgpack": "weights for another framework",
+    }
+    for relative in duplicates:
+        (folder / relative).write_bytes(b"duplicate")
+
+    pruned = invoke(stage_args(folder))
+    everything = invoke(
+        ["--json", "models", "stage", MODEL, "--revision", "1" * 40, "--from-folder",
+         str(folder), "--all-files"]
+    )  # fmt: skip
+
+    left_out = json_document(pruned)["result"]["leftOut"]
+    assert sorted(left_out) == sorted(duplicates)
+    for relative, reason in duplicates.items():
+        assert left_out[relative].startswith(reason), relative
+    staged = [key.removeprefix(PREFIX) for key in keys() if key.startswith(PREFIX)]
+    assert sorted(staged) == sorted([*STAGED_FILES, MANIFEST_NAME])
+    assert json_document(everything)["result"]["files"] == len(STAGED_FILES) + len(duplicates)
 
 
 class FakeHub:
@@ -339,6 +368,11 @@ class FakeHub:
         snapshot(Path(arguments["local_dir"]))
         return str(arguments["local_dir"])
 
+    def list_repo_files(self, repo_id: str, *, revision: str) -> list[str]:
+        """The repository's files: the snapshot's, and a pickled copy of the UNet's weights."""
+        self.calls.append({"list": repo_id, "revision": revision})
+        return [*STAGED_FILES, "unet/diffusion_pytorch_model.bin"]
+
 
 def test_stage_downloads_the_pinned_commit_from_the_hub_once(
     stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -348,6 +382,7 @@ def test_stage_downloads_the_pinned_commit_from_the_hub_once(
 
     hub = FakeHub()
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", hub.list_repo_files)
     args = ["--json", "models", "stage", MODEL, "--revision", COMMIT, "--download-dir",
             str(tmp_path / "download"), "--exclude", "*.ckpt"]  # fmt: skip
 
@@ -355,13 +390,15 @@ def test_stage_downloads_the_pinned_commit_from_the_hub_once(
     second = invoke(args)
 
     assert first.exit_code == 0, first.output
+    # The pickled copy is not even downloaded; the second run asks the Hub for nothing.
     assert hub.calls == [
+        {"list": MODEL, "revision": COMMIT},
         {
             "repo_id": MODEL,
             "revision": COMMIT,
             "local_dir": tmp_path / "download",
-            "ignore_patterns": ["*.ckpt"],
-        }
+            "ignore_patterns": ["*.ckpt", "unet/diffusion_pytorch_model.bin"],
+        },
     ]
     assert json_document(first)["result"]["files"] == len(STAGED_FILES)
     assert json_document(second)["result"]["alreadyStaged"] is True
@@ -378,6 +415,7 @@ def test_a_commit_missing_on_the_hub_is_named(
         raise RevisionNotFoundError("404 Client Error: Revision Not Found", response=None)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda *a, **k: [])
 
     result = invoke(["--json", "models", "stage", MODEL, "--revision", COMMIT,
                      "--download-dir", str(tmp_path)])  # fmt: skip
@@ -594,3 +632,96 @@ def test_recording_hooks_see_calls() -> None:
         client = recording_hooks(calls).client_factory("s3", REGION)
         client.list_buckets()
     assert calls == ["list_buckets"]
+
+
+# --- what is left out is what from_pretrained never reads ---------------------------------------
+
+
+def kept_copy(folder: Path, target: Path) -> tuple[Path, dict[str, str]]:
+    """`folder` copied without the files `stage` leaves out; and those files."""
+    from atelier_cli.base_models import model_files, unused_files
+
+    files = model_files(folder)
+    left_out = unused_files(relative for relative, _ in files)
+    for relative, path in files:
+        if relative not in left_out:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / relative)
+    return target, left_out
+
+
+def test_a_diffusers_pipeline_loads_from_what_is_staged(tiny_sd: Path, tmp_path: Path) -> None:
+    """A pipeline saved as safetensors, again as pickles and as an fp16 variant, with a
+    single-file checkpoint beside it (the layout of the SD 2 repositories): the staged subset
+    has one copy of each weight and loads, offline, to the same weights."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    repository = tmp_path / "repository"
+    shutil.copytree(tiny_sd, repository)
+    original = StableDiffusionPipeline.from_pretrained(repository, local_files_only=True)
+    original.save_pretrained(repository, safe_serialization=False)
+    original.save_pretrained(repository, variant="fp16")
+    (repository / "v2-1_512-ema-pruned.ckpt").write_bytes(b"checkpoint")
+    (repository / "v2-1_512-ema-pruned.safetensors").write_bytes(b"checkpoint")
+
+    staged, left_out = kept_copy(repository, tmp_path / "staged")
+    loaded = StableDiffusionPipeline.from_pretrained(staged, local_files_only=True)
+
+    names = {path.name for path in staged.rglob("*") if path.is_file()}
+    assert not [name for name in names if name.endswith((".bin", ".ckpt")) or ".fp16." in name]
+    assert "unet/diffusion_pytorch_model.bin" in left_out
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in left_out
+    assert "text_encoder/pytorch_model.bin" in left_out
+    for component in ("unet", "vae", "text_encoder"):
+        for name, tensor in getattr(original, component).state_dict().items():
+            assert torch.equal(getattr(loaded, component).state_dict()[name], tensor), name
+
+
+def test_a_sharded_transformers_model_loads_from_what_is_staged(
+    tiny_blip2: Path, tmp_path: Path
+) -> None:
+    """BLIP-2 saved as sharded safetensors and again as sharded pickles (as
+    Salesforce/blip2-flan-t5-xl holds both): only the safetensors are staged, and they load."""
+    import torch
+    from transformers import Blip2ForConditionalGeneration
+
+    repository = tmp_path / "repository"
+    shutil.copytree(tiny_blip2, repository)
+    original = Blip2ForConditionalGeneration.from_pretrained(repository)
+    for path in repository.glob("model*.safetensors*"):
+        path.unlink()
+    original.save_pretrained(repository, max_shard_size="20KB")
+    original.save_pretrained(repository, max_shard_size="20KB", safe_serialization=False)
+    assert (repository / "pytorch_model.bin.index.json").is_file()
+
+    staged, left_out = kept_copy(repository, tmp_path / "staged")
+    loaded = Blip2ForConditionalGeneration.from_pretrained(staged)
+
+    assert "pytorch_model.bin.index.json" in left_out
+    assert not list(staged.glob("*.bin"))
+    assert not (staged / "pytorch_model.bin.index.json").exists()
+    assert (staged / "model.safetensors.index.json").is_file()
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize(
+    ("files", "left_out"),
+    [
+        # A transformers repository with one format: nothing is left out.
+        (["config.json", "pytorch_model.bin"], []),
+        (["config.json", "model.safetensors", "tf_model.h5", "flax_model.msgpack"],
+         ["flax_model.msgpack", "tf_model.h5"]),
+        # Pickles are kept where their safetensors are in another folder only.
+        (["a/pytorch_model.bin", "b/model.safetensors"], []),
+        # A variant with no default weights beside it is kept (it is all there is).
+        (["unet/diffusion_pytorch_model.fp16.safetensors"], []),
+        # Root weights of a repository that is not a diffusers pipeline are its model.
+        (["config.json", "model.safetensors"], []),
+    ],
+)  # fmt: skip
+def test_only_duplicates_are_left_out(files: list[str], left_out: list[str]) -> None:
+    from atelier_cli.base_models import unused_files
+
+    assert sorted(unused_files(files)) == left_out
