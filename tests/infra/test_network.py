@@ -358,6 +358,25 @@ def test_only_the_network_policies_acknowledge_network_findings(
     assert len(paths) >= functions + 3 + 1
 
 
+def test_the_network_stage_synthesizes_without_warnings(network_app: SynthesizedApp) -> None:
+    # The imported VPC and subnets would warn once per function (unknown route tables, AZs as a
+    # token list); nothing reads either, so the warnings are acknowledged where they arise.
+    assembly = network_app.assembly_dir
+    manifest = json.loads((assembly / "manifest.json").read_text())
+    warnings = []
+    for artifact in manifest["artifacts"].values():
+        metadata = dict(artifact.get("metadata", {}))
+        if "additionalMetadataFile" in artifact:
+            metadata.update(json.loads((assembly / artifact["additionalMetadataFile"]).read_text()))
+        warnings += [
+            (path, entry["data"])
+            for path, entries in metadata.items()
+            for entry in entries
+            if entry["type"] == "aws:cdk:warning"
+        ]
+    assert warnings == []
+
+
 def test_the_network_stage_is_cfn_lint_clean(network_app: SynthesizedApp) -> None:
     linted = 0
     for template_file in sorted(Path(network_app.assembly_dir).glob("*.template.json")):
