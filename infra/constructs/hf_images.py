@@ -40,7 +40,6 @@ TAGS: dict[ImageKind, str] = {
 }
 
 
-
 def training_image_python() -> str:
     """The CPython of the default training image, from its tag (`...-py312-...` → "3.12"): the
     training code's vendored wheels are downloaded for it."""

@@ -58,7 +58,8 @@ def write_archive(
     wheels: TrainingWheels | None = None,
 ) -> None:
     """Write the files under `source_dir` (relative paths, no top folder) into a .tar.gz; with
-    `wheels`, also the wheels under `wheels/` and a requirements.txt that installs from them only."""
+    `wheels`, also the wheels under `wheels/` and a requirements.txt that installs from them
+    only."""
     replaced: dict[str, bytes] = {}
     extra: list[tuple[str, bytes]] = []
     if wheels is not None:

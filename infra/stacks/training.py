@@ -22,8 +22,8 @@ import importlib
 from pathlib import Path
 
 from infra.config import StageConfig
-from infra.constructs.publishing import publish_names
 from infra.constructs.hf_images import training_image_python
+from infra.constructs.publishing import publish_names
 from infra.constructs.source_archive import source_archive_asset
 from infra.constructs.training_wheels import TrainingWheels
 from infra.constructs.training_workflow import TrainingWorkflow, TrainingWorkflowSpec

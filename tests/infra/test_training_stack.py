@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -256,6 +259,49 @@ def test_the_code_is_the_training_folder_as_a_tar_gz(dev_app: SynthesizedApp) ->
     assert not [n for n in names if n.split("/")[0] in ("training", "tests")]
 
 
+def _offline_install(folder: Path) -> subprocess.CompletedProcess[str]:
+    """What the training toolkit runs at job start (`pip install -r requirements.txt` in the
+    code folder), without this machine's pip settings (its extra index and wheel folders), as a
+    dry run: it resolves only if the archive carries every pinned package."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps",
+            "--ignore-installed", "--disable-pip-version-check", "--requirement",
+            str(folder / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=folder,
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"},
+    )  # fmt: skip
+
+
+def test_the_job_installs_its_packages_from_the_archive_only(
+    dev_app: SynthesizedApp, tmp_path: Path
+) -> None:
+    # Given the code archive, extracted as the toolkit does
+    with tarfile.open(_code_archive(dev_app), mode="r:gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    requirements = (tmp_path / "requirements.txt").read_text().splitlines()
+    # Then its requirements install from the wheels beside them and never from an index
+    assert "--no-index" in requirements
+    assert "--find-links wheels" in requirements
+    pins = [line for line in requirements if line and not line.startswith(("#", "--"))]
+    wheels = sorted(path.name for path in (tmp_path / "wheels").iterdir())
+    assert [w.split("-")[0] for w in wheels] == sorted(p.split("==")[0] for p in pins)
+    result = _offline_install(tmp_path)
+    assert result.returncode == 0, result.stderr
+    for pin in pins:
+        name, version = pin.split("==")
+        assert f"{name}-{version}" in result.stdout
+    # And without one of the wheels the install fails at once, naming the package
+    (tmp_path / "wheels" / wheels[0]).unlink()
+    failed = _offline_install(tmp_path)
+    assert failed.returncode != 0
+    assert wheels[0].split("-")[0] in failed.stderr
+
+
 def test_the_code_archive_is_reproducible(tmp_path: Path) -> None:
     first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
     write_archive(TRAINING_DIR, first)
@@ -295,7 +341,7 @@ def test_the_job_reads_its_channels_and_writes_encrypted_output(
     )
     channels = {channel["ChannelName"]: channel for channel in arguments["InputDataConfig"]}
     assert set(channels) == {"train", "validation", "model", "code"}
-    for name, channel in channels.items():
+    for channel in channels.values():
         source = channel["DataSource"]["S3DataSource"]
         assert source["S3DataType"] == "S3Prefix"
         assert source["S3DataDistributionType"] == "FullyReplicated"

@@ -554,7 +554,8 @@ def test_train_py_reads_an_unset_step_budget(
     # Given the shipped text-to-image defaults (max_steps None: train for the epochs)
     jobs = _Jobs("text-to-image")
     Interpreter(
-        definitions["text-to-image"], lambda r, a: jobs(r, a) if r != PUT_PARAMETER else {"Version": 1}
+        definitions["text-to-image"],
+        lambda r, a: jobs(r, a) if r != PUT_PARAMETER else {"Version": 1},
     ).run({"dataset": DATASET})
     hyperparameters = {
         name: value

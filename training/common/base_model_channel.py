@@ -36,7 +36,7 @@ from common.manifest import (
     MANIFEST_NAME,
     Manifest,
     ManifestError,
-    ManifestMismatch,
+    ManifestMismatchError,
     hub_source,
     verify_folder,
     write_manifest,
@@ -230,7 +230,7 @@ def _verified(
         return verify_folder(
             folder, expected_sha256=expected_sha256, expected_source=expected_source or None
         )
-    except ManifestMismatch as error:
+    except ManifestMismatchError as error:
         # The file first: SageMaker cuts the failure reason at 1,000 characters.
         raise TrainingError(
             f"{error.path}: {error.reason}. {what[:1].upper()}{what[1:]} does not match its "

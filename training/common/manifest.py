@@ -12,7 +12,7 @@ manifest itself excluded) and where the files came from:
                 "sha256": "<64 hex>"}, ...]}
 
 `verify_folder` reads a folder back against its manifest before anything is loaded from it and
-raises `ManifestMismatch` naming the first file that is missing, of another size or of other
+raises `ManifestMismatchError` naming the first file that is missing, of another size or of other
 bytes, or present but not listed. The manifest's own SHA-256 (of its canonical bytes, as written)
 is what the stage records in SSM and the training workflow passes to the job, so a manifest
 swapped together with its files is caught as well.
@@ -43,7 +43,7 @@ class ManifestError(ValueError):
     """A manifest that is missing, unreadable or malformed."""
 
 
-class ManifestMismatch(ValueError):
+class ManifestMismatchError(ValueError):
     """The folder differs from its manifest; `path` names the file (relative, POSIX)."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -180,14 +180,14 @@ def verify_folder(
     """
     manifest = read_manifest(folder)
     if expected_sha256 and manifest.sha256() != expected_sha256.lower():
-        raise ManifestMismatch(
+        raise ManifestMismatchError(
             MANIFEST_NAME,
             f"its SHA-256 is {manifest.sha256()}, but {expected_sha256} was recorded when the "
             "model was staged: the manifest was replaced",
         )
     for key, wanted in (expected_source or {}).items():
         if manifest.source.get(key) != wanted:
-            raise ManifestMismatch(
+            raise ManifestMismatchError(
                 MANIFEST_NAME,
                 f"source {key} is {manifest.source.get(key)!r}, expected {wanted!r}",
             )
@@ -195,15 +195,15 @@ def verify_folder(
     for entry in manifest.files:
         path = folder / entry.path
         if not path.is_file():
-            raise ManifestMismatch(entry.path, "listed in the manifest but missing")
+            raise ManifestMismatchError(entry.path, "listed in the manifest but missing")
         size = path.stat().st_size
         if size != entry.size:
-            raise ManifestMismatch(entry.path, f"{size} bytes, the manifest says {entry.size}")
+            raise ManifestMismatchError(entry.path, f"{size} bytes, the manifest says {entry.size}")
         if file_sha256(path) != entry.sha256:
-            raise ManifestMismatch(entry.path, "its SHA-256 differs from the manifest's")
+            raise ManifestMismatchError(entry.path, "its SHA-256 differs from the manifest's")
     for relative, _path in _relative_files(folder):
         if relative not in listed:
-            raise ManifestMismatch(relative, "present but not listed in the manifest")
+            raise ManifestMismatchError(relative, "present but not listed in the manifest")
     return manifest
 
 
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             manifest = write_manifest(args.folder, hub_source(args.model, args.revision))
         else:
             manifest = verify_folder(args.folder, expected_sha256=args.sha256)
-    except (ManifestError, ManifestMismatch) as error:
+    except (ManifestError, ManifestMismatchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(
