@@ -6,7 +6,8 @@ security groups, and each execution role gets a policy of its own with the EC2 n
 actions its service performs with the role:
 
 * SageMaker (training jobs, models behind endpoints and Batch Transform): the nine actions the
-  SageMaker developer guide lists for an execution role with a private VPC (checked 2026-12-08).
+  SageMaker developer guide lists for an execution role with a private VPC, and
+  ec2:DescribeVpcEndpoints, which its hosting guide adds for models (checked 2026-12-08).
 * Lambda: the actions of AWSLambdaVPCAccessExecutionRole other than logs (the function already
   writes its own log group), inline rather than the managed policy (cdk-nag IAM4, and the managed
   policy allows every subnet of every VPC).
@@ -43,7 +44,8 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.nag import acknowledge
 
-# What the SageMaker developer guide lists for an execution role whose job or model runs in a VPC.
+# What the SageMaker developer guide lists for an execution role whose job or model runs in a VPC
+# (DescribeVpcEndpoints: its hosting guide's list for models).
 SAGEMAKER_NETWORK_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:CreateNetworkInterfacePermission",
@@ -54,6 +56,7 @@ SAGEMAKER_NETWORK_ACTIONS = (
     "ec2:DescribeDhcpOptions",
     "ec2:DescribeSubnets",
     "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVpcEndpoints",
 )
 # AWSLambdaVPCAccessExecutionRole's EC2 actions (its logs actions are the function's own grant).
 LAMBDA_NETWORK_ACTIONS = (
@@ -153,6 +156,7 @@ def sagemaker_network_statements(config: StageConfig) -> list[iam.PolicyStatemen
                 "ec2:DescribeNetworkInterfaces",
                 "ec2:DescribeSecurityGroups",
                 "ec2:DescribeSubnets",
+                "ec2:DescribeVpcEndpoints",
                 "ec2:DescribeVpcs",
             ],
             resources=["*"],
