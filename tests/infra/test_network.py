@@ -250,6 +250,46 @@ def _find_state(node: Any, name: str) -> dict[str, Any]:
     raise KeyError(name)
 
 
+def _states(node: Any) -> list[dict[str, Any]]:
+    """Every state of a definition, nested Map processors included."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        for state in node.get("States", {}).values():
+            found.append(state)
+        for value in node.values():
+            found += _states(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _states(value)
+    return found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the training workflows (infra/constructs/training_workflow.py, owned by the issue's "
+    "lead) do not pass sagemaker_vpc_config(config) yet; remove this marker when they do",
+)
+def test_every_training_job_runs_in_the_vpc(network_app: SynthesizedApp) -> None:
+    jobs = []
+    for stack, template in network_app.templates.items():
+        for machine in resources(template, "AWS::StepFunctions::StateMachine").values():
+            definition = json.loads(render_definition(machine["Properties"]["DefinitionString"]))
+            jobs += [
+                (stack, state)
+                for state in _states(definition)
+                if "sagemaker:createTrainingJob" in str(state.get("Resource", ""))
+            ]
+    assert len(jobs) >= 3  # VQA, DreamBooth and styling training
+    for stack, state in jobs:
+        assert state["Arguments"]["VpcConfig"] == {
+            "SecurityGroupIds": GROUPS,
+            "Subnets": SUBNETS,
+        }, stack
+        role_id = state["Arguments"]["RoleArn"].removeprefix("${").removesuffix(".Arn}")
+        _, policy = _network_policy(network_app, stack, role_id)
+        assert _granted(policy) == set(SAGEMAKER_NETWORK_ACTIONS), stack
+
+
 def _role_id(template: dict[str, Any], prefix: str) -> str:
     (role_id,) = [
         logical_id
