@@ -136,6 +136,11 @@ def record_value(location: Location, manifest_sha256: str, files: int, size: int
     )
 
 
+def record_name(parameter_root: str, model: str, revision: str) -> str:
+    """The SSM record of `model` at `revision` in the stage under `parameter_root`."""
+    return str(base_model_parameter(parameter_root, model, revision))
+
+
 def read_record(ssm: Any, parameter: str) -> dict[str, Any] | None:
     """The staged record's JSON, or None when there is none."""
     from botocore.exceptions import ClientError

@@ -8,9 +8,11 @@ each item where it lives:
   resolved with GetInferenceProfile first): Active, Legacy, public extended access, end of life;
 - each SageMaker endpoint: its status and instance types (DescribeEndpoint, DescribeEndpointConfig);
 - each base model the training workflows use: a Bedrock one as above (a Legacy base cannot be
-  customized), a Hugging Face one by asking the Hub whether the repository (at its pinned
-  revision) still exists. A base model the configuration leaves null (`titan.base_model_id`: no
-  Bedrock image model can be fine-tuned today) is reported as not configured, not as a failure.
+  customized); a Hugging Face one by its staged record in the stage (training jobs read only
+  staged copies: `atelier models stage`), and, when it is not staged, by asking the Hub whether
+  the repository (at its pinned revision) still exists to be staged. A base model the
+  configuration leaves null (`titan.base_model_id`: no Bedrock image model can be fine-tuned
+  today) is reported as not configured, not as a failure.
 
 Every item gets a verdict (ok, warn, fail) and, unless ok, the fix. Exit status 0 when nothing
 fails, 6 (FAILED) when some item does; `--json` prints the report (inside the error's `details`
@@ -30,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from atelier_cli.aws import error_code, error_message
+from atelier_cli.base_models import read_record, record_name
 from atelier_cli.errors import FailedError, NotDeployedError
 from atelier_cli.output import escape
 from atelier_cli.runtime import JsonFlag, Run, command
@@ -332,12 +335,31 @@ def _hub_item(run: Run, entry: Mapping[str, Any]) -> Item:
     revision = entry.get("revision")
     url = HUB_API + model_id + (f"/revision/{revision}" if revision else "")
     name = model_id + (f"@{str(revision)[:12]}" if revision else "")
-    details = {"url": url}
+    details: dict[str, Any] = {"url": url}
+    stage_command = f"atelier models stage {model_id} --revision {revision}"
+    if revision:
+        parameter = record_name(run.stage.parameter_root, model_id, str(revision))
+        record = read_record(run.aws.client("ssm"), parameter)
+        details["parameter"] = parameter
+        if record:
+            details.update(uri=record.get("uri"), files=record.get("files"))
+            return Item("base-model", name, key, "staged in this stage", "ok", None, details)
     try:
         status = _http_status(run, url)
     except Exception as error:
         return Item(
             "base-model", name, key, f"not checked: {error}", "warn", "check the network", details
+        )
+    if status == 200 and revision:
+        # Training refuses to start until it is staged, and only from here can it still be.
+        return Item(
+            "base-model",
+            name,
+            key,
+            "on the Hub, not staged in this stage: its training workflow refuses to start",
+            "warn",
+            stage_command,
+            details,
         )
     if status == 200:
         return Item("base-model", name, key, "on the Hub", "ok", None, details)

@@ -123,6 +123,20 @@ def stage_inventory(config: StageConfig) -> dict[str, Any]:
                 for model in trained_models()
                 if model.training is not None
             ),
+            # A second model a workflow stages beside its base (CLIPSeg for styling).
+            *(
+                {
+                    "source": "huggingface",
+                    "modelId": section.clipseg_model,
+                    "revision": section.clipseg_model_revision,
+                    "configKey": f"{model.key}.training.clipseg_model",
+                    "usedFor": f"atelier train {model.training.command}",
+                }
+                for model in trained_models()
+                if model.training is not None
+                and (section := model.training_section(config)) is not None
+                and getattr(section, "clipseg_model", None)
+            ),
         ],
     }
 

@@ -167,9 +167,16 @@ def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in items}
 
 
+def stage_record(model: str, revision: str) -> None:
+    """The record `atelier models stage` leaves in the stage."""
+    record = {"uri": f"s3://models/base-models/{model}/{revision}/", "files": 9}
+    publish("base-models", f"{model}/{revision}", json.dumps(record))
+
+
 def test_a_healthy_stage_passes(aws: None) -> None:
     publish("bedrock", "model-inventory", json.dumps(INVENTORY))
     deploy_endpoint("atelier-dev-vqa", "ml.g4dn.xlarge")
+    stage_record(SD, SD_REVISION)
     hub = Hub()
     result = run_doctor(bedrock(claude={"status": "ACTIVE"}, titan={"status": "ACTIVE"}), hub)
     assert result.exit_code == ExitCode.OK, result.stdout
@@ -181,9 +188,25 @@ def test_a_healthy_stage_passes(aws: None) -> None:
     assert vqa["verdict"] == "ok"
     assert vqa["details"]["instances"] == ["1 x ml.g4dn.xlarge"]
     assert items["atelier-dev-styling"]["state"] == "not deployed"
-    assert items[f"{SD}@{SD_REVISION[:12]}"]["verdict"] == "ok"
-    assert f"https://huggingface.co/api/models/{SD}/revision/{SD_REVISION}" in hub.urls
+    sd = items[f"{SD}@{SD_REVISION[:12]}"]
+    assert (sd["verdict"], sd["state"]) == ("ok", "staged in this stage")
+    assert sd["details"]["parameter"] == f"/atelier/dev/base-models/{SD}/{SD_REVISION}"
+    # A staged model needs nothing from the Hub; an unpinned one is still looked up there.
+    assert not [url for url in hub.urls if SD in url]
+    assert f"https://huggingface.co/api/models/{BLIP}" in hub.urls
     assert document["result"]["counts"] == {"ok": 6, "warn": 0, "fail": 0}
+
+
+def test_a_pinned_model_not_staged_warns_with_the_staging_command(aws: None) -> None:
+    publish("bedrock", "model-inventory", json.dumps(INVENTORY))
+    hub = Hub()
+    result = run_doctor(bedrock(claude={"status": "ACTIVE"}, titan={"status": "ACTIVE"}), hub)
+    assert result.exit_code == ExitCode.OK, result.stdout
+    sd = by_name(json_document(result)["result"]["items"])[f"{SD}@{SD_REVISION[:12]}"]
+    assert sd["verdict"] == "warn"
+    assert "not staged in this stage" in sd["state"]
+    assert sd["fix"] == f"atelier models stage {SD} --revision {SD_REVISION}"
+    assert f"https://huggingface.co/api/models/{SD}/revision/{SD_REVISION}" in hub.urls
 
 
 def test_legacy_and_vanished_models_fail_with_their_fix(aws: None) -> None:
@@ -256,6 +279,10 @@ def test_the_published_inventory_is_what_doctor_reads() -> None:
     for section in ("bedrockModels", "endpoints", "trainingBaseModels"):
         assert inventory[section]
         assert all("configKey" in entry for entry in inventory[section])
+    # Every Hub model a workflow stages is watched, CLIPSeg beside the base models included.
+    keys = {entry["configKey"]: entry for entry in inventory["trainingBaseModels"]}
+    assert keys["styling.training.clipseg_model"]["modelId"] == "CIDAS/clipseg-rd64-refined"
+    assert len(keys["styling.training.clipseg_model"]["revision"]) == 40
 
 
 def test_an_image_model_left_null_is_reported_not_configured_not_failed(aws: None) -> None:
