@@ -22,6 +22,7 @@ the file first, since SageMaker shows only the reason's first 1,000 characters.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import tarfile
@@ -49,6 +50,33 @@ SAGEMAKER_ENV_MARKERS = ("SM_TRAINING_ENV", "SM_CHANNELS")
 ARCHIVE_NAME = "model.tar.gz"
 TRAINING_JOB_KIND = "training-job"
 FOLDER_SOURCE: Mapping[str, str] = {"kind": "folder"}
+
+
+def add_model_channel_arguments(
+    parser: argparse.ArgumentParser, env: Mapping[str, str], *, companion: str | None = None
+) -> None:
+    """The arguments every train.py takes for its `model` channel (and, with `companion`, for a
+    second staged model's channel of that name): the manifest hash the workflow passes, the
+    sequential fine-tuning job, and the channels' folders from SageMaker's environment."""
+    names = ["model", *([companion] if companion else [])]
+    for name in names:
+        flag = "base_model" if name == "model" else f"{name}_model"
+        parser.add_argument(
+            f"--{flag}_manifest_sha256",
+            default=None,
+            help=f"the staged manifest's SHA-256 (its SSM record's manifestSha256); the `{name}` "
+            "channel is checked against it before anything loads",
+        )
+        folder = env.get(f"SM_CHANNEL_{name.upper()}")
+        parser.add_argument(
+            f"--{name}_channel", type=Path, default=Path(folder) if folder else None
+        )
+    parser.add_argument(
+        "--start_from",
+        default=None,
+        help="sequential fine-tuning: the earlier training job whose model.tar.gz is the only "
+        "file of the `model` channel",
+    )
 
 
 def in_sagemaker_job(env: Mapping[str, str] | None = None) -> bool:

@@ -9,7 +9,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from common.base_model_channel import ModelInput, ModelRequest, resolve_model_input
+from common.base_model_channel import (
+    ModelInput,
+    ModelRequest,
+    add_model_channel_arguments,
+    resolve_model_input,
+)
 from dreambooth.base_models import (
     CLIPSEG_MODEL,
     CLIPSEG_REVISION,
@@ -124,34 +129,10 @@ def parse_args(
         default=None,
         help="the 40-hex Hub commit of --base_model; required for a hub id (hub_pins.py)",
     )
-    parser.add_argument(
-        "--base_model_manifest_sha256",
-        default=None,
-        help="the staged manifest's SHA-256 (its SSM record's manifestSha256); the `model` "
-        "channel is checked against it before anything loads",
-    )
     parser.add_argument("--clipseg_model", default=None, help="hub id or local directory")
     parser.add_argument("--clipseg_model_revision", default=None)
-    parser.add_argument(
-        "--clipseg_model_manifest_sha256",
-        default=None,
-        help="as --base_model_manifest_sha256, for the `clipseg` channel",
-    )
-    parser.add_argument(
-        "--start_from",
-        default=None,
-        help="sequential fine-tuning: the earlier training job whose model.tar.gz is the only "
-        "file of the `model` channel",
-    )
-    # Paths: SageMaker's environment, /opt/ml defaults.
-    channel = env.get("SM_CHANNEL_MODEL")
-    parser.add_argument("--model_channel", type=Path, default=Path(channel) if channel else None)
-    clipseg_channel = env.get("SM_CHANNEL_CLIPSEG")
-    parser.add_argument(
-        "--clipseg_channel",
-        type=Path,
-        default=Path(clipseg_channel) if clipseg_channel else None,
-    )
+    # The `model` and `clipseg` channels (SageMaker's environment) and their manifest hashes.
+    add_model_channel_arguments(parser, env, companion="clipseg")
     parser.add_argument(
         "--dataset_dir",
         type=Path,

@@ -54,6 +54,7 @@ from checkpoint_dirs import (
 from common.base_model_channel import (
     ModelInput,
     ModelRequest,
+    add_model_channel_arguments,
     resolve_model_input,
     training_job_source,
     write_archive_manifest,
@@ -116,20 +117,7 @@ def parse_args(
         default=None,
         help="40-hex Hub commit of a hub id --base_model (the default model has its own)",
     )
-    parser.add_argument(
-        "--base_model_manifest_sha256",
-        default=None,
-        help="the staged manifest's SHA-256 (its SSM record's manifestSha256); the `model` "
-        "channel is checked against it before anything loads",
-    )
-    parser.add_argument(
-        "--start_from",
-        default=None,
-        help="sequential fine-tuning: the earlier training job whose model.tar.gz is the only "
-        "file of the `model` channel",
-    )
-    channel = env.get("SM_CHANNEL_MODEL")
-    parser.add_argument("--model_channel", type=Path, default=Path(channel) if channel else None)
+    add_model_channel_arguments(parser, env)
     parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--batch_size", type=positive_int, default=4)
     parser.add_argument("--eval_batch_size", type=positive_int, default=8)
