@@ -55,6 +55,7 @@ from infra.config import StageConfig
 from infra.constructs.buckets import list_prefix_statement, read_prefix_statements
 from infra.constructs.hf_images import ContainerImage, huggingface_image
 from infra.constructs.ml_instances import has_instance_storage
+from infra.constructs.network import sagemaker_network_policy, sagemaker_vpc_config
 from infra.constructs.sagemaker_roles import (
     image_pull_auth_policy,
     job_container_statements,
@@ -337,7 +338,14 @@ class TrainingWorkflow:
             ),
         )
         self._grant_execution_role()
+        # With the stage's `network` section, jobs run in its private subnets: SageMaker creates
+        # their network interfaces with this role as soon as a job starts.
+        self.network_policy = sagemaker_network_policy(
+            stack, self._id("NetworkPolicy"), config=config, role=self.execution_role
+        )
         self.state_machine = self._state_machine(config)
+        if self.network_policy is not None:
+            self.state_machine.node.add_dependency(self.network_policy)
 
     def _id(self, suffix: str) -> str:
         return f"{self.spec.id_prefix}{suffix}"
@@ -536,6 +544,9 @@ class TrainingWorkflow:
                 for key, value in {**config.tags, "atelier:stage": config.stage}.items()
             ],
         }
+        vpc_config = sagemaker_vpc_config(config)
+        if vpc_config is not None:
+            arguments["VpcConfig"] = vpc_config
         if spec.use_spot:
             arguments["EnableManagedSpotTraining"] = True
             stopping["MaxWaitTimeInSeconds"] = spec.max_wait_hours * 3600
