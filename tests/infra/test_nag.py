@@ -150,6 +150,15 @@ _TRAINING_JOBS = (
     "<AWS::AccountId>:training-job/atelier-{stage}-vqa-*]"
 )
 _EXECUTION_POLICY = "/atelier-{stage}-training/VqaExecutionRole/DefaultPolicy"
+# Every training job reads the staged base models, every workflow their records.
+_STAGED_MODELS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
+    "ExportsOutputFnGetAttModelsC55D3500ArnC820EBA0/base-models/*]"
+)
+_STAGED_RECORDS = (
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:"
+    "<AWS::AccountId>:parameter/atelier/{stage}/base-models/*]"
+)
 # The DreamBooth workflows: both read dreambooth/ datasets, each writes its own models prefixes.
 _DREAMBOOTH_DATASETS = (
     "AwsSolutions::AwsSolutions-IAM5[Resource::atelier-{stage}-data:"
@@ -176,10 +185,12 @@ def _diffusion_workflow(workflow: str, mode: str) -> set[tuple[str, str]]:
         (execution_policy, _DIFFUSION_MODELS.replace("{prefix}", f"{mode}/training")),
         (execution_policy, _DIFFUSION_MODELS.replace("{prefix}", f"{mode}/checkpoints")),
         (execution_policy, _TRAINING_LOG_STREAMS),
+        (execution_policy, _STAGED_MODELS),
         (
             f"/atelier-{{stage}}-training/{workflow}WorkflowPolicy",
             _DIFFUSION_TRAINING_JOBS.replace("{mode}", mode),
         ),
+        (f"/atelier-{{stage}}-training/{workflow}WorkflowPolicy", _STAGED_RECORDS),
         (f"/atelier-{{stage}}-training/{workflow}WorkflowLoggingPolicy", _ANY_RESOURCE),
         (f"/atelier-{{stage}}-training/{workflow}WorkflowTracingPolicy", _ANY_RESOURCE),
     }
@@ -379,7 +390,9 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     (_EXECUTION_POLICY, _VQA_MODELS.replace("{prefix}", "training")),
     (_EXECUTION_POLICY, _VQA_MODELS.replace("{prefix}", "checkpoints")),
     (_EXECUTION_POLICY, _TRAINING_LOG_STREAMS),
+    (_EXECUTION_POLICY, _STAGED_MODELS),
     ("/atelier-{stage}-training/VqaWorkflowPolicy", _TRAINING_JOBS),
+    ("/atelier-{stage}-training/VqaWorkflowPolicy", _STAGED_RECORDS),
     ("/atelier-{stage}-training/VqaWorkflowLoggingPolicy", _ANY_RESOURCE),
     ("/atelier-{stage}-training/VqaWorkflowTracingPolicy", _ANY_RESOURCE),
     # Training: the DreamBooth text-to-image and inpainting workflows, one role each.
