@@ -32,8 +32,9 @@ FUNCTION_SKIPS: dict[str, str] = {
     ),
     "CKV_AWS_117": (
         "The functions reach only AWS service APIs (S3, DynamoDB, SageMaker, Bedrock, Step "
-        "Functions, SSM) over TLS with IAM; there is no private network resource to reach, and a "
-        "VPC would add NAT gateways or interface endpoints without isolating anything."
+        "Functions, SSM) over TLS with IAM and no private network resource; a stage that wants "
+        "them in its own subnets sets the network section (docs/networking.md), and this check "
+        "then applies."
     ),
     "CKV_AWS_173": (
         "The environment holds resource names and settings only, never a secret; Lambda encrypts "
