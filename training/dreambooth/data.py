@@ -38,6 +38,14 @@ def image_tensor(
 ) -> torch.Tensor:
     """Shorter side resized to `resolution`, then a square crop: centred, or at a random offset
     (a cheap augmentation for a dataset of a handful of pictures). Values in [-1, 1], (3, R, R)."""
+    return cropped_image_tensor(image, resolution, center_crop=center_crop, rng=rng)[0]
+
+
+def cropped_image_tensor(
+    image: Image.Image, resolution: int, *, center_crop: bool, rng: random.Random
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """`image_tensor`, and the crop's (top, left) offset in the resized picture: SDXL is
+    conditioned on it (its `add_time_ids`)."""
     width, height = image.size
     scale = resolution / min(width, height)
     size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
@@ -49,7 +57,7 @@ def image_tensor(
         left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
     cropped = resized.crop((left, top, left + resolution, top + resolution))
     pixels = torch.from_numpy(np.asarray(cropped, dtype=np.float32).copy())
-    return pixels.permute(2, 0, 1) / 127.5 - 1.0
+    return pixels.permute(2, 0, 1) / 127.5 - 1.0, (top, left)
 
 
 def random_mask(resolution: int, rng: random.Random) -> torch.Tensor:

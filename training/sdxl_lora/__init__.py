@@ -1,0 +1,1 @@
+"""DreamBooth-LoRA fine-tuning of Stable Diffusion XL: one small adapter per product."""
