@@ -36,6 +36,8 @@ ALLOWED = {
     ("dreambooth/components.py", "load_frozen_components"): "dreambooth.train: resolve_base_model",
     ("dreambooth/components.py", "build_pipeline"): "dreambooth.train: resolve_base_model",
     ("dreambooth/export.py", "_load_clipseg"): "dreambooth.train: resolve_clipseg",
+    ("sdxl_lora/components.py", "load_components"): "sdxl_lora.train: resolve_base_model",
+    ("sdxl_lora/components.py", "build_pipeline"): "sdxl_lora.train: resolve_base_model",
     ("vqa/train.py", "load_base_model"): "vqa.train.main: resolve_base_model",
     ("vqa/train.py", "load_processor"): "vqa.train.main: resolve_base_model",
     ("vqa/train.py", "export_model"): "vqa.train.main: resolve_base_model; adapter in output",
