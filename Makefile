@@ -104,8 +104,9 @@ lint: install  ## ruff and mypy on infra and lambdas
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: install  ## benchmarks as ratios: upload batch, cold imports, batched VQA answers, LoRA size, styling mask share and batching, catalog streaming memory, CLI start-up and resumed uploads
+bench: install  ## benchmarks as ratios: upload batch, cold imports in the deployed layout, batched VQA answers, LoRA size, styling mask share and batching, catalog streaming memory, CLI start-up and resumed uploads
 	$(VENV)/bin/python benchmarks/descriptions_bench.py
+	$(VENV)/bin/python benchmarks/cold_start_bench.py
 	$(VENV)/bin/python benchmarks/vqa_bench.py
 	$(VENV)/bin/python benchmarks/styling_bench.py
 	$(VENV)/bin/python benchmarks/catalog_bench.py

@@ -1,10 +1,10 @@
-"""Benchmarks of the description pipeline (`make bench`).
+"""Benchmark of the description pipeline (`make bench`).
 
-1. Batch concurrency: the upload worker with simulated model latencies (endpoint 300 ms, Bedrock
-   1.5 s) on a batch of 10 S3 records versus one record. Target: at most 1.5x.
-2. Cold import of each handler module versus `import boto3` alone, in fresh interpreters.
+Batch concurrency: the upload worker with simulated model latencies (endpoint 300 ms, Bedrock
+1.5 s) on a batch of 10 S3 records versus one record. Target: at most 1.5x. (Cold imports of
+the handlers are measured in the deployed layout by benchmarks/cold_start_bench.py.)
 
-Both are ratios measured in one run on one machine, so they travel between machines better than
+A ratio measured in one run on one machine, so it travels between machines better than
 absolute times. S3, SQS and DynamoDB are moto (in process); the models are fakes that sleep.
 """
 
@@ -14,7 +14,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -38,7 +37,6 @@ ENDPOINT_SECONDS = 0.3
 BEDROCK_SECONDS = 1.5
 BATCH = 10
 TARGET_RATIO = 1.5
-IMPORT_RUNS = 5
 
 
 def _image() -> bytes:
@@ -136,7 +134,7 @@ def batch_ratio() -> dict[str, float]:
     from descriptions.handlers.uploads import Worker
     from descriptions.logic.pipeline import DescriptionPipeline
     from infra.config import load_stage_config
-    from infra.stacks.api import descriptions_settings_json
+    from infra.stacks.api_settings import descriptions_settings_json
     from shared.adapters.uploads import DeadLetters, S3Uploads
     from shared.models.descriptions import PipelineSettings
     from tests.descriptions_support import create_products_table
@@ -210,36 +208,12 @@ def batch_ratio() -> dict[str, float]:
     return {"one_record_s": one, "ten_records_s": ten, "ratio": ten / one}
 
 
-def import_seconds(module: str) -> float:
-    code = (
-        "import time; started = time.perf_counter(); "
-        f"import {module}; print(time.perf_counter() - started)"
-    )
-    runs = []
-    for _ in range(IMPORT_RUNS):
-        output = subprocess.run(  # noqa: S603 - our own interpreter and a fixed module name
-            [sys.executable, "-c", code],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT / "lambdas",
-            env={**os.environ, "PYTHONPATH": str(ROOT / "lambdas")},
-        ).stdout
-        runs.append(float(output.strip().splitlines()[-1]))
-    return statistics.median(runs)
-
-
 def main() -> int:
     batch = batch_ratio()
     print(
         f"upload batch: 1 record {batch['one_record_s']:.2f} s, {BATCH} records "
         f"{batch['ten_records_s']:.2f} s, ratio {batch['ratio']:.2f} (target <= {TARGET_RATIO})"
     )
-    baseline = import_seconds("boto3")
-    print(f"cold import (median of {IMPORT_RUNS}): boto3 alone {baseline * 1000:.0f} ms")
-    for module in ("descriptions.handlers.api", "descriptions.handlers.uploads"):
-        seconds = import_seconds(module)
-        print(f"  {module}: {seconds * 1000:.0f} ms, {seconds / baseline:.1f}x boto3")
     return 0 if batch["ratio"] <= TARGET_RATIO else 1
 
 

@@ -1,0 +1,264 @@
+"""Cold import of every function's handler module in the deployed layout (`make bench`).
+
+What a Lambda cold start imports is the function asset (`lambdas/`, as
+infra/constructs/python_function.py packages it), the public Powertools layer at the version in
+cdk.json, and the runtime's boto3. This benchmark rebuilds that layout outside the dev venv:
+
+- `runtime/`: boto3 and its closure at the pins of `lambdas/requirements/aws-sdk.txt` (the
+  runtime ships its own boto3; the functions that bundle the SDK get these same files in their
+  asset, so one copy stands for both);
+- `layer/python/`: aws-lambda-powertools with its tracer extra (aws-xray-sdk, wrapt) and pydantic,
+  at the pins of requirements/lock.txt, as Powertools' layer ships them;
+- `asset/`: `lambdas/` without the patterns the packaging leaves out, copied fresh each run.
+
+The wheels are manylinux for the CPython nearest the configured runtime that this machine has
+(the layout is cached under `.bench/cold-start/`, keyed by the pins and that version). Every
+module is imported in a fresh interpreter started with `-I -S` (no site-packages, no PYTHON*
+variables, no user site), with only those three folders on `sys.path`, in Lambda's order.
+
+Everything is compiled to bytecode first, as the runtime's own packages and the layer ship it.
+The asset as the zip ships it today has no bytecode (packaging drops `*.pyc` and `/var/task` is
+read-only, so Python compiles our modules again at every cold start): the third column measures
+that, with `-B`.
+
+Each figure is the median over RUNS processes of the time `import <module>` takes, printed as a
+ratio to `import boto3` alone in the same layout (goal: at most 1.5x with bytecode). Tracing off
+is `POWERTOOLS_TRACE_DISABLED=true`; tracing on is what deployed functions run (X-Ray active,
+`LAMBDA_TASK_ROOT` set, so Powertools enables its Tracer and patches botocore), and for a module
+whose tracer is built at its first invocation, the import plus building it (what the first
+request waits for before the handler's own work).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+CACHE = ROOT / ".bench" / "cold-start"
+RUNS = int(os.environ.get("ATELIER_BENCH_IMPORT_RUNS", "7"))
+TARGET_RATIO = 1.5
+
+# What the Powertools layer carries beyond Powertools itself (its tracer and parser extras).
+LAYER_PACKAGES = (
+    "aws-lambda-powertools",
+    "aws-xray-sdk",
+    "wrapt",
+    "jmespath",
+    "typing-extensions",
+    "pydantic",
+    "pydantic-core",
+    "typing-inspection",
+    "annotated-types",
+)
+# The handlers of infra/stacks/api.py, bedrock.py and constructs/model_lifecycle.py.
+FUNCTION_MODULES = (
+    "descriptions.handlers.api",
+    "descriptions.handlers.uploads",
+    "images.handlers.api",
+    "diffusion.handlers.api",
+    "customization.handlers.manifest",
+    "customization.handlers.sweep",
+    "lifecycle.handlers.check",
+)
+
+
+def catalog_modules() -> list[str]:
+    """Every catalog step module (infra/stacks/catalog_functions.py deploys one function per
+    step; the vision-LLM step only with that attribute source): each module with a `handler`."""
+    folder = ROOT / "lambdas" / "catalog" / "handlers"
+    return [
+        f"catalog.handlers.{path.stem}"
+        for path in sorted(folder.glob("*.py"))
+        if re.search(r"^(def handler|handler = )", path.read_text(), re.MULTILINE)
+    ]
+
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def runtime_python() -> Path:
+    """The newest CPython here not newer than the configured runtime (python3.X in cdk.json)."""
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    runtime = context["atelier"]["defaults"]["lambdas"]["runtime"]
+    wanted = tuple(int(part) for part in runtime.removeprefix("python").split("."))
+    found = []
+    for home in (Path.home() / ".pyenv" / "versions").glob("3.*"):
+        version = tuple(int(part) for part in home.name.split(".")[:2])
+        if (3, 12) <= version <= wanted and (home / "bin" / "python").exists():
+            found.append((version, home / "bin" / "python"))
+    if not found:
+        sys.exit(f"no CPython 3.12-{runtime} under ~/.pyenv/versions to stand in for {runtime}")
+    return max(found)[1]
+
+
+def pip_target(python_version: str, target: Path, requirements: list[str]) -> None:
+    subprocess.run(  # noqa: S603 - pip, fixed arguments and pinned requirements
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform=manylinux2014_x86_64",
+            "--implementation=cp",
+            f"--python-version={python_version}",
+            f"--target={target}",
+            *requirements,
+        ],
+        check=True,
+    )
+
+
+def build_layout(python: Path) -> tuple[Path, Path, Path]:
+    """(asset, layer, runtime) folders: layer and runtime cached, the asset copied fresh."""
+    version = subprocess.run(  # noqa: S603
+        [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    pins = lock_pins()
+    layer_requirements = [f"{name}=={pins[name]}" for name in LAYER_PACKAGES]
+    sdk_requirements = [
+        line.strip()
+        for line in (ROOT / "lambdas" / "requirements" / "aws-sdk.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    key = f"py{version}-" + str(abs(hash(tuple(layer_requirements + sdk_requirements))) % 10**8)
+    home = CACHE / key
+    layer, runtime, asset = home / "layer" / "python", home / "runtime", home / "asset"
+    if not (home / "done").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        print(f"building the deployed layout for Python {version} in {home} ...", flush=True)
+        pip_target(version, layer, layer_requirements)
+        pip_target(version, runtime, sdk_requirements)
+        for folder in (layer, runtime):
+            subprocess.run(  # noqa: S603
+                [str(python), "-m", "compileall", "-q", "-j0", str(folder)], check=True
+            )
+        (home / "done").write_text("\n".join(layer_requirements + sdk_requirements) + "\n")
+    shutil.rmtree(asset, ignore_errors=True)
+    shutil.copytree(
+        ROOT / "lambdas",
+        asset,
+        ignore=shutil.ignore_patterns(*ignored_source_patterns(), "requirements"),
+    )
+    return asset, layer, runtime
+
+
+def ignored_source_patterns() -> tuple[str, ...]:
+    """infra.constructs.local_bundling.IGNORED_SOURCE_PATTERNS, read without importing the CDK."""
+    source = (ROOT / "infra" / "constructs" / "local_bundling.py").read_text()
+    match = re.search(r"^IGNORED_SOURCE_PATTERNS = (\(.*?\))$", source, re.MULTILINE)
+    if match is None:
+        sys.exit("IGNORED_SOURCE_PATTERNS moved: update benchmarks/cold_start_bench.py")
+    patterns: tuple[str, ...] = ast.literal_eval(match.group(1))
+    return patterns
+
+
+def compile_asset(python: Path, asset: Path, compiled: bool) -> None:
+    for cache in asset.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    if compiled:
+        subprocess.run([str(python), "-m", "compileall", "-q", "-j0", str(asset)], check=True)  # noqa: S603
+
+
+def import_seconds(
+    python: Path, paths: list[Path], module: str, *, tracing: bool, source_only: bool = False
+) -> float:
+    """Median seconds of `import module` in fresh `-I -S` interpreters (plus building the
+    function's tracer, when tracing is on and the module leaves that to its first invocation)."""
+    build_tracer = (
+        "import shared.telemetry as t; t.get_tracer(); " if tracing and module != "boto3" else ""
+    )
+    code = (
+        f"import sys; sys.path[:0] = {[str(path) for path in paths]!r}; "
+        "import time; started = time.perf_counter(); "
+        f"import {module}; {build_tracer}print(time.perf_counter() - started)"
+    )
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": tempfile.gettempdir(),
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "bench",
+        "LAMBDA_TASK_ROOT": str(paths[0]),
+        "ATELIER_STAGE": "dev",
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "POWERTOOLS_METRICS_NAMESPACE": "AtelierBench",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        **({} if tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}),
+    }
+    flags = ["-I", "-S", *(["-B"] if source_only else [])]
+    runs = []
+    for _ in range(RUNS):
+        output = subprocess.run(  # noqa: S603 - the stand-in runtime and a fixed module name
+            [str(python), *flags, "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+            env=environment,
+        ).stdout
+        runs.append(float(output.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
+def main() -> int:
+    python = runtime_python()
+    asset, layer, runtime = build_layout(python)
+    paths = [asset, layer, runtime]
+    modules = [*FUNCTION_MODULES, *catalog_modules()]
+    print(
+        f"cold import in the deployed layout ({python.parent.parent.name} for the configured "
+        f"runtime, -I -S, median of {RUNS} fresh processes), as ratios to `import boto3` alone:"
+    )
+    compile_asset(python, asset, compiled=True)
+    baseline = import_seconds(python, paths, "boto3", tracing=False)
+    print(f"  import boto3 alone: {baseline * 1000:.0f} ms (bytecode)")
+    results = {}
+    for module in modules:
+        results[module] = [
+            import_seconds(python, paths, module, tracing=False),
+            import_seconds(python, paths, module, tracing=True),
+        ]
+    compile_asset(python, asset, compiled=False)
+    for module in modules:
+        results[module].append(
+            import_seconds(python, paths, module, tracing=False, source_only=True)
+        )
+    print(f"  {'module':36} {'tracing off':>12} {'tracing on':>12} {'asset w/o .pyc':>15}")
+    worst = 0.0
+    for module, (off, on, source) in results.items():
+        worst = max(worst, off / baseline)
+        print(
+            f"  {module:36} {off / baseline:11.2f}x {on / baseline:11.2f}x"
+            f" {source / baseline:14.2f}x"
+            f"   ({off * 1000:.0f} / {on * 1000:.0f} / {source * 1000:.0f} ms)"
+        )
+    print(f"  worst, tracing off, bytecode: {worst:.2f}x (goal <= {TARGET_RATIO}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
