@@ -7,12 +7,15 @@ saves them (`StableDiffusionXLPipeline.save_lora_weights`), under the names the 
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import tarfile
 import threading
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import torch
 from diffusers import StableDiffusionXLPipeline
@@ -22,6 +25,7 @@ from lora_serving.adapter_cache import adapter_parameter_bytes, estimated_bytes
 from lora_serving.adapter_store import METADATA_FILE, WEIGHTS_FILE
 from lora_serving.package import write_code_dir
 from mms.service import PredictionException
+from moto import mock_aws
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
@@ -137,6 +141,16 @@ def test_eviction_keeps_the_adapters_within_the_budget_least_recently_used_first
     cache = model.adapters
     assert cache.max_bytes == 3 * 2**20
     cache.max_bytes = 2 * size + size // 2
+    # (what the pipeline holds the moment each load finishes, before anything is tidied up)
+    peaks: list[int] = []
+    load = model.pipeline.load_lora_weights
+
+    def load_and_measure(*args: Any, **kwargs: Any) -> None:
+        load(*args, **kwargs)
+        present = model.pipeline.get_list_adapters()["unet"]
+        peaks.append(sum(adapter_parameter_bytes(model.pipeline, n) for n in present))
+
+    model.pipeline.load_lora_weights = load_and_measure
     first_red = images(model, adapter="red-mug")
 
     # When three adapters are used, the red one least recently
@@ -147,6 +161,9 @@ def test_eviction_keeps_the_adapters_within_the_budget_least_recently_used_first
         assert on_pipeline == cache.used_bytes <= cache.max_bytes
 
     assert cache.loaded == ["blue-vase", "green-lamp"]
+    # the room was made before loading: the budget held even mid-load
+    assert len(peaks) == 3
+    assert max(peaks) <= cache.max_bytes
     assert adapter_parameter_bytes(model.pipeline, "red-mug") == 0
     assert set(model.pipeline.get_list_adapters()["unet"]) == {"blue-vase", "green-lamp"}
 
@@ -267,3 +284,31 @@ def test_concurrent_requests_each_get_their_own_adapter(endpoint: inference.Load
     for thread in threads:
         thread.join()
     assert results == {name: [expected[name]] * 3 for name in expected}
+
+
+def test_an_adapter_from_s3_in_a_training_archive_draws_what_the_folder_copy_draws(
+    archive: Path, adapters: Path, endpoint: inference.LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given red-mug as a run's model.tar.gz in S3 and blue-vase as loose files
+    from_folder = {name: images(endpoint, adapter=name) for name in ("red-mug", "blue-vase")}
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+        for path in (adapters / "red-mug").iterdir():
+            tar.add(path, arcname=path.name)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="adapters-bucket")
+        s3.put_object(
+            Bucket="adapters-bucket", Key="sdxl/red-mug/model.tar.gz", Body=packed.getvalue()
+        )
+        for path in (adapters / "blue-vase").iterdir():
+            s3.put_object(
+                Bucket="adapters-bucket", Key=f"sdxl/blue-vase/{path.name}", Body=path.read_bytes()
+            )
+        monkeypatch.setenv("LORA_ADAPTERS_S3_URI", "s3://adapters-bucket/sdxl/")
+        model = inference.model_fn(str(archive))
+
+        # When the endpoint is asked for them, then it draws the same images
+        assert {name: images(model, adapter=name) for name in from_folder} == from_folder
+        with pytest.raises(ValueError, match=r'unknown adapter "green-lamp".*s3://adapters-bucket'):
+            images(model, adapter="green-lamp")
