@@ -27,7 +27,7 @@ import torch
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
     StableDiffusionXLPipeline,
 )
-from diffusers.utils import convert_state_dict_to_diffusers
+from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
@@ -40,9 +40,9 @@ SAMPLE_GRID = "samples.png"
 ADAPTER_FORMAT = "diffusers-sdxl-lora"
 
 
-def lora_layers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+def lora_layers(module: torch.nn.Module) -> dict[str, torch.nn.Module | torch.Tensor]:
     """The module's LoRA weights under diffusers' key names."""
-    state: dict[str, torch.Tensor] = convert_state_dict_to_diffusers(
+    state: dict[str, torch.nn.Module | torch.Tensor] = convert_state_dict_to_diffusers(
         get_peft_model_state_dict(module)
     )
     return state
@@ -50,7 +50,8 @@ def lora_layers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def lora_metadata(module: torch.nn.Module) -> dict[str, Any]:
     """The module's LoRA config, stored in the weights file so a loader uses its alpha."""
-    config: dict[str, Any] = module.peft_config["default"].to_dict()
+    peft_config: Any = module.peft_config
+    config: dict[str, Any] = peft_config["default"].to_dict()
     return config
 
 

@@ -159,8 +159,9 @@ def encode_prompt(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDXL's text conditioning: both encoders' penultimate hidden states side by side (the
     cross-attention context), and the second encoder's pooled, projected embedding."""
-    first = text_encoder(ids.to(text_encoder.device), output_hidden_states=True)
-    second = text_encoder_2(ids_2.to(text_encoder_2.device), output_hidden_states=True)
+    device = next(text_encoder.parameters()).device
+    first = text_encoder(ids.to(device), output_hidden_states=True)
+    second = text_encoder_2(ids_2.to(device), output_hidden_states=True)
     context = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
     pooled: torch.Tensor = second.text_embeds
     return context, pooled

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import torch
-from diffusers.utils import make_image_grid
+from diffusers.utils.pil_utils import make_image_grid
 from PIL import Image
 
 from common.base_model_channel import ModelInput, training_job_source
