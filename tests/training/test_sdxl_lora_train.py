@@ -332,10 +332,10 @@ def test_an_interrupted_job_resumes_to_the_same_adapter(
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_another_rank_is_not_resumed(
+def test_a_checkpoint_of_another_lora_scale_is_not_resumed(
     tiny_sdxl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a rank-4 run killed after its first checkpoint
+    # Given a run (rank 4, alpha 4) killed after its first checkpoint
     data = dataset(tmp_path / "data")
     first = arguments(tiny_sdxl, data, tmp_path, "--max_steps", "2", "--checkpoint_steps", "1")
     monkeypatch.setattr(train, "training_step_loss", interrupted_on_call(2))
@@ -344,13 +344,14 @@ def test_a_checkpoint_of_another_rank_is_not_resumed(
     monkeypatch.undo()
     assert (first.checkpoint_dir / "step-000000001" / CHECKPOINT_FILE).is_file()
 
-    # When a rank-2 run starts with the same checkpoint folder
-    other = arguments(tiny_sdxl, data, tmp_path, "--max_steps", "2", "--rank", "2")
+    # When a run with alpha 8 starts with the same checkpoint folder (the same weight shapes,
+    # twice the scale)
+    other = arguments(tiny_sdxl, data, tmp_path, "--max_steps", "2", "--lora_alpha", "8")
     log = io.StringIO()
     with redirect_stdout(log):
         summary = train.main(other)
 
-    # Then it trains from the start: its weights would not fit the rank-4 checkpoint
+    # Then it trains from the start: the checkpoint's weights were learnt at another scale
     assert [int(match[1]) for match in STEP_LINE.findall(log.getvalue())] == [1, 2]
     assert summary["optimizer_steps"] == 2
 
