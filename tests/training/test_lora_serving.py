@@ -12,6 +12,7 @@ import json
 import re
 import tarfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,12 @@ def test_eviction_keeps_the_adapters_within_the_budget_least_recently_used_first
 
     model.pipeline.load_lora_weights = load_and_measure
     first_red = images(model, adapter="red-mug")
+    red_parameters = [
+        weakref.ref(parameter)
+        for name, parameter in model.pipeline.unet.named_parameters()
+        if ".red-mug." in name
+    ]
+    assert red_parameters
 
     # When three adapters are used, the red one least recently
     for name in ("blue-vase", "red-mug", "blue-vase", "green-lamp"):
@@ -165,6 +172,8 @@ def test_eviction_keeps_the_adapters_within_the_budget_least_recently_used_first
     assert len(peaks) == 3
     assert max(peaks) <= cache.max_bytes
     assert adapter_parameter_bytes(model.pipeline, "red-mug") == 0
+    # and its tensors are gone, not just detached from the pipeline
+    assert all(reference() is None for reference in red_parameters)
     assert set(model.pipeline.get_list_adapters()["unet"]) == {"blue-vase", "green-lamp"}
 
     # and the evicted adapter, used again, is reloaded and draws what it drew before
