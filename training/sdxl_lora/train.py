@@ -78,6 +78,7 @@ from sdxl_lora.export import (
     SAMPLE_GRID,
     export_adapter,
 )
+from sdxl_lora.sampling import Float32Decoding
 from sdxl_lora.steps import (
     TEXT_ENCODER_LORA_TARGETS,
     UNET_LORA_TARGETS,
@@ -230,9 +231,10 @@ def prepare_class_images(
     )
     if missing:
         pipeline = build_pipeline(components, base.location, base.revision)
-        # The pipeline call generate_class_images makes is the same for SDXL.
+        # The pipeline call generate_class_images makes is the same for SDXL; the autocast
+        # goes around the UNet only (sdxl_lora/sampling.py).
         generate_class_images(
-            cast(Any, pipeline),
+            cast(Any, Float32Decoding(pipeline, autocast)),
             prompt=class_prompt,
             indices=missing,
             directory=generated_dir,
@@ -240,7 +242,6 @@ def prepare_class_images(
             inference_steps=args.class_image_inference_steps,
             batch_size=args.class_image_batch_size,
             seed=args.seed,
-            autocast=autocast,
         )
     return images, len(missing)
 
@@ -257,20 +258,20 @@ def sample_grid(
     autocast: Callable[[], contextlib.AbstractContextManager[Any]],
 ) -> Image.Image:
     """One image per (prompt, seed), in a grid of two columns."""
-    pipeline.set_progress_bar_config(disable=True)
+    draw = Float32Decoding(pipeline, autocast)
+    draw.set_progress_bar_config(disable=True)
     images = []
     for prompt, seed in zip(prompts, seeds, strict=True):
-        with torch.no_grad(), autocast():
-            images.append(
-                pipeline(
-                    prompt=prompt,
-                    height=args.resolution,
-                    width=args.resolution,
-                    num_inference_steps=args.sample_steps,
-                    guidance_scale=args.sample_guidance_scale,
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                ).images[0]
-            )
+        images.append(
+            draw(
+                prompt=prompt,
+                height=args.resolution,
+                width=args.resolution,
+                num_inference_steps=args.sample_steps,
+                guidance_scale=args.sample_guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed),
+            ).images[0]
+        )
     grid: Image.Image = make_image_grid(images, rows=(len(images) + 1) // 2, cols=2)
     return grid
 
