@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import re
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -456,3 +457,41 @@ def test_text_encoder_lora_and_prior_preservation(
     pipeline.load_lora_weights(args.model_dir, weight_name=ADAPTER_WEIGHTS)
     for encoder in (pipeline.text_encoder, pipeline.text_encoder_2):
         assert any("lora_A" in name for name in encoder.state_dict())
+
+
+@pytest.mark.slow
+def test_reduced_precision_keeps_the_lora_and_the_vae_in_float32(
+    tiny_sdxl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the GPU's mixed precision, with bfloat16 standing in for fp16 on the CPU, gradient
+    # checkpointing, and class images drawn by the base
+    monkeypatch.setattr(train, "resolve_mixed_precision", lambda requested: "bf16")
+    args = arguments(
+        tiny_sdxl,
+        dataset(tmp_path / "data"),
+        tmp_path,
+        "--max_steps",
+        "2",
+        "--gradient_checkpointing",
+        "true",
+        "--with_prior_preservation",
+        "true",
+        "--num_class_images",
+        "2",
+    )
+    summary, log = run(args, monkeypatch)
+
+    # Then the frozen base is stored in bfloat16, the trained LoRA and the VAE in float32, and
+    # the run trains and exports a float32 adapter
+    assert summary["status"] == "completed"
+    assert summary["mixed_precision"] == "bf16"
+    losses = [float(match[2]) for match in STEP_LINE.findall(log)]
+    assert len(losses) == 2
+    assert all(math.isfinite(loss) for loss in losses)
+    unet = summary["pipeline"].unet
+    dtypes = {("lora_" in name, parameter.dtype) for name, parameter in unet.named_parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    assert summary["pipeline"].vae.dtype == torch.float32
+    assert {tensor.dtype for tensor in adapter(args.model_dir).values()} == {torch.float32}
+    with Image.open(args.model_dir / SAMPLE_GRID) as grid:
+        assert np.asarray(grid).std() > 0
