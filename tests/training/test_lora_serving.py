@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import tarfile
 import threading
 import weakref
@@ -321,3 +322,50 @@ def test_an_adapter_from_s3_in_a_training_archive_draws_what_the_folder_copy_dra
         assert {name: images(model, adapter=name) for name in from_folder} == from_folder
         with pytest.raises(ValueError, match=r'unknown adapter "green-lamp".*s3://adapters-bucket'):
             images(model, adapter="green-lamp")
+
+
+def test_an_adapter_exported_by_the_trainer_with_text_encoder_lora_switches_cleanly(
+    archive: Path, adapters: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the trainer's own archive (sdxl_lora.export) of an adapter on the UNet and both text
+    # encoders, beside red-mug (UNet only)
+    from PIL import Image
+    from sdxl_lora.export import export_adapter
+
+    pipeline = StableDiffusionXLPipeline.from_pretrained(archive)
+    pipeline.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=ATTENTION))
+    encoders = (pipeline.text_encoder, pipeline.text_encoder_2)
+    for encoder in encoders:
+        encoder.add_adapter(
+            LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+        )
+    generator = torch.Generator().manual_seed(21)
+    with torch.no_grad():
+        for module in (pipeline.unet, *encoders):
+            for name, parameter in module.named_parameters():
+                if "lora_" in name:
+                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    store = tmp_path / "adapters"
+    shutil.copytree(adapters / "red-mug", store / "red-mug")
+    export_adapter(
+        store / "worded-mug",
+        unet=pipeline.unet,
+        text_encoders=encoders,
+        metadata={"instance_prompt": "a photo of zwx mug"},
+        grid=Image.new("RGB", (8, 8)),
+        summary={"steps": 0},
+        manifest_source={"kind": "folder"},
+    )
+    monkeypatch.setenv("LORA_ADAPTERS_DIR", str(store))
+    model = inference.model_fn(str(archive))
+
+    # When requests switch between them and the base
+    base, red = images(model), images(model, adapter="red-mug")
+    worded = images(model, adapter="worded-mug")
+    assert set(model.pipeline.get_list_adapters()) == {"unet", "text_encoder", "text_encoder_2"}
+
+    # Then the text encoders' LoRA reaches only the adapter that has it
+    assert len({base[0], red[0], worded[0]}) == 3
+    assert images(model, adapter="red-mug") == red
+    assert images(model) == base
+    assert images(model, adapter="worded-mug") == worded
