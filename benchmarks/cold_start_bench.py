@@ -112,7 +112,8 @@ def runtime_python() -> Path:
             found.append((version, home / "bin" / "python"))
     if not found:
         raise LayoutUnavailableError(
-            f"no CPython 3.12-{runtime.removeprefix('python')} under ~/.pyenv/versions to stand in for {runtime}"
+            f"no CPython 3.12-{runtime.removeprefix('python')} under ~/.pyenv/versions"
+            f" to stand in for {runtime}"
         )
     return max(found)[1]
 
