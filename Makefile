@@ -111,6 +111,7 @@ bench: install  ## benchmarks as ratios: upload batch, cold imports in the deplo
 	$(VENV)/bin/python benchmarks/styling_bench.py
 	$(VENV)/bin/python benchmarks/catalog_bench.py
 	$(VENV)/bin/python benchmarks/cli_bench.py
+	$(VENV)/bin/python benchmarks/lora_bench.py
 
 openapi: install  ## regenerate lambdas/{descriptions,images,diffusion}/openapi.json from the handlers
 	cd lambdas && $(VENV_PYTHON) -m descriptions.openapi && $(VENV_PYTHON) -m images.openapi \
