@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 from PIL import Image
 from safetensors import safe_open
@@ -461,11 +462,17 @@ def test_text_encoder_lora_and_prior_preservation(
 
 @pytest.mark.slow
 def test_reduced_precision_keeps_the_lora_and_the_vae_in_float32(
-    tiny_sdxl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_sdxl: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     # Given the GPU's mixed precision, with bfloat16 standing in for fp16 on the CPU, gradient
     # checkpointing, and class images drawn by the base
     monkeypatch.setattr(train, "resolve_mixed_precision", lambda requested: "bf16")
+    # Accelerate keeps one process-wide state and refuses another precision once set.
+    request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))
+    AcceleratorState._reset_state(reset_partial_state=True)
     args = arguments(
         tiny_sdxl,
         dataset(tmp_path / "data"),
