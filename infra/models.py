@@ -198,9 +198,33 @@ STYLING = Model(
         deprecated_commands=("inpainting",),
     ),
 )
+LORA_HYPERPARAMETERS = (
+    *DREAMBOOTH_HYPERPARAMETERS,
+    "rank", "lora_alpha", "sample_steps", "sample_guidance_scale", "sample_seed",
+)  # fmt: skip
+LORA = Model(
+    key="lora",
+    title="SDXL LoRA product-image adapter",
+    construct_id="Lora",
+    label="LoRA endpoint",
+    # The adapters' endpoint (one SDXL endpoint, many adapters) is not part of the app yet: a
+    # run records its adapter archive in SSM like the other workflows.
+    hosted=False,
+    training=Training(
+        workflow="lora",
+        construct_id="Lora",
+        title="SDXL LoRA",
+        summary="Train an SDXL LoRA adapter for one product on a `dreambooth/` dataset.",
+        # The same JumpStart-layout datasets as DreamBooth (`atelier dataset dreambooth`).
+        dataset_prefix="dreambooth/",
+        spec="infra.training_specs.lora:workflow_spec",
+        hyperparameters=LORA_HYPERPARAMETERS,
+        command="lora",
+    ),
+)
 
 # In deployment and publishing order.
-_MODELS: list[Model] = [VQA, DREAMBOOTH, STYLING]
+_MODELS: list[Model] = [VQA, DREAMBOOTH, STYLING, LORA]
 
 
 def models() -> tuple[Model, ...]:

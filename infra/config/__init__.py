@@ -74,6 +74,12 @@ from infra.config.image_limits import ImageLimitsConfig
 from infra.config.images import ImagesConfig
 from infra.config.lambdas import LambdaConfig
 from infra.config.lifecycle import LifecycleConfig
+from infra.config.lora import (
+    LORA_HYPERPARAMETER_NAMES,
+    LoraConfig,
+    LoraHyperparameters,
+    LoraTrainingConfig,
+)
 from infra.config.loading import RENAMED_KEYS, load_stage_config, parse_stage_config
 from infra.config.stage import StageConfig
 from infra.config.styling import StylingConfig, StylingTrainingConfig
@@ -101,6 +107,10 @@ __all__ = [
     "DIFFUSION_MAX_PROMPT_CHARACTERS",
     "DIFFUSION_MAX_STEPS",
     "DREAMBOOTH_HYPERPARAMETER_NAMES",
+    "LORA_HYPERPARAMETER_NAMES",
+    "LoraConfig",
+    "LoraHyperparameters",
+    "LoraTrainingConfig",
     "DREAMBOOTH_LR_SCHEDULERS",
     "DREAMBOOTH_MIXED_PRECISIONS",
     "LAMBDA_ARCHITECTURES",

@@ -27,6 +27,7 @@ from infra.config.data import DataConfig
 from infra.config.descriptions import DescriptionsConfig
 from infra.config.diffusion import DiffusionConfig
 from infra.config.dreambooth import DreamBoothConfig
+from infra.config.lora import LoraConfig
 from infra.config.errors import ConfigError
 from infra.config.images import ImagesConfig
 from infra.config.lambdas import LambdaConfig
@@ -112,6 +113,7 @@ class StageConfig:
     images: ImagesConfig
     dreambooth: DreamBoothConfig
     styling: StylingConfig
+    lora: LoraConfig
     diffusion: DiffusionConfig
     catalog: CatalogConfig
     lifecycle: LifecycleConfig

@@ -15,6 +15,7 @@ from moto import mock_aws
 from atelier_cli.errors import ExitCode
 from atelier_cli.executions import job_in
 from atelier_cli.runtime import Hooks
+from infra.models import trained_models
 from tests.cli_support import (
     REGION,
     client_factory,
@@ -47,7 +48,8 @@ def start(state_machine_arn: str, name: str) -> str:
 def test_list_merges_the_workflows_runs_and_skips_stacks_not_deployed() -> None:
     # Given the training and bedrock stacks (not the catalog stack), and runs of two workflows
     vqa = deploy_workflow("training", "vqa-state-machine-arn", "atelier-dev-vqa-training")
-    for name in ("dreambooth", "inpainting"):
+    # (every other training workflow of the registry, deployed but without runs)
+    for name in [m.training.workflow for m in trained_models() if m.training][1:]:
         deploy_workflow("training", f"{name}-state-machine-arn", f"atelier-dev-{name}-training")
     titan = deploy_workflow(
         "bedrock", "titan-customize-state-machine-arn", "atelier-dev-titan-customize"

@@ -84,12 +84,14 @@ def toy_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthesizedApp
 
 
 def test_the_registry_knows_the_built_in_models() -> None:
-    assert [model.key for model in models()] == ["vqa", "dreambooth", "styling"]
+    assert [model.key for model in models()] == ["vqa", "dreambooth", "styling", "lora"]
+    # The LoRA adapters have a training workflow and no endpoint in the app yet.
     assert [model.key for model in hosted_models()] == ["vqa", "dreambooth", "styling"]
     assert [m.training.workflow for m in trained_models() if m.training] == [
         "vqa",
         "dreambooth",
         "inpainting",
+        "lora",
     ]
 
 
@@ -106,7 +108,7 @@ def test_the_registry_knows_the_built_in_models() -> None:
 def test_a_model_that_would_share_resources_is_refused(clash: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="has the same"):
         register(dataclasses.replace(TOY, **clash))
-    assert [model.key for model in models()] == ["vqa", "dreambooth", "styling"]
+    assert [model.key for model in models()] == ["vqa", "dreambooth", "styling", "lora"]
 
 
 def test_a_registered_model_gets_its_endpoint(toy_app: SynthesizedApp) -> None:
@@ -125,6 +127,7 @@ def test_a_registered_model_gets_its_training_workflow(toy_app: SynthesizedApp) 
     assert names == [
         "atelier-dev-dreambooth-training",
         "atelier-dev-inpainting-training",
+        "atelier-dev-lora-training",
         "atelier-dev-toy-training",
         "atelier-dev-vqa-training",
     ]
@@ -194,7 +197,7 @@ def test_a_registered_model_is_offered_by_the_command_line() -> None:
     # The deprecated name of the styling command is hidden from the list.
     assert "│ inpainting" not in train
     assert "vqa|dreambooth|styling|toy" in endpoint
-    assert "styling|toy|titan" in jobs
+    assert "styling|lora|toy|titan" in jobs
 
 
 def test_without_registration_the_command_line_has_no_toy() -> None:

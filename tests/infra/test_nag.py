@@ -398,6 +398,8 @@ EXPECTED_APP_ACKNOWLEDGMENTS: set[tuple[str, str]] = {
     # Training: the DreamBooth text-to-image and inpainting workflows, one role each.
     *_diffusion_workflow("Dreambooth", "dreambooth"),
     *_diffusion_workflow("Inpainting", "inpainting"),
+    # Training: the SDXL LoRA workflow reads the same datasets and writes its own prefixes.
+    *_diffusion_workflow("Lora", "lora"),
     # Bedrock: the sweeper, the lifecycle check and the release workflow (the customize pieces
     # exist only with titan.base_model_id set: EXPECTED_CUSTOMIZE_ACKNOWLEDGMENTS).
     (

@@ -515,10 +515,10 @@ def test_only_acknowledged_policies_grant_on_every_resource(
                 wildcard_actions[logical_id.rstrip("0123456789ABCDEF")] = listed(
                     statement["Action"]
                 )
-    # The same four per workflow: VQA, DreamBooth text-to-image, DreamBooth inpainting.
+    # The same four per workflow: VQA, DreamBooth text-to-image and inpainting, SDXL LoRA.
     assert wildcard_actions == {
         f"{workflow}{policy}": actions
-        for workflow in ("Vqa", "Dreambooth", "Inpainting")
+        for workflow in ("Vqa", "Dreambooth", "Inpainting", "Lora")
         for policy, actions in {
             "EcrAuthPolicy": ["ecr:GetAuthorizationToken"],
             "MetricsPolicy": ["cloudwatch:PutMetricData"],
@@ -540,7 +540,12 @@ def test_only_acknowledged_policies_grant_on_every_resource(
             ],
         }.items()
     }
-    for role in ("VqaExecutionRole", "DreamboothExecutionRole", "InpaintingExecutionRole"):
+    for role in (
+        "VqaExecutionRole",
+        "DreamboothExecutionRole",
+        "InpaintingExecutionRole",
+        "LoraExecutionRole",
+    ):
         (metrics,) = statements_granting(template, role, "cloudwatch:PutMetricData")
         assert metrics["Condition"] == {
             "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
