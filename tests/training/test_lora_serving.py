@@ -369,3 +369,16 @@ def test_an_adapter_exported_by_the_trainer_with_text_encoder_lora_switches_clea
     assert images(model, adapter="red-mug") == red
     assert images(model) == base
     assert images(model, adapter="worded-mug") == worded
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("LORA_CACHE_MAX_MB", "0"), ("LORA_CACHE_MAX_MB", "lots"), ("LORA_CACHE_MAX_ADAPTERS", "-1")],
+)
+def test_a_bad_cache_setting_stops_the_endpoint_naming_it(
+    archive: Path, variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    message = f"{variable} must be an integer from 1 to .*; got '{value}'"
+    with pytest.raises(ValueError, match=message):
+        inference.model_fn(str(archive))
