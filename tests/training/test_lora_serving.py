@@ -129,6 +129,11 @@ def test_switching_back_to_an_adapter_gives_its_first_image_and_scale_zero_is_th
     assert images(endpoint, adapter="red-mug", adapter_scale=0.0) == images(endpoint)
     assert images(endpoint, adapter="red-mug", adapter_scale=0.5) not in (first, images(endpoint))
     assert endpoint.adapters.loaded == ["blue-vase", "red-mug"]
+    # Adapters load outside inference mode: peft sets requires_grad on them when switching,
+    # which torch refuses for inference tensors anywhere but inside inference mode.
+    lora = [p for n, p in endpoint.pipeline.unet.named_parameters() if ".lora_" in n]
+    assert lora
+    assert not any(parameter.is_inference() for parameter in lora)
 
 
 def test_eviction_keeps_the_adapters_within_the_budget_least_recently_used_first(

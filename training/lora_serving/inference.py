@@ -223,9 +223,14 @@ def parse_request(
     )
 
 
-@torch.inference_mode()
 def generate(model: LoadedModel, request: GenerationRequest) -> list[Image.Image]:
-    with model.adapters.activated(request.adapter, request.adapter_scale):
+    # Adapters load and switch outside inference mode: tensors made inside it are inference
+    # tensors, and peft's set_adapter later sets requires_grad on them, which torch refuses
+    # outside inference mode.
+    with (
+        model.adapters.activated(request.adapter, request.adapter_scale),
+        torch.inference_mode(),
+    ):
         output = model.pipeline(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
