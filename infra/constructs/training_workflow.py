@@ -174,9 +174,12 @@ BASE_MODEL_IS_VALID = r"""(
 )"""
 
 
-def start_from_is_valid(job_name_prefix: str) -> str:
+def start_from_is_valid(job_name_prefix: str, *, supported: bool = True) -> str:
     """An earlier job of this workflow (its name starts with the workflow's job prefix, which is
-    also all the workflow may describe), and no base model named beside it."""
+    also all the workflow may describe), and no base model named beside it; no `startFrom` at
+    all where the training script cannot start from an earlier archive."""
+    if not supported:
+        return "$not($exists($states.input.startFrom))"
     assert re.fullmatch(r"[A-Za-z0-9-]+", job_name_prefix), job_name_prefix
     return rf"""(
   $s := $states.input.startFrom;
@@ -304,6 +307,8 @@ class TrainingWorkflowSpec:
     hyperparameter_types: tuple[str, ...] = SCALAR_TYPES
     boolean_hyperparameters: tuple[str, ...] = ()
     companion_models: tuple[CompanionModel, ...] = ()
+    # Whether train.py can start from an earlier run's archive (`startFrom`).
+    start_from_supported: bool = True
 
 
 class TrainingWorkflow:
@@ -613,7 +618,10 @@ class TrainingWorkflow:
             "InvalidStartFrom",
             "startFrom must be the name of an earlier training job of this workflow (it starts "
             f"with '{spec.job_name_prefix}-'), and comes without baseModel and baseModelRevision: "
-            "the run starts from that job's model",
+            "the run starts from that job's model"
+            if spec.start_from_supported
+            else f"the {spec.title} workflow cannot start from an earlier run (its training "
+            "script trains each run from the base model): leave startFrom out",
         )
         hyperparameters_valid = hyperparameters_are_valid(
             spec.hyperparameter_names, types=types, booleans=spec.boolean_hyperparameters
@@ -626,7 +634,10 @@ class TrainingWorkflow:
                 (dataset_is_valid(spec.dataset_prefix), invalid_dataset),
                 (hyperparameters_valid, invalid_hyperparameters),
                 (BASE_MODEL_IS_VALID, invalid_base_model),
-                (start_from_is_valid(spec.job_name_prefix), invalid_start_from),
+                (
+                    start_from_is_valid(spec.job_name_prefix, supported=spec.start_from_supported),
+                    invalid_start_from,
+                ),
             ],
         )
         prepare = sfn.Pass.jsonata(

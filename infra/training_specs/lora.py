@@ -67,4 +67,6 @@ def workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
         max_wait_hours=training.max_wait_hours,
         image_uri=training.image_uri,
         image_config_key="lora.training.image_uri",
+        # sdxl_lora/train.py trains every adapter from the base model.
+        start_from_supported=False,
     )

@@ -133,3 +133,15 @@ def test_an_unset_alpha_is_the_rank(definition: dict[str, Any], tmp_path: Path) 
     argv = [item for name, value in hyperparameters.items() for item in (f"--{name}", value)]
     args = parse_args(argv, {"SM_MODEL_DIR": str(tmp_path)})
     assert args.lora_alpha == args.rank == 4
+
+
+def test_a_run_cannot_start_from_an_earlier_adapter(definition: dict[str, Any]) -> None:
+    def no_task(resource: str, arguments: Any) -> Any:
+        raise AssertionError(f"no task expected, got {resource}")
+
+    outcome = Interpreter(definition, no_task).run(
+        {"dataset": "dreambooth/red-dress/", "startFrom": JOB}
+    )
+    assert outcome.status == "FAILED"
+    assert outcome.error == "InvalidStartFrom"
+    assert "cannot start from an earlier run" in outcome.cause
