@@ -21,7 +21,7 @@ Contract:
 Endpoint settings (environment):
 - `LORA_ADAPTERS_S3_URI` (s3://bucket/prefix/): the adapter store; without it the folder
   `LORA_ADAPTERS_DIR`, by default `adapters/` inside the model archive.
-- `LORA_CACHE_MAX_MB` (default 2048) and `LORA_CACHE_MAX_ADAPTERS` (default 16): how many
+- `LORA_CACHE_MAX_MB` (default 2048) and `LORA_CACHE_MAX_ADAPTERS` (default 8): how many
   adapter parameters stay loaded on the GPU, least recently used unloaded first.
 - `LORA_DOWNLOAD_DIR` (default the system temp folder): where S3 adapters are staged to load.
 - `SD_DEFAULT_INFERENCE_STEPS` (default 30): steps for requests that name none.
@@ -149,7 +149,9 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
         pipeline,
         adapter_store(model_dir),
         max_bytes=_setting("LORA_CACHE_MAX_MB", 2048, 1, 1024 * 1024) * 1024 * 1024,
-        max_adapters=_setting("LORA_CACHE_MAX_ADAPTERS", 16, 1, 1000),
+        # Each loaded adapter makes the next first use and every switch slower (peft walks every
+        # module, and each adapter adds some): docs/lora-serving.md has the figures.
+        max_adapters=_setting("LORA_CACHE_MAX_ADAPTERS", 8, 1, 1000),
     )
     return LoadedModel(pipeline=pipeline, device=device, adapters=cache)
 
