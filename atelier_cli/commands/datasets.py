@@ -296,7 +296,8 @@ def dreambooth(
     json_output: JsonFlag = False,
 ) -> None:
     """A DreamBooth dataset in JumpStart's layout (images + dataset_info.json) for
-    dreambooth/NAME/: the text-to-image and the inpainting (styling) workflows both read it."""
+    dreambooth/NAME/: the text-to-image, inpainting (styling) and SDXL LoRA workflows read it
+    (the LoRA trains at --resolution 1024)."""
     with command(ctx, "dataset dreambooth", json_output) as run:
         name = checked_name(upload)
         if prune and name is None:
