@@ -261,6 +261,11 @@ def test_an_adapter_of_another_model_is_refused_and_leaves_nothing_behind(
 
     with pytest.raises(ValueError, match='adapter "odd-lamp" cannot be used: its weights do not'):
         images(endpoint, adapter="odd-lamp")
+    # and one whose weights file is not safetensors at all
+    (tmp_path / "torn-lamp").mkdir()
+    (tmp_path / "torn-lamp" / WEIGHTS_FILE).write_bytes(b"not weights")
+    with pytest.raises(ValueError, match=r'"torn-lamp" cannot be used: .* not a readable safet'):
+        images(endpoint, adapter="torn-lamp")
     assert endpoint.adapters.loaded == []
     assert "odd-lamp" not in str(endpoint.pipeline.get_list_adapters())
     images(endpoint, adapter="red-mug")

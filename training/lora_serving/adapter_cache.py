@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from lora_serving.adapter_store import (
     WEIGHTS_FILE,
@@ -137,7 +137,12 @@ class AdapterCache:
         started = time.perf_counter()
         self._active = None
         with self.store.fetched(name) as folder:
-            needed = estimated_bytes(folder / WEIGHTS_FILE, self.pipeline.unet.dtype)
+            try:
+                needed = estimated_bytes(folder / WEIGHTS_FILE, self.pipeline.unet.dtype)
+            except (SafetensorError, OSError) as error:
+                raise BrokenAdapterError(
+                    name, f"{WEIGHTS_FILE} is not a readable safetensors file: {error}"
+                ) from error
             if needed > self.max_bytes:
                 raise AdapterTooLargeError(
                     f'adapter "{name}" needs {needed / 2**20:.1f} MiB; the endpoint keeps at most '
