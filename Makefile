@@ -21,6 +21,10 @@ VENV_PYTHON := $(BIN)/python
 # requirements/inference-dlc.txt): the tests serve exported archives in it.
 DLC_VENV := .dlc-venv
 DLC_STAMP := $(DLC_VENV)/.installed
+# The transformers 5.x inference image's libraries (requirements/inference-dlc5.txt): the SDXL
+# LoRA handler is served in it (tests/training/test_lora_serving_transformers5.py).
+DLC5_VENV := .dlc5-venv
+DLC5_STAMP := $(DLC5_VENV)/.installed
 # checkov in a venv of its own (requirements/checkov.txt pins it and every dependency): its
 # dependencies, an older boto3 among them, clash with the main venv's pins.
 CHECKOV_VENV := .checkov-venv
@@ -62,13 +66,21 @@ $(DLC_STAMP): requirements/inference-dlc.txt $(TOOLKIT) Makefile
 		--requirement $(TOOLKIT)
 	@touch $@
 
+$(DLC5_STAMP): requirements/inference-dlc5.txt Makefile
+	rm -rf $(DLC5_VENV)
+	$(PYTHON) -m venv $(DLC5_VENV)
+	$(DLC5_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(DLC5_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--requirement requirements/inference-dlc5.txt
+	@touch $@
+
 $(NODE_STAMP): package.json package-lock.json $(VENV_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 install: $(VENV_STAMP) $(NODE_STAMP)  ## install what is missing (.venv and node_modules)
 
-install-dlc: $(DLC_STAMP)  ## the inference-container stand-in venv (.dlc-venv) the tests serve in
+install-dlc: $(DLC_STAMP) $(DLC5_STAMP)  ## the inference-container stand-in venvs (.dlc-venv, .dlc5-venv) the tests serve in
 
 $(CHECKOV_STAMP): requirements/checkov.txt Makefile
 	rm -rf $(CHECKOV_VENV)
@@ -93,10 +105,10 @@ synth: install $(CHECKOV_STAMP)  ## synthesize every stack (STAGE=dev|prod), run
 	$(VENV)/bin/python -m infra.checkov_gate cdk.out
 	@$(VENV)/bin/python -m infra.summary cdk.out
 
-test: install $(DLC_STAMP) $(CHECKOV_STAMP)  ## run every test, slow ones included (what CI runs)
+test: install $(DLC_STAMP) $(DLC5_STAMP) $(CHECKOV_STAMP)  ## run every test, slow ones included (what CI runs)
 	$(VENV)/bin/python -m pytest
 
-test-fast: install $(DLC_STAMP) $(CHECKOV_STAMP)  ## run the tests except those marked slow
+test-fast: install $(DLC_STAMP) $(DLC5_STAMP) $(CHECKOV_STAMP)  ## run the tests except those marked slow
 	$(VENV)/bin/python -m pytest -m "not slow"
 
 lint: install  ## ruff and mypy on infra and lambdas

@@ -6,9 +6,10 @@ transformers 4.51.3, diffusers 0.33.1, peft 0.14.0).
 That image (`2.6.0-transformers5.5.3`) ships diffusers 0.38.0 and installs the inference toolkit
 from its git repository, because the PyPI toolkit 2.6.0 does not import under transformers 5;
 neither the image nor that toolkit can be installed here. What stands in for them:
-- the libraries: an interpreter named by `LORA_DLC5_PYTHON` (default `.dlc5-venv/bin/python`)
-  holding transformers 5.5.3, diffusers 0.38.0 and a peft release that supports them, with this
-  machine's CPU torch (the image's CUDA torch is not pulled);
+- the libraries: `.dlc5-venv` (requirements/inference-dlc5.txt: transformers 5.5.3, diffusers
+  0.38.0, peft 0.18.1, accelerate 1.12.0, huggingface_hub 1.10.0, as the image ships them), or an
+  interpreter named by `LORA_DLC5_PYTHON`, with this machine's CPU torch (the image's CUDA torch
+  is not pulled);
 - the toolkit: the driver below calls the handler as the toolkit's handler service does: it puts
   the archive's `code/` first on `sys.path`, imports `inference`, and runs `model_fn(model_dir)`
   once, then `input_fn(body, content_type)`, `predict_fn(data, model)` and
@@ -74,9 +75,9 @@ def test_the_handler_serves_adapters_under_each_images_libraries(
 ) -> None:
     if not python.exists():
         pytest.skip(
-            f"{python} is missing: `make install-dlc` builds .dlc-venv; the transformers 5.x "
-            "stand-in (transformers 5.5.3, diffusers 0.38.0, peft) is not built by this "
-            "repository yet: set LORA_DLC5_PYTHON to an interpreter that has it"
+            f"{python} is missing: `make install-dlc` (and `make test`) builds .dlc-venv and "
+            "the transformers 5.x stand-in .dlc5-venv; LORA_DLC5_PYTHON names another "
+            "interpreter for the latter"
         )
     model_dir = build_tiny_sdxl(tmp_path / "endpoint")
     write_code_dir(model_dir)
