@@ -74,13 +74,13 @@ from infra.config.image_limits import ImageLimitsConfig
 from infra.config.images import ImagesConfig
 from infra.config.lambdas import LambdaConfig
 from infra.config.lifecycle import LifecycleConfig
+from infra.config.loading import RENAMED_KEYS, load_stage_config, parse_stage_config
 from infra.config.lora import (
     LORA_HYPERPARAMETER_NAMES,
     LoraConfig,
     LoraHyperparameters,
     LoraTrainingConfig,
 )
-from infra.config.loading import RENAMED_KEYS, load_stage_config, parse_stage_config
 from infra.config.stage import StageConfig
 from infra.config.styling import StylingConfig, StylingTrainingConfig
 from infra.config.titan import TITAN_HYPERPARAMETER_NAMES, TitanConfig, TitanHyperparameters
@@ -107,15 +107,12 @@ __all__ = [
     "DIFFUSION_MAX_PROMPT_CHARACTERS",
     "DIFFUSION_MAX_STEPS",
     "DREAMBOOTH_HYPERPARAMETER_NAMES",
-    "LORA_HYPERPARAMETER_NAMES",
-    "LoraConfig",
-    "LoraHyperparameters",
-    "LoraTrainingConfig",
     "DREAMBOOTH_LR_SCHEDULERS",
     "DREAMBOOTH_MIXED_PRECISIONS",
     "LAMBDA_ARCHITECTURES",
     "LAMBDA_PYTHON_RUNTIMES",
     "LOG_RETENTION_DAYS",
+    "LORA_HYPERPARAMETER_NAMES",
     "MAX_API_IMAGE_BYTES",
     "MAX_MAP_CONCURRENCY",
     "MAX_ONLINE_THRESHOLD",
@@ -165,6 +162,9 @@ __all__ = [
     "ImagesConfig",
     "LambdaConfig",
     "LifecycleConfig",
+    "LoraConfig",
+    "LoraHyperparameters",
+    "LoraTrainingConfig",
     "StageConfig",
     "StylingConfig",
     "StylingHostingConfig",

@@ -27,11 +27,11 @@ from infra.config.data import DataConfig
 from infra.config.descriptions import DescriptionsConfig
 from infra.config.diffusion import DiffusionConfig
 from infra.config.dreambooth import DreamBoothConfig
-from infra.config.lora import LoraConfig
 from infra.config.errors import ConfigError
 from infra.config.images import ImagesConfig
 from infra.config.lambdas import LambdaConfig
 from infra.config.lifecycle import LifecycleConfig
+from infra.config.lora import LoraConfig
 from infra.config.network import NetworkConfig
 from infra.config.rules import (
     choice,
