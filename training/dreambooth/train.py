@@ -47,9 +47,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -168,30 +168,47 @@ class _StepTotals:
         return means
 
 
-def train(
-    trainer: Trainer,
-    models: Models,
-    examples: Examples,
-    batch_args: Mapping[str, Any],
+class LoopTrainer(Protocol):
+    """What the loop steps: both DreamBooth's `Trainer` and the SDXL LoRA's `LoraTrainer`."""
+
+    accelerator: Accelerator
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    parameters: list[torch.nn.Parameter]
+
+
+def run_loop(
+    trainer: LoopTrainer,
+    progress: Progress,
+    *,
+    trained_modules: Sequence[torch.nn.Module],
+    step_loss: Callable[[int, int, Sequence[int]], Losses],
+    save: Callable[[Progress], object],
+    examples: int,
     plan: Plan,
     args: argparse.Namespace,
+    log: logging.Logger,
 ) -> Outcome:
-    progress = restore_checkpoint(trainer, args) or Progress()
+    """The training loop DreamBooth and the SDXL LoRA share: accumulation, the non-finite stop,
+    fp16 overflow skips, metric lines, checkpoint cadence and the epoch loss.
+
+    What differs is passed in: `step_loss(epoch, batch_index, example_indices)` makes one batch
+    and computes its loss, `save(progress)` writes a checkpoint, `trained_modules` are put in
+    training mode each epoch, and `log` gets the fp16 overflow warnings.
+    """
     accumulation = args.gradient_accumulation_steps
     prior = args.with_prior_preservation
     accelerator, optimizer = trainer.accelerator, trainer.optimizer
     while progress.optimizer_steps < plan.total_steps and progress.epoch <= plan.epochs:
         epoch = progress.epoch
-        batches = epoch_batches(len(examples), args.batch_size, args.seed, epoch)
-        trainer.unet.train()
-        if trainer.train_text_encoder:
-            trainer.text_encoder.train()
+        batches = epoch_batches(examples, args.batch_size, args.seed, epoch)
+        for module in trained_modules:
+            module.train()
         totals = _StepTotals()
         for index in range(progress.batch_in_epoch, len(batches)):
             group_start = index - index % accumulation
             group_size = min(accumulation, len(batches) - group_start)
-            batch = make_batch(examples, batches[index], epoch=epoch, **batch_args)
-            losses = training_step_loss(models, batch, step_generator(args.seed, epoch, index))
+            losses = step_loss(epoch, index, batches[index])
             if not torch.isfinite(losses.total):
                 return _stop_non_finite(
                     optimizer, progress, epoch, index, "loss", float(losses.total.detach())
@@ -215,7 +232,7 @@ def train(
                 # fp16: an overflow is the loss scaler's business; it skips this step and lowers
                 # its scale. Only a long run of them means the training itself has diverged.
                 progress.skipped_in_a_row += 1
-                LOG.warning(
+                log.warning(
                     "fp16 gradient overflow at step %d: step skipped", progress.optimizer_steps + 1
                 )
                 if progress.skipped_in_a_row > MAX_SKIPPED_STEPS_IN_A_ROW:
@@ -240,11 +257,10 @@ def train(
                 ),
                 flush=True,
             )
-            finished = progress.optimizer_steps >= plan.total_steps
-            if finished:
+            if progress.optimizer_steps >= plan.total_steps:
                 break
             if args.checkpoint_steps and progress.optimizer_steps % args.checkpoint_steps == 0:
-                save_checkpoint(trainer, progress, args)
+                save(progress)
         # A cut-short epoch (max_steps) only saw some of its batches; the mean is over those.
         if progress.epoch_batches_seen:
             record = {
@@ -258,6 +274,34 @@ def train(
             progress.batch_in_epoch = 0
             progress.epoch_loss_sum, progress.epoch_batches_seen = 0.0, 0
     return Outcome(progress=progress)
+
+
+def train(
+    trainer: Trainer,
+    models: Models,
+    examples: Examples,
+    batch_args: Mapping[str, Any],
+    plan: Plan,
+    args: argparse.Namespace,
+) -> Outcome:
+    def step_loss(epoch: int, index: int, indices: Sequence[int]) -> Losses:
+        batch = make_batch(examples, indices, epoch=epoch, **batch_args)
+        return training_step_loss(models, batch, step_generator(args.seed, epoch, index))
+
+    trained: list[torch.nn.Module] = [trainer.unet]
+    if trainer.train_text_encoder:
+        trained.append(trainer.text_encoder)
+    return run_loop(
+        trainer,
+        restore_checkpoint(trainer, args) or Progress(),
+        trained_modules=trained,
+        step_loss=step_loss,
+        save=lambda progress: save_checkpoint(trainer, progress, args),
+        examples=len(examples),
+        plan=plan,
+        args=args,
+        log=LOG,
+    )
 
 
 def _stop_non_finite(

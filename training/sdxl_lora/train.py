@@ -51,22 +51,12 @@ from common.base_model_channel import ModelInput, training_job_source
 from dreambooth.checkpoints import Progress
 from dreambooth.class_images import class_image_list, generate_class_images
 from dreambooth.components import resolve_mixed_precision
-from dreambooth.data import Examples, epoch_batches
+from dreambooth.data import Examples
 from dreambooth.export import write_summary
-from dreambooth.metrics import EPOCH_LOSS, LEARNING_RATE
-from dreambooth.steps import Plan, plan_steps, step_generator
+from dreambooth.steps import Losses, Plan, plan_steps, step_generator
 
-# DreamBooth's loop pieces, shared rather than copied: the per-step loss sums, the non-finite
-# stop (drop the bad gradients, keep the last good weights), the dataset reading and seeding.
-from dreambooth.train import (
-    MAX_SKIPPED_STEPS_IN_A_ROW,
-    Outcome,
-    _StepTotals,
-    _stop_non_finite,
-    read_dataset,
-    seed_everything,
-)
-from metric_lines import metric_line
+# DreamBooth's loop, shared rather than copied, with the dataset reading and seeding.
+from dreambooth.train import Outcome, read_dataset, run_loop, seed_everything
 from sagemaker_job import TrainingError, configure_logging, run_job, write_failure
 from sdxl_lora.arguments import parse_args, resolve_base_model
 from sdxl_lora.checkpoints import restore_checkpoint, save_checkpoint
@@ -128,83 +118,24 @@ def train(
     plan: Plan,
     args: argparse.Namespace,
 ) -> Outcome:
-    """DreamBooth's loop (dreambooth/train.py) on SDXL batches: the same accumulation, NaN
-    guard, fp16 overflow allowance, metric lines and checkpoint cadence."""
-    progress = restore_checkpoint(trainer, args) or Progress()
-    accumulation = args.gradient_accumulation_steps
-    prior = args.with_prior_preservation
-    accelerator, optimizer = trainer.accelerator, trainer.optimizer
-    while progress.optimizer_steps < plan.total_steps and progress.epoch <= plan.epochs:
-        epoch = progress.epoch
-        batches = epoch_batches(len(examples), args.batch_size, args.seed, epoch)
-        for module in trainer.trained_modules().values():
-            module.train()
-        totals = _StepTotals()
-        for index in range(progress.batch_in_epoch, len(batches)):
-            group_start = index - index % accumulation
-            group_size = min(accumulation, len(batches) - group_start)
-            batch = make_batch(examples, batches[index], epoch=epoch, **batch_args)
-            losses = training_step_loss(models, batch, step_generator(args.seed, epoch, index))
-            if not torch.isfinite(losses.total):
-                return _stop_non_finite(
-                    optimizer, progress, epoch, index, "loss", float(losses.total.detach())
-                )
-            accelerator.backward(
-                losses.total * accelerator.gradient_accumulation_steps / group_size
-            )
-            totals.add(losses)
-            progress.epoch_loss_sum += float(losses.total.detach())
-            progress.epoch_batches_seen += 1
-            if index + 1 < group_start + group_size:
-                continue
-            grad_norm = accelerator.clip_grad_norm_(trainer.parameters, args.max_grad_norm)
-            if not torch.isfinite(grad_norm):
-                if accelerator.scaler is None:
-                    return _stop_non_finite(
-                        optimizer, progress, epoch, index, "gradient norm", float(grad_norm)
-                    )
-                progress.skipped_in_a_row += 1
-                LOG.warning(
-                    "fp16 gradient overflow at step %d: step skipped", progress.optimizer_steps + 1
-                )
-                if progress.skipped_in_a_row > MAX_SKIPPED_STEPS_IN_A_ROW:
-                    return _stop_non_finite(
-                        optimizer, progress, epoch, index, "gradient norm", float(grad_norm)
-                    )
-            else:
-                progress.skipped_in_a_row = 0
-            optimizer.step()
-            trainer.lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            progress.optimizer_steps += 1
-            progress.batch_in_epoch = index + 1
-            progress.last_losses = totals.means(prior)
-            totals = _StepTotals()
-            print(
-                metric_line(
-                    epoch=epoch,
-                    step=progress.optimizer_steps,
-                    **progress.last_losses,
-                    **{LEARNING_RATE: float(trainer.lr_scheduler.get_last_lr()[0])},
-                ),
-                flush=True,
-            )
-            if progress.optimizer_steps >= plan.total_steps:
-                break
-            if args.checkpoint_steps and progress.optimizer_steps % args.checkpoint_steps == 0:
-                save_checkpoint(trainer, progress, args)
-        if progress.epoch_batches_seen:
-            record = {
-                "epoch": epoch,
-                EPOCH_LOSS: progress.epoch_loss_sum / progress.epoch_batches_seen,
-            }
-            print(metric_line(**record), flush=True)
-            progress.history.append(record)
-        if progress.batch_in_epoch >= len(batches):
-            progress.epoch += 1
-            progress.batch_in_epoch = 0
-            progress.epoch_loss_sum, progress.epoch_batches_seen = 0.0, 0
-    return Outcome(progress=progress)
+    """DreamBooth's loop (dreambooth/train.py `run_loop`) on SDXL batches: the same
+    accumulation, NaN guard, fp16 overflow allowance, metric lines and checkpoint cadence."""
+
+    def step_loss(epoch: int, index: int, indices: Sequence[int]) -> Losses:
+        batch = make_batch(examples, indices, epoch=epoch, **batch_args)
+        return training_step_loss(models, batch, step_generator(args.seed, epoch, index))
+
+    return run_loop(
+        trainer,
+        restore_checkpoint(trainer, args) or Progress(),
+        trained_modules=list(trainer.trained_modules().values()),
+        step_loss=step_loss,
+        save=lambda progress: save_checkpoint(trainer, progress, args),
+        examples=len(examples),
+        plan=plan,
+        args=args,
+        log=LOG,
+    )
 
 
 # --------------------------------------------------------------------------------------------
