@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from common.base_model_channel import (
     ModelInput,
@@ -65,6 +66,72 @@ def _resolution(value: str) -> int:
     return number
 
 
+# How each hyperparameter DreamBooth and the SDXL LoRA share is parsed; the defaults (and the
+# order the arguments are added in) are each script's own, passed to add_hyperparameters.
+HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "with_prior_preservation": {"type": boolean},
+    "num_class_images": {"type": positive_int},
+    "epochs": {"type": positive_int},
+    "max_steps": {
+        "type": optional_positive_int,
+        "help": "optimizer steps to train; overrides epochs (None: use epochs)",
+    },
+    "batch_size": {"type": positive_int},
+    "learning_rate": {"type": positive_float},
+    "prior_loss_weight": {"type": non_negative_float},
+    "center_crop": {"type": boolean},
+    "lr_scheduler": {"choices": LR_SCHEDULERS},
+    "lr_warmup_steps": {"type": non_negative_int},
+    "adam_weight_decay": {"type": non_negative_float},
+    "adam_beta1": {"type": fraction},
+    "adam_beta2": {"type": fraction},
+    "adam_epsilon": {"type": positive_float},
+    "gradient_accumulation_steps": {"type": positive_int},
+    "max_grad_norm": {"type": positive_float},
+    "seed": {"type": int},
+    "train_text_encoder": {"type": boolean},
+    "gradient_checkpointing": {"type": boolean},
+    "use_8bit_adam": {"type": boolean},
+    "mixed_precision": {"choices": MIXED_PRECISIONS},
+    "checkpoint_steps": {
+        "type": non_negative_int,
+        "help": "checkpoint every N optimizer steps (0: never)",
+    },
+    "keep_checkpoints": {"type": positive_int},
+    "class_image_inference_steps": {"type": positive_int},
+    "class_image_batch_size": {"type": positive_int},
+}
+
+
+def add_hyperparameters(
+    parser: argparse.ArgumentParser,
+    defaults: Mapping[str, Any],
+    *,
+    resolution: Callable[[str], int],
+    helps: Mapping[str, str] | None = None,
+) -> None:
+    """Add the shared hyperparameters named in `defaults`, in its order, with its defaults.
+    `resolution` parses `--resolution` (each model has its own multiple); `helps` replaces or
+    adds a help text."""
+    helps = helps or {}
+    for name, default in defaults.items():
+        spec: dict[str, Any] = (
+            {"type": resolution} if name == "resolution" else dict(HYPERPARAMETERS[name])
+        )
+        if name in helps:
+            spec["help"] = helps[name]
+        parser.add_argument(f"--{name}", default=default, **spec)
+
+
+def check_warmup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A warmup with the constant schedule would be silently ignored: refuse it."""
+    if args.lr_warmup_steps and args.lr_scheduler == "constant":
+        parser.error(
+            f"--lr_warmup_steps {args.lr_warmup_steps} has no effect with --lr_scheduler "
+            "constant: use constant_with_warmup (or another schedule)"
+        )
+
+
 def parse_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> argparse.Namespace:
@@ -72,49 +139,41 @@ def parse_args(
     parser = hyperparameter_parser(
         "DreamBooth fine-tuning of Stable Diffusion (text-to-image or inpainting)."
     )
-    # JumpStart's hyperparameters, with its defaults.
-    parser.add_argument("--with_prior_preservation", type=boolean, default=False)
-    parser.add_argument("--num_class_images", type=positive_int, default=100)
-    parser.add_argument("--epochs", type=positive_int, default=20)
-    parser.add_argument(
-        "--max_steps",
-        type=optional_positive_int,
-        default=None,
-        help="optimizer steps to train; overrides epochs (None: use epochs)",
+    add_hyperparameters(
+        parser,
+        {
+            # JumpStart's hyperparameters, with its defaults.
+            "with_prior_preservation": False,
+            "num_class_images": 100,
+            "epochs": 20,
+            "max_steps": None,
+            "batch_size": 1,
+            "learning_rate": 2e-6,
+            "prior_loss_weight": 1.0,
+            "center_crop": False,
+            "lr_scheduler": "constant",
+            "adam_weight_decay": 1e-2,
+            "adam_beta1": 0.9,
+            "adam_beta2": 0.999,
+            "adam_epsilon": 1e-8,
+            "gradient_accumulation_steps": 1,
+            "max_grad_norm": 1.0,
+            "seed": 0,
+            # Ours.
+            "train_text_encoder": False,
+            "resolution": 512,
+            "gradient_checkpointing": False,
+            "use_8bit_adam": False,
+            "mixed_precision": "auto",
+            "lr_warmup_steps": 0,
+            "checkpoint_steps": 500,
+            "keep_checkpoints": 2,
+            "class_image_inference_steps": 50,
+            "class_image_batch_size": 4,
+        },
+        resolution=_resolution,
+        helps={"mixed_precision": "auto: fp16 on a CUDA GPU, no on CPU"},
     )
-    parser.add_argument("--batch_size", type=positive_int, default=1)
-    parser.add_argument("--learning_rate", type=positive_float, default=2e-6)
-    parser.add_argument("--prior_loss_weight", type=non_negative_float, default=1.0)
-    parser.add_argument("--center_crop", type=boolean, default=False)
-    parser.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default="constant")
-    parser.add_argument("--adam_weight_decay", type=non_negative_float, default=1e-2)
-    parser.add_argument("--adam_beta1", type=fraction, default=0.9)
-    parser.add_argument("--adam_beta2", type=fraction, default=0.999)
-    parser.add_argument("--adam_epsilon", type=positive_float, default=1e-8)
-    parser.add_argument("--gradient_accumulation_steps", type=positive_int, default=1)
-    parser.add_argument("--max_grad_norm", type=positive_float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    # Ours.
-    parser.add_argument("--train_text_encoder", type=boolean, default=False)
-    parser.add_argument("--resolution", type=_resolution, default=512)
-    parser.add_argument("--gradient_checkpointing", type=boolean, default=False)
-    parser.add_argument("--use_8bit_adam", type=boolean, default=False)
-    parser.add_argument(
-        "--mixed_precision",
-        choices=MIXED_PRECISIONS,
-        default="auto",
-        help="auto: fp16 on a CUDA GPU, no on CPU",
-    )
-    parser.add_argument("--lr_warmup_steps", type=non_negative_int, default=0)
-    parser.add_argument(
-        "--checkpoint_steps",
-        type=non_negative_int,
-        default=500,
-        help="checkpoint every N optimizer steps (0: never)",
-    )
-    parser.add_argument("--keep_checkpoints", type=positive_int, default=2)
-    parser.add_argument("--class_image_inference_steps", type=positive_int, default=50)
-    parser.add_argument("--class_image_batch_size", type=positive_int, default=4)
     # Set by the training workflow.
     parser.add_argument("--mode", choices=MODES, default=TEXT_TO_IMAGE)
     parser.add_argument(
@@ -151,11 +210,7 @@ def parse_args(
                 parser.error(f"--{name}_revision needs --{name}: the model it is a commit of")
             setattr(args, name, default[0])
             setattr(args, f"{name}_revision", default[1])
-    if args.lr_warmup_steps and args.lr_scheduler == "constant":
-        parser.error(
-            f"--lr_warmup_steps {args.lr_warmup_steps} has no effect with --lr_scheduler "
-            "constant: use constant_with_warmup (or another schedule)"
-        )
+    check_warmup(parser, args)
     return args
 
 

@@ -15,17 +15,14 @@ from common.base_model_channel import (
     add_model_channel_arguments,
     resolve_model_input,
 )
-from dreambooth.arguments import LR_SCHEDULERS, MIXED_PRECISIONS
+from dreambooth.arguments import add_hyperparameters, check_warmup
 from sagemaker_job import (
     add_output_arguments,
     boolean,
-    fraction,
     hyperparameter_parser,
     non_negative_float,
-    non_negative_int,
     optional_positive_int,
     parse_ignoring_sagemaker_keys,
-    positive_float,
     positive_int,
 )
 from sdxl_lora.base_models import SDXL_BASE_MODEL, SDXL_BASE_REVISION
@@ -49,55 +46,47 @@ def parse_args(
 ) -> argparse.Namespace:
     env = os.environ if env is None else env
     parser = hyperparameter_parser("DreamBooth-LoRA fine-tuning of Stable Diffusion XL.")
-    # Shared with dreambooth/train.py; defaults after diffusers' train_dreambooth_lora_sdxl.py
-    # README (1024 px, lr 1e-4, 500 steps, accumulation 4).
-    parser.add_argument("--with_prior_preservation", type=boolean, default=False)
-    parser.add_argument("--num_class_images", type=positive_int, default=100)
-    parser.add_argument("--epochs", type=positive_int, default=100)
-    parser.add_argument(
-        "--max_steps",
-        type=optional_positive_int,
-        default=500,
-        help="optimizer steps to train; overrides epochs (None: use epochs)",
+    add_hyperparameters(
+        parser,
+        {
+            # Shared with dreambooth/train.py; defaults after diffusers'
+            # train_dreambooth_lora_sdxl.py README (1024 px, lr 1e-4, 500 steps, accumulation 4).
+            "with_prior_preservation": False,
+            "num_class_images": 100,
+            "epochs": 100,
+            "max_steps": 500,
+            "batch_size": 1,
+            "learning_rate": 1e-4,
+            "prior_loss_weight": 1.0,
+            "center_crop": False,
+            "lr_scheduler": "constant",
+            "lr_warmup_steps": 0,
+            "adam_weight_decay": 1e-4,
+            "adam_beta1": 0.9,
+            "adam_beta2": 0.999,
+            "adam_epsilon": 1e-8,
+            "gradient_accumulation_steps": 4,
+            "max_grad_norm": 1.0,
+            "seed": 0,
+            "resolution": 1024,
+            # On by default: 1024 px activations, not the LoRA's few MB of optimizer state, are
+            # what fill a 24 GB A10G.
+            "gradient_checkpointing": True,
+            "use_8bit_adam": False,
+            "mixed_precision": "auto",
+            "checkpoint_steps": 100,
+            "keep_checkpoints": 2,
+            "class_image_inference_steps": 30,
+            "class_image_batch_size": 2,
+        },
+        resolution=_resolution,
+        helps={
+            "use_8bit_adam": "bitsandbytes' AdamW8bit; saves little for a LoRA (its optimizer "
+            "state is MBs)",
+            "mixed_precision": "auto: fp16 on a CUDA GPU, no on CPU; the VAE always runs in "
+            "float32",
+        },
     )
-    parser.add_argument("--batch_size", type=positive_int, default=1)
-    parser.add_argument("--learning_rate", type=positive_float, default=1e-4)
-    parser.add_argument("--prior_loss_weight", type=non_negative_float, default=1.0)
-    parser.add_argument("--center_crop", type=boolean, default=False)
-    parser.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default="constant")
-    parser.add_argument("--lr_warmup_steps", type=non_negative_int, default=0)
-    parser.add_argument("--adam_weight_decay", type=non_negative_float, default=1e-4)
-    parser.add_argument("--adam_beta1", type=fraction, default=0.9)
-    parser.add_argument("--adam_beta2", type=fraction, default=0.999)
-    parser.add_argument("--adam_epsilon", type=positive_float, default=1e-8)
-    parser.add_argument("--gradient_accumulation_steps", type=positive_int, default=4)
-    parser.add_argument("--max_grad_norm", type=positive_float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resolution", type=_resolution, default=1024)
-    # On by default: 1024 px activations, not the LoRA's few MB of optimizer state, are what
-    # fill a 24 GB A10G.
-    parser.add_argument("--gradient_checkpointing", type=boolean, default=True)
-    parser.add_argument(
-        "--use_8bit_adam",
-        type=boolean,
-        default=False,
-        help="bitsandbytes' AdamW8bit; saves little for a LoRA (its optimizer state is MBs)",
-    )
-    parser.add_argument(
-        "--mixed_precision",
-        choices=MIXED_PRECISIONS,
-        default="auto",
-        help="auto: fp16 on a CUDA GPU, no on CPU; the VAE always runs in float32",
-    )
-    parser.add_argument(
-        "--checkpoint_steps",
-        type=non_negative_int,
-        default=100,
-        help="checkpoint every N optimizer steps (0: never)",
-    )
-    parser.add_argument("--keep_checkpoints", type=positive_int, default=2)
-    parser.add_argument("--class_image_inference_steps", type=positive_int, default=30)
-    parser.add_argument("--class_image_batch_size", type=positive_int, default=2)
     # The LoRA.
     parser.add_argument("--rank", type=positive_int, default=4, help="LoRA rank")
     parser.add_argument(
@@ -140,11 +129,7 @@ def parse_args(
         if args.base_model_revision is not None:
             parser.error("--base_model_revision needs --base_model: the model it is a commit of")
         args.base_model, args.base_model_revision = SDXL_BASE_MODEL, SDXL_BASE_REVISION
-    if args.lr_warmup_steps and args.lr_scheduler == "constant":
-        parser.error(
-            f"--lr_warmup_steps {args.lr_warmup_steps} has no effect with --lr_scheduler "
-            "constant: use constant_with_warmup (or another schedule)"
-        )
+    check_warmup(parser, args)
     if args.lora_alpha is None:
         args.lora_alpha = args.rank
     return args
