@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 
 from checkpoint_dirs import atomic_checkpoint, checkpoint_name, resume_progress
-from dreambooth.steps import Trainer
+from dreambooth.steps import LoopTrainer, Trainer
 
 # The training script's logger: its messages read as the script's wherever they come from.
 LOG = logging.getLogger("dreambooth.train")
@@ -50,6 +51,37 @@ def _fingerprint(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_checkpoint(trainer: Trainer, progress: Progress, args: argparse.Namespace) -> Path:
+    weights = {
+        "unet": trainer.unet.state_dict(),
+        "text_encoder": trainer.text_encoder.state_dict() if trainer.train_text_encoder else None,
+    }
+    return write_checkpoint(trainer, progress, args, _fingerprint(args), weights)
+
+
+def restore_checkpoint(trainer: Trainer, args: argparse.Namespace) -> Progress | None:
+    """Load the newest readable checkpoint; an unreadable one (a sync cut short) is skipped."""
+
+    def load_weights(state: Mapping[str, Any]) -> None:
+        trainer.unet.load_state_dict(state["unet"])
+        if trainer.train_text_encoder:
+            trainer.text_encoder.load_state_dict(state["text_encoder"])
+
+    return read_checkpoint(trainer, args, _fingerprint(args), load_weights, LOG)
+
+
+# What every checkpoint holds, whichever weights it saves: DreamBooth's above, the SDXL LoRA's
+# (sdxl_lora/checkpoints.py).
+
+
+def write_checkpoint(
+    trainer: LoopTrainer,
+    progress: Progress,
+    args: argparse.Namespace,
+    fingerprint: Mapping[str, Any],
+    weights: Mapping[str, Any],
+) -> Path:
+    """Save the run's fingerprint, `weights`, optimizer, schedule, loss scaler, progress and RNG
+    as the checkpoint of step `progress.optimizer_steps`; returns its folder."""
     scaler = trainer.accelerator.scaler
     with atomic_checkpoint(
         args.checkpoint_dir,
@@ -59,11 +91,8 @@ def save_checkpoint(trainer: Trainer, progress: Progress, args: argparse.Namespa
     ) as partial:
         torch.save(
             {
-                "fingerprint": _fingerprint(args),
-                "unet": trainer.unet.state_dict(),
-                "text_encoder": (
-                    trainer.text_encoder.state_dict() if trainer.train_text_encoder else None
-                ),
+                "fingerprint": dict(fingerprint),
+                **weights,
                 "optimizer": trainer.optimizer.state_dict(),
                 "lr_scheduler": trainer.lr_scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
@@ -76,17 +105,21 @@ def save_checkpoint(trainer: Trainer, progress: Progress, args: argparse.Namespa
     return Path(args.checkpoint_dir) / checkpoint_name(progress.optimizer_steps)
 
 
-def restore_checkpoint(trainer: Trainer, args: argparse.Namespace) -> Progress | None:
-    """Load the newest readable checkpoint; an unreadable one (a sync cut short) is skipped."""
-    fingerprint = _fingerprint(args)
+def read_checkpoint(
+    trainer: LoopTrainer,
+    args: argparse.Namespace,
+    fingerprint: Mapping[str, Any],
+    load_weights: Callable[[Mapping[str, Any]], None],
+    log: logging.Logger,
+) -> Progress | None:
+    """Resume from the newest readable checkpoint of a run with this `fingerprint`:
+    `load_weights` puts its weights back, the rest (optimizer to RNG) is restored here."""
 
     def load(path: Path) -> Progress:
         state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
         if state["fingerprint"] != fingerprint:
             raise ValueError(f"it belongs to another run ({state['fingerprint']})")
-        trainer.unet.load_state_dict(state["unet"])
-        if trainer.train_text_encoder:
-            trainer.text_encoder.load_state_dict(state["text_encoder"])
+        load_weights(state)
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if trainer.accelerator.scaler is not None and state["scaler"] is not None:
@@ -96,4 +129,4 @@ def restore_checkpoint(trainer: Trainer, args: argparse.Namespace) -> Progress |
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return Progress(**state["progress"])
 
-    return resume_progress(args.checkpoint_dir, CHECKPOINT_FILE, load, LOG)
+    return resume_progress(args.checkpoint_dir, CHECKPOINT_FILE, load, log)

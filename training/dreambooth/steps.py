@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -46,6 +46,16 @@ def plan_steps(
     if max_steps is not None:
         return Plan(batches, per_epoch, max_steps, math.ceil(max_steps / per_epoch))
     return Plan(batches, per_epoch, epochs * per_epoch, epochs)
+
+
+class LoopTrainer(Protocol):
+    """What the loop steps and a checkpoint saves beside the weights: DreamBooth's `Trainer` and
+    the SDXL LoRA's `LoraTrainer` both are one."""
+
+    accelerator: Accelerator
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    parameters: list[torch.nn.Parameter]
 
 
 @dataclass

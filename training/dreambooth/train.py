@@ -49,7 +49,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -82,6 +82,7 @@ from dreambooth.layout import (
 )
 from dreambooth.metrics import EPOCH_LOSS, INSTANCE_LOSS, LEARNING_RATE, PRIOR_LOSS, STEP_LOSS
 from dreambooth.steps import (
+    LoopTrainer,
     Losses,
     Models,
     Plan,
@@ -166,15 +167,6 @@ class _StepTotals:
         if prior:
             means[PRIOR_LOSS] = self.prior / self.batches
         return means
-
-
-class LoopTrainer(Protocol):
-    """What the loop steps: both DreamBooth's `Trainer` and the SDXL LoRA's `LoraTrainer`."""
-
-    accelerator: Accelerator
-    optimizer: torch.optim.Optimizer
-    lr_scheduler: Any
-    parameters: list[torch.nn.Parameter]
 
 
 def run_loop(

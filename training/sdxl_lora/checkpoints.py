@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from checkpoint_dirs import atomic_checkpoint, checkpoint_name, resume_progress
-from dreambooth.checkpoints import Progress
+from dreambooth.checkpoints import CHECKPOINT_FILE, Progress, read_checkpoint, write_checkpoint
 from sdxl_lora.steps import LoraTrainer
 
 LOG = logging.getLogger("sdxl_lora.train")
 
-CHECKPOINT_FILE = "checkpoint.pt"
+__all__ = ["CHECKPOINT_FILE", "restore_checkpoint", "save_checkpoint"]
 
 
 def _fingerprint(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,51 +56,20 @@ def load_lora_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
 
 
 def save_checkpoint(trainer: LoraTrainer, progress: Progress, args: argparse.Namespace) -> Path:
-    scaler = trainer.accelerator.scaler
-    with atomic_checkpoint(
-        args.checkpoint_dir,
-        progress.optimizer_steps,
-        marker=CHECKPOINT_FILE,
-        keep=args.keep_checkpoints,
-    ) as partial:
-        torch.save(
-            {
-                "fingerprint": _fingerprint(args),
-                "lora": {
-                    name: lora_state(module) for name, module in trainer.trained_modules().items()
-                },
-                "optimizer": trainer.optimizer.state_dict(),
-                "lr_scheduler": trainer.lr_scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "progress": asdict(progress),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
-            partial / CHECKPOINT_FILE,
-        )
-    return Path(args.checkpoint_dir) / checkpoint_name(progress.optimizer_steps)
+    weights = {
+        "lora": {name: lora_state(module) for name, module in trainer.trained_modules().items()}
+    }
+    return write_checkpoint(trainer, progress, args, _fingerprint(args), weights)
 
 
 def restore_checkpoint(trainer: LoraTrainer, args: argparse.Namespace) -> Progress | None:
     """Load the newest readable checkpoint; an unreadable one (a sync cut short) is skipped."""
-    fingerprint = _fingerprint(args)
 
-    def load(path: Path) -> Progress:
-        state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        if state["fingerprint"] != fingerprint:
-            raise ValueError(f"it belongs to another run ({state['fingerprint']})")
+    def load_weights(state: Mapping[str, Any]) -> None:
         modules = trainer.trained_modules()
         if set(state["lora"]) != set(modules):
             raise ValueError(f"it trained {sorted(state['lora'])}, this run {sorted(modules)}")
         for name, module in modules.items():
             load_lora_state(module, state["lora"][name])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if trainer.accelerator.scaler is not None and state["scaler"] is not None:
-            trainer.accelerator.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        return Progress(**state["progress"])
 
-    return resume_progress(args.checkpoint_dir, CHECKPOINT_FILE, load, LOG)
+    return read_checkpoint(trainer, args, _fingerprint(args), load_weights, LOG)
