@@ -74,10 +74,7 @@ class Trainer:
 def make_trainer(
     components: Components, args: argparse.Namespace, plan: Plan, mixed_precision: str
 ) -> tuple[Trainer, Models]:
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-    )
+    accelerator = make_accelerator(args, mixed_precision)
     device = accelerator.device
     frozen_dtype = weight_dtype(mixed_precision)
     unet, text_encoder, vae = components.unet, components.text_encoder, components.vae
@@ -94,15 +91,7 @@ def make_trainer(
     if args.train_text_encoder:
         parameters += list(text_encoder.parameters())
     optimizer = make_optimizer(parameters, args)
-    try:
-        lr_scheduler = get_scheduler(
-            SchedulerType(args.lr_scheduler),
-            optimizer,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=plan.total_steps * accelerator.num_processes,
-        )
-    except ValueError as error:
-        raise TrainingError(f"lr_scheduler {args.lr_scheduler}: {error}") from error
+    lr_scheduler = make_lr_scheduler(optimizer, args, plan, accelerator)
     if args.train_text_encoder:
         prepared_unet, prepared_text, optimizer, lr_scheduler = accelerator.prepare(
             unet, text_encoder, optimizer, lr_scheduler
@@ -128,6 +117,28 @@ def make_trainer(
         prior_loss_weight=args.prior_loss_weight,
     )
     return trainer, models
+
+
+def make_accelerator(args: argparse.Namespace, mixed_precision: str) -> Accelerator:
+    return Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+    )
+
+
+def make_lr_scheduler(
+    optimizer: torch.optim.Optimizer, args: argparse.Namespace, plan: Plan, accelerator: Accelerator
+) -> Any:
+    """`lr_scheduler` over the plan's steps; a schedule diffusers refuses is a TrainingError."""
+    try:
+        return get_scheduler(
+            SchedulerType(args.lr_scheduler),
+            optimizer,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=plan.total_steps * accelerator.num_processes,
+        )
+    except ValueError as error:
+        raise TrainingError(f"lr_scheduler {args.lr_scheduler}: {error}") from error
 
 
 def make_optimizer(
@@ -182,12 +193,10 @@ def encode_latents(
     return latents * float(vae.config["scaling_factor"])
 
 
-def training_step_loss(models: Models, batch: Batch, generator: torch.Generator) -> Losses:
-    """One forward pass: noise the latents at random timesteps and score the UNet's prediction
-    of the noise (or of v, for a v-prediction base). Its own function so the tests can inject a
-    NaN or an interruption here."""
-    vae, scheduler = models.vae, models.noise_scheduler
-    latents = encode_latents(vae, batch.pixel_values, generator)
+def add_training_noise(
+    scheduler: DDPMScheduler, latents: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.IntTensor, torch.Tensor]:
+    """The noise and timesteps of one micro-batch, and the latents noised with them."""
     device = latents.device
     # Drawn on the CPU from the step's own generator: the same numbers on any device.
     noise = torch.randn(latents.shape, generator=generator).to(device)
@@ -197,7 +206,40 @@ def training_step_loss(models: Models, batch: Batch, generator: torch.Generator)
             0, scheduler.config["num_train_timesteps"], (latents.shape[0],), generator=generator
         ).to(device),
     )
-    noisy = scheduler.add_noise(latents, noise, timesteps)
+    return noise, timesteps, scheduler.add_noise(latents, noise, timesteps)
+
+
+def diffusion_losses(
+    prediction: torch.Tensor,
+    scheduler: DDPMScheduler,
+    latents: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.IntTensor,
+    *,
+    instances: int,
+    prior_loss_weight: float,
+) -> Losses:
+    """The UNet's prediction scored against the noise (or v, for a v-prediction base): the
+    first `instances` rows are the instance loss, the rest (class images) the prior loss."""
+    if scheduler.config["prediction_type"] == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps).float()
+    else:
+        target = noise.float()
+    instance = F.mse_loss(prediction[:instances], target[:instances])
+    if instances == prediction.shape[0]:
+        return Losses(total=instance, instance=instance, prior=None)
+    prior = F.mse_loss(prediction[instances:], target[instances:])
+    return Losses(total=instance + prior_loss_weight * prior, instance=instance, prior=prior)
+
+
+def training_step_loss(models: Models, batch: Batch, generator: torch.Generator) -> Losses:
+    """One forward pass: noise the latents at random timesteps and score the UNet's prediction
+    of the noise (or of v, for a v-prediction base). Its own function so the tests can inject a
+    NaN or an interruption here."""
+    vae, scheduler = models.vae, models.noise_scheduler
+    latents = encode_latents(vae, batch.pixel_values, generator)
+    device = latents.device
+    noise, timesteps, noisy = add_training_noise(scheduler, latents, generator)
     unet_input = noisy
     if batch.masks is not None:
         masks = batch.masks.to(device)
@@ -209,16 +251,15 @@ def training_step_loss(models: Models, batch: Batch, generator: torch.Generator)
     with contextlib.nullcontext() if models.train_text_encoder else torch.no_grad():
         hidden_states = models.text_encoder(batch.prompt_ids.to(device))[0]
     prediction = models.unet(unet_input, timesteps, hidden_states).sample.float()
-    if scheduler.config["prediction_type"] == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, timesteps).float()
-    else:
-        target = noise.float()
-    instances = batch.instances
-    instance = F.mse_loss(prediction[:instances], target[:instances])
-    if instances == prediction.shape[0]:
-        return Losses(total=instance, instance=instance, prior=None)
-    prior = F.mse_loss(prediction[instances:], target[instances:])
-    return Losses(total=instance + models.prior_loss_weight * prior, instance=instance, prior=prior)
+    return diffusion_losses(
+        prediction,
+        scheduler,
+        latents,
+        noise,
+        timesteps,
+        instances=batch.instances,
+        prior_loss_weight=models.prior_loss_weight,
+    )
 
 
 def step_generator(seed: int, epoch: int, batch_index: int) -> torch.Generator:

@@ -17,16 +17,22 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from accelerate import Accelerator
-from diffusers.optimization import SchedulerType, get_scheduler
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.training_utils import cast_training_params
 from peft import LoraConfig
 
 from dreambooth.components import weight_dtype
-from dreambooth.steps import Losses, Plan, encode_latents, make_optimizer
-from sagemaker_job import TrainingError
+from dreambooth.steps import (
+    Losses,
+    Plan,
+    add_training_noise,
+    diffusion_losses,
+    encode_latents,
+    make_accelerator,
+    make_lr_scheduler,
+    make_optimizer,
+)
 from sdxl_lora.components import SdxlComponents
 from sdxl_lora.data import SdxlBatch
 
@@ -87,10 +93,7 @@ class SdxlModels:
 def make_trainer(
     components: SdxlComponents, args: argparse.Namespace, plan: Plan, mixed_precision: str
 ) -> tuple[LoraTrainer, SdxlModels]:
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-    )
+    accelerator = make_accelerator(args, mixed_precision)
     device = accelerator.device
     frozen_dtype = weight_dtype(mixed_precision)
     unet, vae = components.unet, components.vae
@@ -116,15 +119,7 @@ def make_trainer(
                 encoder.gradient_checkpointing_enable()
     parameters = [parameter for module in trained for parameter in trainable_parameters(module)]
     optimizer = make_optimizer(parameters, args)
-    try:
-        lr_scheduler = get_scheduler(
-            SchedulerType(args.lr_scheduler),
-            optimizer,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=plan.total_steps * accelerator.num_processes,
-        )
-    except ValueError as error:
-        raise TrainingError(f"lr_scheduler {args.lr_scheduler}: {error}") from error
+    lr_scheduler = make_lr_scheduler(optimizer, args, plan, accelerator)
     prepared = accelerator.prepare(*trained, optimizer, lr_scheduler)
     prepared_unet = prepared[0]
     prepared_text = prepared[1:3] if args.train_text_encoder else text_encoders
@@ -173,15 +168,7 @@ def training_step_loss(models: SdxlModels, batch: SdxlBatch, generator: torch.Ge
     scheduler = models.noise_scheduler
     latents = encode_latents(cast(Any, models.vae), batch.pixel_values, generator)
     device = latents.device
-    # Drawn on the CPU from the step's own generator: the same numbers on any device.
-    noise = torch.randn(latents.shape, generator=generator).to(device)
-    timesteps = cast(
-        torch.IntTensor,
-        torch.randint(
-            0, scheduler.config["num_train_timesteps"], (latents.shape[0],), generator=generator
-        ).to(device),
-    )
-    noisy = scheduler.add_noise(latents, noise, timesteps)
+    noise, timesteps, noisy = add_training_noise(scheduler, latents, generator)
     with contextlib.nullcontext() if models.train_text_encoder else torch.no_grad():
         context, pooled = encode_prompt(
             models.text_encoder, models.text_encoder_2, batch.prompt_ids, batch.prompt_ids_2
@@ -192,13 +179,12 @@ def training_step_loss(models: SdxlModels, batch: SdxlBatch, generator: torch.Ge
         context,
         added_cond_kwargs={"text_embeds": pooled, "time_ids": batch.time_ids.to(device)},
     ).sample.float()
-    if scheduler.config["prediction_type"] == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, timesteps).float()
-    else:
-        target = noise.float()
-    instances = batch.instances
-    instance = F.mse_loss(prediction[:instances], target[:instances])
-    if instances == prediction.shape[0]:
-        return Losses(total=instance, instance=instance, prior=None)
-    prior = F.mse_loss(prediction[instances:], target[instances:])
-    return Losses(total=instance + models.prior_loss_weight * prior, instance=instance, prior=prior)
+    return diffusion_losses(
+        prediction,
+        scheduler,
+        latents,
+        noise,
+        timesteps,
+        instances=batch.instances,
+        prior_loss_weight=models.prior_loss_weight,
+    )
