@@ -95,13 +95,18 @@ def load_components(source: str, mode: str, revision: str | None) -> Components:
         )
     except (OSError, ValueError) as error:
         raise TrainingError(f"cannot load the base model from {source}: {error}") from error
-    prediction = components.noise_scheduler.config["prediction_type"]
+    check_prediction_type(components.noise_scheduler, source)
+    return components
+
+
+def check_prediction_type(noise_scheduler: DDPMScheduler, source: str) -> None:
+    """Refuse a base whose scheduler predicts something the training loss does not score."""
+    prediction = noise_scheduler.config["prediction_type"]
     if prediction not in PREDICTION_TYPES:
         raise TrainingError(
             f"{source}'s scheduler predicts {prediction!r}; training supports "
             f"{' and '.join(PREDICTION_TYPES)}"
         )
-    return components
 
 
 @dataclass(frozen=True)

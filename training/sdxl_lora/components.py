@@ -19,7 +19,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from dreambooth.components import PREDICTION_TYPES
+from dreambooth.components import check_prediction_type, tokenize
 from sagemaker_job import TrainingError
 
 # What makes a UNet an SDXL one: conditioned on the pooled text embedding and add_time_ids.
@@ -85,12 +85,7 @@ def load_components(source: str, revision: str | None) -> SdxlComponents:
         )
     except (OSError, ValueError) as error:
         raise TrainingError(f"cannot load the base model from {source}: {error}") from error
-    prediction = components.noise_scheduler.config["prediction_type"]
-    if prediction not in PREDICTION_TYPES:
-        raise TrainingError(
-            f"{source}'s scheduler predicts {prediction!r}; training supports "
-            f"{' and '.join(PREDICTION_TYPES)}"
-        )
+    check_prediction_type(components.noise_scheduler, source)
     return components
 
 
@@ -116,17 +111,6 @@ def build_pipeline(
 def tokenize_pair(components: SdxlComponents, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompt's token ids for each of the two text encoders."""
     return (
-        _tokenize(components.tokenizer, prompt),
-        _tokenize(components.tokenizer_2, prompt),
+        tokenize(components.tokenizer, prompt),
+        tokenize(components.tokenizer_2, prompt),
     )
-
-
-def _tokenize(tokenizer: CLIPTokenizer, prompt: str) -> torch.Tensor:
-    ids: torch.Tensor = tokenizer(
-        prompt,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    return ids
