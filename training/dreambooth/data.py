@@ -11,6 +11,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ from PIL import Image, ImageDraw, ImageOps
 # draw the subject from the prompt alone, as in the base inpainting model's own training.
 FULL_MASK_PROBABILITY = 0.25
 MAX_SHAPES = 3
+# A prompt's token ids: one tensor (Stable Diffusion) or one per text encoder (SDXL).
+Ids = TypeVar("Ids")
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -130,6 +133,25 @@ class Batch:
     instances: int
 
 
+def batch_rows(
+    examples: Examples, positions: Sequence[int], *, with_class: bool
+) -> list[tuple[Path, str, int]]:
+    """(image, role, position) of each row of a micro-batch: the instance rows first, then
+    (prior preservation) the class rows of the same positions."""
+    rows = [(examples.instance(p), "instance", p) for p in positions]
+    if with_class:
+        rows += [(examples.klass(p), "class", p) for p in positions]
+    return rows
+
+
+def row_prompt_ids(instance_ids: Ids, class_ids: Ids | None, positions: int) -> list[Ids]:
+    """Each row's prompt token ids, in batch_rows' order."""
+    ids = [instance_ids] * positions
+    if class_ids is not None:
+        ids += [class_ids] * positions
+    return ids
+
+
 def make_batch(
     examples: Examples,
     positions: Sequence[int],
@@ -143,18 +165,14 @@ def make_batch(
     inpainting: bool,
 ) -> Batch:
     """Pixels, prompt token ids and (inpainting) masks of the examples at `positions`."""
-    rows = [(examples.instance(p), "instance", p) for p in positions]
-    if class_ids is not None:
-        rows += [(examples.klass(p), "class", p) for p in positions]
+    rows = batch_rows(examples, positions, with_class=class_ids is not None)
     pixels, masks = [], []
     for path, role, position in rows:
         rng = example_rng(seed, epoch, position, role)
         pixels.append(image_tensor(load_rgb(path), resolution, center_crop=center_crop, rng=rng))
         if inpainting:
             masks.append(random_mask(resolution, rng))
-    ids = [instance_ids] * len(positions)
-    if class_ids is not None:
-        ids += [class_ids] * len(positions)
+    ids = row_prompt_ids(instance_ids, class_ids, len(positions))
     return Batch(
         pixel_values=torch.stack(pixels),
         prompt_ids=torch.cat(ids),

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
-from dreambooth.data import Examples, cropped_image_tensor, example_rng, load_rgb
+from dreambooth.data import (
+    Examples,
+    batch_rows,
+    cropped_image_tensor,
+    example_rng,
+    load_rgb,
+    row_prompt_ids,
+)
 
 PromptIds = tuple[torch.Tensor, torch.Tensor]
 
@@ -37,9 +44,7 @@ def make_batch(
     instance_ids: PromptIds,
     class_ids: PromptIds | None,
 ) -> SdxlBatch:
-    rows = [(examples.instance(p), "instance", p) for p in positions]
-    if class_ids is not None:
-        rows += [(examples.klass(p), "class", p) for p in positions]
+    rows = batch_rows(examples, positions, with_class=class_ids is not None)
     pixels, time_ids = [], []
     for path, role, position in rows:
         image = load_rgb(path)
@@ -50,9 +55,7 @@ def make_batch(
         pixels.append(tensor)
         width, height = image.size
         time_ids.append([height, width, top, left, resolution, resolution])
-    ids = [instance_ids] * len(positions)
-    if class_ids is not None:
-        ids += [class_ids] * len(positions)
+    ids = row_prompt_ids(instance_ids, class_ids, len(positions))
     return SdxlBatch(
         pixel_values=torch.stack(pixels),
         prompt_ids=torch.cat([pair[0] for pair in ids]),
