@@ -10,14 +10,19 @@ Bad fields raise `ValueError` naming the field; the toolkit returns it to the ca
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import random
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.utils import logging as diffusers_logging
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000
@@ -26,6 +31,7 @@ JSON_MEDIA_TYPE = "application/json"
 # Both endpoints' bounds on the denoising loop (their defaults differ).
 MAX_INFERENCE_STEPS = 100
 MAX_GUIDANCE_SCALE = 20.0
+TEXT_MEDIA_TYPES = ("text/plain", "application/x-text")
 
 
 def serving_dtype(device: torch.device) -> torch.dtype:
@@ -100,6 +106,54 @@ def json_object(body: str | bytes, *, holding: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ValueError(f"the request body must be a JSON object with {holding}")
     return document
+
+
+def prompt_request(input_data: str | bytes, content_type: str) -> dict[str, Any]:
+    """A text-to-image request as a JSON object; a plain-text body is the prompt."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in TEXT_MEDIA_TYPES:
+        try:
+            text = input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
+        except UnicodeDecodeError as error:
+            raise ValueError(f"the text body is not UTF-8: {error}") from error
+        return {"prompt": text}
+    if media_type != JSON_MEDIA_TYPE:
+        raise ValueError(
+            f"unsupported content type {content_type!r}: send {JSON_MEDIA_TYPE} or text/plain "
+            "(the prompt)"
+        )
+    return json_object(input_data, holding='at least "prompt"')
+
+
+def check_fields(document: Mapping[str, Any], fields: Sequence[str], *, taker: str) -> None:
+    """Refuse a request naming a field outside `fields` (a typo would be silently ignored)."""
+    unknown = sorted(set(document) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"unknown field(s) {', '.join(unknown)}; {taker} takes {', '.join(fields)}"
+        )
+
+
+def image_side(value: object, name: str, default: int, low: int, high: int, multiple: int) -> int:
+    pixels = integer(value, name, default, low, high)
+    if pixels % multiple:
+        raise ValueError(f'"{name}" must be a multiple of {multiple}; got {pixels}')
+    return pixels
+
+
+def check_batch_pixels(width: int, height: int, images: int, limit: int) -> None:
+    if width * height * images > limit:
+        raise ValueError(
+            f"{images} images of {width}x{height} exceed {limit} pixels per request; "
+            'lower "num_images_per_prompt", "width" or "height"'
+        )
+
+
+def encode_jpeg(image: Image.Image) -> str:
+    """An answer's image: base64 of the JPEG."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def integer(value: object, name: str, default: int, low: int, high: int) -> int:

@@ -32,8 +32,6 @@ Bad payloads raise `ValueError` naming the field; the toolkit returns it to the 
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -46,20 +44,22 @@ from PIL import Image
 # What both Stable Diffusion handlers share (code/sd_serving.py in the archive). MAX_SEED and
 # output_fn are re-exported: the toolkit looks output_fn up on this module, and callers read the
 # seed range from the handler they call.
-from sd_serving import (
-    JPEG_QUALITY,
-    generators,
-    integer,
-    json_object,
-    load_pipeline,
-    optional_prompt_text,
-    sampling_fields,
-    seed_value,
-)
-from sd_serving import JSON_MEDIA_TYPE as _JSON
 from sd_serving import MAX_GUIDANCE_SCALE as MAX_GUIDANCE_SCALE
 from sd_serving import MAX_INFERENCE_STEPS as MAX_INFERENCE_STEPS
 from sd_serving import MAX_SEED as MAX_SEED
+from sd_serving import (
+    check_batch_pixels,
+    check_fields,
+    encode_jpeg,
+    generators,
+    image_side,
+    integer,
+    load_pipeline,
+    optional_prompt_text,
+    prompt_request,
+    sampling_fields,
+    seed_value,
+)
 from sd_serving import output_fn as output_fn
 from sd_serving import prompt_text as _prompt_text
 
@@ -85,7 +85,6 @@ FIELDS = (
     "guidance_scale",
     "seed",
 )
-_TEXT = ("text/plain", "application/x-text")
 
 
 @dataclass(frozen=True)
@@ -127,38 +126,19 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedPipeline:
 
 def input_fn(input_data: str | bytes, content_type: str, context: Any = None) -> dict[str, Any]:
     """The request as a JSON object; a plain-text body is the prompt."""
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type in _TEXT:
-        try:
-            text = input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
-        except UnicodeDecodeError as error:
-            raise ValueError(f"the text body is not UTF-8: {error}") from error
-        return {"prompt": text}
-    if media_type != _JSON:
-        raise ValueError(
-            f"unsupported content type {content_type!r}: send {_JSON} or text/plain (the prompt)"
-        )
-    return json_object(input_data, holding='at least "prompt"')
+    return prompt_request(input_data, content_type)
 
 
 def parse_request(
     document: Mapping[str, Any], tokenizer: Any, *, native_size: int
 ) -> GenerationRequest:
-    unknown = sorted(set(document) - set(FIELDS))
-    if unknown:
-        raise ValueError(
-            f"unknown field(s) {', '.join(unknown)}; this endpoint takes {', '.join(FIELDS)}"
-        )
+    check_fields(document, FIELDS, taker="this endpoint")
     width = side(document.get("width"), "width", native_size)
     height = side(document.get("height"), "height", native_size)
     images = integer(
         document.get("num_images_per_prompt"), "num_images_per_prompt", 1, 1, MAX_IMAGES_PER_PROMPT
     )
-    if width * height * images > MAX_BATCH_PIXELS:
-        raise ValueError(
-            f"{images} images of {width}x{height} exceed {MAX_BATCH_PIXELS} pixels per request; "
-            'lower "num_images_per_prompt", "width" or "height"'
-        )
+    check_batch_pixels(width, height, images, MAX_BATCH_PIXELS)
     return GenerationRequest(
         prompt=_prompt_text(
             document.get("prompt"),
@@ -184,10 +164,7 @@ def parse_request(
 def side(value: object, name: str, default: int) -> int:
     if value is None:
         return default
-    pixels = integer(value, name, default, MIN_SIDE, MAX_SIDE)
-    if pixels % SIDE_MULTIPLE:
-        raise ValueError(f'"{name}" must be a multiple of {SIDE_MULTIPLE}; got {pixels}')
-    return pixels
+    return image_side(value, name, default, MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE)
 
 
 @torch.inference_mode()
@@ -208,9 +185,3 @@ def predict_fn(
         raise ValueError('the request must be a JSON object with at least "prompt"')
     request = parse_request(data, model.pipeline.tokenizer, native_size=model.native_size)
     return {"generated_images": [encode_jpeg(image) for image in generate(model, request)]}
-
-
-def encode_jpeg(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")

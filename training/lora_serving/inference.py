@@ -29,8 +29,6 @@ Endpoint settings (environment):
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,20 +47,22 @@ from lora_serving.adapter_store import (
     checked_name,
     parse_s3_uri,
 )
+from sd_serving import MAX_SEED as MAX_SEED
 from sd_serving import (
-    JPEG_QUALITY,
+    check_batch_pixels,
+    check_fields,
+    encode_jpeg,
     generators,
+    image_side,
     integer,
-    json_object,
     load_pipeline,
     number,
     optional_prompt_text,
+    prompt_request,
     prompt_text,
     sampling_fields,
     seed_value,
 )
-from sd_serving import JSON_MEDIA_TYPE as _JSON
-from sd_serving import MAX_SEED as MAX_SEED
 from sd_serving import output_fn as output_fn
 
 MIN_SIDE = 64
@@ -84,7 +84,6 @@ FIELDS = (
     "guidance_scale",
     "seed",
 )
-_TEXT = ("text/plain", "application/x-text")
 
 
 def _setting(name: str, default: int, low: int, high: int) -> int:
@@ -158,35 +157,17 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
 
 def input_fn(input_data: str | bytes, content_type: str, context: Any = None) -> dict[str, Any]:
     """The request as a JSON object; a plain-text body is the prompt."""
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type in _TEXT:
-        try:
-            text = input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
-        except UnicodeDecodeError as error:
-            raise ValueError(f"the text body is not UTF-8: {error}") from error
-        return {"prompt": text}
-    if media_type != _JSON:
-        raise ValueError(
-            f"unsupported content type {content_type!r}: send {_JSON} or text/plain (the prompt)"
-        )
-    return json_object(input_data, holding='at least "prompt"')
+    return prompt_request(input_data, content_type)
 
 
 def side(value: object, name: str, default: int) -> int:
-    pixels = integer(value, name, default, MIN_SIDE, MAX_SIDE)
-    if pixels % SIDE_MULTIPLE:
-        raise ValueError(f'"{name}" must be a multiple of {SIDE_MULTIPLE}; got {pixels}')
-    return pixels
+    return image_side(value, name, default, MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE)
 
 
 def parse_request(
     document: Mapping[str, Any], tokenizer: Any, *, native_size: int
 ) -> GenerationRequest:
-    unknown = sorted(set(document) - set(FIELDS))
-    if unknown:
-        raise ValueError(
-            f"unknown field(s) {', '.join(unknown)}; this endpoint takes {', '.join(FIELDS)}"
-        )
+    check_fields(document, FIELDS, taker="this endpoint")
     adapter = document.get("adapter")
     if adapter is not None:
         adapter = checked_name(adapter)
@@ -197,11 +178,7 @@ def parse_request(
     images = integer(
         document.get("num_images_per_prompt"), "num_images_per_prompt", 1, 1, MAX_IMAGES_PER_PROMPT
     )
-    if width * height * images > MAX_BATCH_PIXELS:
-        raise ValueError(
-            f"{images} images of {width}x{height} exceed {MAX_BATCH_PIXELS} pixels per request; "
-            'lower "num_images_per_prompt", "width" or "height"'
-        )
+    check_batch_pixels(width, height, images, MAX_BATCH_PIXELS)
     return GenerationRequest(
         prompt=prompt_text(
             document.get("prompt"), "prompt", tokenizer, required_hint=": describe the image"
@@ -256,9 +233,3 @@ def predict_fn(data: Mapping[str, Any], model: LoadedModel, context: Any = None)
         "generated_images": [encode_jpeg(image) for image in images],
         "adapter": request.adapter,
     }
-
-
-def encode_jpeg(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -71,6 +71,7 @@ from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 # seed range from the handler they call.
 from sd_serving import (
     JPEG_QUALITY,
+    check_fields,
     generators,
     integer,
     json_object,
@@ -199,11 +200,7 @@ def parse_request(document: Mapping[str, Any], loaded: LoadedStyling) -> Styling
             '"input_img", "mask_img" and "inputs" (your own mask), not a mix'
         )
     fields = CALLER_MASK_FIELDS if caller_mask else MASK_PROMPT_FIELDS
-    unknown = sorted(set(document) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"unknown field(s) {', '.join(unknown)}; this form takes {', '.join(fields)}"
-        )
+    check_fields(document, fields, taker="this form")
     tokenizer = loaded.pipeline.tokenizer
     if caller_mask:
         image = decode_image(document.get("input_img"), "input_img")
