@@ -515,12 +515,39 @@ def build_summary(
     class_images: Mapping[str, int],
     seconds: float,
 ) -> dict[str, Any]:
+    return summary_fields(
+        args,
+        outcome,
+        plan,
+        kind={"mode": args.mode},
+        base=base,
+        mixed_precision=mixed_precision,
+        instances=instances,
+        class_images=class_images,
+        seconds=seconds,
+    )
+
+
+def summary_fields(
+    args: argparse.Namespace,
+    outcome: Outcome,
+    plan: Plan,
+    *,
+    kind: Mapping[str, Any],
+    base: ModelInput,
+    mixed_precision: str,
+    instances: int,
+    class_images: Mapping[str, int],
+    seconds: float,
+) -> dict[str, Any]:
+    """`training_summary.json` of a DreamBooth or SDXL LoRA run; `kind` says which (its keys
+    come after the status)."""
     stopped = outcome.stopped_reason is not None
     return {
         "status": "stopped_non_finite" if stopped else "completed",
         "stopped_non_finite": stopped,
         "stopped_reason": outcome.stopped_reason,
-        "mode": args.mode,
+        **kind,
         "base_model": args.base_model,
         "base_model_revision": args.base_model_revision,
         "model_source": base.location,
@@ -548,11 +575,23 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def run_with_args(args: argparse.Namespace) -> int:
     """Train; 0 when a model was saved, 1 (and SageMaker's failure file) when none could be."""
+    return run_training(main, args, LOG, gpu_memory_hint=GPU_MEMORY_HINT)
+
+
+def run_training(
+    main: Callable[[argparse.Namespace], Mapping[str, Any]],
+    args: argparse.Namespace,
+    log: logging.Logger,
+    *,
+    gpu_memory_hint: str,
+) -> int:
+    """Run `main` as a SageMaker job (sagemaker_job.run_job); running out of GPU memory is a
+    failure with `gpu_memory_hint` as its reason, anything unexpected is one too, re-raised."""
     try:
-        return run_job(main, args, LOG)
+        return run_job(main, args, log)
     except torch.cuda.OutOfMemoryError as error:
-        LOG.error("GPU out of memory: %s", error)
-        write_failure(args.failure_file, f"GPU out of memory: {GPU_MEMORY_HINT}")
+        log.error("GPU out of memory: %s", error)
+        write_failure(args.failure_file, f"GPU out of memory: {gpu_memory_hint}")
         return 1
     except Exception as error:
         # Still a failure reason for the console, then the traceback in the log.

@@ -56,8 +56,15 @@ from dreambooth.export import write_summary
 from dreambooth.steps import Losses, Plan, plan_steps, step_generator
 
 # DreamBooth's loop, shared rather than copied, with the dataset reading and seeding.
-from dreambooth.train import Outcome, read_dataset, run_loop, seed_everything
-from sagemaker_job import TrainingError, configure_logging, run_job, write_failure
+from dreambooth.train import (
+    Outcome,
+    read_dataset,
+    run_loop,
+    run_training,
+    seed_everything,
+    summary_fields,
+)
+from sagemaker_job import TrainingError, configure_logging
 from sdxl_lora.arguments import parse_args, resolve_base_model
 from sdxl_lora.checkpoints import restore_checkpoint, save_checkpoint
 from sdxl_lora.components import SdxlComponents, build_pipeline, load_components, tokenize_pair
@@ -375,30 +382,17 @@ def build_summary(
     class_images: Mapping[str, int],
     seconds: float,
 ) -> dict[str, Any]:
-    stopped = outcome.stopped_reason is not None
-    return {
-        "status": "stopped_non_finite" if stopped else "completed",
-        "stopped_non_finite": stopped,
-        "stopped_reason": outcome.stopped_reason,
-        "trainer": "sdxl-lora",
-        "base_model": args.base_model,
-        "base_model_revision": args.base_model_revision,
-        "model_source": base.location,
-        "base_source": dict(base.source),
-        "mixed_precision": mixed_precision,
-        "hyperparameters": {
-            key: value if isinstance(value, int | float | str | None) else str(value)
-            for key, value in vars(args).items()
-            if not key.endswith(("_dir", "_file", "_channel"))
-        },
-        "instance_images": instances,
-        "class_images": dict(class_images),
-        "optimizer_steps": outcome.progress.optimizer_steps,
-        "planned_steps": plan.total_steps,
-        "final_losses": outcome.progress.last_losses,
-        "epochs": outcome.progress.history,
-        "seconds": round(seconds, 1),
-    }
+    return summary_fields(
+        args,
+        outcome,
+        plan,
+        kind={"trainer": "sdxl-lora"},
+        base=base,
+        mixed_precision=mixed_precision,
+        instances=instances,
+        class_images=class_images,
+        seconds=seconds,
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -408,15 +402,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def run_with_args(args: argparse.Namespace) -> int:
     """Train; 0 when an adapter was saved, 1 (and SageMaker's failure file) when none could be."""
-    try:
-        return run_job(main, args, LOG)
-    except torch.cuda.OutOfMemoryError as error:
-        LOG.error("GPU out of memory: %s", error)
-        write_failure(args.failure_file, f"GPU out of memory: {GPU_MEMORY_HINT}")
-        return 1
-    except Exception as error:
-        write_failure(args.failure_file, f"unexpected {type(error).__name__}: {error}")
-        raise
+    return run_training(main, args, LOG, gpu_memory_hint=GPU_MEMORY_HINT)
 
 
 if __name__ == "__main__":
