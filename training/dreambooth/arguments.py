@@ -57,15 +57,6 @@ MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
 RESOLUTION_MULTIPLE = 8
 
 
-def _resolution(value: str) -> int:
-    number = positive_int(value)
-    if number % RESOLUTION_MULTIPLE:
-        raise argparse.ArgumentTypeError(
-            f"must be a multiple of {RESOLUTION_MULTIPLE} (e.g. 512 or 768), got {number}"
-        )
-    return number
-
-
 # How each hyperparameter DreamBooth and the SDXL LoRA share is parsed; the defaults (and the
 # order the arguments are added in) are each script's own, passed to add_hyperparameters.
 HYPERPARAMETERS: dict[str, dict[str, Any]] = {
@@ -130,6 +121,36 @@ def check_warmup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             f"--lr_warmup_steps {args.lr_warmup_steps} has no effect with --lr_scheduler "
             "constant: use constant_with_warmup (or another schedule)"
         )
+
+
+def resolution_type(multiple: int, examples: str) -> Callable[[str], int]:
+    """The `--resolution` parser of a model whose sides must divide by `multiple`."""
+
+    def _resolution(value: str) -> int:
+        number = positive_int(value)
+        if number % multiple:
+            raise argparse.ArgumentTypeError(
+                f"must be a multiple of {multiple} (e.g. {examples}), got {number}"
+            )
+        return number
+
+    return _resolution
+
+
+def base_model_request(args: argparse.Namespace) -> ModelRequest:
+    """The base model's `model` channel or, by hand, `--base_model` at its revision."""
+    return ModelRequest(
+        role="base model",
+        channel_name="model",
+        channel=args.model_channel,
+        model=str(args.base_model),
+        revision=args.base_model_revision,
+        manifest_sha256=args.base_model_manifest_sha256,
+        flag="base_model",
+    )
+
+
+_resolution = resolution_type(RESOLUTION_MULTIPLE, "512 or 768")
 
 
 def parse_args(
@@ -219,15 +240,7 @@ def resolve_base_model(args: argparse.Namespace) -> ModelInput:
     with start_from an earlier run's archive), or by hand `base_model` (a pinned hub id or a
     folder). Raises TrainingError before anything loads."""
     return resolve_model_input(
-        ModelRequest(
-            role="base model",
-            channel_name="model",
-            channel=args.model_channel,
-            model=str(args.base_model),
-            revision=args.base_model_revision,
-            manifest_sha256=args.base_model_manifest_sha256,
-            flag="base_model",
-        ),
+        base_model_request(args),
         start_from=args.start_from,
     )
 

@@ -11,11 +11,15 @@ from pathlib import Path
 
 from common.base_model_channel import (
     ModelInput,
-    ModelRequest,
     add_model_channel_arguments,
     resolve_model_input,
 )
-from dreambooth.arguments import add_hyperparameters, check_warmup
+from dreambooth.arguments import (
+    add_hyperparameters,
+    base_model_request,
+    check_warmup,
+    resolution_type,
+)
 from sagemaker_job import (
     add_output_arguments,
     boolean,
@@ -32,13 +36,7 @@ from sdxl_lora.base_models import SDXL_BASE_MODEL, SDXL_BASE_REVISION
 RESOLUTION_MULTIPLE = 32
 
 
-def _resolution(value: str) -> int:
-    number = positive_int(value)
-    if number % RESOLUTION_MULTIPLE:
-        raise argparse.ArgumentTypeError(
-            f"must be a multiple of {RESOLUTION_MULTIPLE} (e.g. 1024 or 768), got {number}"
-        )
-    return number
+_resolution = resolution_type(RESOLUTION_MULTIPLE, "1024 or 768")
 
 
 def parse_args(
@@ -138,14 +136,4 @@ def parse_args(
 def resolve_base_model(args: argparse.Namespace) -> ModelInput:
     """The verified base: the `model` channel in a job, a pinned hub id or a folder by hand.
     An adapter is trained on a base, never on another adapter, so `start_from` is not taken."""
-    return resolve_model_input(
-        ModelRequest(
-            role="base model",
-            channel_name="model",
-            channel=args.model_channel,
-            model=str(args.base_model),
-            revision=args.base_model_revision,
-            manifest_sha256=args.base_model_manifest_sha256,
-            flag="base_model",
-        )
-    )
+    return resolve_model_input(base_model_request(args))
