@@ -468,6 +468,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         args,
         outcome,
         plan,
+        kind={"mode": args.mode},
         base=base,
         mixed_precision=mixed_precision,
         instances=len(instances),
@@ -505,30 +506,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_summary(
-    args: argparse.Namespace,
-    outcome: Outcome,
-    plan: Plan,
-    *,
-    base: ModelInput,
-    mixed_precision: str,
-    instances: int,
-    class_images: Mapping[str, int],
-    seconds: float,
-) -> dict[str, Any]:
-    return summary_fields(
-        args,
-        outcome,
-        plan,
-        kind={"mode": args.mode},
-        base=base,
-        mixed_precision=mixed_precision,
-        instances=instances,
-        class_images=class_images,
-        seconds=seconds,
-    )
-
-
-def summary_fields(
     args: argparse.Namespace,
     outcome: Outcome,
     plan: Plan,

@@ -58,11 +58,11 @@ from dreambooth.steps import Losses, Plan, plan_steps, step_generator
 # DreamBooth's loop, shared rather than copied, with the dataset reading and seeding.
 from dreambooth.train import (
     Outcome,
+    build_summary,
     read_dataset,
     run_loop,
     run_training,
     seed_everything,
-    summary_fields,
 )
 from sagemaker_job import TrainingError, configure_logging
 from sdxl_lora.arguments import parse_args, resolve_base_model
@@ -320,6 +320,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         args,
         outcome,
         plan,
+        kind={"trainer": "sdxl-lora"},
         base=base,
         mixed_precision=mixed_precision,
         instances=len(instances),
@@ -369,30 +370,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         )
     write_summary(args.output_data_dir, summary)
     return summary
-
-
-def build_summary(
-    args: argparse.Namespace,
-    outcome: Outcome,
-    plan: Plan,
-    *,
-    base: ModelInput,
-    mixed_precision: str,
-    instances: int,
-    class_images: Mapping[str, int],
-    seconds: float,
-) -> dict[str, Any]:
-    return summary_fields(
-        args,
-        outcome,
-        plan,
-        kind={"trainer": "sdxl-lora"},
-        base=base,
-        mixed_precision=mixed_precision,
-        instances=instances,
-        class_images=class_images,
-        seconds=seconds,
-    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:
