@@ -137,6 +137,18 @@ def resolution_type(multiple: int, examples: str) -> Callable[[str], int]:
     return _resolution
 
 
+def add_dataset_and_output_arguments(
+    parser: argparse.ArgumentParser, env: Mapping[str, str]
+) -> None:
+    """`--dataset_dir` (the `training` channel) and the output paths SageMaker sets."""
+    parser.add_argument(
+        "--dataset_dir",
+        type=Path,
+        default=env.get("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training"),
+    )
+    add_output_arguments(parser, env)
+
+
 def base_model_request(args: argparse.Namespace) -> ModelRequest:
     """The base model's `model` channel or, by hand, `--base_model` at its revision."""
     return ModelRequest(
@@ -213,12 +225,7 @@ def parse_args(
     parser.add_argument("--clipseg_model_revision", default=None)
     # The `model` and `clipseg` channels (SageMaker's environment) and their manifest hashes.
     add_model_channel_arguments(parser, env, companion="clipseg")
-    parser.add_argument(
-        "--dataset_dir",
-        type=Path,
-        default=env.get("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training"),
-    )
-    add_output_arguments(parser, env)
+    add_dataset_and_output_arguments(parser, env)
     args = parse_ignoring_sagemaker_keys(parser, argv)
     # A default model comes with its pinned commit; a named one needs its own (checked in main,
     # so the reason reaches SageMaker's failure file).

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from common.base_model_channel import (
     ModelInput,
@@ -15,13 +14,13 @@ from common.base_model_channel import (
     resolve_model_input,
 )
 from dreambooth.arguments import (
+    add_dataset_and_output_arguments,
     add_hyperparameters,
     base_model_request,
     check_warmup,
     resolution_type,
 )
 from sagemaker_job import (
-    add_output_arguments,
     boolean,
     hyperparameter_parser,
     non_negative_float,
@@ -116,12 +115,7 @@ def parse_args(
         help="the 40-hex Hub commit of --base_model; required for a hub id (hub_pins.py)",
     )
     add_model_channel_arguments(parser, env)
-    parser.add_argument(
-        "--dataset_dir",
-        type=Path,
-        default=env.get("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training"),
-    )
-    add_output_arguments(parser, env)
+    add_dataset_and_output_arguments(parser, env)
     args = parse_ignoring_sagemaker_keys(parser, argv)
     if args.base_model is None:
         if args.base_model_revision is not None:
