@@ -340,6 +340,37 @@ def read_dataset(args: argparse.Namespace) -> tuple[list[Path], str, str | None,
     return instances, info.instance_prompt, info.class_prompt, dataset_class_images
 
 
+def training_plan(args: argparse.Namespace, instances: int) -> Plan:
+    """The run's steps: with prior preservation an epoch covers the larger of the instance
+    and class image sets (dreambooth/data.py Examples)."""
+    examples = instances
+    if args.with_prior_preservation:
+        examples = max(instances, args.num_class_images)
+    return plan_steps(
+        examples,
+        args.batch_size,
+        args.gradient_accumulation_steps,
+        args.epochs,
+        args.max_steps,
+    )
+
+
+def class_images_wanted(
+    args: argparse.Namespace, dataset_class_images: Sequence[Path], log: logging.Logger
+) -> tuple[Path, list[Path], list[int]]:
+    """Where generated class images go (beside the checkpoints), the class images to train on
+    and the indices of those still to generate; logged."""
+    generated_dir = args.checkpoint_dir / GENERATED_CLASS_DIR
+    images, missing = class_image_list(dataset_class_images, generated_dir, args.num_class_images)
+    log.info(
+        "prior preservation: %d class images wanted, %d in the dataset, %d to generate",
+        args.num_class_images,
+        min(len(dataset_class_images), args.num_class_images),
+        len(missing),
+    )
+    return generated_dir, images, missing
+
+
 def prepare_class_images(
     args: argparse.Namespace,
     components: Components,
@@ -350,14 +381,7 @@ def prepare_class_images(
     base: ModelInput,
 ) -> tuple[list[Path], int]:
     """The class images to train on, generating the missing ones; and how many were generated."""
-    generated_dir = args.checkpoint_dir / GENERATED_CLASS_DIR
-    images, missing = class_image_list(dataset_class_images, generated_dir, args.num_class_images)
-    LOG.info(
-        "prior preservation: %d class images wanted, %d in the dataset, %d to generate",
-        args.num_class_images,
-        min(len(dataset_class_images), args.num_class_images),
-        len(missing),
-    )
+    generated_dir, images, missing = class_images_wanted(args, dataset_class_images, LOG)
     if missing:
         pipeline = build_pipeline(components, base.location, args.mode, base.revision)
         generate_class_images(
@@ -418,16 +442,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     components = load_components(source, args.mode, revision)
     class_images: list[Path] = []
     generated = 0
-    examples_count = len(instances)
-    if args.with_prior_preservation:
-        examples_count = max(len(instances), args.num_class_images)
-    plan = plan_steps(
-        examples_count,
-        args.batch_size,
-        args.gradient_accumulation_steps,
-        args.epochs,
-        args.max_steps,
-    )
+    plan = training_plan(args, len(instances))
     # Before class-image generation, which runs on the accelerator's device and autocast.
     trainer, models = make_trainer(components, args, plan, mixed_precision)
     if args.with_prior_preservation:

@@ -49,20 +49,22 @@ from PIL import Image
 
 from common.base_model_channel import ModelInput, training_job_source
 from dreambooth.checkpoints import Progress
-from dreambooth.class_images import class_image_list, generate_class_images
+from dreambooth.class_images import generate_class_images
 from dreambooth.components import resolve_mixed_precision
 from dreambooth.data import Examples
 from dreambooth.export import write_summary
-from dreambooth.steps import Losses, Plan, plan_steps, step_generator
+from dreambooth.steps import Losses, Plan, step_generator
 
 # DreamBooth's loop, shared rather than copied, with the dataset reading and seeding.
 from dreambooth.train import (
     Outcome,
     build_summary,
+    class_images_wanted,
     read_dataset,
     run_loop,
     run_training,
     seed_everything,
+    training_plan,
 )
 from sagemaker_job import TrainingError, configure_logging
 from sdxl_lora.arguments import parse_args, resolve_base_model
@@ -98,7 +100,6 @@ __all__ = [
 
 LOG = logging.getLogger("sdxl_lora.train")
 
-GENERATED_CLASS_DIR = "class_images"
 # The sample grid's prompts ({prompt}: the instance prompt), each drawn with seed
 # sample_seed + its index: the same pictures for every product, so runs compare side by side.
 SAMPLE_PROMPTS = (
@@ -159,14 +160,7 @@ def prepare_class_images(
 ) -> tuple[list[Path], int]:
     """The class images to train on, generating the missing ones with the base (before any
     LoRA is attached); and how many were generated."""
-    generated_dir = args.checkpoint_dir / GENERATED_CLASS_DIR
-    images, missing = class_image_list(dataset_class_images, generated_dir, args.num_class_images)
-    LOG.info(
-        "prior preservation: %d class images wanted, %d in the dataset, %d to generate",
-        args.num_class_images,
-        min(len(dataset_class_images), args.num_class_images),
-        len(missing),
-    )
+    generated_dir, images, missing = class_images_wanted(args, dataset_class_images, LOG)
     if missing:
         pipeline = build_pipeline(components, base.location, base.revision)
         # The pipeline call generate_class_images makes is the same for SDXL; the autocast
@@ -257,16 +251,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         mixed_precision,
     )
     components = load_components(base.location, base.revision)
-    examples_count = len(instances)
-    if args.with_prior_preservation:
-        examples_count = max(len(instances), args.num_class_images)
-    plan = plan_steps(
-        examples_count,
-        args.batch_size,
-        args.gradient_accumulation_steps,
-        args.epochs,
-        args.max_steps,
-    )
+    plan = training_plan(args, len(instances))
     trainer, models = make_trainer(components, args, plan, mixed_precision)
     class_images: list[Path] = []
     generated = 0
