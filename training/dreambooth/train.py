@@ -404,10 +404,11 @@ def seed_everything(seed: int) -> None:
 
 
 @contextlib.contextmanager
-def _timed(label: str) -> Iterator[None]:
+def timed(log: logging.Logger, label: str) -> Iterator[None]:
+    """Log how long the block took (not when it raised)."""
     started = time.monotonic()
     yield
-    LOG.info("%s took %.1f s", label, time.monotonic() - started)
+    log.info("%s took %.1f s", label, time.monotonic() - started)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,7 +449,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.with_prior_preservation:
         if class_prompt is None:  # read_dataset_info demands it; this keeps the types honest
             raise TrainingError("prior preservation needs class_prompt in dataset_info.json")
-        with _timed("class image generation"):
+        with timed(LOG, "class image generation"):
             class_images, generated = prepare_class_images(
                 args,
                 components,
@@ -475,7 +476,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         plan.steps_per_epoch,
         plan.total_steps,
     )
-    with _timed("training"):
+    with timed(LOG, "training"):
         outcome = train(trainer, models, examples, batch_args, plan, args)
     if outcome.stopped_reason and outcome.progress.optimizer_steps == 0:
         raise TrainingError(f"{outcome.stopped_reason}; nothing was learned, no model saved")
@@ -502,7 +503,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     components.text_encoder.float()
     pipeline = build_pipeline(components, source, args.mode, revision)
     try:
-        with _timed("export"):
+        with timed(LOG, "export"):
             export_archive(
                 args.model_dir,
                 pipeline,

@@ -40,7 +40,7 @@ import argparse
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -64,6 +64,7 @@ from dreambooth.train import (
     run_loop,
     run_training,
     seed_everything,
+    timed,
     training_plan,
 )
 from sagemaker_job import TrainingError, configure_logging
@@ -217,13 +218,6 @@ def trigger_words(instance_prompt: str, class_prompt: str | None) -> list[str]:
     return [word for word in instance_prompt.split() if word.lower() not in known]
 
 
-@contextlib.contextmanager
-def _timed(label: str) -> Iterator[None]:
-    started = time.monotonic()
-    yield
-    LOG.info("%s took %.1f s", label, time.monotonic() - started)
-
-
 # --------------------------------------------------------------------------------------------
 # Entry points
 
@@ -259,7 +253,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if class_prompt is None:  # read_dataset_info demands it; this keeps the types honest
             raise TrainingError("prior preservation needs class_prompt in dataset_info.json")
         # With the LoRA still the identity (B = 0), this is the base model drawing the class.
-        with _timed("class image generation"):
+        with timed(LOG, "class image generation"):
             class_images, generated = prepare_class_images(
                 args,
                 components,
@@ -285,7 +279,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         plan.steps_per_epoch,
         plan.total_steps,
     )
-    with _timed("training"):
+    with timed(LOG, "training"):
         outcome = train(trainer, models, examples, batch_args, plan, args)
     if outcome.stopped_reason and outcome.progress.optimizer_steps == 0:
         raise TrainingError(f"{outcome.stopped_reason}; nothing was learned, no adapter saved")
@@ -293,7 +287,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         module.eval()
     prompts = sample_prompts(instance_prompt)
     seeds = [args.sample_seed + index for index in range(len(prompts))]
-    with _timed("sample grid"):
+    with timed(LOG, "sample grid"):
         grid = sample_grid(
             build_pipeline(components, base.location, base.revision),
             prompts,
@@ -343,7 +337,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             trainer.accelerator.unwrap_model(trainer.text_encoder),
             trainer.accelerator.unwrap_model(trainer.text_encoder_2),
         )
-    with _timed("export"):
+    with timed(LOG, "export"):
         export_adapter(
             args.model_dir,
             unet=unet,
