@@ -52,6 +52,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.config.training_jobs import TrainingJobConfig
 from infra.constructs.buckets import list_prefix_statement, read_prefix_statements
 from infra.constructs.hf_images import ContainerImage, huggingface_image
 from infra.constructs.ml_instances import has_instance_storage
@@ -309,6 +310,21 @@ class TrainingWorkflowSpec:
     companion_models: tuple[CompanionModel, ...] = ()
     # Whether train.py can start from an earlier run's archive (`startFrom`).
     start_from_supported: bool = True
+
+
+def job_settings(training: TrainingJobConfig) -> dict[str, Any]:
+    """The spec fields every model's `training` section sets the same way: its base model and
+    the job's instance count, volume, time limits, spot and image."""
+    return {
+        "base_model": training.base_model,
+        "base_model_revision": training.base_model_revision,
+        "instance_count": training.instance_count,
+        "volume_size_gb": training.volume_size_gb,
+        "max_runtime_hours": training.max_runtime_hours,
+        "use_spot": training.use_spot,
+        "max_wait_hours": training.max_wait_hours,
+        "image_uri": training.image_uri,
+    }
 
 
 class TrainingWorkflow:

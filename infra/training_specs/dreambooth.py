@@ -26,6 +26,7 @@ from infra.constructs.training_workflow import (
     InstanceChoice,
     TrainingWorkflowSpec,
     job_name_prefix,
+    job_settings,
 )
 from infra.models import DREAMBOOTH, STYLING, Model
 from infra.training_specs.metrics import definitions
@@ -141,8 +142,6 @@ def _spec(
         hyperparameter_types=SCALAR_OR_BOOLEAN_TYPES,
         boolean_hyperparameters=DREAMBOOTH_BOOLEAN_HYPERPARAMETERS,
         fixed_hyperparameters=fixed,
-        base_model=training.base_model,
-        base_model_revision=training.base_model_revision,
         base_model_example=training.base_model,
         metric_definitions=dreambooth_metric_definitions(),
         model_data_parameter=model.model_data_parameter(config),
@@ -151,12 +150,7 @@ def _spec(
             alternative=training.prior_preservation_instance_type,
             condition=PRIOR_PRESERVATION_REQUESTED,
         ),
-        instance_count=training.instance_count,
-        volume_size_gb=training.volume_size_gb,
-        max_runtime_hours=training.max_runtime_hours,
-        use_spot=training.use_spot,
-        max_wait_hours=training.max_wait_hours,
-        image_uri=training.image_uri,
+        **job_settings(training),
         image_config_key=f"{config_key}.image_uri",
         companion_models=companions,
     )

@@ -17,6 +17,7 @@ from infra.constructs.training_workflow import (
     InstanceChoice,
     TrainingWorkflowSpec,
     job_name_prefix,
+    job_settings,
 )
 from infra.models import LORA
 from infra.training_specs.dreambooth import (
@@ -52,20 +53,13 @@ def workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
         hyperparameter_types=SCALAR_OR_BOOLEAN_TYPES,
         # The same booleans as DreamBooth's (the LoRA adds none).
         boolean_hyperparameters=DREAMBOOTH_BOOLEAN_HYPERPARAMETERS,
-        base_model=training.base_model,
-        base_model_revision=training.base_model_revision,
         base_model_example=training.base_model,
         # train.py logs DreamBooth's metric lines (step, instance, prior and epoch losses, lr).
         metric_definitions=dreambooth_metric_definitions(),
         model_data_parameter=LORA.model_data_parameter(config),
         # A LoRA with prior preservation still fits the 24 GB GPU: one instance type.
         instance=InstanceChoice(default=training.instance_type),
-        instance_count=training.instance_count,
-        volume_size_gb=training.volume_size_gb,
-        max_runtime_hours=training.max_runtime_hours,
-        use_spot=training.use_spot,
-        max_wait_hours=training.max_wait_hours,
-        image_uri=training.image_uri,
+        **job_settings(training),
         image_config_key="lora.training.image_uri",
         # sdxl_lora/train.py trains every adapter from the base model.
         start_from_supported=False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from infra.config import VQA_HYPERPARAMETER_NAMES, ConfigError, StageConfig
-from infra.constructs.training_workflow import InstanceChoice, TrainingWorkflowSpec
+from infra.constructs.training_workflow import InstanceChoice, TrainingWorkflowSpec, job_settings
 from infra.models import VQA
 from infra.training_specs.metrics import MAX_METRIC_DEFINITIONS, definitions
 
@@ -61,17 +61,10 @@ def workflow_spec(config: StageConfig) -> TrainingWorkflowSpec:
         checkpoints_prefix=VQA_CHECKPOINTS_PREFIX,
         hyperparameter_names=VQA_HYPERPARAMETER_NAMES,
         hyperparameter_defaults=training.hyperparameters.as_strings(),
-        base_model=training.base_model,
-        base_model_revision=training.base_model_revision,
         base_model_example="Salesforce/blip2-flan-t5-xl",
         metric_definitions=metric_definitions(config.descriptions.questions),
         model_data_parameter=VQA.model_data_parameter(config),
         instance=InstanceChoice(default=training.instance_type),
-        instance_count=training.instance_count,
-        volume_size_gb=training.volume_size_gb,
-        max_runtime_hours=training.max_runtime_hours,
-        use_spot=training.use_spot,
-        max_wait_hours=training.max_wait_hours,
-        image_uri=training.image_uri,
+        **job_settings(training),
         image_config_key="vqa.training.image_uri",
     )
