@@ -12,17 +12,17 @@ report takes the online path. Returns the job's input and output URIs for the wo
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalog.handlers.bedrock_input import RotatedFiles
 from catalog.handlers.environment import CatalogEnvironment
+from catalog.handlers.job_input import GroupInput, JobRecord, transform_batch_ids
 from catalog.logic import layout
 from catalog.logic.attribute_batch import AttributeInput, attribute_inputs
-from catalog.logic.bedrock_records import FileRotation
 from shared.adapters.aws import client
 from shared.adapters.run_files import RunFiles
 from shared.adapters.s3_lines import JsonLinesWriter
@@ -57,21 +57,20 @@ class AttributeInputStep:
         group = str(event["group"]["group"])
         languages = [str(code) for code in event["languages"]]
         limits = self.settings.bedrock
-        rotation = FileRotation(limits)
-        output = RotatedFiles(
-            self.files, functools.partial(layout.attribute_input_key, run_id, group)
+        job_input = GroupInput(
+            self.files,
+            limits=limits,
+            input_key=functools.partial(layout.attribute_input_key, run_id, group),
+            input_prefix=layout.attribute_input_prefix(run_id, group),
+            failures_key=layout.failures_key(run_id, STEP, group),
+            ledger=lambda: JsonLinesWriter(
+                self.files.bucket, layout.attribute_ledger_key(run_id, group), s3=self.files.s3
+            ),
         )
-        held: list[LedgerRecord] = []
-        failures = JsonLinesWriter(
-            self.files.bucket, layout.failures_key(run_id, STEP, group), s3=self.files.s3
-        )
-        ledger = JsonLinesWriter(
-            self.files.bucket, layout.attribute_ledger_key(run_id, group), s3=self.files.s3
-        )
-        # A retried invocation must not leave an earlier attempt's extra files for the job.
-        self.files.delete_prefix(layout.attribute_input_prefix(run_id, group))
-        try:
-            for batch_id in self._batch_ids(run_id, group):
+        rotation = job_input.rotation
+
+        def items() -> Iterator[JobRecord | FailureRecord]:
+            for batch_id in transform_batch_ids(self.files, run_id, group):
                 for item in attribute_inputs(
                     self.files.lines(layout.transform_input_key(run_id, batch_id)),
                     settings=self.descriptions,
@@ -81,83 +80,40 @@ class AttributeInputStep:
                     part=f"{batch_id}.jsonl",
                     first_sequence=rotation.records,
                 ):
-                    if isinstance(item, FailureRecord):
-                        failures.write_raw(item.model_dump_json())
-                        continue
-                    self._add(item, rotation, output, ledger, held)
-            records = rotation.records
-            if records < limits.min_records_per_job:
-                output.discard()
-                ledger.discard()
-                # Nor an earlier attempt's ledger: the next step must find no products to read.
-                self.files.delete_keys([layout.attribute_ledger_key(run_id, group)])
-                for record in held:
-                    failures.write_raw(_below_minimum(record, records, limits.min_records_per_job))
-                records = 0
-            else:
-                output.upload_all()
-                ledger.close()
-        except BaseException:
-            output.discard()
-            ledger.discard()
-            failures.discard()
-            # Files already uploaded (rotated out) must not be mistaken for a complete input.
-            self.files.delete_prefix(layout.attribute_input_prefix(run_id, group))
-            raise
-        failed = failures.lines
-        if failed:
-            failures.close()
-        else:
-            failures.discard()
+                    yield item if isinstance(item, FailureRecord) else _job_record(item)
+
+        written = job_input.write(
+            items(),
+            below_minimum=functools.partial(_below_minimum, minimum=limits.min_records_per_job),
+            # The next step must find no products to read.
+            ledger_below_minimum="deleted",
+        )
         logger.info(
             "attribute input written",
             run_id=run_id,
             group=group,
-            records=records,
-            files=rotation.files if records else 0,
-            bytes=rotation.bytes if records else 0,
-            failed=failed,
+            records=written.records,
+            files=written.files,
+            bytes=written.bytes,
+            failed=written.failed,
             model=source.model_id,
             structured_output=mode,
         )
         bucket = self.files.bucket
         return {
             "group": group,
-            "records": records,
-            "failed": failed,
+            "records": written.records,
+            "failed": written.failed,
             "inputUri": layout.s3_uri(bucket, layout.attribute_input_prefix(run_id, group)),
             "outputUri": layout.s3_uri(bucket, layout.attribute_output_prefix(run_id, group)),
         }
 
-    def _add(
-        self,
-        item: AttributeInput,
-        rotation: FileRotation,
-        output: RotatedFiles,
-        ledger: JsonLinesWriter,
-        held: list[LedgerRecord],
-    ) -> None:
-        index = rotation.place(item.record.size)
-        output.writer(index).write_raw(item.record.line)
-        ledger.write_raw(item.ledger_line)
-        # Kept only until the job minimum is reached: these become failures if it never is.
-        if rotation.records < self.settings.bedrock.min_records_per_job:
-            held.append(LedgerRecord.model_validate_json(item.ledger_line))
-        else:
-            held.clear()
-            # The job will run: each completed file (up to 1 GB of images) is uploaded now,
-            # so local disk holds one file at a time.
-            output.upload_finished()
 
-    def _batch_ids(self, run_id: str, group: str) -> list[str]:
-        """The group's parts from its manifest: `[{"prefix": ...}, "<id>.jsonl", ...]`."""
-        manifest = self.files.get_json(layout.transform_manifest_key(run_id, group))
-        if not isinstance(manifest, list) or not manifest:
-            raise ValueError(f"group {group} of run {run_id} has no transform manifest")
-        return [str(name).removesuffix(".jsonl") for name in manifest[1:]]
+def _job_record(item: AttributeInput) -> JobRecord:
+    return JobRecord(line=item.record.line, size=item.record.size, ledger_line=item.ledger_line)
 
 
-def _below_minimum(record: LedgerRecord, records: int, minimum: int) -> str:
+def _below_minimum(record: LedgerRecord, records: int, *, minimum: int) -> str:
     return FailureRecord(
         product_id=record.product_id,
         image_key=record.image_key,

@@ -12,7 +12,7 @@ Everything streams: input lines go to spool files on local disk, uploaded when c
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain
@@ -21,6 +21,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalog.handlers.environment import CatalogEnvironment
+from catalog.handlers.job_input import GroupInput, JobRecord, transform_batch_ids
 from catalog.logic import layout
 from catalog.logic.attribute_batch import attributes_from_outputs
 from catalog.logic.bedrock_records import (
@@ -52,37 +53,6 @@ OUTPUT_SUFFIX = ".jsonl.out"
 
 
 @dataclass
-class RotatedFiles:
-    """A Bedrock job's input files while records stream in; `key_of(n)` names file n."""
-
-    files: RunFiles
-    key_of: Callable[[int], str]
-    writers: list[JsonLinesWriter] = field(default_factory=list)
-    uploaded: int = 0
-
-    def writer(self, index: int) -> JsonLinesWriter:
-        while len(self.writers) <= index:
-            key = self.key_of(len(self.writers))
-            self.writers.append(JsonLinesWriter(self.files.bucket, key, s3=self.files.s3))
-        return self.writers[index]
-
-    def upload_finished(self) -> None:
-        """Upload every file before the one being written (they are complete)."""
-        while self.uploaded < len(self.writers) - 1:
-            self.writers[self.uploaded].close()
-            self.uploaded += 1
-
-    def upload_all(self) -> None:
-        for writer in self.writers[self.uploaded :]:
-            writer.close()
-        self.uploaded = len(self.writers)
-
-    def discard(self) -> None:
-        for writer in self.writers[self.uploaded :]:
-            writer.discard()
-
-
-@dataclass
 class BedrockInputStep:
     settings: CatalogSettings
     descriptions: PipelineSettings
@@ -107,73 +77,40 @@ class BedrockInputStep:
         )
         counts = ResultCounts()
         limits = self.settings.bedrock
-        rotation = FileRotation(limits)
-        output = RotatedFiles(
-            self.files, functools.partial(layout.bedrock_input_key, run_id, group)
+        job_input = GroupInput(
+            self.files,
+            limits=limits,
+            input_key=functools.partial(layout.bedrock_input_key, run_id, group),
+            input_prefix=layout.bedrock_input_prefix(run_id, group),
+            failures_key=layout.failures_key(run_id, STEP, group),
+            ledger=lambda: JsonLinesWriter(
+                self.files.bucket,
+                layout.ledger_key(run_id, group),
+                s3=self.files.s3,
+                metadata=metadata,
+            ),
         )
+        rotation = job_input.rotation
         stats = TransformStats()
-        # Kept only until the job minimum is reached: these become failures if it never is.
-        held: list[LedgerRecord] = []
-        failures = JsonLinesWriter(
-            self.files.bucket, layout.failures_key(run_id, STEP, group), s3=self.files.s3
+        items = (
+            self._from_attributes_job(run_id, group, languages, rotation, event, vision, counts)
+            if vision
+            else self._from_transform(run_id, group, languages, rotation, job, stats)
         )
-        ledger = JsonLinesWriter(
-            self.files.bucket,
-            layout.ledger_key(run_id, group),
-            s3=self.files.s3,
-            metadata=metadata,
+        written = job_input.write(
+            (item if isinstance(item, FailureRecord) else _job_record(item) for item in items),
+            below_minimum=functools.partial(_below_minimum, minimum=limits.min_records_per_job),
+            # The results step reads the group's ledger: an empty one, nothing to describe.
+            ledger_below_minimum="empty",
         )
-        # A retried invocation must not leave an earlier attempt's extra files for the job.
-        self.files.delete_prefix(layout.bedrock_input_prefix(run_id, group))
-        try:
-            items = (
-                self._from_attributes_job(
-                    run_id, group, languages, rotation, _job(event), vision, counts
-                )
-                if vision
-                else self._from_transform(run_id, group, languages, rotation, job, stats)
-            )
-            for item in items:
-                if isinstance(item, FailureRecord):
-                    failures.write_raw(item.model_dump_json())
-                    continue
-                self._add(item, rotation, output, ledger, held)
-            records = rotation.records
-            if records < limits.min_records_per_job:
-                output.discard()
-                ledger.discard()
-                ledger = JsonLinesWriter(
-                    self.files.bucket,
-                    layout.ledger_key(run_id, group),
-                    s3=self.files.s3,
-                    metadata=metadata,
-                )
-                for record in held:
-                    failures.write_raw(_below_minimum(record, records, limits.min_records_per_job))
-                records = 0
-            else:
-                output.upload_all()
-            ledger.close()
-        except BaseException:
-            output.discard()
-            ledger.discard()
-            failures.discard()
-            # Files already uploaded (rotated out) must not be mistaken for a complete input.
-            self.files.delete_prefix(layout.bedrock_input_prefix(run_id, group))
-            raise
-        failed = failures.lines
-        if failed:
-            failures.close()
-        else:
-            failures.discard()
         logger.info(
             "bedrock input written",
             run_id=run_id,
             group=group,
-            records=records,
-            files=rotation.files if records else 0,
-            bytes=rotation.bytes if records else 0,
-            failed=failed,
+            records=written.records,
+            files=written.files,
+            bytes=written.bytes,
+            failed=written.failed,
             extra_output_lines=stats.extra_output_lines,
             transform_job=None if vision else job.name,
             transform_failed=None if vision else job.error is not None,
@@ -186,7 +123,7 @@ class BedrockInputStep:
                 "Batch Transform output has more lines than the transform index",
                 extra_output_lines=stats.extra_output_lines,
             )
-        return {"group": group, "records": records, "failed": failed}
+        return {"group": group, "records": written.records, "failed": written.failed}
 
     def _vision_model(self) -> str | None:
         """The vision model's id when the stage reads attributes with it, else None."""
@@ -207,7 +144,7 @@ class BedrockInputStep:
         stats: TransformStats,
     ) -> Iterator[BedrockRecord | FailureRecord]:
         """Each part's transform index zipped with Batch Transform's output (endpoint source)."""
-        for batch_id in self._batch_ids(run_id, group):
+        for batch_id in transform_batch_ids(self.files, run_id, group):
             index_lines = self.files.lines(layout.transform_index_key(run_id, batch_id))
             output_lines = self.files.lines_if_exists(
                 layout.transform_output_key(run_id, group, batch_id)
@@ -229,12 +166,15 @@ class BedrockInputStep:
         group: str,
         languages: list[str],
         rotation: FileRotation,
-        job: BedrockJob,
+        event: Mapping[str, Any],
         model_id: str,
         counts: ResultCounts,
     ) -> Iterator[BedrockRecord | FailureRecord]:
         """The attributes job's answers matched to the attribute ledger (vision source). The
         record id of each description record is taken when it is placed, so ids count up."""
+        # Read as the records are written: a malformed event fails inside the writing, which
+        # then removes whatever an earlier attempt left.
+        job = _job(event)
         lines = self.files.lines_if_exists(layout.attribute_ledger_key(run_id, group))
         if lines is None:
             # The attribute step sent no job (too few products) and reported every product.
@@ -272,29 +212,11 @@ class BedrockInputStep:
                 examples=counts.samples,
             )
 
-    def _add(
-        self,
-        item: BedrockRecord,
-        rotation: FileRotation,
-        output: RotatedFiles,
-        ledger: JsonLinesWriter,
-        held: list[LedgerRecord],
-    ) -> None:
-        index = rotation.place(len(item.input_line) + 1)
-        output.writer(index).write_raw(item.input_line)
-        ledger.write_raw(item.ledger_line)
-        if rotation.records < self.settings.bedrock.min_records_per_job:
-            held.append(LedgerRecord.model_validate_json(item.ledger_line))
-        else:
-            held.clear()
-            output.upload_finished()
 
-    def _batch_ids(self, run_id: str, group: str) -> list[str]:
-        """The group's parts from its SageMaker manifest: `[{"prefix": ...}, "<id>.jsonl", ...]`."""
-        manifest = self.files.get_json(layout.transform_manifest_key(run_id, group))
-        if not isinstance(manifest, list) or not manifest:
-            raise ValueError(f"group {group} of run {run_id} has no transform manifest")
-        return [str(name).removesuffix(".jsonl") for name in manifest[1:]]
+def _job_record(item: BedrockRecord) -> JobRecord:
+    return JobRecord(
+        line=item.input_line, size=len(item.input_line) + 1, ledger_line=item.ledger_line
+    )
 
 
 def _job(event: Mapping[str, Any]) -> BedrockJob:
@@ -303,7 +225,7 @@ def _job(event: Mapping[str, Any]) -> BedrockJob:
     return BedrockJob(arn=raw.get("arn"), status=raw.get("status"), message=raw.get("message"))
 
 
-def _below_minimum(record: LedgerRecord, records: int, minimum: int) -> str:
+def _below_minimum(record: LedgerRecord, records: int, *, minimum: int) -> str:
     return FailureRecord(
         product_id=record.product_id,
         image_key=record.image_key,
